@@ -1,0 +1,2 @@
+"""ketch: Kubernetes in Python."""
+__version__ = "0.1.0"
