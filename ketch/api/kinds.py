@@ -167,6 +167,12 @@ for kind, plural, namespaced in (("Role", "roles", True), ("ClusterRole", "clust
                                  ("ClusterRoleBinding", "clusterrolebindings", False)):
     _add("rbac.authorization.k8s.io", "v1", kind, plural, namespaced=namespaced)
 
+# Reviews: answered from the request alone, never stored (`kubectl auth can-i`, `kubectl auth whoami`).
+REVIEW_KINDS = {"SelfSubjectAccessReview", "SelfSubjectReview"}
+_add("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False,
+     verbs=("create",))
+_add("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, verbs=("create",))
+
 # The book's legacy versions, stored in today's versions.
 _LEGACY_APPS = {
     ("extensions", "v1beta1"): ("Deployment", "ReplicaSet", "DaemonSet"),
@@ -176,15 +182,16 @@ _LEGACY_APPS = {
 for (group, version), kinds in _LEGACY_APPS.items():
     for kind, plural, short, sub in APPS_KINDS:
         if kind in kinds:
-            _add(group, version, kind, plural, short_names=short, subresources=sub,
+            # Short names stay with today's group: kubectl warns when one names two groups.
+            _add(group, version, kind, plural, short_names=short if group == "apps" else (), subresources=sub,
                  stored_as=("apps", "v1"), definition=f"io.k8s.api.{group}.{version}.{kind}",
                  categories=ALL if kind != "ControllerRevision" else ())
-_add("extensions", "v1beta1", "Ingress", "ingresses", short_names=("ing",), subresources=("status",),
+_add("extensions", "v1beta1", "Ingress", "ingresses", subresources=("status",),
      stored_as=("networking.k8s.io", "v1"), registry_name="ingress",
      definition="io.k8s.api.extensions.v1beta1.Ingress")
 for group in ("extensions", "policy"):
     _add(group, "v1beta1", "PodSecurityPolicy", "podsecuritypolicies", namespaced=False,
-         short_names=("psp",), stored_as=("policy", "v1beta1"), registry_name="podsecuritypolicy",
+         short_names=("psp",) if group == "policy" else (), stored_as=("policy", "v1beta1"), registry_name="podsecuritypolicy",
          definition=f"io.k8s.api.{group}.v1beta1.PodSecurityPolicy")
 for version in ("v1beta1", "v2alpha1"):
     _add("batch", version, "CronJob", "cronjobs", short_names=("cj",), categories=ALL,
@@ -195,11 +202,17 @@ _add("storage.k8s.io", "v1beta1", "StorageClass", "storageclasses", namespaced=F
 
 RESOURCES: tuple[Resource, ...] = tuple(_resources)
 
+# Kinds (by storage group) whose delete answers with the deleted object rather than a Status: the
+# registries upstream marks ReturnDeletedObject.
+RETURNS_DELETED_OBJECT = {("", "Pod"), ("", "PodTemplate"), ("", "Service"), ("", "ServiceAccount"),
+                          ("", "PersistentVolume"), ("", "PersistentVolumeClaim"), ("", "ResourceQuota"),
+                          ("storage.k8s.io", "StorageClass"), ("policy", "PodSecurityPolicy")}
+
 # Discovery order matters: kubectl resolves `deployments` to the first group that serves it, so
 # today's groups come before the legacy ones, and each group lists its preferred version first.
-GROUP_ORDER = ("", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io", "policy",
-               "rbac.authorization.k8s.io", "storage.k8s.io", "coordination.k8s.io",
-               "discovery.k8s.io", "extensions")
+GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling",
+               "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
+               "coordination.k8s.io", "discovery.k8s.io", "extensions")
 PREFERRED_VERSION = {"": "v1", "apps": "v1", "autoscaling": "v2", "batch": "v1", "policy": "v1",
                      "storage.k8s.io": "v1", "extensions": "v1beta1"}
 

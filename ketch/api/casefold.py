@@ -1,0 +1,38 @@
+"""The book-era decoder's case-insensitive field names, kept so the book's manifests work verbatim.
+
+Kubernetes decoded JSON with Go's encoding/json semantics until 1.23, which match a key to a field
+regardless of case, so the book bundle's `clusterip: None` made a headless Service. Today's
+apiserver is case-sensitive and strict decoding rejects such a key. ketch renames a key that
+matches exactly one schema field case-insensitively — and only when the correctly spelled field is
+absent — before decoding, so these manifests mean what the book says. Correctly spelled input is
+untouched. (Recorded in docs/design.md.)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import schema
+
+
+def fold_field_case(obj: Any, node: schema.Node) -> None:
+    if isinstance(obj, dict):
+        if node.properties:
+            lowered: dict[str, list[str]] = {}
+            for name in node.properties:
+                lowered.setdefault(name.lower(), []).append(name)
+            for key in list(obj):
+                if key in node.properties:
+                    continue
+                matches = lowered.get(key.lower(), [])
+                if len(matches) == 1 and matches[0] not in obj:
+                    obj[matches[0]] = obj.pop(key)
+            for key, value in obj.items():
+                sub = node.field(key)
+                if sub is not None:
+                    fold_field_case(value, sub)
+        elif node.values is not None:
+            for value in obj.values():
+                fold_field_case(value, node.values)
+    elif isinstance(obj, list) and node.items is not None:
+        for value in obj:
+            fold_field_case(value, node.items)

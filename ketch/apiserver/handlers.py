@@ -1,0 +1,670 @@
+"""REST handlers: one per verb, shared by every kind.
+
+A request's object travels: body (request version) → decode checks → legacy defaults → storage
+version → defaults → registry (strategy, validation, store) → back to the request version → the
+representation the client accepted (object, Table, PartialObjectMetadata; JSON or YAML).
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import random
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..api import apply as ssa
+from ..api import casefold, convert, decode, defaults, errors, fields, kinds, labels, legacy, names, patch, tables
+from . import codec, strategy
+from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, now_rfc3339
+from .request import RequestInfo
+
+MIN_REQUEST_TIMEOUT = 1800
+BOOKMARK_INTERVAL = 60.0
+
+
+class Context:
+    """One request: what it addresses and how it wants the answer."""
+
+    def __init__(self, request: web.Request, info: RequestInfo, registry: Registry):
+        self.request = request
+        self.info = info
+        self.res = info.resource
+        self.registry = registry
+        self.query = request.query
+        self.accept = codec.negotiate(request.headers.get("Accept"))
+        self.warnings: list[str] = []
+
+    @property
+    def dry_run(self) -> bool:
+        values = self.query.getall("dryRun", [])
+        bad = [v for v in values if v != "All"]
+        if bad:
+            raise errors.invalid("meta.k8s.io", "CreateOptions", "",
+                                 [names.not_supported("dryRun", bad, ["All"])])
+        return bool(values)
+
+    @property
+    def field_validation(self) -> str:
+        v = self.query.get("fieldValidation", "")
+        if v not in ("", "Ignore", "Warn", "Strict"):
+            raise errors.bad_request(f"fieldValidation must be one of Ignore, Warn, Strict; got {v}")
+        return v or "Warn"
+
+    def field_manager(self, default_op: str) -> str:
+        manager = self.query.get("fieldManager")
+        if manager is not None:
+            if len(manager) > 128:
+                raise errors.bad_request("fieldManager must be at most 128 characters")
+            return manager
+        agent = self.request.headers.get("User-Agent", "unknown")
+        # Upstream: the User-Agent's first token, up to the first '/'.
+        return agent.split("/", 1)[0][:128] or "unknown"
+
+    def reset_fields(self, subresource: str) -> tuple[tuple[str, ...], ...]:
+        """Fields a write through this endpoint does not own: status from the main resource, the
+        rest from the status subresource (as upstream's strategies reset them)."""
+        if not self.res.has_status:
+            return ()
+        return (("spec",), ("metadata", "labels"), ("metadata", "annotations")) if subresource == "status" \
+            else (("status",),)
+
+    def respond(self, obj: Any, status: int = 200) -> web.Response:
+        body, content_type = codec.dumps(obj, self.accept)
+        headers = {}
+        if self.warnings:
+            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in self.warnings)
+        return web.Response(body=body, status=status, content_type=content_type, headers=headers)
+
+    # ---- representations --------------------------------------------------------------------
+
+    def external(self, obj: dict) -> dict:
+        """A stored object in the request's version."""
+        return convert.convert(obj, self.res.api_version)
+
+    def render_object(self, obj: dict) -> Any:
+        if self.accept.table:
+            return tables.table(self.res.storage_group, self.res.kind, [obj], now=_now(),
+                                include_object=self.query.get("includeObject", "Metadata"),
+                                list_metadata={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                                api_version_of_objects=self.res.api_version,
+                                convert=self.external)
+        if self.accept.partial_metadata:
+            return _partial(obj)
+        return self.external(obj)
+
+    def render_list(self, items: list[dict], meta: dict) -> Any:
+        if self.accept.table:
+            return tables.table(self.res.storage_group, self.res.kind, items, now=_now(),
+                                include_object=self.query.get("includeObject", "Metadata"),
+                                list_metadata=meta, api_version_of_objects=self.res.api_version,
+                                convert=self.external)
+        if self.accept.partial_metadata:
+            return {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                    "items": [_partial(o) for o in items]}
+        return {"kind": self.res.list_kind, "apiVersion": self.res.api_version, "metadata": meta,
+                "items": [self.external(o) for o in items]}
+
+    # ---- incoming objects -------------------------------------------------------------------
+
+    def check_body(self, obj: Any, raw: bytes | None = None, content_type: str = "") -> dict:
+        """Decode checks on a body in the request's version; returns it pruned and canonical."""
+        if obj is None:
+            raise errors.bad_request("the body of the request was empty")
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"Object 'Kind' is missing in '{_short(obj)}'")
+        res = self.res
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind is not None and kind != res.kind:
+            raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({res.kind})")
+        if api_version is not None and api_version != res.api_version:
+            raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected "
+                                     f"API version ({res.api_version})")
+        obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+        if not isinstance(obj.get("metadata", {}), dict):
+            raise errors.bad_request(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: "
+                                     f"json: cannot unmarshal {_json_type(obj['metadata'])} into Go struct field "
+                                     f"{res.kind}.metadata of type v1.ObjectMeta")
+        obj.setdefault("metadata", {})
+        mode = self.field_validation
+        casefold.fold_field_case(obj, res.schema)
+        found = decode.check_structure(obj, res.schema, strict=mode == "Strict")
+        if found.type_errors:
+            raise errors.bad_request(decode.handled_as_message(res.kind, res.version, res.kind,
+                                                               found.type_errors[0]))
+        if mode == "Strict":
+            problems = decode.unknown_field_messages(found.unknown_fields)
+            if raw is not None:
+                problems = decode.find_duplicate_fields(raw, content_type, res.schema) + problems
+            if problems:
+                raise errors.bad_request(decode.strict_error_message(problems))
+        pruned = decode.prune_unknown(obj, res.schema)
+        if mode == "Warn":
+            self.warnings.extend(decode.unknown_field_messages(pruned))
+            if raw is not None:
+                self.warnings.extend(decode.find_duplicate_fields(raw, content_type, res.schema))
+        decode.canonicalize_quantities(obj, res.schema)
+        return obj
+
+    def to_storage(self, obj: dict) -> dict:
+        res = self.res
+        if res.storage_gv != res.api_version:
+            legacy.apply_legacy_defaults(res.group, res.version, res.kind, obj)
+            obj = convert.convert(obj, res.storage_gv)
+        defaults.apply_defaults(obj, kinds.storage_resource(res).schema)
+        return obj
+
+    def admit(self, new: dict, old_ext: dict | None, manager: str) -> dict:
+        """Default `new` (request version) into the storage version, then record what `manager`
+        changed in managedFields — on the defaulted object, as upstream's field manager sees it."""
+        stored = self.to_storage(new)
+        ext = self.external(stored)
+        sub = self.info.subresource
+        ssa.update_managed_fields(old_ext, ext, self.res.schema, manager, "Update", api_version=self.res.api_version,
+                                  now=now_rfc3339(), subresource=sub, reset_fields=self.reset_fields(sub))
+        if ext is not stored:
+            managed = ext["metadata"].get("managedFields")
+            if managed is None:
+                stored["metadata"].pop("managedFields", None)
+            else:
+                stored["metadata"]["managedFields"] = managed
+        return stored
+
+    def namespace_of_body(self, obj: dict) -> None:
+        meta = obj.setdefault("metadata", {})
+        ns = self.info.namespace
+        if self.res.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and ns and body_ns != ns:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent "
+                                         "on the request")
+            if ns:
+                meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _partial(obj: dict) -> dict:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
+def _short(obj: Any) -> str:
+    text = orjson.dumps(obj).decode()
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def _version(api_version: str | None) -> str:
+    return (api_version or "").rsplit("/", 1)[-1]
+
+
+def _split_gv(gv: str) -> tuple[str, str]:
+    return tuple(gv.split("/", 1)) if "/" in gv else ("", gv)  # type: ignore[return-value]
+
+
+def _json_type(v: Any) -> str:
+    return {str: "string", int: "number", float: "number", bool: "bool", list: "array"}.get(type(v), "object")
+
+
+def list_options(query) -> ListOptions:
+    opts = ListOptions()
+    ls = query.get("labelSelector", "")
+    if ls:
+        try:
+            opts.label_selector = labels.parse_selector(ls)
+        except labels.SelectorError as e:
+            raise errors.bad_request(f"unable to parse requirement: {e}") if "unable to parse" not in str(e) \
+                else errors.bad_request(str(e))
+    fs = query.get("fieldSelector", "")
+    if fs:
+        try:
+            opts.field_selector = fields.parse_field_selector(fs)
+        except fields.FieldSelectorError as e:
+            raise errors.bad_request(str(e))
+    limit = query.get("limit", "")
+    if limit:
+        try:
+            opts.limit = max(int(limit), 0)
+        except ValueError:
+            raise errors.bad_request(f'invalid limit "{limit}"') from None
+    opts.continue_token = query.get("continue", "")
+    opts.resource_version = query.get("resourceVersion", "")
+    opts.resource_version_match = query.get("resourceVersionMatch", "")
+    if opts.resource_version_match not in ("", "Exact", "NotOlderThan"):
+        raise errors.bad_request(f'resourceVersionMatch: Unsupported value: "{opts.resource_version_match}": '
+                                 f'supported values: "Exact", "NotOlderThan"')
+    if opts.resource_version_match and not opts.resource_version:
+        raise errors.bad_request("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+                                 "resourceVersion is provided")
+    if opts.continue_token and opts.resource_version not in ("", "0"):
+        raise errors.bad_request("specifying resource version is not allowed when using continue")
+    return opts
+
+
+def _check_field_selector(res: kinds.Resource, opts: ListOptions) -> None:
+    if opts.field_selector is None:
+        return
+    allowed = {"metadata.name", "metadata.namespace", *res.selectable_fields}
+    bad = fields.unsupported(opts.field_selector, allowed)
+    if bad:
+        raise errors.bad_request(f'field label not supported: {bad}')
+
+
+# ---- verbs ------------------------------------------------------------------------------------
+
+async def get(ctx: Context) -> web.StreamResponse:
+    obj = await ctx.registry.get(ctx.res, ctx.info.namespace, ctx.info.name)
+    return ctx.respond(ctx.render_object(obj))
+
+
+async def list_(ctx: Context) -> web.StreamResponse:
+    opts = list_options(ctx.query)
+    _check_field_selector(ctx.res, opts)
+    items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts)
+    return ctx.respond(ctx.render_list(items, meta))
+
+
+async def create(ctx: Context) -> web.StreamResponse:
+    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
+    obj = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
+    ctx.namespace_of_body(obj)
+    meta = obj["metadata"]
+    if ctx.res.namespaced and not meta.get("namespace"):
+        meta["namespace"] = "default"
+    if not meta.get("name") and not meta.get("generateName"):
+        raise errors.invalid(ctx.res.group, ctx.res.kind, "",
+                             [names.required("metadata.name", "name or generateName is required")])
+    stored = ctx.admit(obj, None, ctx.field_manager("create"))
+    created = await ctx.registry.create(ctx.res, stored, dry_run=ctx.dry_run)
+    return ctx.respond(ctx.render_object(created), 201)
+
+
+async def update(ctx: Context) -> web.StreamResponse:
+    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
+    body = codec.parse_body(raw, ctype)
+    sub = ctx.info.subresource
+    if sub == "scale":
+        return await _update_scale(ctx, body)
+    obj = ctx.check_body(body, raw, ctype)
+    ctx.namespace_of_body(obj)
+    manager = ctx.field_manager("update")
+
+    def transform(current: dict | None) -> dict:
+        new = copy.deepcopy(obj)
+        current_ext = ctx.external(current) if current is not None else None
+        if current_ext is not None and "managedFields" not in new["metadata"]:
+            new["metadata"]["managedFields"] = current_ext["metadata"].get("managedFields", [])
+        return ctx.admit(new, current_ext, manager)
+
+    allow_create = (ctx.res.group, ctx.res.kind) in strategy.CREATE_ON_UPDATE and not sub
+    result, created = await ctx.registry.update(ctx.res, ctx.info.namespace, ctx.info.name, transform,
+                                                subresource=sub, dry_run=ctx.dry_run, allow_create=allow_create)
+    return ctx.respond(ctx.render_object(result), 201 if created else 200)
+
+
+def _patched(ctx: Context, kind: str, document: Any, current_ext: dict) -> dict:
+    if kind == "json":
+        if not isinstance(document, list):
+            raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        return patch.json_patch(current_ext, document)
+    if not isinstance(document, dict):
+        raise errors.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+    if kind == "merge":
+        return patch.merge_patch(current_ext, document)
+    return patch.strategic_merge_patch(current_ext, document, ctx.res.schema)
+
+
+async def patch_(ctx: Context) -> web.StreamResponse:
+    content_type = ctx.request.headers.get("Content-Type", "")
+    raw = await _read(ctx.request)
+    document = codec.parse_body(raw, content_type, patch=True)
+    kind = codec.PATCH_TYPES[codec.media_type(content_type)]
+    sub = ctx.info.subresource
+    res = ctx.res
+    force = ctx.query.get("force", "").lower() in ("true", "1")
+    if kind == "apply":
+        if "fieldManager" not in ctx.query:
+            raise errors.bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
+                                     "is required for apply patch")
+        if not isinstance(document, dict):
+            raise errors.bad_request("error decoding YAML: the object is not a map")
+    elif force:
+        raise errors.bad_request("force: Invalid value: true: may not be specified for non-apply patch")
+    manager = ctx.field_manager("patch")
+    if sub == "scale":
+        return await _patch_scale(ctx, document, kind)
+
+    def transform(current: dict | None) -> dict:
+        if current is None and kind != "apply":
+            raise errors.not_found(res.group, res.plural, ctx.info.name)
+        current_ext = ctx.external(current) if current is not None else None
+        if kind == "apply":
+            applied = ctx.check_body(copy.deepcopy(document), raw, "application/yaml")
+            ctx.namespace_of_body(applied)
+            applied["metadata"].setdefault("name", ctx.info.name)
+            new = ssa.server_side_apply(current_ext, applied, res.schema, manager, force, res.api_version,
+                                        now_rfc3339(), subresource=sub, reset_fields=ctx.reset_fields(sub))
+            return ctx.to_storage(new)
+        new = ctx.check_body(_patched(ctx, kind, document, current_ext))
+        ctx.namespace_of_body(new)
+        if new["metadata"].get("resourceVersion") == current_ext["metadata"].get("resourceVersion"):
+            new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return ctx.admit(new, current_ext, manager)
+
+    result, created = await ctx.registry.update(res, ctx.info.namespace, ctx.info.name, transform,
+                                                subresource=sub, dry_run=ctx.dry_run,
+                                                allow_create=kind == "apply" and not sub, retry=True)
+    return ctx.respond(ctx.render_object(result), 201 if created else 200)
+
+
+def delete_options(ctx: Context, body: Any) -> DeleteOptions:
+    opts = DeleteOptions()
+    src: dict = body if isinstance(body, dict) else {}
+    q = ctx.query
+    grace = src.get("gracePeriodSeconds", q.get("gracePeriodSeconds"))
+    if grace is not None:
+        try:
+            opts.grace_period_seconds = max(int(grace), 0)
+        except (TypeError, ValueError):
+            raise errors.bad_request(f'invalid gracePeriodSeconds "{grace}"') from None
+    policy = src.get("propagationPolicy", q.get("propagationPolicy"))
+    if policy is not None and policy not in ("Orphan", "Background", "Foreground"):
+        raise errors.invalid("meta.k8s.io", "DeleteOptions", "", [
+            names.not_supported("propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"])])
+    opts.propagation_policy = policy
+    orphan = src.get("orphanDependents", q.get("orphanDependents"))
+    if orphan is not None:
+        opts.orphan_dependents = orphan in (True, "true", "1")
+    pre = src.get("preconditions") or {}
+    opts.precondition_uid = pre.get("uid")
+    opts.precondition_rv = pre.get("resourceVersion")
+    opts.dry_run = ctx.dry_run or bool(src.get("dryRun"))
+    return opts
+
+
+async def delete(ctx: Context) -> web.StreamResponse:
+    raw = await _read(ctx.request)
+    body = codec.parse_body(raw, ctx.request.headers.get("Content-Type", "")) if raw.strip() else None
+    opts = delete_options(ctx, body)
+    res = ctx.res
+    obj, deleted = await ctx.registry.delete(res, ctx.info.namespace, ctx.info.name, opts)
+    if not deleted or (res.storage_group, res.kind) in kinds.RETURNS_DELETED_OBJECT:
+        status = 202 if (not deleted and opts.orphan_dependents is False) else 200
+        return ctx.respond(ctx.render_object(obj), status)
+    return ctx.respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                        "details": strategy.status_details(res, ctx.info.name, obj["metadata"].get("uid"))})
+
+
+async def delete_collection(ctx: Context) -> web.StreamResponse:
+    raw = await _read(ctx.request)
+    body = codec.parse_body(raw, ctx.request.headers.get("Content-Type", "")) if raw.strip() else None
+    opts = delete_options(ctx, body)
+    lopts = list_options(ctx.query)
+    _check_field_selector(ctx.res, lopts)
+    items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, lopts)
+    deleted = []
+    for item in items:
+        m = item["metadata"]
+        try:
+            obj, _ = await ctx.registry.delete(ctx.res, m.get("namespace"), m["name"], opts)
+            deleted.append(obj)
+        except errors.ApiError as e:
+            if e.code != 404:
+                raise
+    return ctx.respond(ctx.render_list(deleted, meta))
+
+
+# ---- scale subresource ------------------------------------------------------------------------
+
+def _selector_string(obj: dict) -> str:
+    sel = obj.get("spec", {}).get("selector")
+    if sel is None:
+        return ""
+    if obj.get("kind") == "ReplicationController":
+        return str(labels.selector_from_set(sel))
+    return str(labels.selector_from_label_selector(sel))
+
+
+def scale_of(obj: dict) -> dict:
+    meta = obj["metadata"]
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                         "resourceVersion": meta.get("resourceVersion"),
+                         "creationTimestamp": meta.get("creationTimestamp")},
+            "spec": {"replicas": obj.get("spec", {}).get("replicas", 0)},
+            "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                       "selector": _selector_string(obj)}}
+
+
+async def get_scale(ctx: Context) -> web.StreamResponse:
+    obj = await ctx.registry.get(ctx.res, ctx.info.namespace, ctx.info.name)
+    return ctx.respond(scale_of(obj))
+
+
+def _apply_replicas(ctx: Context, current: dict, scale: dict) -> dict:
+    if not isinstance(scale, dict) or scale.get("kind", "Scale") != "Scale":
+        raise errors.bad_request("the body of the request must be a Scale")
+    replicas = scale.get("spec", {}).get("replicas", 0)
+    if not isinstance(replicas, int) or replicas < 0:
+        raise errors.invalid("autoscaling", "Scale", ctx.info.name,
+                             [names.invalid("spec.replicas", replicas, "must be greater than or equal to 0")])
+    rv = scale.get("metadata", {}).get("resourceVersion")
+    if rv and rv != current["metadata"]["resourceVersion"]:
+        raise errors.conflict(ctx.res.group, ctx.res.plural, ctx.info.name, errors.STALE_OBJECT)
+    current.setdefault("spec", {})["replicas"] = replicas
+    return current
+
+
+async def _update_scale(ctx: Context, body: Any) -> web.StreamResponse:
+    result, _ = await ctx.registry.update(ctx.res, ctx.info.namespace, ctx.info.name,
+                                          lambda cur: _apply_replicas(ctx, cur, body) if cur else
+                                          _raise(errors.not_found(ctx.res.group, ctx.res.plural, ctx.info.name)),
+                                          dry_run=ctx.dry_run, retry=True)
+    return ctx.respond(scale_of(result))
+
+
+async def _patch_scale(ctx: Context, document: Any, kind: str) -> web.StreamResponse:
+    def transform(cur):
+        if cur is None:
+            raise errors.not_found(ctx.res.group, ctx.res.plural, ctx.info.name)
+        scale = scale_of(cur)
+        if kind == "json":
+            patched = patch.json_patch(scale, document)
+        elif kind == "merge":
+            patched = patch.merge_patch(scale, document)
+        else:
+            from ..api import schema
+            patched = patch.strategic_merge_patch(scale, document, schema.node("io.k8s.api.autoscaling.v1.Scale"))
+        patched.setdefault("metadata", {}).pop("resourceVersion", None) if \
+            patched.get("metadata", {}).get("resourceVersion") == scale["metadata"]["resourceVersion"] else None
+        return _apply_replicas(ctx, cur, patched)
+
+    result, _ = await ctx.registry.update(ctx.res, ctx.info.namespace, ctx.info.name, transform,
+                                          dry_run=ctx.dry_run, retry=True)
+    return ctx.respond(scale_of(result))
+
+
+def _raise(e: Exception):
+    raise e
+
+
+# ---- watch ------------------------------------------------------------------------------------
+
+async def watch(ctx: Context) -> web.StreamResponse:
+    opts = list_options(ctx.query)
+    _check_field_selector(ctx.res, opts)
+    q = ctx.query
+    timeout_q = q.get("timeoutSeconds")
+    timeout = MIN_REQUEST_TIMEOUT * (1 + random.random())
+    if timeout_q:
+        try:
+            timeout = float(int(timeout_q))
+        except ValueError:
+            raise errors.bad_request(f'invalid timeoutSeconds "{timeout_q}"') from None
+    bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
+    send_initial_q = q.get("sendInitialEvents")
+    send_initial = None
+    if send_initial_q is not None:
+        send_initial = send_initial_q.lower() in ("true", "1")
+        if send_initial and opts.resource_version_match != "NotOlderThan":
+            raise errors.invalid("meta.k8s.io", "ListOptions", "", [names.forbidden(
+                "sendInitialEvents", "sendInitialEvents is forbidden for watch unless resourceVersionMatch "
+                "is set to NotOlderThan")])
+        if send_initial and not bookmarks:
+            raise errors.invalid("meta.k8s.io", "ListOptions", "", [names.forbidden(
+                "allowWatchBookmarks", "allowWatchBookmarks has to be set to true when sendInitialEvents is set")])
+    name = ""
+    if opts.field_selector is not None:
+        for f, op, v in opts.field_selector.requirements:
+            if f == "metadata.name" and op in ("=", "=="):
+                name = v
+    events = ctx.registry.watch(ctx.res, ctx.info.namespace, opts, send_initial=send_initial, name=name)
+    # Fail before the 200 is sent when the start revision is already compacted.
+    first: WatchEvent | None = None
+    first_error: errors.ApiError | None = None
+    try:
+        first = await asyncio.wait_for(events.__anext__(), timeout=0.05)
+    except asyncio.TimeoutError:
+        first = None
+    except StopAsyncIteration:
+        first = None
+    except errors.ApiError as e:
+        first_error = e
+
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                      "Transfer-Encoding": "chunked"})
+    if ctx.accept.table:
+        response.content_type = "application/json"
+    await response.prepare(ctx.request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    sent_columns = False
+    last_rv = opts.resource_version or "0"
+
+    async def send(ev_type: str, obj: dict) -> None:
+        nonlocal sent_columns
+        if ev_type in ("BOOKMARK", "ERROR"):
+            payload = obj
+        elif ctx.accept.table:
+            payload = tables.table(ctx.res.storage_group, ctx.res.kind, [obj], now=_now(),
+                                   include_object=q.get("includeObject", "Metadata"),
+                                   list_metadata={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                                   api_version_of_objects=ctx.res.api_version, convert=ctx.external)
+            if sent_columns:
+                payload["columnDefinitions"] = []
+            sent_columns = True
+        elif ctx.accept.partial_metadata:
+            payload = _partial(obj)
+        else:
+            payload = ctx.external(obj)
+        await response.write(orjson.dumps({"type": ev_type, "object": payload}) + b"\n")
+
+    def bookmark(rv: str) -> dict:
+        return {"kind": ctx.res.kind, "apiVersion": ctx.res.api_version, "metadata": {"resourceVersion": rv}}
+
+    try:
+        if first_error is not None:
+            await send("ERROR", first_error.status())
+            return response
+        if first is not None:
+            await _send_event(send, first, bookmark)
+            last_rv = str(first.revision or last_rv)
+        next_bookmark = loop.time() + BOOKMARK_INTERVAL
+        pending = asyncio.ensure_future(events.__anext__())
+        try:
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                wait = min(deadline, next_bookmark) - now
+                done, _ = await asyncio.wait({pending}, timeout=wait)
+                if not done:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        rv = str(max(int(last_rv), ctx.registry.store.current_revision()))
+                        await send("BOOKMARK", bookmark(rv))
+                        next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                    continue
+                try:
+                    ev = pending.result()
+                except StopAsyncIteration:
+                    break
+                except errors.ApiError as e:
+                    await send("ERROR", e.status())
+                    break
+                if ev.type != "BOOKMARK" or bookmarks:
+                    await _send_event(send, ev, bookmark)
+                if ev.revision:
+                    last_rv = str(ev.revision)
+                pending = asyncio.ensure_future(events.__anext__())
+        finally:
+            pending.cancel()
+            await events.aclose()
+    except (ConnectionResetError, asyncio.CancelledError):
+        await events.aclose()
+        raise
+    return response
+
+
+async def _send_event(send, ev: WatchEvent, bookmark) -> None:
+    if ev.type == "BOOKMARK":
+        body = bookmark(ev.object["metadata"]["resourceVersion"])
+        body["metadata"]["annotations"] = ev.object["metadata"].get("annotations", {})
+        await send("BOOKMARK", body)
+    else:
+        await send(ev.type, ev.object)
+
+
+async def _read(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > codec.MAX_BODY:
+        raise errors.too_large()
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > codec.MAX_BODY:
+            raise errors.too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def review(ctx: Context) -> web.StreamResponse:
+    """SelfSubjectAccessReview and SelfSubjectReview: answered for the caller, not stored."""
+    raw = await _read(ctx.request)
+    body = codec.parse_body(raw, ctx.request.headers.get("Content-Type", "")) or {}
+    user, groups = ctx.request.get("user", ("", ()))
+    if ctx.res.kind == "SelfSubjectReview":
+        status = {"userInfo": {"username": user, "groups": [*groups, "system:authenticated"]}}
+        out = {"kind": "SelfSubjectReview", "apiVersion": ctx.res.api_version,
+               "metadata": {"creationTimestamp": None}, "status": status}
+    else:
+        # Every authenticated caller is allowed until authorization (RBAC) arrives.
+        out = {"kind": "SelfSubjectAccessReview", "apiVersion": ctx.res.api_version,
+               "metadata": {"creationTimestamp": None}, "spec": body.get("spec", {}),
+               "status": {"allowed": True, "reason": "ketch: no authorizer configured yet"}}
+    return ctx.respond(out, 201)
+
+
+VERBS = {"get": get, "list": list_, "create": create, "update": update, "patch": patch_, "delete": delete,
+         "deletecollection": delete_collection, "watch": watch}
+
+
+async def dispatch(ctx: Context) -> web.StreamResponse:
+    info = ctx.info
+    verb = info.verb
+    if verb not in info.resource.verbs and not info.subresource:
+        raise errors.method_not_allowed()
+    if info.resource.kind in kinds.REVIEW_KINDS and verb == "create":
+        return await review(ctx)
+    if info.subresource == "scale" and verb == "get":
+        return await get_scale(ctx)
+    if info.subresource in ("status", "scale"):
+        if verb not in ("get", "update", "patch"):
+            raise errors.method_not_allowed()
+    elif info.subresource:
+        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+    return await VERBS[verb](ctx)

@@ -1,0 +1,483 @@
+"""The generic registry: create, read, update, delete and watch any kind on the store.
+
+Objects here are in their storage version, already decoded and defaulted by the HTTP layer. The
+registry owns what is the same for every kind — keys, resourceVersion, uid and timestamps,
+optimistic concurrency, graceful deletion and finalizers, namespace lifecycle checks, selectors,
+paging and watch filtering — and asks `strategy` for what differs.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import orjson
+
+from ..api import errors, fields, kinds, labels, validation
+from ..storage import interface as st
+from . import allocators, strategy
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode(obj: dict) -> bytes:
+    meta = obj.get("metadata", {})
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def decode(kv: st.KeyValue) -> dict:
+    obj = orjson.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+@dataclass
+class ListOptions:
+    label_selector: labels.Selector | None = None
+    field_selector: fields.FieldSelector | None = None
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    propagation_policy: str | None = None
+    orphan_dependents: bool | None = None
+    precondition_uid: str | None = None
+    precondition_rv: str | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class WatchEvent:
+    type: str      # ADDED MODIFIED DELETED BOOKMARK ERROR
+    object: dict
+    revision: int = 0
+
+
+def field_value(obj: dict, path: str) -> str:
+    """The string a field selector compares against, as upstream's per-kind field sets give it."""
+    if path == "source" and obj.get("kind", "Event") == "Event":
+        return (obj.get("source") or {}).get("component", "")
+    cur: Any = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(part)
+    if cur is None:
+        # Upstream reports unset booleans as "false" and unset numbers as "0".
+        return {"spec.hostNetwork": "false", "spec.unschedulable": "false",
+                "status.replicas": "0", "status.successful": "0"}.get(path, "")
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
+def matches(res: kinds.Resource, obj: dict, opts: ListOptions) -> bool:
+    meta = obj.get("metadata", {})
+    if opts.label_selector is not None and not opts.label_selector.matches(meta.get("labels") or {}):
+        return False
+    if opts.field_selector is not None:
+        values = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
+        for f, _op, _v in opts.field_selector.requirements:
+            if f not in values:
+                values[f] = field_value(obj, f)
+        if not opts.field_selector.matches(values):
+            return False
+    return True
+
+
+def encode_continue(revision: int, start_key: str) -> str:
+    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": start_key})
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded))
+        if data.get("v") != "meta.k8s.io/v1":
+            raise ValueError
+        return int(data["rv"]), str(data["start"])
+    except Exception:
+        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
+                                 "(version meta.k8s.io/v1)") from None
+
+
+TOO_OLD_CONTINUE = ("The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter, or use the continue token "
+                    "in this response to retrieve the remainder of the results. Continuing with the "
+                    "provided token results in an inconsistent list - objects that were created, "
+                    "modified, or deleted between the time the first chunk was returned and now may "
+                    "show up in the list.")
+
+
+class Registry:
+    def __init__(self, store: st.Store):
+        self.store = store
+        self.allocators = allocators.ServiceAllocators(self)
+        self._namespace_res = kinds.lookup("", "v1", "namespaces")
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def get(self, res: kinds.Resource, namespace: str | None, name: str) -> dict:
+        kv = await self.store.get(res.key(namespace, name))
+        if kv is None:
+            raise errors.not_found(res.group, res.plural, name)
+        return decode(kv)
+
+    async def get_or_none(self, res: kinds.Resource, namespace: str | None, name: str) -> dict | None:
+        kv = await self.store.get(res.key(namespace, name))
+        return decode(kv) if kv is not None else None
+
+    async def list(self, res: kinds.Resource, namespace: str | None, opts: ListOptions
+                   ) -> tuple[list[dict], dict]:
+        """Items in storage version and the list metadata (resourceVersion, continue, remainingItemCount)."""
+        prefix = res.prefix(namespace)
+        revision, start = 0, prefix
+        if opts.continue_token:
+            revision, start_key = decode_continue(opts.continue_token)
+            start = prefix + start_key
+        elif opts.resource_version and opts.resource_version_match == "Exact":
+            revision = _parse_rv(opts.resource_version)
+        elif opts.resource_version not in ("", "0") and opts.resource_version_match not in ("NotOlderThan",):
+            rv = _parse_rv(opts.resource_version)
+            if rv > self.store.current_revision():
+                raise errors.server_timeout(f"Too large resource version: {rv}, current: "
+                                            f"{self.store.current_revision()}")
+        filtering = opts.label_selector is not None and not opts.label_selector.empty or \
+            opts.field_selector is not None and not opts.field_selector.empty
+        items: list[dict] = []
+        try:
+            while True:
+                batch = opts.limit if opts.limit and not filtering else (max(opts.limit * 2, 500) if opts.limit else 0)
+                result = await self.store.range(prefix, start=start, limit=batch, revision=revision)
+                revision = result.revision
+                last_key = None
+                for kv in result.kvs:
+                    obj = decode(kv)
+                    last_key = kv.key
+                    if filtering and not matches(res, obj, opts):
+                        continue
+                    items.append(obj)
+                    if opts.limit and len(items) == opts.limit:
+                        break
+                if opts.limit and len(items) == opts.limit:
+                    more = result.more or (last_key != result.kvs[-1].key)
+                    meta: dict[str, Any] = {"resourceVersion": str(revision)}
+                    if more:
+                        meta["continue"] = encode_continue(revision, last_key[len(prefix):] + "\0")
+                        if not filtering:
+                            remaining = result.count - len(result.kvs) + \
+                                (len(result.kvs) - 1 - [k.key for k in result.kvs].index(last_key))
+                            if remaining > 0:
+                                meta["remainingItemCount"] = remaining
+                    return items, meta
+                if not result.more or not result.kvs:
+                    return items, {"resourceVersion": str(revision)}
+                start = result.kvs[-1].key + "\0"
+        except st.CompactedError:
+            if opts.continue_token:
+                raise errors.gone(TOO_OLD_CONTINUE) from None
+            raise errors.gone(f"resourceVersion: {revision} is too old") from None
+        except st.FutureRevisionError:
+            raise errors.server_timeout(f"Too large resource version: {revision}, current: "
+                                        f"{self.store.current_revision()}") from None
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    async def check_namespace(self, res: kinds.Resource, namespace: str | None) -> None:
+        if not res.namespaced:
+            return
+        ns = await self.get_or_none(self._namespace_res, None, namespace or "")
+        if ns is None:
+            raise errors.not_found("", "namespaces", namespace or "")
+        if ns.get("metadata", {}).get("deletionTimestamp") or ns.get("status", {}).get("phase") == "Terminating":
+            raise errors.ApiError(403, "Forbidden",
+                                  f'{_resource_for_message(res)} "{{name}}" is forbidden: unable to create new '
+                                  f"content in namespace {namespace} because it is being terminated",
+                                  {"causes": [{"reason": "NamespaceTerminating",
+                                               "message": f"namespace {namespace} is being terminated",
+                                               "field": "metadata.namespace"}]})
+
+    async def create(self, res: kinds.Resource, obj: dict, *, dry_run: bool = False,
+                     skip_namespace_check: bool = False) -> dict:
+        """Create `obj` (storage version, defaulted). Returns it as stored, with resourceVersion."""
+        meta = obj.setdefault("metadata", {})
+        strategy.strip_server_fields(meta)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = strategy.generate_name(meta["generateName"])
+        if not res.namespaced:
+            meta.pop("namespace", None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        strategy.prepare_for_create(res, obj)
+        self._validate(res, obj, None)
+        if not skip_namespace_check:
+            try:
+                await self.check_namespace(res, meta.get("namespace"))
+            except errors.ApiError as e:
+                e.message = e.message.replace("{name}", meta.get("name", ""))
+                raise
+        async with self.allocators.for_create(res, obj, dry_run):
+            if dry_run:
+                if await self.store.get(res.key(meta.get("namespace"), meta["name"])) is not None:
+                    raise errors.already_exists(res.group, res.plural, meta["name"])
+                return obj
+            try:
+                kv = await self.store.create(res.key(meta.get("namespace"), meta["name"]), encode(obj))
+            except st.KeyExistsError:
+                raise errors.already_exists(res.group, res.plural, meta["name"]) from None
+        meta["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    def _validate(self, res: kinds.Resource, obj: dict, old: dict | None) -> None:
+        problems = validation.validate(res.storage_group, res.kind, obj, old)
+        if problems:
+            raise errors.invalid(res.group, res.kind, obj.get("metadata", {}).get("name", ""), problems)
+
+    async def update(self, res: kinds.Resource, namespace: str | None, name: str,
+                     transform: Callable[[dict | None], dict], *, subresource: str = "",
+                     dry_run: bool = False, allow_create: bool = False, retry: bool = False) -> tuple[dict, bool]:
+        """Read-modify-write: `transform(current_or_None)` returns the new object (storage version).
+
+        The new object's metadata.resourceVersion, when set, is a precondition (409 on mismatch);
+        otherwise the update is unconditional against what was read, and is retried on a race when
+        `retry` (patches). Returns (object, created).
+        """
+        key = res.key(namespace, name)
+        for _attempt in range(16):
+            kv = await self.store.get(key)
+            current = decode(kv) if kv else None
+            if current is None and not (allow_create or res.kind in () ):
+                if not allow_create:
+                    raise errors.not_found(res.group, res.plural, name)
+            new = transform(copy.deepcopy(current) if current is not None else None)
+            meta = new.setdefault("metadata", {})
+            if meta.get("name", name) != name:
+                raise errors.bad_request("the name of the object (%s) does not match the name on the URL (%s)"
+                                         % (meta.get("name"), name))
+            meta["name"] = name
+            if current is None:
+                created = await self.create(res, new, dry_run=dry_run)
+                return created, True
+            requested_rv = meta.get("resourceVersion") or ""
+            if requested_rv and requested_rv != current["metadata"]["resourceVersion"]:
+                raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT)
+            self._keep_server_fields(res, new, current)
+            if subresource == "status":
+                new = strategy.prepare_for_status_update(res, new, current)
+            elif subresource == "":
+                strategy.prepare_for_update(res, new, current)
+            self._validate(res, new, current)
+            await self.allocators.for_update(res, new, current)
+            if _same(new, current):
+                return current, False
+            if dry_run:
+                return new, False
+            if self._finished_deleting(new):
+                try:
+                    await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+                except st.ConflictError:
+                    if retry or not requested_rv:
+                        continue
+                    raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT) from None
+                await self.allocators.release(res, new)
+                new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                return new, False
+            try:
+                stored = await self.store.update(key, encode(new), expected_mod_revision=kv.mod_revision)
+            except st.ConflictError:
+                if retry or not requested_rv:
+                    continue
+                raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT) from None
+            except st.KeyNotFoundError:
+                raise errors.not_found(res.group, res.plural, name) from None
+            new["metadata"]["resourceVersion"] = str(stored.mod_revision)
+            return new, False
+        raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT)
+
+    @staticmethod
+    def _keep_server_fields(res: kinds.Resource, new: dict, current: dict) -> None:
+        meta, old = new["metadata"], current["metadata"]
+        for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            if f in old:
+                meta[f] = old[f]
+            else:
+                meta.pop(f, None)
+        if res.namespaced:
+            meta["namespace"] = old.get("namespace")
+        else:
+            meta.pop("namespace", None)
+
+    @staticmethod
+    def _finished_deleting(obj: dict) -> bool:
+        meta = obj["metadata"]
+        return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers") and \
+            not meta.get("deletionGracePeriodSeconds")
+
+    async def delete(self, res: kinds.Resource, namespace: str | None, name: str, opts: DeleteOptions
+                     ) -> tuple[dict, bool]:
+        """Returns (object, deleted_now). A graceful or finalizer-held delete returns the object
+        with deletionTimestamp set and deleted_now False."""
+        key = res.key(namespace, name)
+        for _attempt in range(16):
+            kv = await self.store.get(key)
+            if kv is None:
+                raise errors.not_found(res.group, res.plural, name)
+            obj = decode(kv)
+            meta = obj["metadata"]
+            if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
+                raise errors.conflict(res.group, res.plural, name,
+                                      f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                                      f"UID in object meta: {meta.get('uid')}")
+            if opts.precondition_rv and opts.precondition_rv != meta.get("resourceVersion"):
+                raise errors.conflict(res.group, res.plural, name,
+                                      f"Precondition failed: ResourceVersion in precondition: "
+                                      f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                                      f"{meta.get('resourceVersion')}")
+            updated = copy.deepcopy(obj)
+            umeta = updated["metadata"]
+            finalizers = list(umeta.get("finalizers") or [])
+            policy = opts.propagation_policy
+            if opts.orphan_dependents is not None and policy is None:
+                policy = "Orphan" if opts.orphan_dependents else "Background"
+            if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            elif policy == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+            if finalizers:
+                umeta["finalizers"] = finalizers
+            graceful = strategy.deletes_gracefully(res, obj)
+            grace = strategy.pod_grace_period(obj, opts.grace_period_seconds) if graceful else 0
+            namespace_terminating = res.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers")
+            if namespace_terminating:
+                updated.setdefault("status", {})["phase"] = "Terminating"
+            if (finalizers or namespace_terminating or (graceful and grace > 0)):
+                if not umeta.get("deletionTimestamp"):
+                    ts = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace)
+                    umeta["deletionTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    umeta["deletionGracePeriodSeconds"] = grace
+                elif graceful and grace < (umeta.get("deletionGracePeriodSeconds") or 0):
+                    ts = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace)
+                    umeta["deletionTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    umeta["deletionGracePeriodSeconds"] = grace
+                if _same(updated, obj) or opts.dry_run:
+                    return updated, False
+                try:
+                    stored = await self.store.update(key, encode(updated), expected_mod_revision=kv.mod_revision)
+                except (st.ConflictError, st.KeyNotFoundError):
+                    continue
+                umeta["resourceVersion"] = str(stored.mod_revision)
+                return updated, False
+            if opts.dry_run:
+                return obj, True
+            try:
+                await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+            except (st.ConflictError, st.KeyNotFoundError):
+                continue
+            await self.allocators.release(res, obj)
+            return obj, True
+        raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT)
+
+    # ---- watch -------------------------------------------------------------------------------
+
+    async def watch(self, res: kinds.Resource, namespace: str | None, opts: ListOptions, *,
+                    send_initial: bool | None, name: str = "") -> AsyncIterator[WatchEvent]:
+        """Watch events (storage version objects) following upstream's semantics for
+        resourceVersion: unset → initial ADDED for the current state, then changes; "0" → the same;
+        N → every change after N; sendInitialEvents=true → the state then a BOOKMARK."""
+        prefix = res.key(namespace, name) if name else res.prefix(namespace)
+        rv = opts.resource_version
+        initial = send_initial if send_initial is not None else rv in ("", "0")
+        if initial:
+            snapshot = await self.store.range(prefix)
+            start = snapshot.revision + 1
+            for kv in snapshot.kvs:
+                if name and kv.key != prefix:
+                    continue
+                obj = decode(kv)
+                if matches(res, obj, opts):
+                    yield WatchEvent("ADDED", obj, kv.mod_revision)
+            if send_initial:
+                yield WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": str(snapshot.revision),
+                                                           "annotations": {"k8s.io/initial-events-end": "true"}}},
+                                 snapshot.revision)
+        else:
+            start = _parse_rv(rv) + 1
+        try:
+            watch = self.store.watch(prefix, start)
+        except st.CompactedError as e:
+            raise errors.gone(f"too old resource version: {start - 1} ({e.compact_revision})") from None
+        async with watch:
+            try:
+                async for ev in watch:
+                    if name and ev.kv.key != prefix:
+                        continue
+                    out = self._filter(res, ev, opts)
+                    if out is not None:
+                        yield out
+            except st.CompactedError as e:
+                raise errors.gone(f"too old resource version: {start - 1} ({e.compact_revision})") from None
+
+    def _filter(self, res: kinds.Resource, ev: st.Event, opts: ListOptions) -> WatchEvent | None:
+        if ev.type == st.DELETE:
+            obj = orjson.loads(ev.kv.value)
+            obj.setdefault("metadata", {})["resourceVersion"] = str(ev.kv.mod_revision)
+            return WatchEvent("DELETED", obj, ev.kv.mod_revision) if matches(res, obj, opts) else None
+        obj = decode(ev.kv)
+        now_match = matches(res, obj, opts)
+        if ev.prev_kv is None:
+            return WatchEvent("ADDED", obj, ev.kv.mod_revision) if now_match else None
+        filtered = opts.label_selector is not None or opts.field_selector is not None
+        was_match = True
+        if filtered:
+            prev = orjson.loads(ev.prev_kv.value)
+            was_match = matches(res, prev, opts)
+        if now_match and was_match:
+            return WatchEvent("MODIFIED", obj, ev.kv.mod_revision)
+        if now_match:
+            return WatchEvent("ADDED", obj, ev.kv.mod_revision)
+        if was_match:
+            return WatchEvent("DELETED", obj, ev.kv.mod_revision)
+        return None
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal apart from resourceVersion (a no-op update writes nothing, as upstream)."""
+    ma, mb = a.get("metadata", {}), b.get("metadata", {})
+    ra, rb = ma.pop("resourceVersion", None), mb.pop("resourceVersion", None)
+    try:
+        return a == b
+    finally:
+        if ra is not None:
+            ma["resourceVersion"] = ra
+        if rb is not None:
+            mb["resourceVersion"] = rb
+
+
+def _parse_rv(rv: str) -> int:
+    try:
+        value = int(rv)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise errors.bad_request(f'invalid resource version "{rv}"') from None
+
+
+def _resource_for_message(res: kinds.Resource) -> str:
+    return f"{res.plural}.{res.group}" if res.group else res.plural

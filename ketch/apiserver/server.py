@@ -1,0 +1,331 @@
+"""The API server process: TLS, authentication, routing, bootstrap objects, and its lifecycle."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import platform
+import secrets
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from .. import __version__
+from ..api import discovery, errors, kinds, legacy, openapi, schema
+from ..client import kubeconfig
+from ..storage import open_store
+from ..storage.interface import Store
+from . import certs, codec, handlers
+from .allocators import KUBERNETES_SERVICE_IP
+from .registry import Registry
+from .request import PageNotFound, parse_resource_path
+
+log = logging.getLogger("ketch.apiserver")
+
+UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+COMPACT_INTERVAL = 300.0
+COMPACT_KEEP_REVISIONS = 10_000
+
+
+def version_info() -> dict:
+    major, minor, _patch = schema.KUBERNETES_VERSION.split(".")
+    return {"major": major, "minor": minor, "emulationMajor": major, "emulationMinor": minor,
+            "minCompatibilityMajor": major, "minCompatibilityMinor": str(int(minor) - 1),
+            "gitVersion": f"v{schema.KUBERNETES_VERSION}+ketch", "gitCommit": f"ketch-{__version__}",
+            "gitTreeState": "clean", "buildDate": "2026-12-01T00:00:00Z",
+            "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
+            "platform": f"linux/{'amd64' if platform.machine() == 'x86_64' else platform.machine()}"}
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    bind_address: str = "127.0.0.1"
+    secure_port: int = 6443
+    kubeconfig_path: Path | None = None
+    datastore_endpoint: str = ""
+    advertise_names: tuple[str, ...] = ()
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def url(self) -> str:
+        host = self.bind_address if self.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"https://{host}:{self.secure_port}"
+
+
+class Credentials:
+    """Who may call: client certificates signed by the cluster CA, and bearer tokens."""
+
+    def __init__(self, tls_dir: Path):
+        self.tokens: dict[str, tuple[str, tuple[str, ...]]] = {}
+        token_file = tls_dir / "tokens.csv"
+        if not token_file.exists():
+            token_file.write_text(f"{secrets.token_hex(24)},admin,admin,system:masters\n")
+            token_file.chmod(0o600)
+        for line in token_file.read_text().splitlines():
+            parts = line.strip().split(",")
+            if len(parts) >= 3:
+                self.tokens[parts[0]] = (parts[1], tuple(parts[3:]))
+
+    def admin_token(self) -> str:
+        return next(t for t, (user, _g) in self.tokens.items() if user == "admin")
+
+    def authenticate(self, request: web.Request) -> tuple[str, tuple[str, ...]] | None:
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return self.tokens.get(auth[7:].strip())
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if ssl_object is not None:
+            der = ssl_object.getpeercert(binary_form=True)
+            if der:
+                return certs.subject_of(der)
+        return None
+
+
+class APIServer:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.store: Store | None = None
+        self.registry: Registry | None = None
+        self.runner: web.AppRunner | None = None
+        self.ready = False
+        self._documents: dict[str, tuple[bytes, str]] = {}
+        self.openapi = openapi.PublishedOpenAPI()
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- setup ---------------------------------------------------------------------------------
+
+    def _pki(self) -> ssl.SSLContext:
+        tls = self.config.tls_dir
+        ca = certs.load_or_create_ca(tls)
+        names = ("127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "kubernetes.default.svc.cluster.local", KUBERNETES_SERVICE_IP, *self.config.advertise_names)
+        if self.config.bind_address not in ("0.0.0.0", "::"):
+            names = (self.config.bind_address, *names)
+        names = tuple(dict.fromkeys(names))
+        serving_cert, serving_key = certs.ensure_leaf(ca, tls, "serving", "kube-apiserver",
+                                                      server_names=names, server=True)
+        certs.ensure_leaf(ca, tls, "admin", "system:admin", ("system:masters",))
+        self.credentials = Credentials(tls)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(serving_cert, serving_key)
+        ctx.load_verify_locations(tls / "ca.crt")
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def write_kubeconfig(self, path: Path) -> None:
+        tls = self.config.tls_dir
+        kubeconfig.write(path, server=self.config.url, ca_pem=(tls / "ca.crt").read_bytes(),
+                         cert_pem=(tls / "admin.crt").read_bytes(), key_pem=(tls / "admin.key").read_bytes(),
+                         cluster="ketch", user="admin")
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=codec.MAX_BODY + 1024, middlewares=[self._middleware])
+        app.router.add_route("*", "/{tail:.*}", self._route)
+        return app
+
+    async def start(self) -> None:
+        t0 = time.monotonic()
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        legacy.install()
+        ssl_ctx = self._pki()
+        endpoint = self.config.datastore_endpoint or f"sqlite:///{(self.config.data_dir / 'state.db').resolve()}"
+        self.store = open_store(endpoint)
+        await self.store.start()
+        self.registry = Registry(self.store)
+        await self._bootstrap()
+        self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
+                                    shutdown_timeout=1.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.config.bind_address, self.config.secure_port, ssl_context=ssl_ctx,
+                           reuse_address=True, backlog=1024)
+        await site.start()
+        if self.config.kubeconfig_path:
+            self.write_kubeconfig(self.config.kubeconfig_path)
+        self._tasks.append(asyncio.create_task(self._compactor()))
+        self.ready = True
+        log.info("serving on %s (ready in %.2fs)", self.config.url, time.monotonic() - t0)
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.store is not None:
+            await self.store.close()
+
+    async def _bootstrap(self) -> None:
+        """The objects every cluster starts with: system namespaces and the `kubernetes` Service."""
+        reg = self.registry
+        assert reg is not None
+        ns_res = kinds.lookup("", "v1", "namespaces")
+        from ..api import defaults
+        for name in SYSTEM_NAMESPACES:
+            if await reg.get_or_none(ns_res, None, name) is None:
+                obj = {"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
+                defaults.apply_defaults(obj, ns_res.schema)
+                await reg.create(ns_res, obj)
+        svc_res = kinds.lookup("", "v1", "services")
+        if await reg.get_or_none(svc_res, "default", "kubernetes") is None:
+            svc = {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "kubernetes", "namespace": "default",
+                                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                   "spec": {"clusterIP": KUBERNETES_SERVICE_IP, "type": "ClusterIP", "sessionAffinity": "None",
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                       "targetPort": self.config.secure_port}]}}
+            defaults.apply_defaults(svc, svc_res.schema)
+            await reg.create(svc_res, svc)
+        ep_res = kinds.lookup("", "v1", "endpoints")
+        host = self.config.bind_address if self.config.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+        endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                     "metadata": {"name": "kubernetes", "namespace": "default",
+                                  "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                     "subsets": [{"addresses": [{"ip": host}],
+                                  "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]}]}
+        current = await reg.get_or_none(ep_res, "default", "kubernetes")
+        if current is None:
+            await reg.create(ep_res, endpoints)
+        elif current.get("subsets") != endpoints["subsets"]:
+            await reg.update(ep_res, "default", "kubernetes",
+                             lambda cur: {**cur, "subsets": endpoints["subsets"]})
+
+    async def _compactor(self) -> None:
+        """Compact history periodically, keeping recent revisions for watchers and paging."""
+        while True:
+            await asyncio.sleep(COMPACT_INTERVAL)
+            try:
+                await self.store.compact_older_than(COMPACT_KEEP_REVISIONS)  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - a failed compaction must not stop the server
+                log.exception("compaction failed")
+
+    # ---- HTTP ----------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        try:
+            path = request.path
+            if not path.startswith(UNAUTHENTICATED_PATHS):
+                user = self.credentials.authenticate(request)
+                if user is None:
+                    raise errors.unauthorized()
+                request["user"] = user
+            return await handler(request)
+        except PageNotFound:
+            return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
+        except errors.ApiError as e:
+            return _error_response(e)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # noqa: BLE001 - never a traceback to the client
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return _error_response(errors.internal(str(e) or type(e).__name__))
+
+    def _document(self, key: str, build) -> tuple[bytes, str]:
+        doc = self._documents.get(key)
+        if doc is None:
+            body = orjson.dumps(build())
+            doc = (body, hashlib.sha512(body).hexdigest().upper()[:128])
+            self._documents[key] = doc
+        return doc
+
+    @staticmethod
+    def _rendered(request: web.Request, doc, content_type: str) -> web.Response:
+        etag = f'"{doc.etag}"'
+        headers = {"ETag": etag, "Vary": "Accept", "Content-Type": content_type}
+        if request.headers.get("If-None-Match", "") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=doc.body, headers=headers)
+
+    def _serve_document(self, request: web.Request, key: str, build, content_type: str = "application/json"
+                        ) -> web.Response:
+        body, etag = self._document(key, build)
+        if request.headers.get("If-None-Match", "").strip('"') == etag:
+            return web.Response(status=304, headers={"ETag": f'"{etag}"'})
+        return web.Response(body=body, headers={"ETag": f'"{etag}"', "Content-Type": content_type})
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        method = request.method
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if path.startswith("/readyz") and not self.ready:
+                return web.Response(status=500, text="[-]ketch-ready failed: not ready\nreadyz check failed\n")
+            return web.Response(text="ok")
+        if path == "/version":
+            return web.json_response(version_info())
+        if method == "GET" and path in ("/api", "/apis") or path.startswith(("/api/", "/apis/")) and \
+                len([p for p in path.split("/") if p]) <= (2 if path.startswith("/api/") else 3) and method == "GET":
+            return self._discovery(request, path)
+        if path == "/openapi/v2":
+            wants_proto = "application/com.github.proto-openapi.spec.v2" in request.headers.get("Accept", "")
+            doc = self.openapi.v2_protobuf() if wants_proto else self.openapi.v2_json()
+            ctype = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf" if wants_proto else "application/json"
+            return self._rendered(request, doc, ctype)
+        if path == "/openapi/v3":
+            return self._rendered(request, self.openapi.v3_index(), "application/json")
+        if path.startswith("/openapi/v3/"):
+            doc = self.openapi.v3(path[len("/openapi/v3/"):])
+            if doc is None:
+                raise PageNotFound(path)
+            return self._rendered(request, doc, "application/json")
+        if path == "/":
+            return web.json_response({"paths": sorted(["/api", "/api/v1", "/apis", "/healthz", "/livez",
+                                                      "/readyz", "/openapi/v2", "/openapi/v3", "/version"])})
+        info = parse_resource_path(method, path, request.query)
+        if info is None:
+            raise PageNotFound(path)
+        ctx = handlers.Context(request, info, self.registry)  # type: ignore[arg-type]
+        return await handlers.dispatch(ctx)
+
+    def _discovery(self, request: web.Request, path: str) -> web.Response:
+        accept = codec.negotiate(request.headers.get("Accept"))
+        parts = [p for p in path.split("/") if p]
+        if accept.aggregated_discovery and len(parts) == 1:
+            v = accept.aggregated_discovery
+            ctype = f"application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
+            return self._serve_document(request, f"aggregated/{parts[0]}/{v}",
+                                        lambda: discovery.aggregated_discovery(parts[0] == "api", v), ctype)
+        if parts == ["api"]:
+            return web.json_response(discovery.api_versions(f"{self.config.bind_address}:{self.config.secure_port}"))
+        if parts == ["apis"]:
+            return self._serve_document(request, "apis", discovery.api_group_list)
+        if parts[0] == "api":
+            if parts[1] != "v1":
+                raise PageNotFound(path)
+            return self._serve_document(request, "api/v1", lambda: discovery.api_resource_list("", "v1"))
+        group = parts[1]
+        versions = kinds.group_versions().get(group)
+        if versions is None:
+            raise PageNotFound(path)
+        if len(parts) == 2:
+            return self._serve_document(request, f"apis/{group}", lambda: discovery.api_group(group))
+        if parts[2] not in versions:
+            raise PageNotFound(path)
+        return self._serve_document(request, f"apis/{group}/{parts[2]}",
+                                    lambda: discovery.api_resource_list(group, parts[2]))
+
+
+def _error_response(e: errors.ApiError) -> web.Response:
+    return web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json",
+                        headers=e.headers)
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
+    server = APIServer(config)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

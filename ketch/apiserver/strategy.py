@@ -1,0 +1,103 @@
+"""Per-kind behaviour of the generic registry, as the apiserver's REST strategies define it.
+
+The registry (registry.py) is the same for every kind; what differs lives here: which kinds keep a
+generation, what a create resets, what the status subresource may change, which kinds delete
+gracefully, and the allocations some kinds need (Service cluster IPs and node ports).
+"""
+from __future__ import annotations
+
+import copy
+import secrets
+from typing import Any
+
+from ..api import defaults, kinds
+
+GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+CREATE_ON_UPDATE = {("", "Endpoints"), ("", "Event"), ("coordination.k8s.io", "Lease")}
+DEFAULT_POD_GRACE_SECONDS = 30
+
+
+def generate_name(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(GENERATE_NAME_ALPHABET) for _ in range(5))
+
+
+def tracks_generation(res: kinds.Resource) -> bool:
+    """Kinds with a spec bump metadata.generation when their spec changes."""
+    return "spec" in kinds.storage_resource(res).schema.properties
+
+
+def prepare_for_create(res: kinds.Resource, obj: dict) -> None:
+    """Reset what a client may not set on create (after uid and name are assigned)."""
+    core = res.storage_group == ""
+    if res.has_status:
+        obj.pop("status", None)
+    if core and res.kind == "Pod":
+        defaults.pod_prepare_for_create(obj)
+    elif core and res.kind == "Namespace":
+        defaults.namespace_prepare_for_create(obj)
+    elif res.storage_group == "batch" and res.kind == "Job":
+        defaults.job_prepare_for_create(obj)
+    elif core and res.kind == "Service":
+        obj["status"] = {"loadBalancer": {}}
+    if tracks_generation(res):
+        obj["metadata"]["generation"] = 1
+    # Status defaults (a PV's phase, ...) come back, as upstream re-defaults what it stores.
+    defaults.apply_defaults(obj, kinds.storage_resource(res).schema)
+
+
+def prepare_for_update(res: kinds.Resource, obj: dict, old: dict) -> None:
+    """A main-resource update keeps the old status and bumps generation when the spec changed."""
+    if res.has_status and "status" in old:
+        obj["status"] = copy.deepcopy(old["status"])
+    elif res.has_status:
+        obj.pop("status", None)
+    generation = old.get("metadata", {}).get("generation")
+    if tracks_generation(res):
+        changed = obj.get("spec") != old.get("spec")
+        if res.kind in ("ConfigMap", "Secret"):
+            changed = False
+        obj["metadata"]["generation"] = (generation or 1) + (1 if changed else 0)
+    elif generation is not None:
+        obj["metadata"]["generation"] = generation
+
+
+def prepare_for_status_update(res: kinds.Resource, obj: dict, old: dict) -> dict:
+    """A status update changes only status (and, as upstream allows, nothing of metadata)."""
+    merged = copy.deepcopy(old)
+    merged["status"] = obj.get("status")
+    if merged["status"] is None:
+        merged.pop("status")
+    meta_new = obj.get("metadata", {})
+    # Upstream lets the status subresource carry resourceVersion (for the precondition) only.
+    if "resourceVersion" in meta_new:
+        merged["metadata"]["resourceVersion"] = meta_new["resourceVersion"]
+    return merged
+
+
+def deletes_gracefully(res: kinds.Resource, obj: dict) -> bool:
+    """Pods bound to a node wait for the node agent to stop their containers."""
+    return res.kind == "Pod" and res.group == "" and bool(obj.get("spec", {}).get("nodeName"))
+
+
+def pod_grace_period(obj: dict, requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    spec_grace = obj.get("spec", {}).get("terminationGracePeriodSeconds")
+    return DEFAULT_POD_GRACE_SECONDS if spec_grace is None else int(spec_grace)
+
+
+def strip_server_fields(meta: dict) -> None:
+    """Fields the server owns; a client's values are ignored on create."""
+    for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink",
+              "resourceVersion", "generation"):
+        meta.pop(f, None)
+
+
+def status_details(res: kinds.Resource, name: str, uid: str | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": name}
+    if res.group:
+        d["group"] = res.group
+    d["kind"] = res.plural
+    if uid:
+        d["uid"] = uid
+    return d

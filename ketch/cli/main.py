@@ -1,0 +1,109 @@
+"""The `ketch` command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from .. import __version__
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/ketch")
+    return Path.home() / ".local" / "share" / "ketch"
+
+
+def _server(args: argparse.Namespace) -> int:
+    from ..api import schema
+    from ..apiserver.server import APIServer, ServerConfig
+
+    data_dir = Path(args.data_dir or default_data_dir())
+    kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
+    config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
+                          kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
+                          advertise_names=tuple(args.tls_san or ()))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = APIServer(config)
+        await server.start()
+        print(f"ketch: API server (Kubernetes v{schema.KUBERNETES_VERSION}) is serving on {config.url}", flush=True)
+        print(f"ketch: point kubectl at it with:  export KUBECONFIG={kubeconfig}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            print("ketch: shutting down", flush=True)
+            await server.stop()
+
+    _run(run())
+    return 0
+
+
+def _run(coro) -> None:
+    try:
+        import uvloop
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)
+
+
+def _kubectl(args: list[str]) -> int:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        print("ketch: kubectl not found on PATH", file=sys.stderr)
+        return 127
+    env = dict(os.environ)
+    if "KUBECONFIG" not in env:
+        env["KUBECONFIG"] = str(default_data_dir() / "kubeconfig.yaml")
+    os.execve(kubectl, [kubectl, *args], env)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ketch", description="Kubernetes, in Python.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    server = sub.add_parser("server", help="run the control plane in the foreground")
+    server.add_argument("--data-dir", help="state directory (default /var/lib/ketch as root, else "
+                                           "~/.local/share/ketch)")
+    server.add_argument("--bind-address", default="127.0.0.1", help="address to serve HTTPS on")
+    server.add_argument("--secure-port", type=int, default=6443, help="HTTPS port (default 6443)")
+    server.add_argument("--write-kubeconfig", help="write the admin kubeconfig here "
+                                                   "(default DATA_DIR/kubeconfig.yaml)")
+    server.add_argument("--datastore-endpoint", help="sqlite:///path/to/state.db (default DATA_DIR/state.db)")
+    server.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
+    server.add_argument("--disable-agent", action="store_true", help="run no node agent (the only mode so far)")
+    server.set_defaults(func=_server)
+
+    kubectl = sub.add_parser("kubectl", help="run kubectl against this machine's ketch server",
+                             add_help=False)
+    kubectl.add_argument("args", nargs=argparse.REMAINDER)
+    kubectl.set_defaults(func=lambda a: _kubectl(a.args))
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=lambda a: print(f"ketch {__version__}") or 0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kubectl"]:
+        return _kubectl(argv[1:])
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Informers: a local cache of one kind kept current by list + watch, with event handlers.
+
+As client-go's reflector: list, then watch from the list's resourceVersion (with bookmarks); on a
+dropped connection, watch again from the last resourceVersion seen; on 410 Gone, list again and
+reconcile the cache (deletions that were missed become delete events). A periodic resync replays
+every cached object to the update handlers so controllers can correct drift.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from ..api.errors import ApiError
+from .rest import ResourceClient
+
+log = logging.getLogger("ketch.client.informer")
+
+Handler = Callable[..., None]
+
+
+def object_key(obj: dict) -> str:
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{ns}/{meta['name']}" if ns else meta["name"]
+
+
+@dataclass
+class Handlers:
+    on_add: Handler | None = None          # (obj)
+    on_update: Handler | None = None       # (old, new)
+    on_delete: Handler | None = None       # (obj)
+
+
+class Informer:
+    def __init__(self, resource: ResourceClient, *, namespace: str | None = None, label_selector: str = "",
+                 field_selector: str = "", resync_period: float = 0.0, watch_timeout: int = 300):
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.resync_period = resync_period
+        self.watch_timeout = watch_timeout
+        self.cache: dict[str, dict] = {}
+        self.handlers: list[Handlers] = []
+        self.synced = asyncio.Event()
+        self.resource_version = ""
+        self.relists = 0
+        self._task: asyncio.Task | None = None
+
+    def add_handlers(self, on_add: Handler | None = None, on_update: Handler | None = None,
+                     on_delete: Handler | None = None) -> None:
+        h = Handlers(on_add, on_update, on_delete)
+        self.handlers.append(h)
+        if self.synced.is_set():
+            for obj in list(self.cache.values()):
+                if on_add:
+                    on_add(obj)
+
+    def get(self, key: str) -> dict | None:
+        return self.cache.get(key)
+
+    def list(self) -> list[dict]:
+        return list(self.cache.values())
+
+    def start(self) -> asyncio.Task:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run())
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self.synced.wait(), timeout)
+
+    # ---- the reflector loop ------------------------------------------------------------------
+
+    def _params(self) -> dict:
+        return {"labelSelector": self.label_selector or None, "fieldSelector": self.field_selector or None}
+
+    async def _list(self) -> None:
+        result = await self.resource.list(self.namespace, **self._params())
+        self.relists += 1
+        fresh = {object_key(o): o for o in result.get("items", [])}
+        for key, old in list(self.cache.items()):
+            if key not in fresh:
+                del self.cache[key]
+                self._emit("on_delete", old)
+        for key, obj in fresh.items():
+            # Items of a list carry no kind; fill them so handlers see complete objects.
+            obj.setdefault("kind", self.resource.res.kind)
+            obj.setdefault("apiVersion", self.resource.res.api_version)
+            old = self.cache.get(key)
+            self.cache[key] = obj
+            if old is None:
+                self._emit("on_add", obj)
+            elif old.get("metadata", {}).get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+                self._emit("on_update", old, obj)
+        self.resource_version = result.get("metadata", {}).get("resourceVersion", "")
+        self.synced.set()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        need_list = True
+        resync_task = asyncio.create_task(self._resync_loop()) if self.resync_period > 0 else None
+        try:
+            while True:
+                try:
+                    if need_list:
+                        await self._list()
+                        need_list = False
+                    await self._watch()
+                    backoff = 0.1
+                except ApiError as e:
+                    if e.code == 410:
+                        need_list = True
+                        continue
+                    log.warning("informer %s: %s", self.resource.res.plural, e.message)
+                    await asyncio.sleep(backoff + random.random() * backoff)
+                    backoff = min(backoff * 2, 10)
+                except (OSError, asyncio.TimeoutError, ValueError) as e:
+                    log.info("informer %s: connection problem: %s", self.resource.res.plural, e)
+                    await asyncio.sleep(backoff + random.random() * backoff)
+                    backoff = min(backoff * 2, 10)
+                except Exception as e:  # aiohttp errors
+                    if e.__class__.__module__.startswith("aiohttp"):
+                        await asyncio.sleep(backoff + random.random() * backoff)
+                        backoff = min(backoff * 2, 10)
+                        continue
+                    raise
+        finally:
+            if resync_task is not None:
+                resync_task.cancel()
+
+    async def _watch(self) -> None:
+        params = {**self._params(), "resourceVersion": self.resource_version, "allowWatchBookmarks": True,
+                  "timeoutSeconds": self.watch_timeout}
+        async for event in self.resource.watch(self.namespace, **params):
+            etype, obj = event.get("type"), event.get("object", {})
+            if etype == "ERROR":
+                raise ApiError(obj.get("code", 500), obj.get("reason", ""), obj.get("message", ""))
+            rv = obj.get("metadata", {}).get("resourceVersion")
+            if etype == "BOOKMARK":
+                self.resource_version = rv or self.resource_version
+                continue
+            key = object_key(obj)
+            old = self.cache.get(key)
+            if etype == "DELETED":
+                self.cache.pop(key, None)
+                self._emit("on_delete", obj)
+            else:
+                self.cache[key] = obj
+                if old is None:
+                    self._emit("on_add", obj)
+                else:
+                    self._emit("on_update", old, obj)
+            if rv:
+                self.resource_version = rv
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_period)
+            if self.synced.is_set():
+                for obj in list(self.cache.values()):
+                    self._emit("on_update", obj, obj)
+
+    def _emit(self, which: str, *args) -> None:
+        for h in self.handlers:
+            fn = getattr(h, which)
+            if fn is not None:
+                try:
+                    fn(*args)
+                except Exception:  # noqa: BLE001 - one bad handler must not stop the informer
+                    log.exception("informer handler %s failed", which)

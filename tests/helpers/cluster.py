@@ -1,0 +1,106 @@
+"""Start and stop real `ketch server` processes for tests, and run real kubectl against them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = ROOT.parent / "shared" / "book-examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int
+    kubeconfig: Path
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.log_path = self.data_dir / "server.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(self.data_dir / "data"),
+             "--bind-address", "127.0.0.1", "--secure-port", str(self.port),
+             "--write-kubeconfig", str(self.kubeconfig), "--disable-agent", *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 20.0) -> float:
+        t0 = time.monotonic()
+        ctx = ssl._create_unverified_context()
+        while time.monotonic() - t0 < timeout:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"ketch server exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", context=ctx, timeout=1) as r:
+                    if r.status == 200 and self.kubeconfig.exists():
+                        return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"ketch server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def kubectl(self, *args: str, kubectl: str = "/usr/bin/kubectl", input: str | None = None,
+                check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.data_dir)}
+        proc = subprocess.run([kubectl, *args], input=input, capture_output=True, text=True, env=env,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n"
+                                 f"--- server log ---\n{self.log()}")
+        return proc
+
+    def kubectl_json(self, *args: str, **kw) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json", **kw).stdout)
+
+
+def start_server(base: Path, extra_args: list[str] | None = None) -> Server:
+    srv = Server(data_dir=base, port=free_port(), kubeconfig=base / "kubeconfig.yaml",
+                 extra_args=extra_args or [])
+    srv.start()
+    return srv
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"

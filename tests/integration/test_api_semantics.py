@@ -1,0 +1,229 @@
+"""REST semantics of the real server on loopback: codes, reasons and messages a client sees."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from helpers.cluster import unique
+from helpers.http import Api
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    return Api(server.kubeconfig)
+
+
+@pytest.fixture
+def ns(api):
+    name = unique("api")
+    status, body, _ = api.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    assert status == 201, body
+    yield name
+
+
+def cm(name: str, **data) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data or {"k": "v"}}
+
+
+def test_health_and_version_need_no_credentials(api):
+    for path in ("/healthz", "/livez", "/readyz"):
+        status, body, _ = api.request("GET", path, anonymous=True)
+        assert (status, body) == (200, "ok")
+    status, body, _ = api.request("GET", "/version", anonymous=True)
+    assert status == 200 and body["major"] == "1" and body["gitVersion"].startswith("v1.")
+
+
+def test_everything_else_needs_a_credential(api):
+    status, body, _ = api.request("GET", "/api/v1/namespaces", anonymous=True)
+    assert status == 401
+    assert body["reason"] == "Unauthorized" and body["kind"] == "Status"
+
+
+def test_bootstrap_objects_exist(api):
+    for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        status, body, _ = api.request("GET", f"/api/v1/namespaces/{name}")
+        assert status == 200 and body["status"]["phase"] == "Active"
+    status, svc, _ = api.request("GET", "/api/v1/namespaces/default/services/kubernetes")
+    assert status == 200 and svc["spec"]["clusterIP"] == "10.43.0.1"
+    assert svc["spec"]["ports"][0]["port"] == 443
+
+
+def test_create_get_conflict_and_not_found(api, ns):
+    status, created, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("one"))
+    assert status == 201
+    meta = created["metadata"]
+    assert meta["uid"] and meta["resourceVersion"] and meta["creationTimestamp"].endswith("Z")
+    assert meta["namespace"] == ns
+    status, body, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("one"))
+    assert status == 409 and body["reason"] == "AlreadyExists"
+    assert body["message"] == 'configmaps "one" already exists'
+    assert body["details"] == {"name": "one", "kind": "configmaps"}
+    status, body, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps/nope")
+    assert status == 404 and body["reason"] == "NotFound" and body["message"] == 'configmaps "nope" not found'
+
+
+def test_stale_resource_version_is_a_conflict(api, ns):
+    _, created, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("cas"))
+    first = dict(created, data={"k": "v2"})
+    status, updated, _ = api.request("PUT", f"/api/v1/namespaces/{ns}/configmaps/cas", first)
+    assert status == 200
+    assert int(updated["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    stale = dict(created, data={"k": "v3"})
+    status, body, _ = api.request("PUT", f"/api/v1/namespaces/{ns}/configmaps/cas", stale)
+    assert status == 409 and body["reason"] == "Conflict"
+    assert body["message"] == ('Operation cannot be fulfilled on configmaps "cas": the object has been modified; '
+                               'please apply your changes to the latest version and try again')
+
+
+def test_generate_name(api, ns):
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}
+    status, created, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", body)
+    assert status == 201
+    name = created["metadata"]["name"]
+    assert name.startswith("gen-") and len(name) == len("gen-") + 5
+
+
+def test_bad_input_gets_a_status_never_a_500(api, ns):
+    cases = [
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps", b"{not json", "application/json", 400, "BadRequest"),
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps", b"a: [", "application/yaml", 400, "BadRequest"),
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps", b"{}", "application/vnd.kubernetes.protobuf", 415,
+         "UnsupportedMediaType"),
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps",
+         json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}).encode(),
+         "application/json", 422, "Invalid"),
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps",
+         json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}).encode(),
+         "application/json", 400, "BadRequest"),
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps", b"x" * (3 * 1024 * 1024 + 10), "application/json", 413,
+         "RequestEntityTooLarge"),
+        ("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=a%20in%20b", None, "", 400, "BadRequest"),
+        ("GET", f"/api/v1/namespaces/{ns}/configmaps?fieldSelector=spec.foo%3Dx", None, "", 400, "BadRequest"),
+        ("POST", f"/api/v1/namespaces/{ns}/configmaps/x", b"{}", "application/json", 405, "MethodNotAllowed"),
+    ]
+    for method, path, raw, ctype, code, reason in cases:
+        status, body, _ = api.request(method, path, raw=raw, content_type=ctype)
+        assert status == code, (method, path, ctype, status, body)
+        assert body["kind"] == "Status" and body["reason"] == reason, body
+
+
+def test_invalid_lists_each_bad_field(api, ns):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"bad key!": "v"}},
+           "spec": {"containers": [{"name": "Web"}]}}
+    status, body, _ = api.request("POST", f"/api/v1/namespaces/{ns}/pods", pod)
+    assert status == 422 and body["reason"] == "Invalid"
+    fields = {c["field"] for c in body["details"]["causes"]}
+    assert {"metadata.labels", "spec.containers[0].name", "spec.containers[0].image"} <= fields, body
+    assert body["message"].startswith('Pod "p" is invalid: [')
+
+
+def test_unknown_fields_strict_warn_ignore(api, ns):
+    body = cm("strict")
+    body["spec"] = {"oops": 1}
+    status, err, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Strict", body)
+    assert status == 400 and err["message"] == 'strict decoding error: unknown field "spec"'
+    status, created, headers = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Warn", body)
+    assert status == 201 and "spec" not in created
+    assert 'unknown field \\"spec\\"' in headers.get("Warning", "") or 'unknown field "spec"' in headers.get("Warning", "")
+
+
+def test_list_paging_with_continue(api, ns):
+    for i in range(7):
+        api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", cm(f"page-{i}"))
+    names, token, pages = [], "", 0
+    while True:
+        q = f"?limit=3" + (f"&continue={token}" if token else "")
+        status, page, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps{q}")
+        assert status == 200
+        pages += 1
+        names += [i["metadata"]["name"] for i in page["items"]]
+        token = page["metadata"].get("continue", "")
+        if not token:
+            break
+        assert page["metadata"]["remainingItemCount"] > 0
+    assert pages == 3 and names == sorted(names) and len(names) == 7
+
+
+def test_label_and_field_selectors(api, ns):
+    for name, tier in (("a", "web"), ("b", "db"), ("c", "web")):
+        c = cm(name)
+        c["metadata"]["labels"] = {"tier": tier}
+        api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", c)
+    _, page, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=tier%3Dweb")
+    assert [i["metadata"]["name"] for i in page["items"]] == ["a", "c"]
+    _, page, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=tier%20notin%20(web)")
+    assert [i["metadata"]["name"] for i in page["items"]] == ["b"]
+    _, page, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps?fieldSelector=metadata.name%21%3Da")
+    assert [i["metadata"]["name"] for i in page["items"]] == ["b", "c"]
+
+
+def test_watch_from_resource_version_sees_ordered_events(api, ns):
+    _, created, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("w"))
+    rv = created["metadata"]["resourceVersion"]
+    api.request("PUT", f"/api/v1/namespaces/{ns}/configmaps/w", dict(created, data={"k": "2"}))
+    api.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/w")
+    status, body, _ = api.request(
+        "GET", f"/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1")
+    assert status == 200
+    events = [json.loads(line) for line in body.splitlines() if line.strip()]
+    assert [e["type"] for e in events] == ["MODIFIED", "DELETED"]
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert rvs == sorted(rvs) and rvs[0] > int(rv)
+
+
+def test_finalizers_hold_deletion(api, ns):
+    c = cm("held")
+    c["metadata"]["finalizers"] = ["example.com/hold"]
+    api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", c)
+    status, body, _ = api.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/held")
+    assert status == 200 and body["metadata"]["deletionTimestamp"]
+    status, live, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps/held")
+    assert status == 200 and live["metadata"]["finalizers"] == ["example.com/hold"]
+    status, _, _ = api.request("PATCH", f"/api/v1/namespaces/{ns}/configmaps/held",
+                               {"metadata": {"finalizers": None}}, content_type="application/merge-patch+json")
+    assert status == 200
+    status, _, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps/held")
+    assert status == 404
+
+
+def test_status_subresource_separates_spec_and_status(api, ns):
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"selector": {"matchLabels": {"app": "d"}},
+                    "template": {"metadata": {"labels": {"app": "d"}},
+                                 "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    status, created, _ = api.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", dep)
+    assert status == 201 and created["metadata"]["generation"] == 1 and "status" not in created or \
+        created.get("status") in ({}, None)
+    status, after, _ = api.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/d/status",
+                                   {"status": {"replicas": 5}, "spec": {"replicas": 9}},
+                                   content_type="application/merge-patch+json")
+    assert status == 200 and after["status"]["replicas"] == 5 and after["spec"]["replicas"] == 1
+    status, after, _ = api.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/d",
+                                   {"spec": {"replicas": 3}, "status": {"replicas": 0}},
+                                   content_type="application/merge-patch+json")
+    assert after["spec"]["replicas"] == 3 and after["status"]["replicas"] == 5
+    assert after["metadata"]["generation"] == 2
+    status, scale, _ = api.request("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/d/scale")
+    assert status == 200 and scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
+    assert scale["status"]["selector"] == "app=d"
+
+
+def test_dry_run_writes_nothing(api, ns):
+    status, body, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps?dryRun=All", cm("dry"))
+    assert status == 201 and body["metadata"]["name"] == "dry"
+    status, _, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps/dry")
+    assert status == 404
+
+
+def test_table_output(api, ns):
+    api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("tbl", a="1", b="2"))
+    status, table, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps",
+                                   headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+    assert status == 200 and table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Data", "Age"]
+    row = next(r for r in table["rows"] if r["cells"][0] == "tbl")
+    assert row["cells"][1] == 2
+    assert row["object"]["kind"] == "PartialObjectMetadata"
