@@ -162,7 +162,7 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(v, b[k]) for k, v in a.items())
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
         return False
     return a == b
@@ -403,7 +403,9 @@ def _with_named_fields(fields: FieldSet, node: schema.Node | None) -> FieldSet:
 
 
 def _drop_nulls(value: Any, node: schema.Node | None) -> Any:
-    """Typed objects have no nulls: removed and unset fields simply disappear."""
+    """Typed objects have no nulls: removed and unset fields simply disappear (free-form content keeps them)."""
+    if _shape(node) == DEDUCED:
+        return value
     shape = _resolve(node, value)
     if isinstance(value, dict) and shape in (STRUCT, MAP):
         return {k: _drop_nulls(v, _child(node, shape, k)[0]) for k, v in value.items() if v is not None}

@@ -12,6 +12,7 @@ Upstream decodes JSON with sigs.k8s.io/json into the Go type of the resource. Th
 Here the typed struct is the schema (`ketch.api.schema.Node`); the Go type names that appear in
 messages are derived from the definition names, with a small table for Go's named string types.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,36 +32,57 @@ MICRO_TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"
 RAW_EXTENSION = "io.k8s.apimachinery.pkg.runtime.RawExtension"
 
 _INT_RANGES = {"int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1)}
-_OPAQUE_GO_TYPES = {schema.QUANTITY: "resource.Quantity", schema.INT_OR_STRING: "intstr.IntOrString",
-                    RAW_EXTENSION: "runtime.RawExtension"}
+_OPAQUE_GO_TYPES = {
+    schema.QUANTITY: "resource.Quantity",
+    schema.INT_OR_STRING: "intstr.IntOrString",
+    RAW_EXTENSION: "runtime.RawExtension",
+}
 
 # Go's named string (and string slice) types, which type errors name: (definition, field) -> type.
-_CORE, _APPS, _BATCH, _NET = "io.k8s.api.core.v1.", "io.k8s.api.apps.v1.", "io.k8s.api.batch.v1.", "io.k8s.api.networking.v1."
+_CORE, _APPS, _BATCH, _NET = (
+    "io.k8s.api.core.v1.",
+    "io.k8s.api.apps.v1.",
+    "io.k8s.api.batch.v1.",
+    "io.k8s.api.networking.v1.",
+)
 _NAMED_STRINGS: dict[tuple[str, str], str] = {
-    **{(_CORE + d, f): "v1." + t for d, f, t in (
-        ("PodSpec", "restartPolicy", "RestartPolicy"), ("PodSpec", "dnsPolicy", "DNSPolicy"),
-        ("PodSpec", "preemptionPolicy", "PreemptionPolicy"),
-        ("Container", "imagePullPolicy", "PullPolicy"), ("EphemeralContainer", "imagePullPolicy", "PullPolicy"),
-        ("Container", "terminationMessagePolicy", "TerminationMessagePolicy"),
-        ("EphemeralContainer", "terminationMessagePolicy", "TerminationMessagePolicy"),
-        ("Container", "restartPolicy", "ContainerRestartPolicy"),
-        ("ContainerPort", "protocol", "Protocol"), ("ServicePort", "protocol", "Protocol"),
-        ("EndpointPort", "protocol", "Protocol"),
-        ("ServiceSpec", "type", "ServiceType"), ("ServiceSpec", "sessionAffinity", "ServiceAffinity"),
-        ("ServiceSpec", "externalTrafficPolicy", "ServiceExternalTrafficPolicy"),
-        ("ServiceSpec", "internalTrafficPolicy", "ServiceInternalTrafficPolicy"),
-        ("ServiceSpec", "ipFamilyPolicy", "IPFamilyPolicy"),
-        ("HTTPGetAction", "scheme", "URIScheme"), ("VolumeMount", "mountPropagation", "MountPropagationMode"),
-        ("PersistentVolumeClaimSpec", "volumeMode", "PersistentVolumeMode"),
-        ("PersistentVolumeSpec", "volumeMode", "PersistentVolumeMode"),
-        ("PersistentVolumeSpec", "persistentVolumeReclaimPolicy", "PersistentVolumeReclaimPolicy"),
-        ("Secret", "type", "SecretType"), ("Toleration", "operator", "TolerationOperator"),
-        ("Toleration", "effect", "TaintEffect"), ("Taint", "effect", "TaintEffect"),
-        ("NodeSelectorRequirement", "operator", "NodeSelectorOperator"),
-        ("HostPathVolumeSource", "type", "HostPathType"), ("PodStatus", "phase", "PodPhase"),
-        ("NamespaceStatus", "phase", "NamespacePhase"), ("LimitRangeItem", "type", "LimitType"),
-        ("SeccompProfile", "type", "SeccompProfileType"),
-        ("PodSecurityContext", "fsGroupChangePolicy", "PodFSGroupChangePolicy"))},
+    **{
+        (_CORE + d, f): "v1." + t
+        for d, f, t in (
+            ("PodSpec", "restartPolicy", "RestartPolicy"),
+            ("PodSpec", "dnsPolicy", "DNSPolicy"),
+            ("PodSpec", "preemptionPolicy", "PreemptionPolicy"),
+            ("Container", "imagePullPolicy", "PullPolicy"),
+            ("EphemeralContainer", "imagePullPolicy", "PullPolicy"),
+            ("Container", "terminationMessagePolicy", "TerminationMessagePolicy"),
+            ("EphemeralContainer", "terminationMessagePolicy", "TerminationMessagePolicy"),
+            ("Container", "restartPolicy", "ContainerRestartPolicy"),
+            ("ContainerPort", "protocol", "Protocol"),
+            ("ServicePort", "protocol", "Protocol"),
+            ("EndpointPort", "protocol", "Protocol"),
+            ("ServiceSpec", "type", "ServiceType"),
+            ("ServiceSpec", "sessionAffinity", "ServiceAffinity"),
+            ("ServiceSpec", "externalTrafficPolicy", "ServiceExternalTrafficPolicy"),
+            ("ServiceSpec", "internalTrafficPolicy", "ServiceInternalTrafficPolicy"),
+            ("ServiceSpec", "ipFamilyPolicy", "IPFamilyPolicy"),
+            ("HTTPGetAction", "scheme", "URIScheme"),
+            ("VolumeMount", "mountPropagation", "MountPropagationMode"),
+            ("PersistentVolumeClaimSpec", "volumeMode", "PersistentVolumeMode"),
+            ("PersistentVolumeSpec", "volumeMode", "PersistentVolumeMode"),
+            ("PersistentVolumeSpec", "persistentVolumeReclaimPolicy", "PersistentVolumeReclaimPolicy"),
+            ("Secret", "type", "SecretType"),
+            ("Toleration", "operator", "TolerationOperator"),
+            ("Toleration", "effect", "TaintEffect"),
+            ("Taint", "effect", "TaintEffect"),
+            ("NodeSelectorRequirement", "operator", "NodeSelectorOperator"),
+            ("HostPathVolumeSource", "type", "HostPathType"),
+            ("PodStatus", "phase", "PodPhase"),
+            ("NamespaceStatus", "phase", "NamespacePhase"),
+            ("LimitRangeItem", "type", "LimitType"),
+            ("SeccompProfile", "type", "SeccompProfileType"),
+            ("PodSecurityContext", "fsGroupChangePolicy", "PodFSGroupChangePolicy"),
+        )
+    },
     (_APPS + "DeploymentStrategy", "type"): "v1.DeploymentStrategyType",
     (_APPS + "StatefulSetSpec", "podManagementPolicy"): "v1.PodManagementPolicyType",
     (_APPS + "StatefulSetUpdateStrategy", "type"): "v1.StatefulSetUpdateStrategyType",
@@ -76,7 +98,8 @@ _NAMED_STRING_ITEMS: dict[tuple[str, str], str] = {
     (_CORE + "PersistentVolumeSpec", "accessModes"): "v1.PersistentVolumeAccessMode",
     (_CORE + "ServiceSpec", "ipFamilies"): "v1.IPFamily",
     (_CORE + "NamespaceSpec", "finalizers"): "v1.FinalizerName",
-    (_CORE + "Capabilities", "add"): "v1.Capability", (_CORE + "Capabilities", "drop"): "v1.Capability",
+    (_CORE + "Capabilities", "add"): "v1.Capability",
+    (_CORE + "Capabilities", "drop"): "v1.Capability",
     (_CORE + "ResourceQuotaSpec", "scopes"): "v1.ResourceQuotaScope",
     (_NET + "NetworkPolicySpec", "policyTypes"): "v1.PolicyType",
 }
@@ -92,6 +115,7 @@ class Structure(NamedTuple):
 # ------------------------------------------------------------------------------------------------
 # Go type names as they appear in unmarshal errors
 # ------------------------------------------------------------------------------------------------
+
 
 def struct_name(node: schema.Node) -> str:
     """The unqualified Go name of a definition: `DeploymentSpec`."""
@@ -127,7 +151,7 @@ def go_type(node: schema.Node, owner: str = "", field: str = "") -> str:
     return "interface {}"
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """How Go's decoder names a JSON value in an UnmarshalTypeError."""
     if isinstance(value, bool):
         return "bool"
@@ -148,6 +172,7 @@ def _number_text(value: int | float) -> str:
 # Structure check (type errors and unknown fields of an already parsed body)
 # ------------------------------------------------------------------------------------------------
 
+
 class _Fatal(Exception):
     """An unmarshaler error: upstream stops decoding at the first one."""
 
@@ -158,9 +183,10 @@ class _Checker:
         self.type_errors: list[str] = []
         self.unknown: list[str] = []
 
-    def type_error(self, value: Any, go: str, struct: str, stack: tuple[str, ...], *, kind: str | None = None,
-                   fatal: bool = False) -> None:
-        what = kind or _json_kind(value)
+    def type_error(
+        self, value: Any, go: str, struct: str, stack: tuple[str, ...], *, kind: str | None = None, fatal: bool = False
+    ) -> None:
+        what = kind or json_kind(value)
         if struct or stack:
             message = f"json: cannot unmarshal {what} into Go struct field {struct}.{'.'.join(stack)} of type {go}"
         else:
@@ -169,8 +195,16 @@ class _Checker:
             raise _Fatal(message)
         self.type_errors.append(message)
 
-    def check(self, value: Any, node: schema.Node, struct: str, stack: tuple[str, ...], path: str,
-              owner: str = "", field: str = "") -> None:
+    def check(
+        self,
+        value: Any,
+        node: schema.Node,
+        struct: str,
+        stack: tuple[str, ...],
+        path: str,
+        owner: str = "",
+        field: str = "",
+    ) -> None:
         if value is None or node.preserves_unknown or node.ref == RAW_EXTENSION:
             return  # null leaves the Go zero value; free-form content is not decoded into a type
         t = node.type
@@ -178,7 +212,7 @@ class _Checker:
             _check_quantity(value)
         elif t == "int-or-string":
             if not isinstance(value, str) and not _fits_int(value, "int32"):
-                kind = f"number {_number_text(value)}" if _json_kind(value) == "number" else None
+                kind = f"number {_number_text(value)}" if json_kind(value) == "number" else None
                 self.type_error(value, "int32", struct, stack, kind=kind, fatal=True)
         elif node.ref in (TIME, MICRO_TIME):
             if not isinstance(value, str):
@@ -195,7 +229,7 @@ class _Checker:
                     self.type_errors.append(problem)
         elif t == "integer":
             if not _fits_int(value, node.format or "int64"):
-                kind = f"number {_number_text(value)}" if _json_kind(value) == "number" else None
+                kind = f"number {_number_text(value)}" if json_kind(value) == "number" else None
                 self.type_error(value, go_type(node), struct, stack, kind=kind)
         elif t == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -267,6 +301,7 @@ def unknown_field_messages(paths: list[str]) -> list[str]:
 # Pruning and canonical quantities
 # ------------------------------------------------------------------------------------------------
 
+
 def _children(value: Any, node: schema.Node, path: str) -> Iterator[tuple[Any, Any, schema.Node, str]]:
     """(container, key, node, path) of every schema-described child of `value`."""
     if value is None or node.preserves_unknown or node.ref == RAW_EXTENSION:
@@ -318,6 +353,7 @@ def canonicalize_quantities(obj: Any, node: schema.Node) -> None:
 # ------------------------------------------------------------------------------------------------
 # Strict decoding of the raw body: unknown and duplicate fields in document order
 # ------------------------------------------------------------------------------------------------
+
 
 class _Pairs(list):
     """A JSON object as its (key, value) pairs, duplicates included."""
@@ -398,8 +434,9 @@ def yaml_duplicate_error(text: str) -> str | None:
     return "yaml: unmarshal errors:\n  " + "\n  ".join(loader.duplicates)
 
 
-def find_duplicate_fields(raw: bytes | str, content_type: str = "application/json",
-                          node: schema.Node | None = None) -> list[str]:
+def find_duplicate_fields(
+    raw: bytes | str, content_type: str = "application/json", node: schema.Node | None = None
+) -> list[str]:
     """The duplicate-field errors of a request body, as strict decoding reports them.
 
     JSON: `duplicate field "spec.replicas"` for each repeated key (inside the fields `node` describes
@@ -432,6 +469,7 @@ def strict_decoding_errors(raw: bytes | str, content_type: str, node: schema.Nod
 # ------------------------------------------------------------------------------------------------
 # Messages the apiserver wraps around decode errors
 # ------------------------------------------------------------------------------------------------
+
 
 def strict_error_message(errors: list[str]) -> str:
     """runtime.NewStrictDecodingError."""
@@ -471,9 +509,20 @@ def base64_error(value: str) -> str | None:
 
 
 _RFC3339_LAYOUT = "2006-01-02T15:04:05Z07:00"
-_RFC3339_STEPS = (("2006", r"\d{4}"), ("-", "-"), ("01", r"\d{2}"), ("-", "-"), ("02", r"\d{2}"), ("T", "T"),
-                  ("15", r"\d{2}"), (":", ":"), ("04", r"\d{2}"), (":", ":"), ("05", r"\d{2}(\.\d+)?"),
-                  ("Z07:00", r"Z|[+-]\d{2}:\d{2}"))
+_RFC3339_STEPS = (
+    ("2006", r"\d{4}"),
+    ("-", "-"),
+    ("01", r"\d{2}"),
+    ("-", "-"),
+    ("02", r"\d{2}"),
+    ("T", "T"),
+    ("15", r"\d{2}"),
+    (":", ":"),
+    ("04", r"\d{2}"),
+    (":", ":"),
+    ("05", r"\d{2}(\.\d+)?"),
+    ("Z07:00", r"Z|[+-]\d{2}:\d{2}"),
+)
 
 
 def rfc3339_error(value: str) -> str | None:
@@ -482,15 +531,27 @@ def rfc3339_error(value: str) -> str | None:
     for layout_elem, pattern in _RFC3339_STEPS:
         m = re.match(pattern, rest)
         if not m:
-            return (f"parsing time {go_quote(value)} as {go_quote(_RFC3339_LAYOUT)}: "
-                    f"cannot parse {go_quote(rest)} as {go_quote(layout_elem)}")
-        rest = rest[m.end():]
+            return (
+                f"parsing time {go_quote(value)} as {go_quote(_RFC3339_LAYOUT)}: "
+                f"cannot parse {go_quote(rest)} as {go_quote(layout_elem)}"
+            )
+        rest = rest[m.end() :]
     if rest:
         return f"parsing time {go_quote(value)}: extra text: {go_quote(rest)}"
-    month, day, hour, minute, second = (int(value[5:7]), int(value[8:10]), int(value[11:13]),
-                                        int(value[14:16]), int(value[17:19]))
-    for name, v, hi in (("month", month, 12), ("day", day, 31), ("hour", hour, 23), ("minute", minute, 59),
-                        ("second", second, 59)):
+    month, day, hour, minute, second = (
+        int(value[5:7]),
+        int(value[8:10]),
+        int(value[11:13]),
+        int(value[14:16]),
+        int(value[17:19]),
+    )
+    for name, v, hi in (
+        ("month", month, 12),
+        ("day", day, 31),
+        ("hour", hour, 23),
+        ("minute", minute, 59),
+        ("second", second, 59),
+    ):
         if not (1 if name in ("month", "day") else 0) <= v <= hi:
             return f"parsing time {go_quote(value)}: {name} out of range"
     return None

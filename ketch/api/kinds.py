@@ -6,7 +6,7 @@ version; objects are converted between versions on the way in and out (`ketch.ap
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from . import schema

@@ -148,7 +148,6 @@ def _fail(message: str) -> _PatchError:
 BAD_RETAIN_KEYS = "invalid patch format of retainKeys"
 BAD_PRIMITIVE_LIST = "invalid patch format of primitive list"
 BAD_SET_ELEMENT_ORDER = "invalid patch format of setElementOrder list"
-UNSUPPORTED_SMP = "strategic merge patch format is not supported"
 
 
 def strategic_merge_patch(obj: dict, patch: Any, node: schema.Node | None) -> dict:
@@ -516,7 +515,7 @@ def _sort_by(items: list, order: list, merge_key: str, kind: str) -> list:
     positions = [_index(order, item, merge_key, kind) for item in items]
     if all(p >= 0 for p in positions):
         return [items[i] for i in sorted(range(len(items)), key=positions.__getitem__)]
-    out = list(zip(positions, items))
+    out = list(zip(positions, items, strict=True))
     for i in range(1, len(out)):  # insertion sort, as Go's stable sort does on short runs
         j = i
         while j > 0 and (out[j][0] < 0 or out[j - 1][0] < 0 or out[j][0] < out[j - 1][0]):
@@ -561,9 +560,3 @@ def _sort_items(items: list, order: list, merge_key: str, kind: str) -> list:
                 raise _no_merge_key(item, merge_key)
         items, doomed = _split_deletions(items)
     return _sort_by(items, order, merge_key, kind) + doomed
-
-
-def unsupported_for_custom_resources() -> ApiError:
-    """What a strategic merge patch of a custom resource gets (it has no patch strategies)."""
-    return bad_request(UNSUPPORTED_SMP)
-

@@ -14,6 +14,7 @@ same way they differ against a real apiserver (`spec.template.labels`, `spec.sec
 An absent field counts as Go's zero value. `prepare(...)` applies the strategy mutations upstream does
 right before validating (Job selector generation, Service clusterIPs).
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,9 +35,7 @@ from .names import (
     go_quote,
     index,
     inclusive_range_error,
-    internal_error,
     invalid,
-    is_c_identifier,
     is_config_map_key,
     is_dns1123_label,
     is_dns1123_subdomain,
@@ -70,6 +69,7 @@ from .names import (
     validate_labels,
     validate_path_segment_name,
 )
+from .decode import json_kind
 from .quantity import Quantity, QuantityError, from_json
 
 Errors = list[FieldError]
@@ -84,6 +84,7 @@ MAX_INT32 = (1 << 31) - 1
 # ================================================================================================
 # Registry
 # ================================================================================================
+
 
 @dataclass(frozen=True)
 class Context:
@@ -100,10 +101,12 @@ _VALIDATORS: dict[str, Validator] = {}
 
 def validates(*definitions: str) -> Callable[[Validator], Validator]:
     """Register `fn(value, path, ctx)` as the validator of values of these definitions."""
+
     def register(fn: Validator) -> Validator:
         for name in definitions:
             _VALIDATORS[name] = fn
         return fn
+
     return register
 
 
@@ -144,6 +147,7 @@ def nested(value: Any, definition: str, path: str, ctx: Context = Context()) -> 
 # ================================================================================================
 # Small helpers
 # ================================================================================================
+
 
 def _d(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
@@ -210,8 +214,13 @@ def go_label_selector(ls: Mapping | None) -> Any:
     if ls is None:
         return None
     labels = ls.get("matchLabels")
-    labels_text = "map[string]string(nil)" if labels is None else (
-        "map[string]string{" + ", ".join(f"{go_quote(k)}:{go_quote(str(labels[k]))}" for k in sorted(labels)) + "}")
+    labels_text = (
+        "map[string]string(nil)"
+        if labels is None
+        else (
+            "map[string]string{" + ", ".join(f"{go_quote(k)}:{go_quote(str(labels[k]))}" for k in sorted(labels)) + "}"
+        )
+    )
     expressions = ls.get("matchExpressions")
     if expressions is None:
         expr_text = "[]v1.LabelSelectorRequirement(nil)"
@@ -219,16 +228,20 @@ def go_label_selector(ls: Mapping | None) -> Any:
         parts = []
         for e in _l(expressions):
             values = e.get("values")
-            values_text = "[]string(nil)" if values is None else (
-                "[]string{" + ", ".join(go_quote(str(v)) for v in values) + "}")
-            parts.append(f"v1.LabelSelectorRequirement{{Key:{go_quote(_s(e.get('key')))}, "
-                         f"Operator:{go_quote(_s(e.get('operator')))}, Values:{values_text}}}")
+            values_text = (
+                "[]string(nil)" if values is None else ("[]string{" + ", ".join(go_quote(str(v)) for v in values) + "}")
+            )
+            parts.append(
+                f"v1.LabelSelectorRequirement{{Key:{go_quote(_s(e.get('key')))}, "
+                f"Operator:{go_quote(_s(e.get('operator')))}, Values:{values_text}}}"
+            )
         expr_text = "[]v1.LabelSelectorRequirement{" + ", ".join(parts) + "}"
     return GoLiteral(f"v1.LabelSelector{{MatchLabels:{labels_text}, MatchExpressions:{expr_text}}}")
 
 
 def go_struct(value: Any, go_name: str) -> GoLiteral:
     """A best-effort %#v of an internal struct value (its exact text has pointers upstream anyway)."""
+
     def render(v: Any) -> str:
         if isinstance(v, dict):
             return "{" + ", ".join(f"{k[:1].upper()}{k[1:]}:{render(x)}" for k, x in v.items()) + "}"
@@ -239,6 +252,7 @@ def go_struct(value: Any, go_name: str) -> GoLiteral:
         if isinstance(v, bool):
             return "true" if v else "false"
         return "nil" if v is None else str(v)
+
     return GoLiteral(go_name + render(_d(value)))
 
 
@@ -309,14 +323,24 @@ def validate_owner_references(refs: list, path: str) -> Errors:
         if not _s(ref.get("uid")):
             errs.append(invalid(child(path, "uid"), _s(ref.get("uid")), "must not be empty"))
         if (group, version, kind) == ("", "v1", "Event"):
-            errs.append(invalid(path, go_struct(ref, "v1.OwnerReference"),
-                                f"{group}/{version}, Kind={kind} is disallowed from being an owner"))
+            errs.append(
+                invalid(
+                    path,
+                    go_struct(ref, "v1.OwnerReference"),
+                    f"{group}/{version}, Kind={kind} is disallowed from being an owner",
+                )
+            )
         if ref.get("controller") is True:
             current = f"{kind}/{_s(ref.get('name'))}"
             if first_controller:
-                errs.append(invalid(path, GoLiteral("[]v1.OwnerReference{...}"),
-                                    'Only one reference can have Controller set to true. Found "true" in '
-                                    f"references for {first_controller} and {current}"))
+                errs.append(
+                    invalid(
+                        path,
+                        GoLiteral("[]v1.OwnerReference{...}"),
+                        'Only one reference can have Controller set to true. Found "true" in '
+                        f"references for {first_controller} and {current}",
+                    )
+                )
             else:
                 first_controller = current
     return errs
@@ -360,8 +384,12 @@ def validate_object_meta_update(new: Mapping, old: Mapping, path: str = "metadat
         extra = sorted(set(_l(new.get("finalizers"))) - set(_l(old.get("finalizers"))))
         if extra:
             shown = "[]string{" + ", ".join(go_quote(f) for f in extra) + "}"
-            errs.append(forbidden(child(path, "finalizers"),
-                                  f"no new finalizers can be added if the object is being deleted, found new finalizers {shown}"))
+            errs.append(
+                forbidden(
+                    child(path, "finalizers"),
+                    f"no new finalizers can be added if the object is being deleted, found new finalizers {shown}",
+                )
+            )
     if not _s(new.get("resourceVersion")):
         errs.append(invalid(child(path, "resourceVersion"), "", "must be specified for an update"))
     if _i(new.get("generation")) < _i(old.get("generation")):
@@ -372,7 +400,9 @@ def validate_object_meta_update(new: Mapping, old: Mapping, path: str = "metadat
         if new.get(name) != old.get(name):
             errs.append(invalid(child(path, name), _go_time(new.get(name)), IMMUTABLE))
     if new.get("deletionGracePeriodSeconds") != old.get("deletionGracePeriodSeconds"):
-        errs.append(invalid(child(path, "deletionGracePeriodSeconds"), new.get("deletionGracePeriodSeconds"), IMMUTABLE))
+        errs.append(
+            invalid(child(path, "deletionGracePeriodSeconds"), new.get("deletionGracePeriodSeconds"), IMMUTABLE)
+        )
     errs += validate_labels(new.get("labels"), child(path, "labels"))
     errs += validate_annotations(new.get("annotations"), child(path, "annotations"))
     errs += validate_owner_references(_l(new.get("ownerReferences")), child(path, "ownerReferences"))
@@ -414,13 +444,39 @@ def _label_selector(value: Any, path: str, ctx: Context) -> Errors:
 # ================================================================================================
 
 _STANDARD_RESOURCES = {
-    "cpu", "memory", "ephemeral-storage", "requests.cpu", "requests.memory", "requests.ephemeral-storage",
-    "limits.cpu", "limits.memory", "limits.ephemeral-storage", "pods", "resourcequotas", "services",
-    "replicationcontrollers", "secrets", "configmaps", "persistentvolumeclaims", "storage", "requests.storage",
-    "services.nodeports", "services.loadbalancers"}
+    "cpu",
+    "memory",
+    "ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "pods",
+    "resourcequotas",
+    "services",
+    "replicationcontrollers",
+    "secrets",
+    "configmaps",
+    "persistentvolumeclaims",
+    "storage",
+    "requests.storage",
+    "services.nodeports",
+    "services.loadbalancers",
+}
 _STANDARD_QUOTA_RESOURCES = _STANDARD_RESOURCES - {"storage"}
-_INTEGER_RESOURCES = {"pods", "resourcequotas", "services", "replicationcontrollers", "secrets", "configmaps",
-                      "persistentvolumeclaims", "services.nodeports", "services.loadbalancers"}
+_INTEGER_RESOURCES = {
+    "pods",
+    "resourcequotas",
+    "services",
+    "replicationcontrollers",
+    "secrets",
+    "configmaps",
+    "persistentvolumeclaims",
+    "services.nodeports",
+    "services.loadbalancers",
+}
 _CONTAINER_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
 _POD_LEVEL_RESOURCES = ("cpu", "hugepages-", "memory")
 
@@ -486,8 +542,9 @@ def validate_resource_quantity_value(name: str, value: Quantity, path: str) -> E
     return errs
 
 
-def validate_resource_requirements(req: Mapping, path: str, name_fn: Callable[[str, str], Errors] | None = None,
-                                   claim_names: set[str] | None = None) -> Errors:
+def validate_resource_requirements(
+    req: Mapping, path: str, name_fn: Callable[[str, str], Errors] | None = None, claim_names: set[str] | None = None
+) -> Errors:
     """validateResourceRequirements: names, quantities, requests <= limits, hugepages."""
     name_fn = name_fn or validate_container_resource_name
     req = _d(req)
@@ -544,7 +601,8 @@ def _resource_claim_names(claims: list, pod_claims: set[str], path: str) -> Erro
         seen.update({k, name})
         if name not in pod_claims:
             detail = "must be one of the names in pod.spec.resourceClaims" + (
-                ": " + ", ".join(sorted(pod_claims)) if pod_claims else " which is empty")
+                ": " + ", ".join(sorted(pod_claims)) if pod_claims else " which is empty"
+            )
             errs.append(FieldError(not_found(p, name).type, p, name, detail))
     return errs
 
@@ -563,24 +621,51 @@ _PD_PARTITION_ERROR = inclusive_range_error(1, 255)
 
 # The pod volume sources in upstream's check order: (field, path used for its own errors).
 _VOLUME_SOURCES = (
-    ("emptyDir", "emptyDir"), ("hostPath", "hostPath"), ("gitRepo", "gitRepo"),
-    ("gcePersistentDisk", "persistentDisk"), ("awsElasticBlockStore", "awsElasticBlockStore"),
-    ("secret", "secret"), ("nfs", "nfs"), ("iscsi", "iscsi"), ("glusterfs", "glusterfs"),
-    ("flocker", "flocker"), ("persistentVolumeClaim", "persistentVolumeClaim"), ("rbd", "rbd"),
-    ("cinder", "cinder"), ("cephfs", "cephfs"), ("quobyte", "quobyte"), ("downwardAPI", "downwardAPI"),
-    ("fc", "fc"), ("flexVolume", "flexVolume"), ("configMap", "configMap"), ("azureFile", "azureFile"),
-    ("vsphereVolume", "vsphereVolume"), ("photonPersistentDisk", "photonPersistentDisk"),
-    ("portworxVolume", "portworxVolume"), ("azureDisk", "azureDisk"), ("storageos", "storageos"),
-    ("projected", "projected"), ("scaleIO", "scaleIO"), ("csi", "csi"), ("ephemeral", "ephemeral"),
-    ("image", "image"))
+    ("emptyDir", "emptyDir"),
+    ("hostPath", "hostPath"),
+    ("gitRepo", "gitRepo"),
+    ("gcePersistentDisk", "persistentDisk"),
+    ("awsElasticBlockStore", "awsElasticBlockStore"),
+    ("secret", "secret"),
+    ("nfs", "nfs"),
+    ("iscsi", "iscsi"),
+    ("glusterfs", "glusterfs"),
+    ("flocker", "flocker"),
+    ("persistentVolumeClaim", "persistentVolumeClaim"),
+    ("rbd", "rbd"),
+    ("cinder", "cinder"),
+    ("cephfs", "cephfs"),
+    ("quobyte", "quobyte"),
+    ("downwardAPI", "downwardAPI"),
+    ("fc", "fc"),
+    ("flexVolume", "flexVolume"),
+    ("configMap", "configMap"),
+    ("azureFile", "azureFile"),
+    ("vsphereVolume", "vsphereVolume"),
+    ("photonPersistentDisk", "photonPersistentDisk"),
+    ("portworxVolume", "portworxVolume"),
+    ("azureDisk", "azureDisk"),
+    ("storageos", "storageos"),
+    ("projected", "projected"),
+    ("scaleIO", "scaleIO"),
+    ("csi", "csi"),
+    ("ephemeral", "ephemeral"),
+    ("image", "image"),
+)
 # The name upstream uses in the "more than 1 volume type" error, where it differs from the field.
 _VOLUME_FORBIDDEN_NAME = {"cephfs": "cephFS", "downwardAPI": "downwarAPI"}
 # Sources whose only checks are required string fields.
 _REQUIRED_FIELDS = {
-    "glusterfs": ("endpoints", "path"), "rbd": ("monitors", "image"), "cephfs": ("monitors",),
-    "vsphereVolume": ("volumePath",), "photonPersistentDisk": ("pdID",), "portworxVolume": ("volumeID",),
-    "scaleIO": ("gateway", "system", "volumeName"), "azureFile": ("secretName", "shareName"),
-    "azureDisk": ("diskName", "diskURI"), "flexVolume": ("driver",),
+    "glusterfs": ("endpoints", "path"),
+    "rbd": ("monitors", "image"),
+    "cephfs": ("monitors",),
+    "vsphereVolume": ("volumePath",),
+    "photonPersistentDisk": ("pdID",),
+    "portworxVolume": ("volumeID",),
+    "scaleIO": ("gateway", "system", "volumeName"),
+    "azureFile": ("secretName", "shareName"),
+    "azureDisk": ("diskName", "diskURI"),
+    "flexVolume": ("driver",),
 }
 
 
@@ -619,8 +704,7 @@ def _key_to_path(item: Mapping, path: str) -> Errors:
     return errs + _mode_errors(item.get("mode"), child(path, "mode"))
 
 
-_HOST_PATH_TYPES = ["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate",
-                    "Socket"]
+_HOST_PATH_TYPES = ["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"]
 
 
 def _volume_source_errors(name: str, src: Mapping, path: str, vol_name: str) -> Errors:
@@ -688,7 +772,9 @@ def _volume_source_errors(name: str, src: Mapping, path: str, vol_name: str) -> 
             errs.append(required(child(path, "volumeID"), ""))
     elif name == "quobyte":
         if not _s(src.get("registry")):
-            errs.append(required(child(path, "registry"), "must be a host:port pair or multiple pairs separated by commas"))
+            errs.append(
+                required(child(path, "registry"), "must be a host:port pair or multiple pairs separated by commas")
+            )
         if not _s(src.get("volume")):
             errs.append(required(child(path, "volume"), ""))
     elif name == "downwardAPI":
@@ -700,7 +786,9 @@ def _volume_source_errors(name: str, src: Mapping, path: str, vol_name: str) -> 
         if not wwns and not wwids:
             errs.append(required(child(path, "targetWWNs"), "must specify either targetWWNs or wwids, but not both"))
         if wwns and wwids:
-            errs.append(invalid(child(path, "targetWWNs"), wwns, "targetWWNs and wwids can not be specified simultaneously"))
+            errs.append(
+                invalid(child(path, "targetWWNs"), wwns, "targetWWNs and wwids can not be specified simultaneously")
+            )
         if wwns:
             if src.get("lun") is None:
                 errs.append(required(child(path, "lun"), "lun is required if targetWWNs is specified"))
@@ -793,9 +881,15 @@ def _projection_sources(sources: list, path: str) -> Errors:
             token, tp = _d(source["serviceAccountToken"]), child(sp, "serviceAccountToken")
             seconds = _i(token.get("expirationSeconds"))
             if seconds < 600:
-                errs.append(invalid(child(tp, "expirationSeconds"), seconds, "may not specify a duration less than 10 minutes"))
+                errs.append(
+                    invalid(child(tp, "expirationSeconds"), seconds, "may not specify a duration less than 10 minutes")
+                )
             if seconds > 1 << 32:
-                errs.append(invalid(child(tp, "expirationSeconds"), seconds, "may not specify a duration larger than 2^32 seconds"))
+                errs.append(
+                    invalid(
+                        child(tp, "expirationSeconds"), seconds, "may not specify a duration larger than 2^32 seconds"
+                    )
+                )
             if not _s(token.get("path")):
                 errs.append(required(child(path, "path"), ""))
             else:
@@ -837,7 +931,9 @@ def _volume_source(vol: Mapping, path: str, vol_name: str) -> Errors:
         if vol.get(fld) is None:
             continue
         if count:
-            errs.append(forbidden(child(path, _VOLUME_FORBIDDEN_NAME.get(fld, fld)), "may not specify more than 1 volume type"))
+            errs.append(
+                forbidden(child(path, _VOLUME_FORBIDDEN_NAME.get(fld, fld)), "may not specify more than 1 volume type")
+            )
             continue
         count += 1
         errs += _volume_source_errors(own_path, vol[fld], child(path, own_path), vol_name)
@@ -845,21 +941,48 @@ def _volume_source(vol: Mapping, path: str, vol_name: str) -> Errors:
         errs.append(required(path, "must specify a volume type"))
     return errs
 
+
 # ================================================================================================
 # Containers
 # ================================================================================================
 
 PROTOCOLS = ["SCTP", "TCP", "UDP"]
-_ENV_FIELD_PATHS = {"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
-                    "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"}
-_VOLUME_FIELD_PATHS = {"metadata.name", "metadata.namespace", "metadata.labels", "metadata.annotations",
-                       "metadata.uid"}
-_DOWNWARD_LABELS = {"metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace",
-                    "metadata.uid", "spec.nodeName", "spec.restartPolicy", "spec.serviceAccountName",
-                    "spec.schedulerName", "status.phase", "status.hostIP", "status.hostIPs", "status.podIP",
-                    "status.podIPs"}
-_RESOURCE_FIELD_PATHS = {"limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
-                         "requests.memory", "requests.ephemeral-storage"}
+_ENV_FIELD_PATHS = {
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+}
+_VOLUME_FIELD_PATHS = {"metadata.name", "metadata.namespace", "metadata.labels", "metadata.annotations", "metadata.uid"}
+_DOWNWARD_LABELS = {
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.serviceAccountName",
+    "spec.schedulerName",
+    "status.phase",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+}
+_RESOURCE_FIELD_PATHS = {
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+}
 _SUBSCRIPTED = re.compile(r"(.+)\['(.*)'\]")
 _MEMORY_DIVISORS = {"1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei"}
 _DIVISOR_LIST = "1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei"
@@ -912,23 +1035,45 @@ def _resource_field_selector(fs: Mapping, path: str, volume: bool) -> Errors:
         errs.append(required(child(path, "containerName"), ""))
     elif not resource:
         errs.append(required(child(path, "resource"), ""))
-    elif resource not in _RESOURCE_FIELD_PATHS and not resource.startswith(("requests.hugepages-", "limits.hugepages-")):
+    elif resource not in _RESOURCE_FIELD_PATHS and not resource.startswith(
+        ("requests.hugepages-", "limits.hugepages-")
+    ):
         errs.append(not_supported(child(path, "resource"), resource, sorted(_RESOURCE_FIELD_PATHS)))
     divisor = _quantity(fs.get("divisor")) if fs.get("divisor") is not None else None
     if divisor is not None and not divisor.is_zero():
         text = divisor.canonical()
         if resource in ("limits.cpu", "requests.cpu") and text not in ("1m", "1"):
-            errs.append(invalid(child(path, "divisor"), resource,
-                                "only divisor's values 1m and 1 are supported with the cpu resource"))
+            errs.append(
+                invalid(
+                    child(path, "divisor"),
+                    resource,
+                    "only divisor's values 1m and 1 are supported with the cpu resource",
+                )
+            )
         elif resource in ("limits.memory", "requests.memory") and text not in _MEMORY_DIVISORS:
-            errs.append(invalid(child(path, "divisor"), resource,
-                                f"only divisor's values {_DIVISOR_LIST} are supported with the memory resource"))
+            errs.append(
+                invalid(
+                    child(path, "divisor"),
+                    resource,
+                    f"only divisor's values {_DIVISOR_LIST} are supported with the memory resource",
+                )
+            )
         elif resource in ("limits.ephemeral-storage", "requests.ephemeral-storage") and text not in _MEMORY_DIVISORS:
-            errs.append(invalid(child(path, "divisor"), resource, f"only divisor's values {_DIVISOR_LIST} are "
-                                "supported with the local ephemeral storage resource"))
+            errs.append(
+                invalid(
+                    child(path, "divisor"),
+                    resource,
+                    f"only divisor's values {_DIVISOR_LIST} are supported with the local ephemeral storage resource",
+                )
+            )
         if resource.startswith(("requests.hugepages-", "limits.hugepages-")) and text not in _MEMORY_DIVISORS:
-            errs.append(invalid(child(path, "divisor"), resource,
-                                f"only divisor's values {_DIVISOR_LIST} are supported with the hugepages resource"))
+            errs.append(
+                invalid(
+                    child(path, "divisor"),
+                    resource,
+                    f"only divisor's values {_DIVISOR_LIST} are supported with the hugepages resource",
+                )
+            )
     return errs
 
 
@@ -978,7 +1123,11 @@ def _env_value_from(ev: Mapping, path: str) -> Errors:
     if source.get("fileKeyRef") is not None:
         count += 1
     if count == 0:
-        errs.append(invalid(path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"))
+        errs.append(
+            invalid(
+                path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"
+            )
+        )
     elif _s(ev.get("value")):
         errs.append(invalid(path, "", "may not be specified when `value` is not empty"))
     elif count > 1:
@@ -1040,8 +1189,9 @@ def validate_container_ports(ports: list, path: str) -> Errors:
     return errs
 
 
-def validate_volume_mounts(mounts: list, devices: dict[str, str], volumes: dict[str, dict], container: Mapping,
-                           path: str) -> Errors:
+def validate_volume_mounts(
+    mounts: list, devices: dict[str, str], volumes: dict[str, dict], container: Mapping, path: str
+) -> Errors:
     errs: Errors = []
     mount_points: set[str] = set()
     for i, mnt in enumerate(mounts):
@@ -1070,7 +1220,9 @@ def validate_volume_mounts(mounts: list, devices: dict[str, str], volumes: dict[
             errs += _local_descending_path(sub_path, child(path, "subPath"))
         if sub_expr:
             if sub_path:
-                errs.append(invalid(child(p, "subPathExpr"), sub_expr, "subPathExpr and subPath are mutually exclusive"))
+                errs.append(
+                    invalid(child(p, "subPathExpr"), sub_expr, "subPathExpr and subPath are mutually exclusive")
+                )
             errs += _local_descending_path(sub_expr, child(path, "subPathExpr"))
         propagation = mnt.get("mountPropagation")
         if propagation is not None:
@@ -1115,8 +1267,13 @@ def validate_volume_devices(devices: list, mounts: dict[str, str], volumes: dict
         if name in seen_names:
             errs.append(invalid(child(p, "name"), name, "must be unique"))
         if vol is not None and vol.get("persistentVolumeClaim") is None and vol.get("ephemeral") is None:
-            errs.append(invalid(child(p, "name"), name,
-                                "can only use volume source type of PersistentVolumeClaim or Ephemeral for block mode"))
+            errs.append(
+                invalid(
+                    child(p, "name"),
+                    name,
+                    "can only use volume source type of PersistentVolumeClaim or Ephemeral for block mode",
+                )
+            )
         if vol is None:
             errs.append(not_found(child(p, "name"), name))
         if not dev_path:
@@ -1184,11 +1341,21 @@ def validate_security_context(sc: Any, path: str, host_users: bool = True) -> Er
     errs += _seccomp_profile(sc.get("seccompProfile"), child(path, "seccompProfile"))
     if sc.get("allowPrivilegeEscalation") is False:
         if sc.get("privileged") is True:
-            errs.append(invalid(path, go_struct(sc, "core.SecurityContext"),
-                                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"))
+            errs.append(
+                invalid(
+                    path,
+                    go_struct(sc, "core.SecurityContext"),
+                    "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+                )
+            )
         if "CAP_SYS_ADMIN" in _l(_d(sc.get("capabilities")).get("add")):
-            errs.append(invalid(path, go_struct(sc, "core.SecurityContext"),
-                                "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN"))
+            errs.append(
+                invalid(
+                    path,
+                    go_struct(sc, "core.SecurityContext"),
+                    "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+                )
+            )
     errs += _app_armor_profile(sc.get("appArmorProfile"), child(path, "appArmorProfile"))
     return errs
 
@@ -1210,8 +1377,13 @@ def _seccomp_profile(profile: Any, path: str) -> Errors:
         else:
             errs += _local_descending_path(_s(profile["localhostProfile"]), child(path, "localhostProfile"))
     elif profile.get("localhostProfile") is not None:
-        errs.append(invalid(child(path, "localhostProfile"), go_struct(profile, "core.SeccompProfile"),
-                            "can only be set when seccomp type is Localhost"))
+        errs.append(
+            invalid(
+                child(path, "localhostProfile"),
+                go_struct(profile, "core.SeccompProfile"),
+                "can only be set when seccomp type is Localhost",
+            )
+        )
     return errs
 
 
@@ -1236,6 +1408,7 @@ def _app_armor_profile(profile: Any, path: str) -> Errors:
 
 
 # --- probes and lifecycle handlers ------------------------------------------------------------------
+
 
 def validate_port_num_or_name(port: Any, path: str) -> Errors:
     if isinstance(port, str):
@@ -1275,8 +1448,11 @@ def _handler(handler: Mapping, grace: Any, path: str, kinds_allowed: tuple[str, 
         elif kind == "sleep" and grace is not None:
             seconds = _i(action.get("seconds"))
             if seconds < 0 or seconds > _i(grace):
-                errs.append(invalid(p, seconds, "must be non-negative and less than terminationGracePeriodSeconds "
-                                                f"({_i(grace)})"))
+                errs.append(
+                    invalid(
+                        p, seconds, f"must be non-negative and less than terminationGracePeriodSeconds ({_i(grace)})"
+                    )
+                )
     if not count:
         errs.append(required(path, "must specify a handler type"))
     return errs
@@ -1295,7 +1471,9 @@ def _probe(probe: Any, grace: Any, path: str, kind: str) -> Errors:
     if kind in ("liveness", "startup") and _i(probe.get("successThreshold")) != 1:
         errs.append(invalid(child(path, "successThreshold"), _i(probe.get("successThreshold")), "must be 1"))
     if kind == "readiness" and tgps is not None:
-        errs.append(invalid(child(path, "terminationGracePeriodSeconds"), _i(tgps), "must not be set for readinessProbes"))
+        errs.append(
+            invalid(child(path, "terminationGracePeriodSeconds"), _i(tgps), "must not be set for readinessProbes")
+        )
     return errs
 
 
@@ -1308,8 +1486,9 @@ def _lifecycle(lifecycle: Mapping, grace: Any, path: str) -> Errors:
     return errs
 
 
-def _container_common(ctr: Mapping, volumes: dict[str, dict], claims: set[str], path: str, pod_restart: str,
-                      host_users: bool) -> Errors:
+def _container_common(
+    ctr: Mapping, volumes: dict[str, dict], claims: set[str], path: str, pod_restart: str, host_users: bool
+) -> Errors:
     errs: Errors = []
     name = _s(ctr.get("name"))
     if not name:
@@ -1323,7 +1502,9 @@ def _container_common(ctr: Mapping, volumes: dict[str, dict], claims: set[str], 
         if not policy:
             errs.append(required(child(path, "terminationMessagePolicy"), ""))
         else:
-            errs.append(not_supported(child(path, "terminationMessagePolicy"), policy, ["File", "FallbackToLogsOnError"]))
+            errs.append(
+                not_supported(child(path, "terminationMessagePolicy"), policy, ["File", "FallbackToLogsOnError"])
+            )
     mounts = {_s(_d(m).get("name")): _s(_d(m).get("mountPath")) for m in _l(ctr.get("volumeMounts"))}
     devices = {_s(_d(d).get("name")): _s(_d(d).get("devicePath")) for d in _l(ctr.get("volumeDevices"))}
     errs += validate_container_ports(_l(ctr.get("ports")), child(path, "ports"))
@@ -1354,8 +1535,15 @@ def _host_port_conflicts(containers: list, path: str) -> Errors:
     return errs
 
 
-def validate_containers(containers: list, volumes: dict[str, dict], claims: set[str], grace: Any, path: str,
-                        pod_restart: str, host_users: bool) -> Errors:
+def validate_containers(
+    containers: list,
+    volumes: dict[str, dict],
+    claims: set[str],
+    grace: Any,
+    path: str,
+    pod_restart: str,
+    host_users: bool,
+) -> Errors:
     if not containers:
         return [required(path, "")]
     errs: Errors = []
@@ -1377,8 +1565,16 @@ def validate_containers(containers: list, volumes: dict[str, dict], claims: set[
     return errs + _host_port_conflicts(containers, path)
 
 
-def validate_init_containers(containers: list, regular: list, volumes: dict[str, dict], claims: set[str], grace: Any,
-                             path: str, pod_restart: str, host_users: bool) -> Errors:
+def validate_init_containers(
+    containers: list,
+    regular: list,
+    volumes: dict[str, dict],
+    claims: set[str],
+    grace: Any,
+    path: str,
+    pod_restart: str,
+    host_users: bool,
+) -> Errors:
     errs: Errors = []
     names = {_s(_d(c).get("name")) for c in regular}
     for i, ctr in enumerate(containers):
@@ -1404,18 +1600,44 @@ def validate_init_containers(containers: list, regular: list, volumes: dict[str,
         else:
             for fld in ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe"):
                 if ctr.get(fld) is not None:
-                    errs.append(forbidden(child(p, fld), "may not be set for init containers without restartPolicy=Always"))
+                    errs.append(
+                        forbidden(child(p, fld), "may not be set for init containers without restartPolicy=Always")
+                    )
     return errs
 
 
-def _ephemeral_containers(ephemeral: list, containers: list, init: list, volumes: dict[str, dict], claims: set[str],
-                          path: str, pod_restart: str, host_users: bool) -> Errors:
+def _ephemeral_containers(
+    ephemeral: list,
+    containers: list,
+    init: list,
+    volumes: dict[str, dict],
+    claims: set[str],
+    path: str,
+    pod_restart: str,
+    host_users: bool,
+) -> Errors:
     errs: Errors = []
     others = {_s(_d(c).get("name")) for c in containers + init}
     names = set(others)
-    allowed = {"name", "image", "command", "args", "workingDir", "envFrom", "env", "volumeMounts", "volumeDevices",
-               "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin",
-               "stdinOnce", "tty", "targetContainerName"}
+    allowed = {
+        "name",
+        "image",
+        "command",
+        "args",
+        "workingDir",
+        "envFrom",
+        "env",
+        "volumeMounts",
+        "volumeDevices",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "imagePullPolicy",
+        "securityContext",
+        "stdin",
+        "stdinOnce",
+        "tty",
+        "targetContainerName",
+    }
     for i, ec in enumerate(ephemeral):
         ec, p = _d(ec), index(path, i)
         errs += _container_common(ec, volumes, claims, p, pod_restart, host_users)
@@ -1433,8 +1655,11 @@ def _ephemeral_containers(ephemeral: list, containers: list, init: list, volumes
         for j, vm in enumerate(_l(ec.get("volumeMounts"))):
             for sub in ("subPath", "subPathExpr"):
                 if _s(_d(vm).get(sub)):
-                    errs.append(forbidden(child(index(child(p, "volumeMounts"), j), sub),
-                                          "cannot be set for an Ephemeral Container"))
+                    errs.append(
+                        forbidden(
+                            child(index(child(p, "volumeMounts"), j), sub), "cannot be set for an Ephemeral Container"
+                        )
+                    )
     return errs
 
 
@@ -1472,10 +1697,17 @@ def validate_tolerations(tolerations: list, path: str) -> Errors:
         if k:
             errs += validate_label_name(k, child(p, "key"))
         if not k and op != "Exists":
-            errs.append(invalid(child(p, "operator"), op,
-                                'operator must be Exists when `key` is empty, which means "match all values and all keys"'))
+            errs.append(
+                invalid(
+                    child(p, "operator"),
+                    op,
+                    'operator must be Exists when `key` is empty, which means "match all values and all keys"',
+                )
+            )
         if t.get("tolerationSeconds") is not None and effect != "NoExecute":
-            errs.append(invalid(child(p, "effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"))
+            errs.append(
+                invalid(child(p, "effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set")
+            )
         if op in ("Equal", ""):
             msgs = is_valid_label_value(value)
             if msgs:
@@ -1499,10 +1731,14 @@ def _node_selector_requirement(rq: Mapping, allow_invalid_values: bool, path: st
             errs.append(required(child(path, "values"), "must be specified when `operator` is 'In' or 'NotIn'"))
     elif op in ("Exists", "DoesNotExist"):
         if values:
-            errs.append(forbidden(child(path, "values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+            errs.append(
+                forbidden(child(path, "values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+            )
     elif op in ("Gt", "Lt"):
         if len(values) != 1:
-            errs.append(required(child(path, "values"), "must be specified single value when `operator` is 'Lt' or 'Gt'"))
+            errs.append(
+                required(child(path, "values"), "must be specified single value when `operator` is 'Lt' or 'Gt'")
+            )
     else:
         errs.append(invalid(child(path, "operator"), op, "not a valid selector operator"))
     errs += validate_label_name(_s(rq.get("key")), child(path, "key"))
@@ -1517,8 +1753,12 @@ def _node_field_requirement(rq: Mapping, path: str) -> Errors:
     errs: Errors = []
     if rq.get("operator") in ("In", "NotIn"):
         if len(_l(rq.get("values"))) != 1:
-            errs.append(required(child(path, "values"),
-                                 "must be only one value when `operator` is 'In' or 'NotIn' for node field selector"))
+            errs.append(
+                required(
+                    child(path, "values"),
+                    "must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
+                )
+            )
     else:
         errs.append(invalid(child(path, "operator"), _s(rq.get("operator")), "not a valid selector operator"))
     if rq.get("key") != "metadata.name":
@@ -1567,7 +1807,11 @@ def _pod_affinity_term(term: Mapping, path: str) -> Errors:
     mismatch = set(_l(term.get("mismatchLabelKeys")))
     for i, k in enumerate(_l(term.get("matchLabelKeys"))):
         if k in mismatch:
-            errs.append(invalid(index(child(path, "matchLabelKeys"), i), k, "exists in both matchLabelKeys and mismatchLabelKeys"))
+            errs.append(
+                invalid(
+                    index(child(path, "matchLabelKeys"), i), k, "exists in both matchLabelKeys and mismatchLabelKeys"
+                )
+            )
     topology = _s(term.get("topologyKey"))
     if not topology:
         errs.append(required(child(path, "topologyKey"), "can not be empty"))
@@ -1589,7 +1833,9 @@ def validate_affinity(affinity: Any, path: str) -> Errors:
         node, np = _d(node), child(path, "nodeAffinity")
         required_terms = node.get("requiredDuringSchedulingIgnoredDuringExecution")
         if required_terms is not None:
-            errs += validate_node_selector(required_terms, False, child(np, "requiredDuringSchedulingIgnoredDuringExecution"))
+            errs += validate_node_selector(
+                required_terms, False, child(np, "requiredDuringSchedulingIgnoredDuringExecution")
+            )
         for i, term in enumerate(_l(node.get("preferredDuringSchedulingIgnoredDuringExecution"))):
             tp = index(child(np, "preferredDuringSchedulingIgnoredDuringExecution"), i)
             errs += _weight(_d(term).get("weight"), child(tp, "weight"))
@@ -1613,7 +1859,11 @@ def _dns_config(config: Any, policy: str, path: str) -> Errors:
         if config is None:
             return [required(path, "must provide `dnsConfig` when `dnsPolicy` is None")]
         if not _l(_d(config).get("nameservers")):
-            return [required(child(path, "nameservers"), "must provide at least one DNS nameserver when `dnsPolicy` is None")]
+            return [
+                required(
+                    child(path, "nameservers"), "must provide at least one DNS nameserver when `dnsPolicy` is None"
+                )
+            ]
     if config is None:
         return []
     config = _d(config)
@@ -1626,8 +1876,13 @@ def _dns_config(config: Any, policy: str, path: str) -> Errors:
     if len(searches) > 32:
         errs.append(invalid(child(path, "searches"), searches, "must not have more than 32 search paths"))
     if len(" ".join(map(str, searches))) > 2048:
-        errs.append(invalid(child(path, "searches"), searches,
-                            "must not have more than 2048 characters (including spaces) in the search list"))
+        errs.append(
+            invalid(
+                child(path, "searches"),
+                searches,
+                "must not have more than 2048 characters (including spaces) in the search list",
+            )
+        )
     for i, search in enumerate(searches):
         search = _s(search)
         if search != ".":
@@ -1650,18 +1905,25 @@ def _topology_spread(constraints: list, path: str) -> Errors:
         action = _s(c.get("whenUnsatisfiable"))
         if action not in ("DoNotSchedule", "ScheduleAnyway"):
             errs.append(not_supported(child(p, "whenUnsatisfiable"), action, ["DoNotSchedule", "ScheduleAnyway"]))
-        for other in constraints[i + 1:]:
+        for other in constraints[i + 1 :]:
             other = _d(other)
             if (other.get("topologyKey"), other.get("whenUnsatisfiable")) == (c.get("topologyKey"), action):
-                errs.append(duplicate(child(p, "{topologyKey, whenUnsatisfiable}"), f"{{{_s(c.get('topologyKey'))}, {action}}}"))
+                errs.append(
+                    duplicate(child(p, "{topologyKey, whenUnsatisfiable}"), f"{{{_s(c.get('topologyKey'))}, {action}}}")
+                )
                 break
         if c.get("minDomains") is not None:
             md = _i(c["minDomains"])
             if md <= 0:
                 errs.append(invalid(child(p, "minDomains"), md, NOT_POSITIVE))
             if action != "DoNotSchedule":
-                errs.append(invalid(child(p, "minDomains"), md,
-                                    f"can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {action}"))
+                errs.append(
+                    invalid(
+                        child(p, "minDomains"),
+                        md,
+                        f"can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {action}",
+                    )
+                )
         for policy in ("nodeAffinityPolicy", "nodeTaintsPolicy"):
             if c.get(policy) is not None and c[policy] not in ("Honor", "Ignore"):
                 errs.append(not_supported(child(p, policy), c[policy], ["Honor", "Ignore"]))
@@ -1669,12 +1931,20 @@ def _topology_spread(constraints: list, path: str) -> Errors:
         keys = _l(c.get("matchLabelKeys"))
         if keys:
             if selector is None:
-                errs.append(forbidden(child(p, "matchLabelKeys"), "must not be specified when labelSelector is not set"))
-            present = set(_d(selector).get("matchLabels") or {}) | {_s(_d(e).get("key")) for e in _l(_d(selector).get("matchExpressions"))}
+                errs.append(
+                    forbidden(child(p, "matchLabelKeys"), "must not be specified when labelSelector is not set")
+                )
+            present = set(_d(selector).get("matchLabels") or {}) | {
+                _s(_d(e).get("key")) for e in _l(_d(selector).get("matchExpressions"))
+            }
             for j, k in enumerate(keys):
                 errs += validate_label_name(_s(k), index(child(p, "matchLabelKeys"), j))
                 if k in present:
-                    errs.append(invalid(index(child(p, "matchLabelKeys"), j), k, "exists in both matchLabelKeys and labelSelector"))
+                    errs.append(
+                        invalid(
+                            index(child(p, "matchLabelKeys"), j), k, "exists in both matchLabelKeys and labelSelector"
+                        )
+                    )
         errs += validate_label_selector(selector, child(p, "labelSelector"))
     return errs
 
@@ -1693,7 +1963,11 @@ def _pod_security_context(sc: Any, spec: Mapping, path: str) -> Errors:
     for g, gid in enumerate(_l(sc.get("supplementalGroups"))):
         errs += _msgs(index(child(path, "supplementalGroups"), g), _i(gid), is_valid_group_id(_i(gid)))
     if spec.get("shareProcessNamespace") is True and spec.get("hostPID") is True:
-        errs.append(invalid(child(path, "shareProcessNamespace"), True, "ShareProcessNamespace and HostPID cannot both be enabled"))
+        errs.append(
+            invalid(
+                child(path, "shareProcessNamespace"), True, "ShareProcessNamespace and HostPID cannot both be enabled"
+            )
+        )
     sysctls = _l(sc.get("sysctls"))
     seen: set[str] = set()
     for i, s in enumerate(sysctls):
@@ -1706,7 +1980,9 @@ def _pod_security_context(sc: Any, spec: Mapping, path: str) -> Errors:
             errs.append(duplicate(p, name))
         if spec.get("hostNetwork") is True and name.startswith("net."):
             errs.append(invalid(p, name, "may not be specified when 'hostNetwork' is true"))
-        elif spec.get("hostIPC") is True and (name.startswith(("kernel.sem", "kernel.shm", "kernel.msg", "fs.mqueue."))):
+        elif spec.get("hostIPC") is True and (
+            name.startswith(("kernel.sem", "kernel.shm", "kernel.msg", "fs.mqueue."))
+        ):
             errs.append(invalid(p, name, "may not be specified when 'hostIPC' is true"))
         seen.add(name)
     policy = sc.get("fsGroupChangePolicy")
@@ -1746,8 +2022,9 @@ def _pod_resources(spec: Mapping, claims: set[str], path: str) -> Errors:
             return [not_supported(p, name, list(_POD_LEVEL_RESOURCES))]
         return []
 
-    errs += validate_resource_requirements({k: v for k, v in resources.items() if k != "claims"}, path,
-                                           name_fn=pod_resource_name, claim_names=claims)
+    errs += validate_resource_requirements(
+        {k: v for k, v in resources.items() if k != "claims"}, path, name_fn=pod_resource_name, claim_names=claims
+    )
     requests = {k: _quantity(v) for k, v in _d(resources.get("requests")).items()}
     limits = {k: _quantity(v) for k, v in _d(resources.get("limits")).items()}
     totals: dict[str, Quantity] = {}
@@ -1759,8 +2036,13 @@ def _pod_resources(spec: Mapping, claims: set[str], path: str) -> Errors:
     for name, total in totals.items():
         pod_request = requests.get(name) or Quantity(0)
         if total > pod_request:
-            errs.append(invalid(key(child(path, "requests"), name), str(pod_request),
-                                f"must be greater than or equal to aggregate container requests of {total}"))
+            errs.append(
+                invalid(
+                    key(child(path, "requests"), name),
+                    str(pod_request),
+                    f"must be greater than or equal to aggregate container requests of {total}",
+                )
+            )
     for i, ctr in enumerate(_l(spec.get("containers"))):
         for name, v in _d(_d(_d(ctr).get("resources")).get("limits")).items():
             q, pod_limit = _quantity(v), limits.get(name)
@@ -1789,15 +2071,32 @@ def _os_specific(spec: Mapping, path: str) -> Errors:
     sc = _d(spec.get("securityContext"))
     if name == "linux":
         if sc.get("windowsOptions") is not None:
-            errs.append(forbidden(child(path, "securityContext", "windowsOptions"), "windows options cannot be set for a linux pod"))
+            errs.append(
+                forbidden(
+                    child(path, "securityContext", "windowsOptions"), "windows options cannot be set for a linux pod"
+                )
+            )
         for ctr, cp in _visit_containers(spec, path):
             if _d(ctr.get("securityContext")).get("windowsOptions") is not None:
-                errs.append(forbidden(child(cp, "securityContext", "windowsOptions"),
-                                      "windows options cannot be set for a linux pod"))
+                errs.append(
+                    forbidden(
+                        child(cp, "securityContext", "windowsOptions"), "windows options cannot be set for a linux pod"
+                    )
+                )
         return errs
-    pod_forbidden = (("appArmorProfile", True), ("seLinuxOptions", True), ("seccompProfile", True), ("fsGroup", True),
-                     ("fsGroupChangePolicy", True), ("sysctls", True), ("runAsUser", True), ("runAsGroup", True),
-                     ("supplementalGroups", True), ("supplementalGroupsPolicy", True), ("seLinuxChangePolicy", True))
+    pod_forbidden = (
+        ("appArmorProfile", True),
+        ("seLinuxOptions", True),
+        ("seccompProfile", True),
+        ("fsGroup", True),
+        ("fsGroupChangePolicy", True),
+        ("sysctls", True),
+        ("runAsUser", True),
+        ("runAsGroup", True),
+        ("supplementalGroups", True),
+        ("supplementalGroupsPolicy", True),
+        ("seLinuxChangePolicy", True),
+    )
     if spec.get("securityContext") is not None:
         if sc.get("hostUsers") is not None:
             errs.append(forbidden(child(path, "hostUsers"), "cannot be set for a windows pod"))
@@ -1813,14 +2112,26 @@ def _os_specific(spec: Mapping, path: str) -> Errors:
         csc = ctr.get("securityContext")
         if csc is None:
             continue
-        for fld in ("appArmorProfile", "seLinuxOptions", "seccompProfile", "capabilities", "readOnlyRootFilesystem",
-                    "privileged", "allowPrivilegeEscalation", "procMount", "runAsUser", "runAsGroup"):
+        for fld in (
+            "appArmorProfile",
+            "seLinuxOptions",
+            "seccompProfile",
+            "capabilities",
+            "readOnlyRootFilesystem",
+            "privileged",
+            "allowPrivilegeEscalation",
+            "procMount",
+            "runAsUser",
+            "runAsGroup",
+        ):
             if _d(csc).get(fld) is not None:
                 errs.append(forbidden(child(cp, "securityContext", fld), "cannot be set for a windows pod"))
     return errs
 
 
-def validate_pod_spec(spec: Mapping, path: str, pod_meta: Mapping | None = None, resource_is_pod: bool = False) -> Errors:
+def validate_pod_spec(
+    spec: Mapping, path: str, pod_meta: Mapping | None = None, resource_is_pod: bool = False
+) -> Errors:
     """ValidatePodSpec."""
     spec = _d(spec)
     errs: Errors = []
@@ -1836,10 +2147,19 @@ def validate_pod_spec(spec: Mapping, path: str, pod_meta: Mapping | None = None,
     errs += _pod_resource_claims(_l(spec.get("resourceClaims")), child(path, "resourceClaims"))
     containers, init = _l(spec.get("containers")), _l(spec.get("initContainers"))
     errs += validate_containers(containers, volumes, claims, grace, child(path, "containers"), restart, host_users)
-    errs += validate_init_containers(init, containers, volumes, claims, grace, child(path, "initContainers"), restart,
-                                     host_users)
-    errs += _ephemeral_containers(_l(spec.get("ephemeralContainers")), containers, init, volumes, claims,
-                                  child(path, "ephemeralContainers"), restart, host_users)
+    errs += validate_init_containers(
+        init, containers, volumes, claims, grace, child(path, "initContainers"), restart, host_users
+    )
+    errs += _ephemeral_containers(
+        _l(spec.get("ephemeralContainers")),
+        containers,
+        init,
+        volumes,
+        claims,
+        child(path, "ephemeralContainers"),
+        restart,
+        host_users,
+    )
     errs += _pod_resources(spec, claims, child(path, "resources"))
     if spec.get("hostNetwork") is True:
         for i, ctr in enumerate(containers):
@@ -1854,8 +2174,13 @@ def validate_pod_spec(spec: Mapping, path: str, pod_meta: Mapping | None = None,
     errs += _pod_security_context(spec.get("securityContext"), spec, child(path, "securityContext"))
     for i, secret in enumerate(_l(spec.get("imagePullSecrets"))):
         if set(_d(secret)) - {"name"}:
-            errs.append(invalid(index(child(path, "imagePullSecrets"), i), go_struct(secret, "core.LocalObjectReference"),
-                                "only name may be set"))
+            errs.append(
+                invalid(
+                    index(child(path, "imagePullSecrets"), i),
+                    go_struct(secret, "core.LocalObjectReference"),
+                    "only name may be set",
+                )
+            )
     errs += validate_affinity(spec.get("affinity"), child(path, "affinity"))
     errs += _dns_config(spec.get("dnsConfig"), _s(spec.get("dnsPolicy")), child(path, "dnsConfig"))
     for i, gate in enumerate(_l(spec.get("readinessGates"))):
@@ -1918,11 +2243,21 @@ def _pod_resource_claims(claims: list, path: str) -> Errors:
             names.add(name)
         by_name, by_template = claim.get("resourceClaimName"), claim.get("resourceClaimTemplateName")
         if by_name is not None and by_template is not None:
-            errs.append(invalid(p, go_struct(claim, "core.PodResourceClaim"),
-                                "at most one of `resourceClaimName` or `resourceClaimTemplateName` may be specified"))
+            errs.append(
+                invalid(
+                    p,
+                    go_struct(claim, "core.PodResourceClaim"),
+                    "at most one of `resourceClaimName` or `resourceClaimTemplateName` may be specified",
+                )
+            )
         if by_name is None and by_template is None:
-            errs.append(invalid(p, go_struct(claim, "core.PodResourceClaim"),
-                                "must specify one of: `resourceClaimName`, `resourceClaimTemplateName`"))
+            errs.append(
+                invalid(
+                    p,
+                    go_struct(claim, "core.PodResourceClaim"),
+                    "must specify one of: `resourceClaimName`, `resourceClaimTemplateName`",
+                )
+            )
         for fld, value in (("resourceClaimName", by_name), ("resourceClaimTemplateName", by_template)):
             if value is not None:
                 errs += _msgs(child(p, fld), value, name_is_dns_subdomain(_s(value), False))
@@ -1956,10 +2291,16 @@ def validate_pod_specific_annotations(annotations: Mapping | None, spec: Mapping
     annotations = _d(annotations)
     errs: Errors = []
     if MIRROR_POD_ANNOTATION in annotations and not _s(spec.get("nodeName")):
-        errs.append(invalid(key(path, MIRROR_POD_ANNOTATION), annotations[MIRROR_POD_ANNOTATION],
-                            "must set spec.nodeName if mirror pod annotation is set"))
+        errs.append(
+            invalid(
+                key(path, MIRROR_POD_ANNOTATION),
+                annotations[MIRROR_POD_ANNOTATION],
+                "must set spec.nodeName if mirror pod annotation is set",
+            )
+        )
     if annotations.get(TOLERATIONS_ANNOTATION):
         import json
+
         try:
             tolerations = json.loads(annotations[TOLERATIONS_ANNOTATION])
         except ValueError as err:
@@ -1994,14 +2335,20 @@ def _seccomp_fields_match(meta: Mapping, spec: Mapping, path: str) -> Errors:
 
     def match(value: str, profile: Mapping, p: str) -> None:
         kind = _s(profile.get("type"))
-        if kind == "Unconfined" and value != "unconfined" or kind == "RuntimeDefault" and value not in (
-                "runtime/default", "docker/default"):
+        if (
+            kind == "Unconfined"
+            and value != "unconfined"
+            or kind == "RuntimeDefault"
+            and value not in ("runtime/default", "docker/default")
+        ):
             errs.append(forbidden(child(p, "type"), "seccomp type in annotation and field must match"))
         elif kind == "Localhost":
             if not value.startswith("localhost/"):
                 errs.append(forbidden(child(p, "type"), "seccomp type in annotation and field must match"))
             elif value.removeprefix("localhost/") != profile.get("localhostProfile"):
-                errs.append(forbidden(child(p, "localhostProfile"), "seccomp profile in annotation and field must match"))
+                errs.append(
+                    forbidden(child(p, "localhostProfile"), "seccomp profile in annotation and field must match")
+                )
 
     pod_profile = _d(spec.get("securityContext")).get("seccompProfile")
     if pod_profile is not None and SECCOMP_POD_ANNOTATION in annotations:
@@ -2024,7 +2371,9 @@ def validate_pod_template_spec(template: Mapping, path: str) -> Errors:
     errs += validate_pod_spec(spec, child(path, "spec"))
     errs += _seccomp_fields_match(meta, spec, child(path, "spec"))
     if _l(spec.get("ephemeralContainers")):
-        errs.append(forbidden(child(path, "spec", "ephemeralContainers"), "ephemeral containers not allowed in pod template"))
+        errs.append(
+            forbidden(child(path, "spec", "ephemeralContainers"), "ephemeral containers not allowed in pod template")
+        )
     return errs
 
 
@@ -2037,10 +2386,11 @@ def _pod_template_spec(value: Any, path: str, ctx: Context) -> Errors:
 # core/v1 kinds
 # ================================================================================================
 
+
 def _spec_diff(old: Mapping, new: Mapping, type_name: str) -> str:
     """A go-cmp style summary of what differs (upstream appends cmp.Diff output to the message)."""
     lines = [f"  {type_name}{{"]
-    for name in sorted(set(old) | set(new), key=lambda n: (list(new).index(n) if n in new else len(new))):
+    for name in sorted(set(old) | set(new), key=lambda n: list(new).index(n) if n in new else len(new)):
         if _semantic(old.get(name)) != _semantic(new.get(name)):
             lines.append(f"- \t{name[:1].upper()}{name[1:]}: {_go_json(old.get(name))},")
             lines.append(f"+ \t{name[:1].upper()}{name[1:]}: {_go_json(new.get(name))},")
@@ -2050,6 +2400,7 @@ def _spec_diff(old: Mapping, new: Mapping, type_name: str) -> str:
 
 def _go_json(value: Any) -> str:
     import json
+
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -2065,7 +2416,9 @@ def _pod_metadata_and_spec(pod: Mapping) -> Errors:
                 continue
             for si, source in enumerate(_l(_d(projected).get("sources"))):
                 if _d(source).get("serviceAccountToken") is not None:
-                    p = child(index(child(index("spec.volumes", vi), "projected", "sources"), si), "serviceAccountToken")
+                    p = child(
+                        index(child(index("spec.volumes", vi), "projected", "sources"), si), "serviceAccountToken"
+                    )
                     errs.append(forbidden(p, "must not be specified when serviceAccountName is not set"))
     for fld in ("containers", "initContainers"):
         for i, ctr in enumerate(_l(spec.get(fld))):
@@ -2083,10 +2436,15 @@ def validate_pod(pod: Mapping) -> Errors:
     return errs + _seccomp_fields_match(_d(pod.get("metadata")), spec, "spec")
 
 
-_UPDATABLE_POD_FIELDS = ",".join([
-    "`spec.containers[*].image`", "`spec.initContainers[*].image`", "`spec.activeDeadlineSeconds`",
-    "`spec.tolerations` (only additions to existing tolerations)",
-    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"])
+_UPDATABLE_POD_FIELDS = ",".join(
+    [
+        "`spec.containers[*].image`",
+        "`spec.initContainers[*].image`",
+        "`spec.activeDeadlineSeconds`",
+        "`spec.tolerations` (only additions to existing tolerations)",
+        "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+    ]
+)
 
 
 def validate_pod_update(new: Mapping, old: Mapping) -> Errors:
@@ -2109,16 +2467,24 @@ def validate_pod_update(new: Mapping, old: Mapping) -> Errors:
         if not 0 <= _i(new_ads) <= MAX_INT32:
             return errs + [invalid("spec.activeDeadlineSeconds", _i(new_ads), inclusive_range_error(0, MAX_INT32))]
         if old_ads is not None and _i(old_ads) < _i(new_ads):
-            return errs + [invalid("spec.activeDeadlineSeconds", _i(new_ads), "must be less than or equal to previous value")]
+            return errs + [
+                invalid("spec.activeDeadlineSeconds", _i(new_ads), "must be less than or equal to previous value")
+            ]
     elif old_ads is not None:
         errs.append(invalid("spec.activeDeadlineSeconds", None, "must not update from a positive integer to nil value"))
-    errs += _only_added_tolerations(_l(new_spec.get("tolerations")), _l(old_spec.get("tolerations")), "spec.tolerations")
+    errs += _only_added_tolerations(
+        _l(new_spec.get("tolerations")), _l(old_spec.get("tolerations")), "spec.tolerations"
+    )
     old_gates = {_s(_d(g).get("name")) for g in _l(old_spec.get("schedulingGates"))}
     for i, gate in enumerate(_l(new_spec.get("schedulingGates"))):
         name = _s(_d(gate).get("name"))
         if name not in old_gates:
-            errs.append(forbidden(child(index("spec.schedulingGates", i), "name"),
-                                  f"only deletion is allowed, but found new scheduling gate '{name}'"))
+            errs.append(
+                forbidden(
+                    child(index("spec.schedulingGates", i), "name"),
+                    f"only deletion is allowed, but found new scheduling gate '{name}'",
+                )
+            )
     if _semantic(new_spec) == _semantic(old_spec):
         return errs
     munged = copy.deepcopy(new_spec)
@@ -2137,12 +2503,22 @@ def validate_pod_update(new: Mapping, old: Mapping) -> Errors:
             old_sel, new_sel = _d(old_spec.get(fld)), _d(munged.get(fld))
             if old_sel != new_sel:
                 if any(new_sel.get(k) != v for k, v in old_sel.items()):
-                    errs.append(invalid("spec.nodeSelector", dict(new_sel),
-                                        "only additions to spec.nodeSelector are allowed (no mutations or deletions)"))
+                    errs.append(
+                        invalid(
+                            "spec.nodeSelector",
+                            dict(new_sel),
+                            "only additions to spec.nodeSelector are allowed (no mutations or deletions)",
+                        )
+                    )
                 munged[fld] = old_spec.get(fld)
     if _semantic(munged) != _semantic(old_spec):
-        errs.append(forbidden("spec", f"pod updates may not change fields other than {_UPDATABLE_POD_FIELDS}\n"
-                                      + _spec_diff(old_spec, munged, "core.PodSpec")))
+        errs.append(
+            forbidden(
+                "spec",
+                f"pod updates may not change fields other than {_UPDATABLE_POD_FIELDS}\n"
+                + _spec_diff(old_spec, munged, "core.PodSpec"),
+            )
+        )
     return errs
 
 
@@ -2169,6 +2545,7 @@ def _pod_annotation_updates(new: Mapping, old: Mapping) -> Errors:
 def _only_added_tolerations(new: list, old: list, path: str) -> Errors:
     def without_seconds(t: Any) -> dict:
         return {k: v for k, v in _d(t).items() if k != "tolerationSeconds" and v not in (None, "")}
+
     remaining = [without_seconds(t) for t in new]
     for t in old:
         if without_seconds(t) not in remaining:
@@ -2183,6 +2560,7 @@ def validate_pod_template(obj: Mapping) -> Errors:
 
 # --- ReplicationController ------------------------------------------------------------------------------
 
+
 def validate_replication_controller_spec(spec: Mapping, path: str) -> Errors:
     spec = _d(spec)
     errs = nonnegative(spec.get("minReadySeconds"), child(path, "minReadySeconds"))
@@ -2196,14 +2574,20 @@ def validate_replication_controller_spec(spec: Mapping, path: str) -> Errors:
     template = _d(template)
     labels = _d(template.get("metadata")).get("labels")
     if selector and not selector_from_set(selector).matches(_d(labels)):
-        errs.append(invalid(child(tpath, "metadata", "labels"), go_map(labels), "`selector` does not match template `labels`"))
+        errs.append(
+            invalid(child(tpath, "metadata", "labels"), go_map(labels), "`selector` does not match template `labels`")
+        )
     errs += validate_pod_template_spec(template, tpath)
     tspec = _d(template.get("spec"))
     if tspec.get("restartPolicy") != "Always":
         errs.append(not_supported(child(tpath, "spec", "restartPolicy"), _s(tspec.get("restartPolicy")), ["Always"]))
     if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(forbidden(child(tpath, "spec", "activeDeadlineSeconds"),
-                              "activeDeadlineSeconds in ReplicationController is not Supported"))
+        errs.append(
+            forbidden(
+                child(tpath, "spec", "activeDeadlineSeconds"),
+                "activeDeadlineSeconds in ReplicationController is not Supported",
+            )
+        )
     return errs
 
 
@@ -2228,10 +2612,18 @@ def validate_service(svc: Mapping) -> Errors:
     meta, spec = _d(svc.get("metadata")), _d(svc.get("spec"))
     errs = validate_object_meta(meta, True, name_is_dns1035_label)
     annotations = _d(meta.get("annotations"))
-    hints, mode = annotations.get("service.kubernetes.io/topology-aware-hints"), annotations.get("service.kubernetes.io/topology-mode")
+    hints, mode = (
+        annotations.get("service.kubernetes.io/topology-aware-hints"),
+        annotations.get("service.kubernetes.io/topology-mode"),
+    )
     if hints is not None and mode is not None and hints != mode:
-        errs.append(invalid(key("metadata.annotations", "service.kubernetes.io/topology-mode"), mode,
-                            "must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified"))
+        errs.append(
+            invalid(
+                key("metadata.annotations", "service.kubernetes.io/topology-mode"),
+                mode,
+                "must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified",
+            )
+        )
     kind, ports = _s(spec.get("type")), _l(spec.get("ports"))
     headless = _is_headless(spec)
     if not ports and not headless and kind != "ExternalName":
@@ -2277,7 +2669,9 @@ def validate_service(svc: Mapping) -> Errors:
     if kind == "ClusterIP":
         for i, port in enumerate(ports):
             if _i(_d(port).get("nodePort")):
-                errs.append(forbidden(child(index("spec.ports", i), "nodePort"), "may not be used when `type` is 'ClusterIP'"))
+                errs.append(
+                    forbidden(child(index("spec.ports", i), "nodePort"), "may not be used when `type` is 'ClusterIP'")
+                )
     seen_node_ports: set[tuple] = set()
     for i, port in enumerate(ports):
         node_port = _i(_d(port).get("nodePort"))
@@ -2291,7 +2685,9 @@ def validate_service(svc: Mapping) -> Errors:
     for i, port in enumerate(ports):
         k = (_s(_d(port).get("protocol")), _i(_d(port).get("port")))
         if k in seen_ports:
-            errs.append(duplicate(index("spec.ports", i), go_struct({"protocol": k[0], "port": k[1]}, "core.ServicePort")))
+            errs.append(
+                duplicate(index("spec.ports", i), go_struct({"protocol": k[0], "port": k[1]}, "core.ServicePort"))
+            )
         seen_ports.add(k)
     ranges = _l(spec.get("loadBalancerSourceRanges"))
     if ranges:
@@ -2305,7 +2701,7 @@ def validate_service(svc: Mapping) -> Errors:
         if kind != "LoadBalancer":
             errs.append(forbidden(p, "may only be used when `type` is 'LoadBalancer'"))
         value = annotations["service.beta.kubernetes.io/load-balancer-source-ranges"].strip()
-        for cidr in (value.split(",") if value else []):
+        for cidr in value.split(",") if value else []:
             errs += _msgs(p, cidr.strip(), is_valid_cidr(cidr.strip()))
     if spec.get("allocateLoadBalancerNodePorts") is not None and kind != "LoadBalancer":
         errs.append(forbidden("spec.allocateLoadBalancerNodePorts", "may only be used when `type` is 'LoadBalancer'"))
@@ -2325,13 +2721,20 @@ def validate_service(svc: Mapping) -> Errors:
         errs.append(not_supported("spec.internalTrafficPolicy", internal, ["Cluster", "Local"]))
     distribution = spec.get("trafficDistribution")
     if distribution is not None and distribution not in ("PreferClose", "PreferSameZone", "PreferSameNode"):
-        errs.append(not_supported("spec.trafficDistribution", distribution, ["PreferClose", "PreferSameZone", "PreferSameNode"]))
+        errs.append(
+            not_supported("spec.trafficDistribution", distribution, ["PreferClose", "PreferSameZone", "PreferSameNode"])
+        )
     lo, hi = NODE_PORT_RANGE
     for i, port in enumerate(ports):
         node_port = _i(_d(port).get("nodePort"))
         if node_port and kind in ("NodePort", "LoadBalancer") and not lo <= node_port <= hi:
-            errs.append(invalid(child(index("spec.ports", i), "nodePort"), node_port,
-                                f"provided port is not in the valid range. The range of valid ports is {lo}-{hi}"))
+            errs.append(
+                invalid(
+                    child(index("spec.ports", i), "nodePort"),
+                    node_port,
+                    f"provided port is not in the valid range. The range of valid ports is {lo}-{hi}",
+                )
+            )
     return errs
 
 
@@ -2368,7 +2771,11 @@ def _client_ip_affinity(config: Any, path: str) -> Errors:
     if timeout is None:
         return [required(child(path, "clientIP", "timeoutSeconds"), detail)]
     if not 0 < _i(timeout) <= 86400:
-        return [invalid(child(path, "clientIP", "timeoutSeconds"), _i(timeout), "must be greater than 0 and less than 86400")]
+        return [
+            invalid(
+                child(path, "clientIP", "timeoutSeconds"), _i(timeout), "must be greater than 0 and less than 86400"
+            )
+        ]
     return []
 
 
@@ -2393,7 +2800,9 @@ def _cluster_ips_related(spec: Mapping) -> Errors:
         seen.add(family)
     policy = spec.get("ipFamilyPolicy")
     if policy is not None and policy not in ("PreferDualStack", "RequireDualStack", "SingleStack"):
-        errs.append(not_supported("spec.ipFamilyPolicy", policy, ["PreferDualStack", "RequireDualStack", "SingleStack"]))
+        errs.append(
+            not_supported("spec.ipFamilyPolicy", policy, ["PreferDualStack", "RequireDualStack", "SingleStack"])
+        )
     bad_ips = False
     for i, ip in enumerate(ips):
         if i == 0 and ip == "None":
@@ -2411,12 +2820,20 @@ def _cluster_ips_related(spec: Mapping) -> Errors:
     if len(ips) > 1 and len({is_valid_ipv4_address(_s(ip)) == [] for ip in ips[:2]}) != 2:
         errs.append(invalid("spec.clusterIPs", list(ips), "may specify no more than one IP for each IP family"))
     if not _is_headless(spec):
-        for i, ip in enumerate(ips[:len(families)]):
+        for i, ip in enumerate(ips[: len(families)]):
             v6 = is_valid_ipv6_address(_s(ip)) == []
             if families[i] == "IPv4" and v6:
-                errs.append(invalid(index("spec.clusterIPs", i), ip, f"expected an IPv4 value as indicated by `ipFamilies[{i}]`"))
+                errs.append(
+                    invalid(
+                        index("spec.clusterIPs", i), ip, f"expected an IPv4 value as indicated by `ipFamilies[{i}]`"
+                    )
+                )
             if families[i] == "IPv6" and not v6:
-                errs.append(invalid(index("spec.clusterIPs", i), ip, f"expected an IPv6 value as indicated by `ipFamilies[{i}]`"))
+                errs.append(
+                    invalid(
+                        index("spec.clusterIPs", i), ip, f"expected an IPv6 value as indicated by `ipFamilies[{i}]`"
+                    )
+                )
     return errs
 
 
@@ -2425,7 +2842,9 @@ def _external_traffic_policy(spec: Mapping) -> Errors:
     policy = _s(spec.get("externalTrafficPolicy"))
     if not _externally_accessible(spec):
         if policy:
-            errs.append(invalid("spec.externalTrafficPolicy", policy, "may only be set for externally-accessible services"))
+            errs.append(
+                invalid("spec.externalTrafficPolicy", policy, "may only be set for externally-accessible services")
+            )
     elif not policy:
         errs.append(required("spec.externalTrafficPolicy", ""))
     elif policy not in ("Cluster", "Local"):
@@ -2433,8 +2852,13 @@ def _external_traffic_policy(spec: Mapping) -> Errors:
     health = _i(spec.get("healthCheckNodePort"))
     if not (spec.get("type") == "LoadBalancer" and policy == "Local"):
         if health:
-            errs.append(invalid("spec.healthCheckNodePort", health,
-                                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+            errs.append(
+                invalid(
+                    "spec.healthCheckNodePort",
+                    health,
+                    "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+                )
+            )
     elif not health:
         errs.append(required("spec.healthCheckNodePort", ""))
     else:
@@ -2445,7 +2869,9 @@ def _external_traffic_policy(spec: Mapping) -> Errors:
 def validate_service_update(new: Mapping, old: Mapping) -> Errors:
     new_spec, old_spec = _d(new.get("spec")), _d(old.get("spec"))
     errs = validate_object_meta_update(_d(new.get("metadata")), _d(old.get("metadata")))
-    if "ExternalName" not in (new_spec.get("type"), old_spec.get("type")) and not (_is_headless(new_spec) and _is_headless(old_spec)):
+    if "ExternalName" not in (new_spec.get("type"), old_spec.get("type")) and not (
+        _is_headless(new_spec) and _is_headless(old_spec)
+    ):
         old_ips, new_ips = _l(old_spec.get("clusterIPs")), _l(new_spec.get("clusterIPs"))
         if len(old_ips) == len(new_ips):
             for i, ip in enumerate(old_ips):
@@ -2457,15 +2883,24 @@ def validate_service_update(new: Mapping, old: Mapping) -> Errors:
             elif old_ips[0] != new_ips[0]:
                 errs.append(invalid("spec.clusterIPs[0]", list(new_ips), "may not change once set"))
             if len(new_ips) == 1 and new_spec.get("ipFamilyPolicy") != "SingleStack":
-                errs.append(invalid("spec.ipFamilyPolicy", new_spec.get("ipFamilyPolicy"),
-                                    "must be set to 'SingleStack' when releasing the secondary clusterIP"))
+                errs.append(
+                    invalid(
+                        "spec.ipFamilyPolicy",
+                        new_spec.get("ipFamilyPolicy"),
+                        "must be set to 'SingleStack' when releasing the secondary clusterIP",
+                    )
+                )
         elif old_ips and new_ips[0] != old_ips[0]:
             errs.append(invalid("spec.clusterIPs[0]", list(new_ips), "may not change once set"))
-    if (old_spec.get("type") == "LoadBalancer" and new_spec.get("type") == "LoadBalancer"
-            and old_spec.get("loadBalancerClass") != new_spec.get("loadBalancerClass")):
+    if (
+        old_spec.get("type") == "LoadBalancer"
+        and new_spec.get("type") == "LoadBalancer"
+        and old_spec.get("loadBalancerClass") != new_spec.get("loadBalancerClass")
+    ):
         errs.append(invalid("spec.loadBalancerClass", new_spec.get("loadBalancerClass"), "may not change once set"))
-    both_need_health = all(s.get("type") == "LoadBalancer" and s.get("externalTrafficPolicy") == "Local"
-                           for s in (new_spec, old_spec))
+    both_need_health = all(
+        s.get("type") == "LoadBalancer" and s.get("externalTrafficPolicy") == "Local" for s in (new_spec, old_spec)
+    )
     if both_need_health and new_spec.get("healthCheckNodePort") != old_spec.get("healthCheckNodePort"):
         errs.append(forbidden("spec.healthCheckNodePort", IMMUTABLE))
     return errs + validate_service(new)
@@ -2473,6 +2908,7 @@ def validate_service_update(new: Mapping, old: Mapping) -> Errors:
 
 def validate_non_special_ip(ip: str, path: str) -> Errors:
     import ipaddress
+
     if is_valid_ip(ip):
         return [invalid(path, ip, "must be a valid IP address")]
     parsed = ipaddress.ip_address(".".join(str(int(p)) for p in ip.split(".")) if "." in ip and ":" not in ip else ip)
@@ -2483,14 +2919,16 @@ def validate_non_special_ip(ip: str, path: str) -> Errors:
         errs.append(invalid(path, ip, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
     if parsed.is_link_local and not parsed.is_multicast:
         errs.append(invalid(path, ip, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
-    link_local_multicast = (parsed.version == 4 and ipaddress.ip_address(parsed) in ipaddress.ip_network("224.0.0.0/24")) or (
-        parsed.version == 6 and parsed in ipaddress.ip_network("ff02::/16"))
+    link_local_multicast = (
+        parsed.version == 4 and ipaddress.ip_address(parsed) in ipaddress.ip_network("224.0.0.0/24")
+    ) or (parsed.version == 6 and parsed in ipaddress.ip_network("ff02::/16"))
     if link_local_multicast:
         errs.append(invalid(path, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"))
     return errs
 
 
 # --- Endpoints, Namespace, Node --------------------------------------------------------------------------
+
 
 def validate_endpoints(ep: Mapping) -> Errors:
     errs = validate_object_meta(_d(ep.get("metadata")), True, name_is_dns_subdomain)
@@ -2626,6 +3064,7 @@ MAX_SECRET_SIZE = 1024 * 1024
 
 def _decoded_len(value: Any) -> int:
     import base64
+
     try:
         return len(base64.b64decode(_s(value)))
     except ValueError:
@@ -2658,6 +3097,7 @@ def _secret_data(secret: Mapping) -> dict[str, int]:
 
 def _secret_bytes(secret: Mapping, k: str) -> bytes | None:
     import base64
+
     if k in _d(secret.get("stringData")):
         return _s(secret["stringData"][k]).encode()
     if k in _d(secret.get("data")):
@@ -2703,15 +3143,28 @@ def validate_secret(secret: Mapping) -> Errors:
 
 
 def _json_object_error(content: bytes) -> str | None:
-    """Go's json.Unmarshal into map[string]interface{}: None if it decodes."""
+    """What Go's json.Unmarshal into map[string]interface{} says about `content` (None: it decodes)."""
     import json
+
+    text = content.decode("utf-8", "replace")
     try:
-        value = json.loads(content)
-    except ValueError as err:
-        return f"invalid character {go_quote(content.decode('utf-8', 'replace')[getattr(err, 'pos', 0):][:1])[1:-1]!r} looking for beginning of value".replace('"', "'")
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        if err.pos >= len(text.rstrip()):
+            return "unexpected end of JSON input"
+        return f"invalid character {_go_char(text[err.pos])} looking for beginning of value"
     if not isinstance(value, dict):
-        return f"json: cannot unmarshal {type(value).__name__.replace('list', 'array').replace('str', 'string')} into Go value of type map[string]interface {{}}"
+        return f"json: cannot unmarshal {json_kind(value)} into Go value of type map[string]interface {{}}"
     return None
+
+
+def _go_char(ch: str) -> str:
+    """strconv.QuoteRune-style, as encoding/json's quoteChar."""
+    if ch == "'":
+        return "'\\''"
+    if ch == '"':
+        return "'\"'"
+    return "'" + go_quote(ch)[1:-1] + "'"
 
 
 def _immutable_data(new: Mapping, old: Mapping, fields: tuple[str, ...]) -> Errors:
@@ -2729,9 +3182,30 @@ def _immutable_data(new: Mapping, old: Mapping, fields: tuple[str, ...]) -> Erro
 # --- PersistentVolume, PersistentVolumeClaim ----------------------------------------------------------
 
 ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
-_PV_SOURCES = ("hostPath", "gcePersistentDisk", "awsElasticBlockStore", "glusterfs", "flocker", "nfs", "rbd", "quobyte",
-               "cephfs", "iscsi", "cinder", "fc", "flexVolume", "azureFile", "vsphereVolume", "photonPersistentDisk",
-               "portworxVolume", "azureDisk", "scaleIO", "local", "storageos", "csi")
+_PV_SOURCES = (
+    "hostPath",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "glusterfs",
+    "flocker",
+    "nfs",
+    "rbd",
+    "quobyte",
+    "cephfs",
+    "iscsi",
+    "cinder",
+    "fc",
+    "flexVolume",
+    "azureFile",
+    "vsphereVolume",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "azureDisk",
+    "scaleIO",
+    "local",
+    "storageos",
+    "csi",
+)
 
 
 def _access_modes(modes: list, path: str, detail: str = "") -> Errors:
@@ -2769,11 +3243,15 @@ def validate_pv_spec(spec: Mapping, path: str) -> Errors:
                 errs.append(invalid(p, str(q), NOT_POSITIVE))
     policy = _s(spec.get("persistentVolumeReclaimPolicy"))
     if policy and policy not in ("Delete", "Recycle", "Retain"):
-        errs.append(not_supported(child(path, "persistentVolumeReclaimPolicy"), policy, ["Delete", "Recycle", "Retain"]))
+        errs.append(
+            not_supported(child(path, "persistentVolumeReclaimPolicy"), policy, ["Delete", "Recycle", "Retain"])
+        )
     node_affinity = spec.get("nodeAffinity")
     if node_affinity is not None:
         if _d(node_affinity).get("required") is not None:
-            errs += validate_node_selector(_d(node_affinity)["required"], False, child(path, "nodeAffinity", "required"))
+            errs += validate_node_selector(
+                _d(node_affinity)["required"], False, child(path, "nodeAffinity", "required")
+            )
         else:
             errs.append(required(child(path, "nodeAffinity", "required"), "must specify required node constraints"))
     count = 0
@@ -2781,7 +3259,9 @@ def validate_pv_spec(spec: Mapping, path: str) -> Errors:
         if spec.get(fld) is None:
             continue
         if count and fld != "flexVolume":
-            errs.append(forbidden(child(path, _VOLUME_FORBIDDEN_NAME.get(fld, fld)), "may not specify more than 1 volume type"))
+            errs.append(
+                forbidden(child(path, _VOLUME_FORBIDDEN_NAME.get(fld, fld)), "may not specify more than 1 volume type")
+            )
             continue
         count += 1
         own = "persistentDisk" if fld == "gcePersistentDisk" else fld
@@ -2804,9 +3284,15 @@ def validate_pv_spec(spec: Mapping, path: str) -> Errors:
         errs.append(required(path, "must specify a volume type"))
     host_path = _s(_d(spec.get("hostPath")).get("path"))
     if spec.get("hostPath") is not None and host_path.rstrip("/") == "" and host_path and policy == "Recycle":
-        errs.append(forbidden(child(path, "persistentVolumeReclaimPolicy"), "may not be 'recycle' for a hostPath mount of '/'"))
+        errs.append(
+            forbidden(child(path, "persistentVolumeReclaimPolicy"), "may not be 'recycle' for a hostPath mount of '/'")
+        )
     if _s(spec.get("storageClassName")):
-        errs += _msgs(child(path, "storageClassName"), spec["storageClassName"], name_is_dns_subdomain(spec["storageClassName"], False))
+        errs += _msgs(
+            child(path, "storageClassName"),
+            spec["storageClassName"],
+            name_is_dns_subdomain(spec["storageClassName"], False),
+        )
     mode = spec.get("volumeMode")
     if mode is not None and mode not in ("Block", "Filesystem"):
         errs.append(not_supported(child(path, "volumeMode"), mode, ["Block", "Filesystem"]))
@@ -2842,7 +3328,11 @@ def validate_pvc_spec(spec: Mapping, path: str) -> Errors:
             else:
                 errs += validate_resource_quantity_value("storage", q, storage_path)
     if _s(spec.get("storageClassName")):
-        errs += _msgs(child(path, "storageClassName"), spec["storageClassName"], name_is_dns_subdomain(spec["storageClassName"], False))
+        errs += _msgs(
+            child(path, "storageClassName"),
+            spec["storageClassName"],
+            name_is_dns_subdomain(spec["storageClassName"], False),
+        )
     mode = spec.get("volumeMode")
     if mode is not None and mode not in ("Block", "Filesystem"):
         errs.append(not_supported(child(path, "volumeMode"), mode, ["Block", "Filesystem"]))
@@ -2857,7 +3347,9 @@ def validate_pvc_spec(spec: Mapping, path: str) -> Errors:
             errs.append(required(child(p, "kind"), ""))
         group = _s(ref.get("apiGroup"))
         if not group and ref.get("kind") != "PersistentVolumeClaim":
-            errs.append(invalid(p, _s(ref.get("kind")), "must be 'PersistentVolumeClaim' when referencing the default apiGroup"))
+            errs.append(
+                invalid(p, _s(ref.get("kind")), "must be 'PersistentVolumeClaim' when referencing the default apiGroup")
+            )
         if group:
             errs += _msgs(child(p, "apiGroup"), group, is_dns1123_subdomain(group))
         if fld == "dataSourceRef" and _s(ref.get("namespace")):
@@ -2890,9 +3382,14 @@ def validate_pvc_update(new: Mapping, old: Mapping) -> Errors:
         requests["storage"] = _d(_d(old_spec.get("resources")).get("requests")).get("storage")
         new_cmp["volumeAttributesClassName"] = old_cmp.get("volumeAttributesClassName")
     if _semantic(new_cmp) != _semantic(old_cmp):
-        errs.append(forbidden("spec", "spec is immutable after creation except resources.requests and "
-                                      "volumeAttributesClassName for bound claims\n"
-                              + _spec_diff(old_cmp, new_cmp, "core.PersistentVolumeClaimSpec")))
+        errs.append(
+            forbidden(
+                "spec",
+                "spec is immutable after creation except resources.requests and "
+                "volumeAttributesClassName for bound claims\n"
+                + _spec_diff(old_cmp, new_cmp, "core.PersistentVolumeClaimSpec"),
+            )
+        )
     old_size = _quantity(_d(_d(old_spec.get("resources")).get("requests")).get("storage"))
     new_size = _quantity(_d(_d(new_spec.get("resources")).get("requests")).get("storage"))
     if old_size is not None and new_size is not None and new_size < old_size:
@@ -2910,19 +3407,38 @@ def validate_pv_update(new: Mapping, old: Mapping) -> Errors:
     new_source = {k: v for k, v in new_spec.items() if k in _PV_SOURCES}
     old_source = {k: v for k, v in old_spec.items() if k in _PV_SOURCES}
     if _semantic(new_source) != _semantic(old_source):
-        errs.append(forbidden("spec.persistentvolumesource", "spec.persistentvolumesource is immutable after creation\n"
-                              + _spec_diff(old_source, new_source, "core.PersistentVolumeSource")))
+        errs.append(
+            forbidden(
+                "spec.persistentvolumesource",
+                "spec.persistentvolumesource is immutable after creation\n"
+                + _spec_diff(old_source, new_source, "core.PersistentVolumeSource"),
+            )
+        )
     errs += immutable(new_spec.get("volumeMode"), old_spec.get("volumeMode"), "volumeMode")
-    if old_spec.get("nodeAffinity") is not None and _semantic(new_spec.get("nodeAffinity")) != _semantic(old_spec["nodeAffinity"]):
-        errs.append(invalid("nodeAffinity", go_struct(new_spec.get("nodeAffinity"), "core.VolumeNodeAffinity"),
-                            IMMUTABLE + ", except for updating from beta label to GA"))
+    if old_spec.get("nodeAffinity") is not None and _semantic(new_spec.get("nodeAffinity")) != _semantic(
+        old_spec["nodeAffinity"]
+    ):
+        errs.append(
+            invalid(
+                "nodeAffinity",
+                go_struct(new_spec.get("nodeAffinity"), "core.VolumeNodeAffinity"),
+                IMMUTABLE + ", except for updating from beta label to GA",
+            )
+        )
     return errs
 
 
 # --- ResourceQuota, LimitRange ------------------------------------------------------------------------
 
-_QUOTA_SCOPES = ("Terminating", "NotTerminating", "BestEffort", "NotBestEffort", "PriorityClass",
-                 "CrossNamespacePodAffinity", "VolumeAttributesClass")
+_QUOTA_SCOPES = (
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+    "VolumeAttributesClass",
+)
 
 
 def validate_resource_quota_spec(spec: Mapping, path: str) -> Errors:
@@ -2948,17 +3464,36 @@ def validate_resource_quota_spec(spec: Mapping, path: str) -> Errors:
             scope, op = _s(req.get("scopeName")), _s(req.get("operator"))
             if scope not in _QUOTA_SCOPES:
                 errs.append(invalid(child(sp, "scopeName"), scope, "unsupported scope"))
-            if scope in ("BestEffort", "NotBestEffort", "Terminating", "NotTerminating", "CrossNamespacePodAffinity") and op != "Exists":
-                errs.append(invalid(child(sp, "operator"), op, "must be 'Exists' when scope is any of ResourceQuotaScopeTerminating, "
-                                    "ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, "
-                                    "ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity"))
+            if (
+                scope in ("BestEffort", "NotBestEffort", "Terminating", "NotTerminating", "CrossNamespacePodAffinity")
+                and op != "Exists"
+            ):
+                errs.append(
+                    invalid(
+                        child(sp, "operator"),
+                        op,
+                        "must be 'Exists' when scope is any of ResourceQuotaScopeTerminating, "
+                        "ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, "
+                        "ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity",
+                    )
+                )
             if op in ("In", "NotIn"):
                 if not _l(req.get("values")):
-                    errs.append(required(child(sp, "values"), "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector"))
+                    errs.append(
+                        required(
+                            child(sp, "values"),
+                            "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+                        )
+                    )
             elif op in ("Exists", "DoesNotExist"):
                 if _l(req.get("values")):
-                    errs.append(invalid(child(sp, "values"), _l(req.get("values")),
-                                        "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector"))
+                    errs.append(
+                        invalid(
+                            child(sp, "values"),
+                            _l(req.get("values")),
+                            "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
+                        )
+                    )
             else:
                 errs.append(invalid(child(sp, "operator"), op, "not a valid selector operator"))
     return errs
@@ -2978,7 +3513,7 @@ def validate_limit_range(lr: Mapping) -> Errors:
             errs.append(duplicate(child(p, "type"), kind))
         types.add(kind)
 
-        def name_check(name: str, np: str) -> Errors:
+        def name_check(name: str, np: str, kind: str = kind) -> Errors:
             if kind in ("Pod", "Container"):
                 return validate_container_resource_name(name, np)
             return validate_resource_name(name, np)
@@ -2997,7 +3532,12 @@ def validate_limit_range(lr: Mapping) -> Errors:
                     values[fld][name] = q
             if fld == "min" and kind == "PersistentVolumeClaim":
                 if "storage" not in values["min"] and "storage" not in values["max"]:
-                    errs.append(required(child(p, "limits"), "either minimum or maximum storage value is required, but neither was provided"))
+                    errs.append(
+                        required(
+                            child(p, "limits"),
+                            "either minimum or maximum storage value is required, but neither was provided",
+                        )
+                    )
         names = {n for v in values.values() for n in v}
         for name in names:
             mn, mx = values["min"].get(name), values["max"].get(name)
@@ -3006,25 +3546,59 @@ def validate_limit_range(lr: Mapping) -> Errors:
             if mn is not None and mx is not None and mn > mx:
                 errs.append(invalid(key(child(p, "min"), name), mn, f"min value {mn} is greater than max value {mx}"))
             if dr is not None and mn is not None and mn > dr:
-                errs.append(invalid(key(child(p, "defaultRequest"), name), dr, f"min value {mn} is greater than default request value {dr}"))
+                errs.append(
+                    invalid(
+                        key(child(p, "defaultRequest"), name),
+                        dr,
+                        f"min value {mn} is greater than default request value {dr}",
+                    )
+                )
             if dr is not None and mx is not None and dr > mx:
-                errs.append(invalid(key(child(p, "defaultRequest"), name), dr, f"default request value {dr} is greater than max value {mx}"))
+                errs.append(
+                    invalid(
+                        key(child(p, "defaultRequest"), name),
+                        dr,
+                        f"default request value {dr} is greater than max value {mx}",
+                    )
+                )
             if dr is not None and df is not None and dr > df:
-                errs.append(invalid(key(child(p, "defaultRequest"), name), dr, f"default request value {dr} is greater than default limit value {df}"))
+                errs.append(
+                    invalid(
+                        key(child(p, "defaultRequest"), name),
+                        dr,
+                        f"default request value {dr} is greater than default limit value {df}",
+                    )
+                )
             if df is not None and mn is not None and mn > df:
-                errs.append(invalid(key(child(p, "default"), name), mn, f"min value {mn} is greater than default value {df}"))
+                errs.append(
+                    invalid(key(child(p, "default"), name), mn, f"min value {mn} is greater than default value {df}")
+                )
             if df is not None and mx is not None and df > mx:
-                errs.append(invalid(key(child(p, "default"), name), mx, f"default value {df} is greater than max value {mx}"))
+                errs.append(
+                    invalid(key(child(p, "default"), name), mx, f"default value {df} is greater than max value {mx}")
+                )
             if ratio is not None and ratio < Quantity(1):
-                errs.append(invalid(key(child(p, "maxLimitRequestRatio"), name), ratio, f"ratio {ratio} is less than 1"))
+                errs.append(
+                    invalid(key(child(p, "maxLimitRequestRatio"), name), ratio, f"ratio {ratio} is less than 1")
+                )
             if ratio is not None and mn is not None and mx is not None and not mn.is_zero():
                 limit_ratio = float(mx.value / mn.value)
                 if float(ratio.value) > limit_ratio:
-                    errs.append(invalid(key(child(p, "maxLimitRequestRatio"), name), ratio,
-                                        f"ratio {ratio} is greater than max/min = {limit_ratio:f}"))
+                    errs.append(
+                        invalid(
+                            key(child(p, "maxLimitRequestRatio"), name),
+                            ratio,
+                            f"ratio {ratio} is greater than max/min = {limit_ratio:f}",
+                        )
+                    )
             if not is_overcommit_allowed(name) and df is not None and dr is not None and df != dr:
-                errs.append(invalid(key(child(p, "defaultRequest"), name), dr,
-                                    f"default value {df} must equal to defaultRequest value {dr} in {name}"))
+                errs.append(
+                    invalid(
+                        key(child(p, "defaultRequest"), name),
+                        dr,
+                        f"default value {df} must equal to defaultRequest value {dr} in {name}",
+                    )
+                )
     return errs
 
 
@@ -3097,6 +3671,7 @@ def validate_binding(binding: Mapping) -> Errors:
 # apps/v1
 # ================================================================================================
 
+
 def _int_or_percent(value: Any) -> tuple[int, bool]:
     """(value, is a valid percent string) of an IntOrString, as getIntOrPercentValue reads it."""
     if isinstance(value, str):
@@ -3128,7 +3703,9 @@ def _workload_selector(spec: Mapping, path: str, what: str) -> tuple[Any, Errors
     else:
         errs += validate_label_selector(_d(ls), child(path, "selector"))
         if not _d(ls).get("matchLabels") and not _l(_d(ls).get("matchExpressions")):
-            errs.append(invalid(child(path, "selector"), go_label_selector(_d(ls)), f"empty selector is invalid for {what}"))
+            errs.append(
+                invalid(child(path, "selector"), go_label_selector(_d(ls)), f"empty selector is invalid for {what}")
+            )
     try:
         return selector_from_label_selector(None if ls is None else _d(ls)), errs
     except SelectorError:
@@ -3137,8 +3714,10 @@ def _workload_selector(spec: Mapping, path: str, what: str) -> tuple[Any, Errors
 
 def _template_matches(selector: Any, template: Mapping, path: str) -> Errors:
     labels = _d(template.get("metadata")).get("labels")
-    if selector is not None and not selector.empty() and not selector.matches(_d(labels)):
-        return [invalid(child(path, "metadata", "labels"), go_map(labels), "`selector` does not match template `labels`")]
+    if selector is not None and not selector.empty and not selector.matches(_d(labels)):
+        return [
+            invalid(child(path, "metadata", "labels"), go_map(labels), "`selector` does not match template `labels`")
+        ]
     return []
 
 
@@ -3148,7 +3727,9 @@ def _always_restart_template(template: Mapping, path: str, kind: str) -> Errors:
     if spec.get("restartPolicy") != "Always":
         errs.append(not_supported(child(path, "spec", "restartPolicy"), _s(spec.get("restartPolicy")), ["Always"]))
     if spec.get("activeDeadlineSeconds") is not None:
-        errs.append(forbidden(child(path, "spec", "activeDeadlineSeconds"), f"activeDeadlineSeconds in {kind} is not Supported"))
+        errs.append(
+            forbidden(child(path, "spec", "activeDeadlineSeconds"), f"activeDeadlineSeconds in {kind} is not Supported")
+        )
     return errs
 
 
@@ -3178,7 +3759,9 @@ def validate_deployment_spec(spec: Mapping, path: str = "spec") -> Errors:
     if deadline is not None:
         errs += nonnegative(deadline, child(path, "progressDeadlineSeconds"))
         if _i(deadline) <= _i(spec.get("minReadySeconds")):
-            errs.append(invalid(child(path, "progressDeadlineSeconds"), _i(deadline), "must be greater than minReadySeconds"))
+            errs.append(
+                invalid(child(path, "progressDeadlineSeconds"), _i(deadline), "must be greater than minReadySeconds")
+            )
     return errs
 
 
@@ -3197,7 +3780,9 @@ def _deployment_strategy(strategy: Mapping, path: str) -> Errors:
         errs = validate_positive_int_or_percent(unavailable, child(rp, "maxUnavailable"))
         errs += validate_positive_int_or_percent(surge, child(rp, "maxSurge"))
         if _int_or_percent(unavailable)[0] == 0 and _int_or_percent(surge)[0] == 0:
-            errs.append(invalid(child(rp, "maxUnavailable"), go_int_or_string(unavailable), "may not be 0 when `maxSurge` is 0"))
+            errs.append(
+                invalid(child(rp, "maxUnavailable"), go_int_or_string(unavailable), "may not be 0 when `maxSurge` is 0")
+            )
         return errs + _not_more_than_100_percent(unavailable, child(rp, "maxUnavailable"))
     return [not_supported(path, go_struct(strategy, "apps.DeploymentStrategy"), ["Recreate", "RollingUpdate"])]
 
@@ -3209,7 +3794,9 @@ def validate_replica_set_spec(spec: Mapping, path: str = "spec") -> Errors:
     selector, found = _workload_selector(spec, path, "deployment")
     errs += found
     if selector is None:
-        return errs + [invalid(child(path, "selector"), go_label_selector(spec.get("selector")), "invalid label selector")]
+        return errs + [
+            invalid(child(path, "selector"), go_label_selector(spec.get("selector")), "invalid label selector")
+        ]
     return errs + _replica_set_template(spec.get("template"), selector, child(path, "template"), "ReplicaSet")
 
 
@@ -3224,10 +3811,17 @@ def validate_daemon_set_spec(spec: Mapping, path: str = "spec") -> Errors:
         selector = None
     labels = _d(template.get("metadata")).get("labels")
     if selector is not None and not selector.matches(_d(labels)):
-        errs.append(invalid(child(path, "template", "metadata", "labels"), go_map(labels),
-                            "`selector` does not match template `labels`"))
+        errs.append(
+            invalid(
+                child(path, "template", "metadata", "labels"),
+                go_map(labels),
+                "`selector` does not match template `labels`",
+            )
+        )
     if ls is not None and not _d(ls).get("matchLabels") and not _l(_d(ls).get("matchExpressions")):
-        errs.append(invalid(child(path, "selector"), go_label_selector(_d(ls)), "empty selector is invalid for daemonset"))
+        errs.append(
+            invalid(child(path, "selector"), go_label_selector(_d(ls)), "empty selector is invalid for daemonset")
+        )
     errs += validate_pod_template_spec(template, child(path, "template"))
     errs += _always_restart_template(template, child(path, "template"), "DaemonSet")
     errs += nonnegative(spec.get("minReadySeconds"), child(path, "minReadySeconds"))
@@ -3255,7 +3849,9 @@ def _daemon_set_strategy(strategy: Mapping, path: str) -> Errors:
     errs += _not_more_than_100_percent(surge, child(rp, "maxSurge"))
     has_unavailable, has_surge = _int_or_percent(unavailable)[0] != 0, _int_or_percent(surge)[0] != 0
     if has_unavailable and has_surge:
-        errs.append(invalid(child(rp, "maxSurge"), go_int_or_string(surge), "may not be set when maxUnavailable is non-zero"))
+        errs.append(
+            invalid(child(rp, "maxSurge"), go_int_or_string(surge), "may not be set when maxUnavailable is non-zero")
+        )
     elif not has_unavailable and not has_surge:
         errs.append(required(child(rp, "maxUnavailable"), "cannot be 0 when maxSurge is 0"))
     return errs
@@ -3275,9 +3871,13 @@ def validate_stateful_set_spec(spec: Mapping, path: str = "spec") -> Errors:
         errs.append(required(child(path, "updateStrategy"), ""))
     elif kind == "OnDelete":
         if strategy.get("rollingUpdate") is not None:
-            errs.append(invalid(child(path, "updateStrategy", "rollingUpdate"),
-                                go_struct(strategy["rollingUpdate"], "apps.RollingUpdateStatefulSetStrategy"),
-                                "only allowed for updateStrategy 'RollingUpdate'"))
+            errs.append(
+                invalid(
+                    child(path, "updateStrategy", "rollingUpdate"),
+                    go_struct(strategy["rollingUpdate"], "apps.RollingUpdateStatefulSetStrategy"),
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                )
+            )
     elif kind == "RollingUpdate":
         rolling = strategy.get("rollingUpdate")
         if rolling is not None:
@@ -3290,14 +3890,21 @@ def validate_stateful_set_spec(spec: Mapping, path: str = "spec") -> Errors:
                     errs.append(invalid(child(rp, "maxUnavailable"), go_int_or_string(unavailable), "cannot be 0"))
                 errs += _not_more_than_100_percent(unavailable, child(rp, "maxUnavailable"))
     else:
-        errs.append(invalid(child(path, "updateStrategy"), go_struct(strategy, "apps.StatefulSetUpdateStrategy"),
-                            "must be 'RollingUpdate' or 'OnDelete'"))
+        errs.append(
+            invalid(
+                child(path, "updateStrategy"),
+                go_struct(strategy, "apps.StatefulSetUpdateStrategy"),
+                "must be 'RollingUpdate' or 'OnDelete'",
+            )
+        )
     retention = spec.get("persistentVolumeClaimRetentionPolicy")
     if retention is not None:
         for fld in ("whenDeleted", "whenScaled"):
             value = _s(_d(retention).get(fld))
             if value not in ("Retain", "Delete"):
-                errs.append(not_supported(child(path, "persistentVolumeClaimRetentionPolicy", fld), value, ["Retain", "Delete"]))
+                errs.append(
+                    not_supported(child(path, "persistentVolumeClaimRetentionPolicy", fld), value, ["Retain", "Delete"])
+                )
     errs += nonnegative(spec.get("replicas"), child(path, "replicas"))
     errs += nonnegative(spec.get("minReadySeconds"), child(path, "minReadySeconds"))
     if spec.get("ordinals") is not None:
@@ -3314,17 +3921,29 @@ def validate_stateful_set_spec(spec: Mapping, path: str = "spec") -> Errors:
         errs += _template_matches(selector, template, tpath)
         errs += validate_labels(meta.get("labels"), child(tpath, "labels"))
         errs += validate_annotations(meta.get("annotations"), child(tpath, "annotations"))
-        errs += validate_pod_specific_annotations(meta.get("annotations"), _d(template.get("spec")), child(tpath, "annotations"))
+        errs += validate_pod_specific_annotations(
+            meta.get("annotations"), _d(template.get("spec")), child(tpath, "annotations")
+        )
     tspec = _d(template.get("spec"))
     if tspec.get("restartPolicy") != "Always":
         errs.append(not_supported(child(tpath, "spec", "restartPolicy"), _s(tspec.get("restartPolicy")), ["Always"]))
     if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(forbidden(child(tpath, "spec", "activeDeadlineSeconds"), "activeDeadlineSeconds in StatefulSet is not Supported"))
+        errs.append(
+            forbidden(
+                child(tpath, "spec", "activeDeadlineSeconds"), "activeDeadlineSeconds in StatefulSet is not Supported"
+            )
+        )
     return errs
 
 
-_STATEFUL_SET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
-                         "minReadySeconds")
+_STATEFUL_SET_MUTABLE = (
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+)
 
 
 def validate_stateful_set_update(new: Mapping, old: Mapping) -> Errors:
@@ -3333,9 +3952,14 @@ def validate_stateful_set_update(new: Mapping, old: Mapping) -> Errors:
     rest_new = {k: v for k, v in _d(new.get("spec")).items() if k not in _STATEFUL_SET_MUTABLE}
     rest_old = {k: v for k, v in _d(old.get("spec")).items() if k not in _STATEFUL_SET_MUTABLE}
     if _semantic(rest_new) != _semantic(rest_old):
-        errs.append(forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', "
-                                      "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
-                                      "'minReadySeconds' are forbidden"))
+        errs.append(
+            forbidden(
+                "spec",
+                "updates to statefulset spec for fields other than 'replicas', 'ordinals', "
+                "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
+                "'minReadySeconds' are forbidden",
+            )
+        )
     return errs
 
 
@@ -3359,29 +3983,6 @@ def validate_controller_revision(rev: Mapping) -> Errors:
 
 JOB_NAME_LABEL, LEGACY_JOB_NAME_LABEL = "batch.kubernetes.io/job-name", "job-name"
 CONTROLLER_UID_LABEL, LEGACY_CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid", "controller-uid"
-
-
-def generate_job_selector(job: dict) -> None:
-    """What the Job strategy does on create unless spec.manualSelector: label the template, select its uid."""
-    spec = job.setdefault("spec", {})
-    if spec.get("manualSelector") is True:
-        return
-    meta = _d(job.get("metadata"))
-    template_meta = spec.setdefault("template", {}).setdefault("metadata", {})
-    labels = template_meta.get("labels")
-    if not isinstance(labels, dict):
-        labels = template_meta["labels"] = {}
-    for name in (LEGACY_JOB_NAME_LABEL, JOB_NAME_LABEL):
-        labels.setdefault(name, _s(meta.get("name")))
-    for name in (LEGACY_CONTROLLER_UID_LABEL, CONTROLLER_UID_LABEL):
-        labels.setdefault(name, _s(meta.get("uid")))
-    selector = spec.get("selector")
-    if not isinstance(selector, dict):
-        selector = spec["selector"] = {}
-    match = selector.get("matchLabels")
-    if not isinstance(match, dict):
-        match = selector["matchLabels"] = {}
-    match.setdefault(CONTROLLER_UID_LABEL, _s(meta.get("uid")))
 
 
 def _has_label(meta: Mapping, path: str, name: str, expected: str) -> Errors:
@@ -3422,8 +4023,14 @@ def _job_spec_body(spec: Mapping, path: str) -> Errors:
     """validateJobSpec: everything but the selector."""
     spec = _d(spec)
     errs: Errors = []
-    for fld in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished",
-                "backoffLimitPerIndex"):
+    for fld in (
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+    ):
         if spec.get(fld) is not None:
             errs += nonnegative(spec[fld], child(path, fld))
     mode = spec.get("completionMode")
@@ -3435,7 +4042,9 @@ def _job_spec_body(spec: Mapping, path: str) -> Errors:
     if spec.get("managedBy") is not None:
         managed = _s(spec["managedBy"])
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/\S+", managed):
-            errs.append(invalid(child(path, "managedBy"), managed, "must be a domain-prefixed path (such as \"acme.io/foo\")"))
+            errs.append(
+                invalid(child(path, "managedBy"), managed, 'must be a domain-prefixed path (such as "acme.io/foo")')
+            )
         if len(managed) > 63:
             errs.append(too_long_max_length(child(path, "managedBy"), managed, 63))
     if mode is not None:
@@ -3445,25 +4054,46 @@ def _job_spec_body(spec: Mapping, path: str) -> Errors:
             if spec.get("completions") is None:
                 errs.append(required(child(path, "completions"), "when completion mode is Indexed"))
             if _i(spec.get("parallelism")) > 100000:
-                errs.append(invalid(child(path, "parallelism"), _i(spec["parallelism"]),
-                                    "must be less than or equal to 100000 when completion mode is Indexed"))
-            if spec.get("completions") is not None and spec.get("maxFailedIndexes") is not None and \
-                    _i(spec["maxFailedIndexes"]) > _i(spec["completions"]):
-                errs.append(invalid(child(path, "maxFailedIndexes"), _i(spec["maxFailedIndexes"]), "must be less than or equal to completions"))
+                errs.append(
+                    invalid(
+                        child(path, "parallelism"),
+                        _i(spec["parallelism"]),
+                        "must be less than or equal to 100000 when completion mode is Indexed",
+                    )
+                )
+            if (
+                spec.get("completions") is not None
+                and spec.get("maxFailedIndexes") is not None
+                and _i(spec["maxFailedIndexes"]) > _i(spec["completions"])
+            ):
+                errs.append(
+                    invalid(
+                        child(path, "maxFailedIndexes"),
+                        _i(spec["maxFailedIndexes"]),
+                        "must be less than or equal to completions",
+                    )
+                )
     if not indexed:
         for fld in ("backoffLimitPerIndex", "maxFailedIndexes"):
             if spec.get(fld) is not None:
                 errs.append(invalid(child(path, fld), _i(spec[fld]), "requires indexed completion mode"))
     if spec.get("successPolicy") is not None and not indexed:
-        errs.append(invalid(child(path, "successPolicy"), go_struct(spec["successPolicy"], "batch.SuccessPolicy"),
-                            "requires indexed completion mode"))
+        errs.append(
+            invalid(
+                child(path, "successPolicy"),
+                go_struct(spec["successPolicy"], "batch.SuccessPolicy"),
+                "requires indexed completion mode",
+            )
+        )
     replacement = spec.get("podReplacementPolicy")
     if replacement is not None:
         if spec.get("podFailurePolicy") is not None:
             if replacement != "Failed":
                 errs.append(not_supported(child(path, "podReplacementPolicy"), replacement, ["Failed"]))
         elif replacement not in ("Failed", "TerminatingOrFailed"):
-            errs.append(not_supported(child(path, "podReplacementPolicy"), replacement, ["Failed", "TerminatingOrFailed"]))
+            errs.append(
+                not_supported(child(path, "podReplacementPolicy"), replacement, ["Failed", "TerminatingOrFailed"])
+            )
     template = _d(spec.get("template"))
     errs += validate_pod_template_spec(template, child(path, "template"))
     restart = _s(_d(template.get("spec")).get("restartPolicy"))
@@ -3491,8 +4121,13 @@ def validate_job_spec(spec: Mapping, path: str = "spec") -> Errors:
         return errs
     labels = _d(_d(spec.get("template")).get("metadata")).get("labels")
     if not selector.matches(_d(labels)):
-        errs.append(invalid(child(path, "template", "metadata", "labels"), go_map(labels),
-                            "`selector` does not match template `labels`"))
+        errs.append(
+            invalid(
+                child(path, "template", "metadata", "labels"),
+                go_map(labels),
+                "`selector` does not match template `labels`",
+            )
+        )
     return errs
 
 
@@ -3505,8 +4140,13 @@ def validate_job(job: Mapping, require_prefixed: bool = True) -> Errors:
     if spec.get("completionMode") == "Indexed" and completions is not None and _i(completions) > 0:
         hostname = f"{_s(meta.get('name'))}-{_i(completions) - 1}"
         if is_dns1123_label(hostname):
-            errs.append(invalid("metadata.name", _s(meta.get("name")),
-                                f"will not able to create pod with invalid DNS label: {hostname}"))
+            errs.append(
+                invalid(
+                    "metadata.name",
+                    _s(meta.get("name")),
+                    f"will not able to create pod with invalid DNS label: {hostname}",
+                )
+            )
     return errs
 
 
@@ -3518,8 +4158,9 @@ def validate_job_update(new: Mapping, old: Mapping) -> Errors:
     errs += validate_object_meta_update(_d(new.get("metadata")), _d(old.get("metadata")))
     errs += validate_job_spec(new_spec)
     errs += immutable(new_spec.get("completions"), old_spec.get("completions"), "spec.completions")
-    errs += immutable(new_spec.get("selector"), old_spec.get("selector"), "spec.selector",
-                      go_label_selector(new_spec.get("selector")))
+    errs += immutable(
+        new_spec.get("selector"), old_spec.get("selector"), "spec.selector", go_label_selector(new_spec.get("selector"))
+    )
     new_template, old_template = _d(new_spec.get("template")), copy.deepcopy(_d(old_spec.get("template")))
     if old_spec.get("suspend") is True and not _d(old.get("status")).get("startTime"):
         # Suspended jobs that never started may change their scheduling directives.
@@ -3529,7 +4170,8 @@ def validate_job_update(new: Mapping, old: Mapping) -> Errors:
         node_affinity = _d(nts.get("affinity")).get("nodeAffinity")
         ots.setdefault("affinity", {})["nodeAffinity"] = node_affinity
         old_template.setdefault("metadata", {}).update(
-            {k: _d(new_template.get("metadata")).get(k) for k in ("labels", "annotations")})
+            {k: _d(new_template.get("metadata")).get(k) for k in ("labels", "annotations")}
+        )
     if _semantic(new_template) != _semantic(old_template):
         errs.append(invalid("spec.template", go_struct(new_template, "core.PodTemplateSpec"), IMMUTABLE))
     for fld in ("completionMode", "podFailurePolicy", "backoffLimitPerIndex", "managedBy", "successPolicy"):
@@ -3541,7 +4183,13 @@ def validate_job_template_spec(template: Mapping, path: str) -> Errors:
     spec = _d(_d(template).get("spec"))
     errs = _job_spec_body(spec, child(path, "spec"))
     if spec.get("selector") is not None:
-        errs.append(invalid(child(path, "spec", "selector"), go_label_selector(spec["selector"]), "`selector` will be auto-generated"))
+        errs.append(
+            invalid(
+                child(path, "spec", "selector"),
+                go_label_selector(spec["selector"]),
+                "`selector` will be auto-generated",
+            )
+        )
     if spec.get("manualSelector") is True:
         errs.append(not_supported(child(path, "spec", "manualSelector"), True, ["nil", "false"]))
     return errs
@@ -3559,9 +4207,19 @@ def validate_cron_job_spec(spec: Mapping, old_spec: Mapping | None, path: str = 
             errs.append(invalid(child(path, "schedule"), schedule, problem))
         allow_tz = old_spec is not None and "TZ" in _s(old_spec.get("schedule"))
         if allow_tz and "TZ" in schedule and spec.get("timeZone") is not None:
-            errs.append(invalid(child(path, "schedule"), schedule, "cannot use both timeZone field and TZ or CRON_TZ in schedule"))
+            errs.append(
+                invalid(
+                    child(path, "schedule"), schedule, "cannot use both timeZone field and TZ or CRON_TZ in schedule"
+                )
+            )
         elif not allow_tz and "TZ" in schedule:
-            errs.append(invalid(child(path, "schedule"), schedule, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"))
+            errs.append(
+                invalid(
+                    child(path, "schedule"),
+                    schedule,
+                    "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+                )
+            )
     if spec.get("startingDeadlineSeconds") is not None:
         errs += nonnegative(spec["startingDeadlineSeconds"], child(path, "startingDeadlineSeconds"))
     if old_spec is None or old_spec.get("timeZone") != spec.get("timeZone"):
@@ -3584,7 +4242,9 @@ def _time_zone(tz: Any, path: str) -> Errors:
         if part in (".", "..") or part.startswith("-") or not re.fullmatch(r"[A-Za-z.\-_0-9+]{1,14}", part):
             return [invalid(path, tz, f"unknown time zone {tz}")]
     if tz.lower() == "local":
-        return [invalid(path, tz, "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones")]
+        return [
+            invalid(path, tz, "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones")
+        ]
     try:
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -3594,10 +4254,21 @@ def _time_zone(tz: Any, path: str) -> Errors:
 
 # --- cron schedules (github.com/robfig/cron/v3 ParseStandard) ------------------------------------------
 
-_CRON_FIELDS = (("minute", 0, 59, None), ("hour", 0, 23, None), ("dom", 1, 31, None),
-                ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-                    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}),
-                ("dow", 0, 6, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}))
+_CRON_FIELDS = (
+    ("minute", 0, 59, None),
+    ("hour", 0, 23, None),
+    ("dom", 1, 31, None),
+    (
+        "month",
+        1,
+        12,
+        {
+            m: i + 1
+            for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))
+        },
+    ),
+    ("dow", 0, 6, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}),
+)
 _DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _GO_DURATION = re.compile(r"([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+|0")
 
@@ -3625,7 +4296,7 @@ def cron_schedule_error(spec: str) -> str | None:
         return "empty spec string"
     if spec.startswith(("TZ=", "CRON_TZ=")):
         space, eq = spec.find(" "), spec.find("=")
-        zone = spec[eq + 1:space] if space >= 0 else spec[eq + 1:]
+        zone = spec[eq + 1 : space] if space >= 0 else spec[eq + 1 :]
         try:
             zoneinfo.ZoneInfo(zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -3635,7 +4306,7 @@ def cron_schedule_error(spec: str) -> str | None:
         if spec in _DESCRIPTORS:
             return None
         if spec.startswith("@every "):
-            duration = spec[len("@every "):]
+            duration = spec[len("@every ") :]
             if not _GO_DURATION.fullmatch(duration.lstrip("+-")):
                 return f"failed to parse duration {spec}: time: invalid duration {go_quote(duration)}"
             return None
@@ -3681,3 +4352,1062 @@ def _cron_range(expr: str, lo: int, hi: int, names: dict[str, int] | None) -> No
         raise ValueError(f"beginning of range ({start}) beyond end of range ({end}): {expr}")
     if step == 0:
         raise ValueError(f"step of range should be a positive number: {expr}")
+
+
+# ================================================================================================
+# autoscaling (v2 storage shape; autoscaling/v1 objects are accepted in their own shape too)
+# ================================================================================================
+
+_METRIC_TYPES = ["ContainerResource", "External", "Object", "Pods", "Resource"]
+_TARGET_TYPES = ["AverageValue", "Utilization", "Value"]
+
+
+def _path_segment_errors(value: str, path: str) -> Errors:
+    return _msgs(path, value, validate_path_segment_name(value, False))
+
+
+def validate_cross_version_object_reference(ref: Mapping, path: str) -> Errors:
+    ref = _d(ref)
+    errs: Errors = []
+    for fld in ("kind", "name"):
+        value = _s(ref.get(fld))
+        if not value:
+            errs.append(required(child(path, fld), ""))
+        else:
+            errs += _path_segment_errors(value, child(path, fld))
+    api_version = _s(ref.get("apiVersion"))
+    if api_version.count("/") > 1:
+        errs.append(invalid(child(path, "apiVersion"), api_version, f"unexpected GroupVersion string: {api_version}"))
+    return errs
+
+
+def _metric_target(target: Mapping, path: str) -> Errors:
+    target = _d(target)
+    errs: Errors = []
+    kind = _s(target.get("type"))
+    if not kind:
+        errs.append(required(child(path, "type"), "must specify a metric target type"))
+    elif kind not in _TARGET_TYPES:
+        errs.append(not_supported(child(path, "type"), kind, _TARGET_TYPES))
+    for fld in ("value", "averageValue"):
+        q = _quantity(target.get(fld)) if target.get(fld) is not None else None
+        if q is not None and q.sign() <= 0:
+            errs.append(invalid(child(path, fld), q, "must be positive"))
+    utilization = target.get("averageUtilization")
+    if utilization is not None and _i(utilization) < 1:
+        errs.append(invalid(child(path, "averageUtilization"), _i(utilization), "must be greater than 0"))
+    return errs
+
+
+def _metric_spec(metric: Mapping, path: str) -> Errors:
+    metric = _d(metric)
+    kind = _s(metric.get("type"))
+    if not kind:
+        return [required(child(path, "type"), "must specify a metric source type")]
+    if kind not in _METRIC_TYPES:
+        return [not_supported(child(path, "type"), kind, _METRIC_TYPES)]
+    source_field = {
+        "ContainerResource": "containerResource",
+        "External": "external",
+        "Object": "object",
+        "Pods": "pods",
+        "Resource": "resource",
+    }[kind]
+    errs: Errors = []
+    for fld in ("object", "pods", "resource", "containerResource", "external"):
+        if fld != source_field and metric.get(fld) is not None:
+            errs.append(forbidden(child(path, fld), "must populate the given metric source only"))
+    source = metric.get(source_field)
+    sp = child(path, source_field)
+    if source is None:
+        return errs + [required(sp, "must populate information for the given metric source")]
+    source = _d(source)
+    if kind in ("Resource", "ContainerResource"):
+        if not _s(source.get("name")):
+            errs.append(required(child(sp, "name"), "must specify a resource name"))
+        if kind == "ContainerResource" and not _s(source.get("container")):
+            errs.append(required(child(sp, "container"), "must specify a container"))
+    else:
+        if kind == "Object":
+            errs += validate_cross_version_object_reference(source.get("describedObject"), child(sp, "describedObject"))
+        metric_id = _d(source.get("metric"))
+        if not _s(metric_id.get("name")):
+            errs.append(required(child(sp, "metric", "name"), "must specify a metric name"))
+        else:
+            errs += _path_segment_errors(metric_id["name"], child(sp, "metric", "name"))
+        if metric_id.get("selector") is not None:
+            errs += validate_label_selector(metric_id["selector"], child(sp, "metric", "selector"))
+    return errs + _metric_target(_d(source.get("target")), child(sp, "target"))
+
+
+def _scaling_rules(rules: Any, path: str) -> Errors:
+    if rules is None:
+        return []
+    rules = _d(rules)
+    errs: Errors = []
+    window = rules.get("stabilizationWindowSeconds")
+    if window is not None and not 0 <= _i(window) <= 3600:
+        errs.append(
+            invalid(
+                child(path, "stabilizationWindowSeconds"),
+                _i(window),
+                "must be greater than or equal to zero and less than or equal to 3600",
+            )
+        )
+    policy = rules.get("selectPolicy")
+    if policy is not None and policy not in ("Max", "Min", "Disabled"):
+        errs.append(not_supported(child(path, "selectPolicy"), policy, ["Disabled", "Max", "Min"]))
+    policies = _l(rules.get("policies"))
+    if not policies:
+        errs.append(required(child(path, "policies"), "must specify at least one Policy"))
+    for i, p in enumerate(policies):
+        p, pp = _d(p), index(child(path, "policies"), i)
+        if p.get("type") not in ("Pods", "Percent"):
+            errs.append(not_supported(child(pp, "type"), _s(p.get("type")), ["Percent", "Pods"]))
+        if _i(p.get("value")) <= 0:
+            errs.append(invalid(child(pp, "value"), _i(p.get("value")), "must be greater than zero"))
+        if not 0 < _i(p.get("periodSeconds")) <= 1800:
+            errs.append(
+                invalid(
+                    child(pp, "periodSeconds"),
+                    _i(p.get("periodSeconds")),
+                    "must be greater than zero and less than or equal to 1800",
+                )
+            )
+    return errs
+
+
+def validate_hpa(hpa: Mapping) -> Errors:
+    errs = validate_object_meta(_d(hpa.get("metadata")), True, name_is_dns_subdomain)
+    spec, path = _d(hpa.get("spec")), "spec"
+    min_replicas = spec.get("minReplicas")
+    if min_replicas is not None and _i(min_replicas) < 1:
+        errs.append(invalid("spec.minReplicas", _i(min_replicas), "must be greater than or equal to 1"))
+    max_replicas = _i(spec.get("maxReplicas"))
+    if max_replicas < 1:
+        errs.append(invalid("spec.maxReplicas", max_replicas, "must be greater than 0"))
+    if min_replicas is not None and max_replicas < _i(min_replicas):
+        errs.append(invalid("spec.maxReplicas", max_replicas, "must be greater than or equal to `minReplicas`"))
+    errs += validate_cross_version_object_reference(spec.get("scaleTargetRef"), "spec.scaleTargetRef")
+    if (
+        "targetCPUUtilizationPercentage" in spec
+        or "metrics" not in spec
+        and _s(hpa.get("apiVersion")) == "autoscaling/v1"
+    ):
+        # autoscaling/v1 carries its one metric here; upstream validates the converted v2 metric.
+        target = spec.get("targetCPUUtilizationPercentage")
+        if target is not None and _i(target) < 1:
+            errs.append(
+                invalid("spec.metrics[0].resource.target.averageUtilization", _i(target), "must be greater than 0")
+            )
+        return errs
+    for i, metric in enumerate(_l(spec.get("metrics"))):
+        errs += _metric_spec(metric, index(child(path, "metrics"), i))
+    if min_replicas is not None and _i(min_replicas) == 0:
+        if not any(_d(m).get("type") in ("Object", "External") for m in _l(spec.get("metrics"))):
+            errs.append(
+                forbidden(
+                    "spec.metrics",
+                    "must specify at least one Object or External metric to support scaling to zero replicas",
+                )
+            )
+    behavior = spec.get("behavior")
+    if behavior is not None:
+        for fld in ("scaleUp", "scaleDown"):
+            errs += _scaling_rules(_d(behavior).get(fld), child(path, "behavior", fld))
+    return errs
+
+
+# ================================================================================================
+# networking.k8s.io/v1
+# ================================================================================================
+
+_PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]
+_INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
+_INVALID_PATH_SUFFIXES = ("/..", "/.")
+
+
+def _typed_local_reference(ref: Any, path: str) -> Errors:
+    if ref is None:
+        return []
+    ref = _d(ref)
+    errs: Errors = []
+    if ref.get("apiGroup") is not None:
+        errs += _msgs(child(path, "apiGroup"), ref["apiGroup"], is_dns1123_subdomain(_s(ref["apiGroup"])))
+    for fld in ("kind", "name"):
+        value = _s(ref.get(fld))
+        if not value:
+            errs.append(required(child(path, fld), f"{fld} is required"))
+        else:
+            errs += _path_segment_errors(value, child(path, fld))
+    return errs
+
+
+def _ingress_backend(backend: Mapping, path: str) -> Errors:
+    backend = _d(backend)
+    resource, service = backend.get("resource"), backend.get("service")
+    if resource is not None and service is not None:
+        return [invalid(path, "", "cannot set both resource and service backends")]
+    if resource is not None:
+        return _typed_local_reference(resource, child(path, "resource"))
+    if service is None:
+        return [invalid(path, "", "resource or service backend is required")]
+    service = _d(service)
+    errs: Errors = []
+    name = _s(service.get("name"))
+    if not name:
+        errs.append(required(child(path, "service", "name"), ""))
+    else:
+        errs += _msgs(child(path, "service", "name"), name, name_is_dns1035_label(name, False))
+    port = _d(service.get("port"))
+    port_name, number = _s(port.get("name")), _i(port.get("number"))
+    if port_name and number:
+        errs.append(invalid(path, "", "cannot set both port name & port number"))
+    elif port_name:
+        errs += _msgs(child(path, "service", "port", "name"), port_name, is_valid_port_name(port_name))
+    elif number:
+        errs += _msgs(child(path, "service", "port", "number"), number, is_valid_port_num(number))
+    else:
+        errs.append(required(path, "port name or number is required"))
+    return errs
+
+
+def _ingress_host(host: str, path: str) -> Errors:
+    errs: Errors = []
+    if not is_valid_ip(host):
+        errs.append(invalid(path, host, "must be a DNS name, not an IP address"))
+    if "*" in host:
+        return errs + _msgs(path, host, is_wildcard_dns1123_subdomain(host))
+    return errs + _msgs(path, host, is_dns1123_subdomain(host))
+
+
+def validate_ingress_spec(spec: Mapping, path: str = "spec") -> Errors:
+    spec = _d(spec)
+    errs: Errors = []
+    rules = _l(spec.get("rules"))
+    if not rules and spec.get("defaultBackend") is None:
+        errs.append(
+            invalid(
+                path, GoLiteral("[]networking.IngressRule(nil)"), "either `defaultBackend` or `rules` must be specified"
+            )
+        )
+    if spec.get("defaultBackend") is not None:
+        errs += _ingress_backend(spec["defaultBackend"], child(path, "defaultBackend"))
+    for i, rule in enumerate(rules):
+        rule, rp = _d(rule), index(child(path, "rules"), i)
+        if _s(rule.get("host")):
+            errs += _ingress_host(rule["host"], child(rp, "host"))
+        http = rule.get("http")
+        if http is None:
+            continue
+        paths = _l(_d(http).get("paths"))
+        hp = child(rp, "http")
+        if not paths:
+            errs.append(required(child(hp, "paths"), ""))
+        for j, item in enumerate(paths):
+            errs += _http_ingress_path(_d(item), index(child(hp, "paths"), j))
+    for tls in _l(spec.get("tls")):
+        for i, host in enumerate(_l(_d(tls).get("hosts"))):
+            hp = child(index(child(path, "tls"), i), "hosts")
+            check_fn = is_wildcard_dns1123_subdomain if "*" in _s(host) else is_dns1123_subdomain
+            errs += _msgs(hp, host, check_fn(_s(host)))
+    if spec.get("ingressClassName") is not None:
+        errs += _msgs(
+            child(path, "ingressClassName"),
+            spec["ingressClassName"],
+            name_is_dns_subdomain(_s(spec["ingressClassName"]), False),
+        )
+    return errs
+
+
+def _http_ingress_path(item: Mapping, path: str) -> Errors:
+    kind = item.get("pathType")
+    if kind is None:
+        return [required(child(path, "pathType"), "pathType must be specified")]
+    value = _s(item.get("path"))
+    errs: Errors = []
+    if kind in ("Exact", "Prefix"):
+        if not value.startswith("/"):
+            errs.append(invalid(child(path, "path"), value, "must be an absolute path"))
+        for seq in _INVALID_PATH_SEQUENCES:
+            if seq in value:
+                errs.append(invalid(child(path, "path"), value, f"must not contain '{seq}'"))
+        for suffix in _INVALID_PATH_SUFFIXES:
+            if value.endswith(suffix):
+                errs.append(invalid(child(path, "path"), value, f"cannot end with '{suffix}'"))
+    elif kind == "ImplementationSpecific":
+        if value and not value.startswith("/"):
+            errs.append(invalid(child(path, "path"), value, "must be an absolute path"))
+    else:
+        errs.append(not_supported(child(path, "pathType"), kind, _PATH_TYPES))
+    return errs + _ingress_backend(_d(item.get("backend")), child(path, "backend"))
+
+
+def validate_ingress(ing: Mapping, create: bool) -> Errors:
+    meta = _d(ing.get("metadata"))
+    errs = validate_object_meta(meta, True, name_is_dns_subdomain)
+    errs += validate_ingress_spec(_d(ing.get("spec")))
+    annotation = _d(meta.get("annotations")).get("kubernetes.io/ingress.class")
+    if create and annotation is not None and _d(ing.get("spec")).get("ingressClassName") is not None:
+        errs.append(
+            invalid(
+                "annotations.kubernetes.io/ingress.class", annotation, "can not be set when the class field is also set"
+            )
+        )
+    return errs
+
+
+def validate_ingress_class(ic: Mapping) -> Errors:
+    errs = validate_object_meta(_d(ic.get("metadata")), False, name_is_dns_subdomain)
+    spec = _d(ic.get("spec"))
+    controller = _s(spec.get("controller"))
+    if len(controller) > 250:
+        errs.append(too_long("spec.controller", controller, 250))
+    errs += _domain_prefixed_path(controller, "spec.controller")
+    return errs + _typed_local_reference(spec.get("parameters"), "spec.parameters")
+
+
+def _domain_prefixed_path(value: str, path: str) -> Errors:
+    if not value:
+        return [required(path, "")]
+    segments = value.split("/", 1)
+    if len(segments) < 2 or not segments[0]:
+        return [invalid(path, value, 'must be a domain-prefixed path (such as "acme.io/foo")')]
+    errs = _msgs(path, segments[0], is_dns1123_subdomain(segments[0]))
+    if not re.fullmatch(r"[A-Za-z0-9/\-._~%!$&'()*+,;=:]+", segments[1]):
+        errs.append(invalid(path, segments[1], "Invalid path: must be a valid HTTP path"))
+    return errs
+
+
+def _network_policy_port(port: Mapping, path: str) -> Errors:
+    errs: Errors = []
+    protocol = port.get("protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        errs.append(not_supported(child(path, "protocol"), protocol, ["TCP", "UDP", "SCTP"]))
+    value = port.get("port")
+    if value is not None:
+        errs += validate_port_num_or_name(value, child(path, "port"))
+        end = port.get("endPort")
+        if end is not None:
+            if isinstance(value, str):
+                errs.append(forbidden(child(path, "endPort"), "may not be specified when `port` is non-numeric"))
+            elif _i(end) < _i(value):
+                errs.append(invalid(child(path, "endPort"), _i(end), "must be greater than or equal to `port`"))
+            errs += _msgs(child(path, "endPort"), _i(end), is_valid_port_num(_i(end)))
+    elif port.get("endPort") is not None:
+        errs.append(required(child(path, "port"), "must be specified when `endPort` is specified"))
+    return errs
+
+
+def _network_policy_peer(peer: Mapping, path: str) -> Errors:
+    errs: Errors = []
+    count = 0
+    for fld in ("podSelector", "namespaceSelector"):
+        if peer.get(fld) is not None:
+            count += 1
+            errs += validate_label_selector(peer[fld], child(path, fld))
+    block = peer.get("ipBlock")
+    if block is not None:
+        count += 1
+        block, bp = _d(block), child(path, "ipBlock")
+        cidr = _s(block.get("cidr"))
+        if not cidr:
+            errs.append(required(child(bp, "cidr"), ""))
+        elif is_valid_cidr(cidr):
+            errs += _msgs(child(bp, "cidr"), cidr, is_valid_cidr(cidr))
+        else:
+            import ipaddress
+
+            outer = ipaddress.ip_network(cidr, strict=False)
+            for i, except_cidr in enumerate(_l(block.get("except"))):
+                ep = index(child(bp, "except"), i)
+                if is_valid_cidr(_s(except_cidr)):
+                    errs += _msgs(ep, except_cidr, is_valid_cidr(_s(except_cidr)))
+                    continue
+                inner = ipaddress.ip_network(except_cidr, strict=False)
+                if inner.version != outer.version or not inner.subnet_of(outer) or inner.prefixlen <= outer.prefixlen:
+                    errs.append(invalid(ep, except_cidr, "must be a strict subset of `cidr`"))
+    if count == 0:
+        errs.append(required(path, "must specify a peer"))
+    elif count > 1 and block is not None:
+        errs.append(forbidden(path, "may not specify both ipBlock and another peer"))
+    return errs
+
+
+def validate_network_policy_spec(spec: Mapping, path: str = "spec") -> Errors:
+    spec = _d(spec)
+    errs = validate_label_selector(_d(spec.get("podSelector")), child(path, "podSelector"))
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(_l(spec.get(direction))):
+            rule, rp = _d(rule), index(child(path, direction), i)
+            for j, port in enumerate(_l(rule.get("ports"))):
+                errs += _network_policy_port(_d(port), index(child(rp, "ports"), j))
+            for j, peer in enumerate(_l(rule.get(peers))):
+                errs += _network_policy_peer(_d(peer), index(child(rp, peers), j))
+    types = _l(spec.get("policyTypes"))
+    if len(types) > 2:
+        return errs + [invalid(child(path, "policyTypes"), list(types), "may not specify more than two policyTypes")]
+    for i, kind in enumerate(types):
+        if kind not in ("Ingress", "Egress"):
+            errs.append(not_supported(index(child(path, "policyTypes"), i), kind, ["Ingress", "Egress"]))
+    return errs
+
+
+# ================================================================================================
+# storage, coordination, discovery, policy, rbac
+# ================================================================================================
+
+
+def validate_storage_class(sc: Mapping) -> Errors:
+    errs = validate_object_meta(_d(sc.get("metadata")), False, name_is_dns_subdomain)
+    provisioner = _s(sc.get("provisioner"))
+    if not provisioner:
+        errs.append(required("provisioner", provisioner))
+    else:
+        errs += _msgs("provisioner", provisioner.lower(), is_qualified_name(provisioner.lower()))
+    parameters = _d(sc.get("parameters"))
+    if len(parameters) > 512:
+        errs.append(too_many("parameters", len(parameters), 512))
+    if sum(len(k) + len(_s(v)) for k, v in parameters.items()) > 256 * 1024:
+        errs.append(too_long("parameters", "", 256 * 1024))
+    for k in parameters:
+        if not k:
+            errs.append(invalid("parameters", k, "field can not be empty."))
+    policy = sc.get("reclaimPolicy")
+    if policy is not None and policy not in ("Delete", "Retain"):
+        errs.append(not_supported("reclaimPolicy", policy, ["Delete", "Retain"]))
+    mode = sc.get("volumeBindingMode")
+    if mode is None:
+        errs.append(required("volumeBindingMode", ""))
+    elif mode not in ("Immediate", "WaitForFirstConsumer"):
+        errs.append(not_supported("volumeBindingMode", mode, ["Immediate", "WaitForFirstConsumer"]))
+    for i, term in enumerate(_l(sc.get("allowedTopologies"))):
+        seen: set[str] = set()
+        for j, req in enumerate(_l(_d(term).get("matchLabelExpressions"))):
+            req, rp = _d(req), index(child(index("allowedTopologies", i), "matchLabelExpressions"), j)
+            values = _l(req.get("values"))
+            if not values:
+                errs.append(required(child(rp, "values"), ""))
+            for k, v in enumerate(values):
+                if v in values[:k]:
+                    errs.append(duplicate(index(child(rp, "values"), k), v))
+            errs += validate_label_name(_s(req.get("key")), child(rp, "key"))
+            if req.get("key") in seen:
+                errs.append(duplicate(child(rp, "key"), req.get("key")))
+            seen.add(_s(req.get("key")))
+    return errs
+
+
+def validate_storage_class_update(new: Mapping, old: Mapping) -> Errors:
+    errs = validate_object_meta_update(_d(new.get("metadata")), _d(old.get("metadata")))
+    if _d(new.get("parameters")) != _d(old.get("parameters")):
+        errs.append(forbidden("parameters", "updates to parameters are forbidden."))
+    if new.get("provisioner") != old.get("provisioner"):
+        errs.append(forbidden("provisioner", "updates to provisioner are forbidden."))
+    if new.get("reclaimPolicy") != old.get("reclaimPolicy"):
+        errs.append(forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."))
+    return errs + immutable(new.get("volumeBindingMode"), old.get("volumeBindingMode"), "volumeBindingMode")
+
+
+def validate_lease(lease: Mapping) -> Errors:
+    errs = validate_object_meta(_d(lease.get("metadata")), True, name_is_dns_subdomain)
+    spec = _d(lease.get("spec"))
+    duration = spec.get("leaseDurationSeconds")
+    if duration is not None and _i(duration) <= 0:
+        errs.append(invalid("spec.leaseDurationSeconds", _i(duration), "must be greater than 0"))
+    transitions = spec.get("leaseTransitions")
+    if transitions is not None and _i(transitions) < 0:
+        errs.append(invalid("spec.leaseTransitions", _i(transitions), "must be greater than or equal to 0"))
+    return errs
+
+
+_ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
+
+
+def validate_endpoint_slice(eps: Mapping) -> Errors:
+    errs = validate_object_meta(_d(eps.get("metadata")), True, name_is_dns_subdomain)
+    address_type = _s(eps.get("addressType"))
+    if not address_type:
+        errs.append(required("addressType", ""))
+    elif address_type not in _ADDRESS_TYPES:
+        errs.append(not_supported("addressType", address_type, _ADDRESS_TYPES))
+    endpoints = _l(eps.get("endpoints"))
+    if len(endpoints) > 1000:
+        errs.append(too_many("endpoints", len(endpoints), 1000))
+    for i, ep in enumerate(endpoints):
+        ep, p = _d(ep), index("endpoints", i)
+        addresses = _l(ep.get("addresses"))
+        if not addresses:
+            errs.append(required(child(p, "addresses"), "must contain at least 1 address"))
+        elif len(addresses) > 100:
+            errs.append(too_many(child(p, "addresses"), len(addresses), 100))
+        for j, address in enumerate(addresses):
+            ap = index(child(p, "addresses"), j)
+            if address_type == "IPv4":
+                errs += _msgs(ap, address, is_valid_ipv4_address(_s(address)))
+            elif address_type == "IPv6":
+                errs += _msgs(ap, address, is_valid_ipv6_address(_s(address)))
+            elif address_type == "FQDN":
+                errs += _msgs(ap, address, is_dns1123_subdomain(_s(address)))
+        if ep.get("hostname") is not None:
+            errs += _msgs(child(p, "hostname"), ep["hostname"], is_dns1123_label(_s(ep["hostname"])))
+        if ep.get("nodeName") is not None:
+            errs += _msgs(child(p, "nodeName"), ep["nodeName"], name_is_dns_subdomain(_s(ep["nodeName"]), False))
+    ports = _l(eps.get("ports"))
+    if len(ports) > 20000:
+        errs.append(too_many("ports", len(ports), 20000))
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        port, p = _d(port), index("ports", i)
+        name = _s(port.get("name"))
+        if name:
+            errs += _msgs(child(p, "name"), name, is_dns1123_label(name))
+        if name in names:
+            errs.append(duplicate(child(p, "name"), name))
+        names.add(name)
+        protocol = port.get("protocol")
+        if protocol is None:
+            errs.append(required(child(p, "protocol"), ""))
+        elif protocol not in PROTOCOLS:
+            errs.append(not_supported(child(p, "protocol"), protocol, PROTOCOLS))
+        if port.get("appProtocol") is not None:
+            errs += _msgs(child(p, "appProtocol"), port["appProtocol"], is_qualified_name(_s(port["appProtocol"])))
+    return errs
+
+
+def validate_pdb_spec(spec: Mapping, path: str = "spec") -> Errors:
+    spec = _d(spec)
+    errs: Errors = []
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        errs.append(
+            invalid(
+                path,
+                go_struct(spec, "policy.PodDisruptionBudgetSpec"),
+                "minAvailable and maxUnavailable cannot be both set",
+            )
+        )
+    for fld in ("minAvailable", "maxUnavailable"):
+        if spec.get(fld) is not None:
+            errs += validate_positive_int_or_percent(spec[fld], child(path, fld))
+            errs += _not_more_than_100_percent(spec[fld], child(path, fld))
+    errs += validate_label_selector(spec.get("selector"), child(path, "selector"))
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in ("AlwaysAllow", "IfHealthyBudget"):
+        errs.append(
+            not_supported(child(path, "unhealthyPodEvictionPolicy"), policy, ["AlwaysAllow", "IfHealthyBudget"])
+        )
+    return errs
+
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _policy_rule(rule: Mapping, namespaced: bool, path: str) -> Errors:
+    rule = _d(rule)
+    errs: Errors = []
+    if not _l(rule.get("verbs")):
+        errs.append(required(child(path, "verbs"), "verbs must contain at least one value"))
+    urls = _l(rule.get("nonResourceURLs"))
+    if urls:
+        if namespaced:
+            errs.append(
+                invalid(
+                    child(path, "nonResourceURLs"), list(urls), "namespaced rules cannot apply to non-resource URLs"
+                )
+            )
+        if _l(rule.get("apiGroups")) or _l(rule.get("resources")) or _l(rule.get("resourceNames")):
+            errs.append(
+                invalid(
+                    child(path, "nonResourceURLs"),
+                    list(urls),
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                )
+            )
+        return errs
+    if not _l(rule.get("apiGroups")):
+        errs.append(required(child(path, "apiGroups"), "resource rules must supply at least one api group"))
+    if not _l(rule.get("resources")):
+        errs.append(required(child(path, "resources"), "resource rules must supply at least one resource"))
+    return errs
+
+
+def validate_role(role: Mapping, namespaced: bool) -> Errors:
+    errs = validate_object_meta(_d(role.get("metadata")), namespaced, validate_path_segment_name)
+    for i, rule in enumerate(_l(role.get("rules"))):
+        errs += _policy_rule(rule, namespaced, index("rules", i))
+    aggregation = role.get("aggregationRule")
+    if not namespaced and aggregation is not None:
+        selectors = _l(_d(aggregation).get("clusterRoleSelectors"))
+        if not selectors:
+            errs.append(
+                required(
+                    "aggregationRule.clusterRoleSelectors",
+                    "at least one clusterRoleSelector required if aggregationRule is non-nil",
+                )
+            )
+        for i, selector in enumerate(selectors):
+            errs += validate_label_selector(_d(selector), index("aggregationRule.clusterRoleSelectors", i))
+        if _l(role.get("rules")):
+            errs.append(forbidden("rules", "rules must be empty if aggregationRule is non-nil"))
+    return errs
+
+
+def _subject(subject: Mapping, namespaced: bool, path: str) -> Errors:
+    subject = _d(subject)
+    errs: Errors = []
+    name, kind, group = _s(subject.get("name")), _s(subject.get("kind")), _s(subject.get("apiGroup"))
+    if not name:
+        errs.append(required(child(path, "name"), ""))
+    if kind == "ServiceAccount":
+        if name:
+            errs += _msgs(child(path, "name"), name, name_is_dns_subdomain(name, False))
+        if group:
+            errs.append(not_supported(child(path, "apiGroup"), group, [""]))
+        if not namespaced and not _s(subject.get("namespace")):
+            errs.append(required(child(path, "namespace"), ""))
+    elif kind in ("User", "Group"):
+        if group != RBAC_GROUP:
+            errs.append(not_supported(child(path, "apiGroup"), group, [RBAC_GROUP]))
+    else:
+        errs.append(not_supported(child(path, "kind"), kind, ["ServiceAccount", "User", "Group"]))
+    return errs
+
+
+def validate_role_binding(binding: Mapping, namespaced: bool) -> Errors:
+    errs = validate_object_meta(_d(binding.get("metadata")), namespaced, validate_path_segment_name)
+    ref = _d(binding.get("roleRef"))
+    if ref.get("apiGroup") != RBAC_GROUP:
+        errs.append(not_supported("roleRef.apiGroup", _s(ref.get("apiGroup")), [RBAC_GROUP]))
+    allowed = ["Role", "ClusterRole"] if namespaced else ["ClusterRole"]
+    if ref.get("kind") not in allowed:
+        errs.append(not_supported("roleRef.kind", _s(ref.get("kind")), allowed))
+    name = _s(ref.get("name"))
+    if not name:
+        errs.append(required("roleRef.name", ""))
+    else:
+        errs += _path_segment_errors(name, "roleRef.name")
+    for i, subject in enumerate(_l(binding.get("subjects"))):
+        errs += _subject(subject, namespaced, index("subjects", i))
+    return errs
+
+
+# ================================================================================================
+# Kinds: create and update validators, registered by their storage definitions
+# ================================================================================================
+
+UpdateValidator = Callable[[Mapping, Mapping, Context], Errors]
+_UPDATE_VALIDATORS: dict[str, UpdateValidator] = {}
+
+
+def validates_update(*definitions: str) -> Callable[[UpdateValidator], UpdateValidator]:
+    """Register `fn(new, old, ctx)` as the update validator of objects of these definitions."""
+
+    def register(fn: UpdateValidator) -> UpdateValidator:
+        for name in definitions:
+            _UPDATE_VALIDATORS[name] = fn
+        return fn
+
+    return register
+
+
+_CORE_DEF, _APPS_DEF = "io.k8s.api.core.v1.", "io.k8s.api.apps.v1."
+
+
+def _meta_then(name_fn: NameFn, namespaced: bool, spec_fn: Callable[[Mapping], Errors]) -> Validator:
+    """A kind validator of the usual shape: ObjectMeta, then the kind's own checks."""
+
+    def fn(obj: Any, path: str, ctx: Context) -> Errors:
+        return validate_object_meta(_d(_d(obj).get("metadata")), namespaced, name_fn) + spec_fn(_d(obj))
+
+    return fn
+
+
+def _meta_update_then(spec_fn: Callable[[Mapping, Mapping], Errors]) -> UpdateValidator:
+    def fn(new: Mapping, old: Mapping, ctx: Context) -> Errors:
+        return validate_object_meta_update(_d(new.get("metadata")), _d(old.get("metadata"))) + spec_fn(new, old)
+
+    return fn
+
+
+def _no_checks(obj: Mapping) -> Errors:
+    return []
+
+
+# --- core/v1 -------------------------------------------------------------------------------------------
+
+validates(_CORE_DEF + "Pod")(lambda obj, path, ctx: validate_pod(_d(obj)))
+validates_update(_CORE_DEF + "Pod")(lambda new, old, ctx: validate_pod_update(new, old))
+validates(_CORE_DEF + "PodTemplate")(lambda obj, path, ctx: validate_pod_template(_d(obj)))
+validates_update(_CORE_DEF + "PodTemplate")(
+    _meta_update_then(lambda new, old: validate_pod_template_spec(_d(new.get("template")), "template"))
+)
+validates(_CORE_DEF + "ReplicationController")(
+    _meta_then(name_is_dns_subdomain, True, lambda obj: validate_replication_controller_spec(obj.get("spec"), "spec"))
+)
+validates_update(_CORE_DEF + "ReplicationController")(
+    _meta_update_then(lambda new, old: validate_replication_controller_spec(new.get("spec"), "spec"))
+)
+validates(_CORE_DEF + "Service")(lambda obj, path, ctx: validate_service(_d(obj)))
+validates_update(_CORE_DEF + "Service")(lambda new, old, ctx: validate_service_update(new, old))
+validates(_CORE_DEF + "Endpoints")(lambda obj, path, ctx: validate_endpoints(_d(obj)))
+validates_update(_CORE_DEF + "Endpoints")(
+    lambda new, old, ctx: (
+        validate_object_meta_update(_d(new.get("metadata")), _d(old.get("metadata"))) + validate_endpoints(new)
+    )
+)
+validates(_CORE_DEF + "Namespace")(lambda obj, path, ctx: validate_namespace(_d(obj)))
+validates_update(_CORE_DEF + "Namespace")(_meta_update_then(lambda new, old: []))
+validates(_CORE_DEF + "Node")(lambda obj, path, ctx: validate_node(_d(obj)))
+validates_update(_CORE_DEF + "Node")(lambda new, old, ctx: validate_node_update(new, old))
+validates(_CORE_DEF + "ConfigMap")(lambda obj, path, ctx: validate_config_map(_d(obj)))
+validates_update(_CORE_DEF + "ConfigMap")(
+    _meta_update_then(lambda new, old: _immutable_data(new, old, ("data", "binaryData")) + validate_config_map(new))
+)
+validates(_CORE_DEF + "Secret")(lambda obj, path, ctx: validate_secret(_d(obj)))
+validates_update(_CORE_DEF + "Secret")(
+    _meta_update_then(
+        lambda new, old: (
+            immutable(_s(new.get("type")), _s(old.get("type")), "type")
+            + _immutable_data({**new, "data": _secret_merged(new)}, {**old, "data": _secret_merged(old)}, ("data",))
+            + validate_secret(new)
+        )
+    )
+)
+validates(_CORE_DEF + "ServiceAccount")(_meta_then(name_is_dns_subdomain, True, _no_checks))
+validates_update(_CORE_DEF + "ServiceAccount")(
+    _meta_update_then(lambda new, old: validate_object_meta(_d(new.get("metadata")), True, name_is_dns_subdomain))
+)
+validates(_CORE_DEF + "PersistentVolume")(
+    _meta_then(name_is_dns_subdomain, False, lambda obj: validate_pv_spec(obj.get("spec"), "spec"))
+)
+validates_update(_CORE_DEF + "PersistentVolume")(lambda new, old, ctx: validate_pv_update(new, old))
+validates(_CORE_DEF + "PersistentVolumeClaim")(
+    _meta_then(name_is_dns_subdomain, True, lambda obj: validate_pvc_spec(obj.get("spec"), "spec"))
+)
+validates_update(_CORE_DEF + "PersistentVolumeClaim")(lambda new, old, ctx: validate_pvc_update(new, old))
+validates(_CORE_DEF + "ResourceQuota")(
+    _meta_then(name_is_dns_subdomain, True, lambda obj: validate_resource_quota_spec(obj.get("spec"), "spec"))
+)
+validates_update(_CORE_DEF + "ResourceQuota")(
+    _meta_update_then(
+        lambda new, old: (
+            validate_resource_quota_spec(new.get("spec"), "spec")
+            + (
+                []
+                if set(_l(_d(new.get("spec")).get("scopes"))) == set(_l(_d(old.get("spec")).get("scopes")))
+                else [invalid("spec.scopes", list(_l(_d(new.get("spec")).get("scopes"))), IMMUTABLE)]
+            )
+        )
+    )
+)
+validates(_CORE_DEF + "LimitRange")(lambda obj, path, ctx: validate_limit_range(_d(obj)))
+validates_update(_CORE_DEF + "LimitRange")(_meta_update_then(lambda new, old: validate_limit_range(new)))
+validates(_CORE_DEF + "Event")(lambda obj, path, ctx: validate_event(_d(obj), _event_version(ctx)))
+validates_update(_CORE_DEF + "Event")(lambda new, old, ctx: validate_event(new, _event_version(ctx)))
+validates(_CORE_DEF + "Binding")(lambda obj, path, ctx: validate_binding(_d(obj)))
+
+
+def _event_version(ctx: Context) -> str:
+    return "events.k8s.io/v1" if ctx.group == "events.k8s.io" else "v1"
+
+
+def _secret_merged(secret: Mapping) -> dict:
+    import base64
+
+    data = dict(_d(secret.get("data")))
+    data.update({k: base64.b64encode(_s(v).encode()).decode() for k, v in _d(secret.get("stringData")).items()})
+    return data
+
+
+# --- apps/v1 -------------------------------------------------------------------------------------------
+
+validates(_APPS_DEF + "Deployment")(
+    _meta_then(name_is_dns_subdomain, True, lambda obj: validate_deployment_spec(obj.get("spec")))
+)
+validates(_APPS_DEF + "ReplicaSet")(
+    _meta_then(name_is_dns_subdomain, True, lambda obj: validate_replica_set_spec(obj.get("spec")))
+)
+validates(_APPS_DEF + "DaemonSet")(
+    _meta_then(name_is_dns_subdomain, True, lambda obj: validate_daemon_set_spec(obj.get("spec")))
+)
+validates(_APPS_DEF + "StatefulSet")(
+    _meta_then(name_is_dns_label, True, lambda obj: validate_stateful_set_spec(obj.get("spec")))
+)
+validates(_APPS_DEF + "ControllerRevision")(lambda obj, path, ctx: validate_controller_revision(_d(obj)))
+
+
+def _apps_update(spec_fn: Callable[[Mapping], Errors]) -> UpdateValidator:
+    def fn(new: Mapping, old: Mapping, ctx: Context) -> Errors:
+        errs = validate_object_meta_update(_d(new.get("metadata")), _d(old.get("metadata")))
+        errs += spec_fn(_d(new.get("spec")))
+        if ctx.group == "apps":  # extensions/v1beta1 and apps/v1beta1 kept selectors mutable
+            errs += _selector_immutable(new, old)
+        return errs
+
+    return fn
+
+
+validates_update(_APPS_DEF + "Deployment")(_apps_update(validate_deployment_spec))
+validates_update(_APPS_DEF + "ReplicaSet")(_apps_update(validate_replica_set_spec))
+validates_update(_APPS_DEF + "DaemonSet")(_apps_update(validate_daemon_set_spec))
+validates_update(_APPS_DEF + "StatefulSet")(lambda new, old, ctx: validate_stateful_set_update(new, old))
+validates_update(_APPS_DEF + "ControllerRevision")(
+    _meta_update_then(
+        lambda new, old: (
+            validate_controller_revision(new)
+            + immutable(new.get("data"), old.get("data"), "data", go_struct(new.get("data"), "runtime.RawExtension"))
+        )
+    )
+)
+
+# --- batch/v1 ------------------------------------------------------------------------------------------
+
+validates("io.k8s.api.batch.v1.Job")(lambda obj, path, ctx: validate_job(_d(obj)))
+validates_update("io.k8s.api.batch.v1.Job")(lambda new, old, ctx: validate_job_update(new, old))
+
+
+def _cron_job(obj: Mapping) -> Errors:
+    name = _s(_d(obj.get("metadata")).get("name"))
+    errs = validate_cron_job_spec(obj.get("spec"), None)
+    if len(name) > 52:
+        errs.append(invalid("metadata.name", name, "must be no more than 52 characters"))
+    return errs
+
+
+validates("io.k8s.api.batch.v1.CronJob")(_meta_then(name_is_dns_subdomain, True, _cron_job))
+validates_update("io.k8s.api.batch.v1.CronJob")(
+    _meta_update_then(lambda new, old: validate_cron_job_spec(new.get("spec"), _d(old.get("spec"))))
+)
+
+# --- the other groups ----------------------------------------------------------------------------------
+
+validates("io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler")(lambda obj, path, ctx: validate_hpa(_d(obj)))
+validates_update("io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler")(
+    _meta_update_then(lambda new, old: validate_hpa(new))
+)
+validates("io.k8s.api.networking.v1.Ingress")(lambda obj, path, ctx: validate_ingress(_d(obj), create=True))
+validates_update("io.k8s.api.networking.v1.Ingress")(
+    _meta_update_then(lambda new, old: validate_ingress(new, create=False))
+)
+validates("io.k8s.api.networking.v1.IngressClass")(lambda obj, path, ctx: validate_ingress_class(_d(obj)))
+validates_update("io.k8s.api.networking.v1.IngressClass")(
+    _meta_update_then(
+        lambda new, old: (
+            immutable(
+                _s(_d(new.get("spec")).get("controller")), _s(_d(old.get("spec")).get("controller")), "spec.controller"
+            )
+            + validate_ingress_class(new)
+        )
+    )
+)
+validates("io.k8s.api.networking.v1.NetworkPolicy")(
+    _meta_then(name_is_dns_subdomain, True, lambda obj: validate_network_policy_spec(obj.get("spec")))
+)
+validates_update("io.k8s.api.networking.v1.NetworkPolicy")(
+    _meta_update_then(lambda new, old: validate_network_policy_spec(new.get("spec")))
+)
+validates("io.k8s.api.storage.v1.StorageClass")(lambda obj, path, ctx: validate_storage_class(_d(obj)))
+validates_update("io.k8s.api.storage.v1.StorageClass")(lambda new, old, ctx: validate_storage_class_update(new, old))
+validates("io.k8s.api.coordination.v1.Lease")(lambda obj, path, ctx: validate_lease(_d(obj)))
+validates_update("io.k8s.api.coordination.v1.Lease")(_meta_update_then(lambda new, old: validate_lease(new)))
+validates("io.k8s.api.discovery.v1.EndpointSlice")(lambda obj, path, ctx: validate_endpoint_slice(_d(obj)))
+validates_update("io.k8s.api.discovery.v1.EndpointSlice")(
+    _meta_update_then(
+        lambda new, old: (
+            validate_endpoint_slice(new) + immutable(new.get("addressType"), old.get("addressType"), "addressType")
+        )
+    )
+)
+validates("io.k8s.api.policy.v1.PodDisruptionBudget")(lambda obj, path, ctx: validate_pdb_spec(_d(obj).get("spec")))
+validates_update("io.k8s.api.policy.v1.PodDisruptionBudget")(lambda new, old, ctx: validate_pdb_spec(new.get("spec")))
+for _kind, _namespaced in (("Role", True), ("ClusterRole", False)):
+    validates(f"io.k8s.api.rbac.v1.{_kind}")(lambda obj, path, ctx, ns=_namespaced: validate_role(_d(obj), ns))
+    validates_update(f"io.k8s.api.rbac.v1.{_kind}")(
+        _meta_update_then(lambda new, old, ns=_namespaced: validate_role(new, ns))
+    )
+for _kind, _namespaced in (("RoleBinding", True), ("ClusterRoleBinding", False)):
+    validates(f"io.k8s.api.rbac.v1.{_kind}")(lambda obj, path, ctx, ns=_namespaced: validate_role_binding(_d(obj), ns))
+    validates_update(f"io.k8s.api.rbac.v1.{_kind}")(
+        _meta_update_then(
+            lambda new, old, ns=_namespaced: (
+                validate_role_binding(new, ns)
+                + (
+                    []
+                    if _semantic(new.get("roleRef")) == _semantic(old.get("roleRef"))
+                    else [invalid("roleRef", go_struct(new.get("roleRef"), "rbac.RoleRef"), "cannot change roleRef")]
+                )
+            )
+        )
+    )
+
+
+_PSP_RULES = {
+    "runAsUser": ["MustRunAs", "MustRunAsNonRoot", "RunAsAny"],
+    "seLinux": ["MustRunAs", "RunAsAny"],
+    "supplementalGroups": ["MustRunAs", "RunAsAny"],
+    "fsGroup": ["MustRunAs", "RunAsAny"],
+}
+_PSP_VOLUMES = sorted(
+    {
+        "*",
+        "awsElasticBlockStore",
+        "azureDisk",
+        "azureFile",
+        "cephFS",
+        "cinder",
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "fc",
+        "flexVolume",
+        "flocker",
+        "gcePersistentDisk",
+        "gitRepo",
+        "glusterfs",
+        "hostPath",
+        "iscsi",
+        "nfs",
+        "persistentVolumeClaim",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "projected",
+        "quobyte",
+        "rbd",
+        "scaleIO",
+        "secret",
+        "storageos",
+        "vsphere",
+    }
+)
+
+
+@validates("io.k8s.api.policy.v1beta1.PodSecurityPolicy")
+def _pod_security_policy(obj: Any, path: str, ctx: Context) -> Errors:
+    """The book's policy/v1beta1 PodSecurityPolicy (removed upstream in 1.25; checks as of 1.24)."""
+    obj = _d(obj)
+    errs = validate_object_meta(_d(obj.get("metadata")), False, name_is_dns_subdomain)
+    spec = _d(obj.get("spec"))
+    for fld, rules in _PSP_RULES.items():
+        rule = _s(_d(spec.get(fld)).get("rule"))
+        if rule not in rules:
+            errs.append(not_supported(child("spec", fld, "rule"), rule, rules))
+    for volume in _l(spec.get("volumes")):
+        if volume not in _PSP_VOLUMES:
+            errs.append(not_supported("spec.volumes", volume, _PSP_VOLUMES))
+    return errs
+
+
+# ================================================================================================
+# Entry points
+# ================================================================================================
+
+
+def _storage_resource(group: str, kind: str) -> kinds.Resource:
+    for r in kinds.RESOURCES:
+        if r.group == group and r.kind == kind and (r.storage_group, r.storage_version) == (r.group, r.version):
+            return r
+    for r in kinds.RESOURCES:
+        if r.group == group and r.kind == kind:
+            return kinds.storage_resource(r)
+    raise KeyError(f"unknown kind {kind!r} in group {group!r}")
+
+
+def validate(group: str, kind: str, obj: dict, old: dict | None = None, *, request_group: str | None = None) -> Errors:
+    """The field errors of creating `obj` (old is None) or of updating `old` to `obj`.
+
+    `obj` is in the storage version of its kind (autoscaling/v1 HPAs are accepted as they are),
+    decoded, defaulted, with its generated name and uid, after `prepare`. `request_group` is the API group the request came in through when it differs
+    (e.g. "extensions" for a legacy Deployment, whose selector stays mutable).
+    """
+    resource = _storage_resource(group, kind)
+    definition = resource.schema_name
+    ctx = Context(
+        group=request_group if request_group is not None else group,
+        kind=kind,
+        resource_is_pod=(group, kind) == ("", "Pod"),
+    )
+    meta = _d(obj.get("metadata"))
+    if definition not in schema.definitions():  # a legacy type whose schema is not installed
+        return _dedupe(validate_object_meta(meta, resource.namespaced, validate_path_segment_name))
+    if old is None:
+        errs = check(obj, schema.node(definition), "", ctx)
+        if not errs:  # upstream's generic ObjectMeta check runs once the strategy's own passed
+            errs = validate_object_meta(meta, resource.namespaced, validate_path_segment_name)
+    else:
+        errs = validate_object_meta(meta, resource.namespaced, validate_path_segment_name)
+        errs += validate_object_meta_update(meta, _d(old.get("metadata")))
+        update = _UPDATE_VALIDATORS.get(definition)
+        errs += update(obj, old, ctx) if update else descend(obj, schema.node(definition), "", ctx, skip=("metadata",))
+    return _dedupe(errs)
+
+
+def _dedupe(errs: Errors) -> Errors:
+    seen: set[str] = set()
+    out: Errors = []
+    for e in errs:
+        text = e.message()
+        if text not in seen:
+            seen.add(text)
+            out.append(e)
+    return out
+
+
+def prepare(group: str, kind: str, obj: dict, old: dict | None = None) -> None:
+    """The strategy mutations upstream makes just before validating (in place).
+
+    Job (create): the generated selector and template labels, from metadata.uid and name.
+    Service: values the client may omit on update are carried over (clusterIP, nodePorts,
+    healthCheckNodePort) and spec.clusterIPs is kept in step with spec.clusterIP.
+    """
+    if (group, kind) == ("batch", "Job") and old is None:
+        from .defaults import job_prepare_for_create  # the generated selector is a defaulting concern there
+
+        job_prepare_for_create(obj)
+    elif (group, kind) == ("", "Service"):
+        _prepare_service(obj, old)
+
+
+def _needs_node_port(spec: Mapping) -> bool:
+    return spec.get("type") == "NodePort" or (
+        spec.get("type") == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False
+    )
+
+
+def _prepare_service(svc: dict, old: dict | None) -> None:
+    spec = svc.setdefault("spec", {})
+    if old is None:
+        if _s(spec.get("clusterIP")) and not _l(spec.get("clusterIPs")):
+            spec["clusterIPs"] = [spec["clusterIP"]]
+        return
+    old_spec = _d(old.get("spec"))
+    if spec.get("type") != "ExternalName" and old_spec.get("type") != "ExternalName":
+        if not _s(spec.get("clusterIP")):
+            spec["clusterIP"] = old_spec.get("clusterIP", "")
+        if not _l(spec.get("clusterIPs")) and _l(old_spec.get("clusterIPs")):
+            spec["clusterIPs"] = list(old_spec["clusterIPs"])
+    if _needs_node_port(old_spec) and _needs_node_port(spec):
+        used = {_i(_d(p).get("nodePort")) for p in _l(old_spec.get("ports"))} & {
+            _i(_d(p).get("nodePort")) for p in _l(spec.get("ports"))
+        }
+        by_name = {_s(_d(p).get("name")): _i(_d(p).get("nodePort")) for p in _l(old_spec.get("ports"))}
+        for port in _l(spec.get("ports")):
+            if isinstance(port, dict) and not _i(port.get("nodePort")):
+                previous = by_name.get(_s(port.get("name")), 0)
+                if previous and previous not in used:
+                    port["nodePort"] = previous
+    for s in (spec,):
+        if (
+            s.get("type") == "LoadBalancer"
+            and s.get("externalTrafficPolicy") == "Local"
+            and not _i(s.get("healthCheckNodePort"))
+        ):
+            if old_spec.get("type") == "LoadBalancer" and old_spec.get("externalTrafficPolicy") == "Local":
+                s["healthCheckNodePort"] = old_spec.get("healthCheckNodePort")
+    if spec.get("clusterIP") != old_spec.get("clusterIP") and _l(spec.get("clusterIPs")) == _l(
+        old_spec.get("clusterIPs")
+    ):
+        spec["clusterIPs"] = [spec["clusterIP"]] if _s(spec.get("clusterIP")) else []
+        if not spec["clusterIPs"]:
+            del spec["clusterIPs"]

@@ -524,22 +524,8 @@ async def watch(ctx: Context) -> web.StreamResponse:
             if f == "metadata.name" and op in ("=", "=="):
                 name = v
     events = ctx.registry.watch(ctx.res, ctx.info.namespace, opts, send_initial=send_initial, name=name)
-    # Fail before the 200 is sent when the start revision is already compacted.
-    first: WatchEvent | None = None
-    first_error: errors.ApiError | None = None
-    try:
-        first = await asyncio.wait_for(events.__anext__(), timeout=0.05)
-    except asyncio.TimeoutError:
-        first = None
-    except StopAsyncIteration:
-        first = None
-    except errors.ApiError as e:
-        first_error = e
-
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
-                                                      "Transfer-Encoding": "chunked"})
-    if ctx.accept.table:
-        response.content_type = "application/json"
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
     await response.prepare(ctx.request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -567,46 +553,37 @@ async def watch(ctx: Context) -> web.StreamResponse:
     def bookmark(rv: str) -> dict:
         return {"kind": ctx.res.kind, "apiVersion": ctx.res.api_version, "metadata": {"resourceVersion": rv}}
 
+    next_bookmark = loop.time() + BOOKMARK_INTERVAL
+    pending: asyncio.Future = asyncio.ensure_future(events.__anext__())
     try:
-        if first_error is not None:
-            await send("ERROR", first_error.status())
-            return response
-        if first is not None:
-            await _send_event(send, first, bookmark)
-            last_rv = str(first.revision or last_rv)
-        next_bookmark = loop.time() + BOOKMARK_INTERVAL
-        pending = asyncio.ensure_future(events.__anext__())
-        try:
-            while True:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                wait = min(deadline, next_bookmark) - now
-                done, _ = await asyncio.wait({pending}, timeout=wait)
-                if not done:
-                    if bookmarks and loop.time() >= next_bookmark:
-                        rv = str(max(int(last_rv), ctx.registry.store.current_revision()))
-                        await send("BOOKMARK", bookmark(rv))
-                        next_bookmark = loop.time() + BOOKMARK_INTERVAL
-                    continue
-                try:
-                    ev = pending.result()
-                except StopAsyncIteration:
-                    break
-                except errors.ApiError as e:
-                    await send("ERROR", e.status())
-                    break
-                if ev.type != "BOOKMARK" or bookmarks:
-                    await _send_event(send, ev, bookmark)
-                if ev.revision:
-                    last_rv = str(ev.revision)
-                pending = asyncio.ensure_future(events.__anext__())
-        finally:
-            pending.cancel()
-            await events.aclose()
-    except (ConnectionResetError, asyncio.CancelledError):
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                break
+            done, _ = await asyncio.wait({pending}, timeout=min(deadline, next_bookmark) - now)
+            if not done:
+                if bookmarks and loop.time() >= next_bookmark:
+                    rv = str(max(int(last_rv), ctx.registry.store.current_revision()))
+                    await send("BOOKMARK", bookmark(rv))
+                    next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                continue
+            try:
+                ev = pending.result()
+            except StopAsyncIteration:
+                break
+            except errors.ApiError as e:
+                await send("ERROR", e.status())
+                break
+            if ev.type != "BOOKMARK" or bookmarks:
+                await _send_event(send, ev, bookmark)
+            if ev.revision:
+                last_rv = str(ev.revision)
+            pending = asyncio.ensure_future(events.__anext__())
+    finally:
+        # Finish the generator's current step before closing it.
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
         await events.aclose()
-        raise
     return response
 
 
@@ -649,6 +626,28 @@ async def review(ctx: Context) -> web.StreamResponse:
     return ctx.respond(out, 201)
 
 
+async def finalize(ctx: Context) -> web.StreamResponse:
+    """PUT namespaces/NAME/finalize: only spec.finalizers changes (the namespace controller's step)."""
+    body = codec.parse_body(await _read(ctx.request), ctx.request.headers.get("Content-Type", ""))
+    if not isinstance(body, dict):
+        raise errors.bad_request("the body of the request must be a Namespace")
+    finalizers = list((body.get("spec") or {}).get("finalizers") or [])
+
+    def transform(current: dict | None) -> dict:
+        if current is None:
+            raise errors.not_found("", "namespaces", ctx.info.name)
+        spec = current.setdefault("spec", {})
+        if finalizers:
+            spec["finalizers"] = finalizers
+        else:
+            spec.pop("finalizers", None)
+        return current
+
+    result, _ = await ctx.registry.update(ctx.res, None, ctx.info.name, transform, subresource="finalize",
+                                          dry_run=ctx.dry_run, retry=True)
+    return ctx.respond(ctx.render_object(result))
+
+
 VERBS = {"get": get, "list": list_, "create": create, "update": update, "patch": patch_, "delete": delete,
          "deletecollection": delete_collection, "watch": watch}
 
@@ -662,6 +661,8 @@ async def dispatch(ctx: Context) -> web.StreamResponse:
         return await review(ctx)
     if info.subresource == "scale" and verb == "get":
         return await get_scale(ctx)
+    if info.subresource == "finalize" and verb == "update":
+        return await finalize(ctx)
     if info.subresource in ("status", "scale"):
         if verb not in ("get", "update", "patch"):
             raise errors.method_not_allowed()

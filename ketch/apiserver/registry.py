@@ -214,7 +214,7 @@ class Registry:
                                                "field": "metadata.namespace"}]})
 
     async def create(self, res: kinds.Resource, obj: dict, *, dry_run: bool = False,
-                     skip_namespace_check: bool = False) -> dict:
+                     skip_namespace_check: bool = False, trusted: bool = False) -> dict:
         """Create `obj` (storage version, defaulted). Returns it as stored, with resourceVersion."""
         meta = obj.setdefault("metadata", {})
         strategy.strip_server_fields(meta)
@@ -225,14 +225,16 @@ class Registry:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         strategy.prepare_for_create(res, obj)
-        self._validate(res, obj, None)
         if not skip_namespace_check:
             try:
                 await self.check_namespace(res, meta.get("namespace"))
             except errors.ApiError as e:
                 e.message = e.message.replace("{name}", meta.get("name", ""))
                 raise
+        # Allocation (cluster IPs, node ports) comes first: validation checks what it assigned.
         async with self.allocators.for_create(res, obj, dry_run):
+            if not trusted:
+                self._validate(res, obj, None)
             if dry_run:
                 if await self.store.get(res.key(meta.get("namespace"), meta["name"])) is not None:
                     raise errors.already_exists(res.group, res.plural, meta["name"])
@@ -251,7 +253,8 @@ class Registry:
 
     async def update(self, res: kinds.Resource, namespace: str | None, name: str,
                      transform: Callable[[dict | None], dict], *, subresource: str = "",
-                     dry_run: bool = False, allow_create: bool = False, retry: bool = False) -> tuple[dict, bool]:
+                     dry_run: bool = False, allow_create: bool = False, retry: bool = False,
+                     trusted: bool = False) -> tuple[dict, bool]:
         """Read-modify-write: `transform(current_or_None)` returns the new object (storage version).
 
         The new object's metadata.resourceVersion, when set, is a precondition (409 on mismatch);
@@ -282,8 +285,9 @@ class Registry:
                 new = strategy.prepare_for_status_update(res, new, current)
             elif subresource == "":
                 strategy.prepare_for_update(res, new, current)
-            self._validate(res, new, current)
             await self.allocators.for_update(res, new, current)
+            if not trusted:
+                self._validate(res, new, current)
             if _same(new, current):
                 return current, False
             if dry_run:
@@ -326,6 +330,8 @@ class Registry:
     @staticmethod
     def _finished_deleting(obj: dict) -> bool:
         meta = obj["metadata"]
+        if obj.get("kind") == "Namespace" and (obj.get("spec") or {}).get("finalizers"):
+            return False  # still being emptied by the namespace controller
         return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers") and \
             not meta.get("deletionGracePeriodSeconds")
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from .. import __version__
 from ..api import discovery, errors, kinds, legacy, openapi, schema
 from ..client import kubeconfig
+from ..client.rest import Client
 from ..storage import open_store
 from ..storage.interface import Store
 from . import certs, codec, handlers
@@ -152,13 +153,31 @@ class APIServer:
         if self.config.kubeconfig_path:
             self.write_kubeconfig(self.config.kubeconfig_path)
         self._tasks.append(asyncio.create_task(self._compactor()))
+        await self._start_controllers()
         self.ready = True
         log.info("serving on %s (ready in %.2fs)", self.config.url, time.monotonic() - t0)
+
+    async def _start_controllers(self) -> None:
+        """Controllers run in-process as clients of this server, with their own credential."""
+        from ..controllers.namespace import NamespaceController
+
+        tls = self.config.tls_dir
+        ca = certs.load_or_create_ca(tls)
+        cert, key = certs.ensure_leaf(ca, tls, "controller-manager", "system:kube-controller-manager")
+        path = self.config.data_dir / "controller-manager.kubeconfig"
+        kubeconfig.write(path, server=self.config.url, ca_pem=(tls / "ca.crt").read_bytes(),
+                         cert_pem=cert.read_bytes(), key_pem=key.read_bytes(), cluster="ketch",
+                         user="system:kube-controller-manager")
+        self._controller_client = Client(kubeconfig.load(path), user_agent="kube-controller-manager/v1.35.0 (ketch)")
+        self._tasks.append(asyncio.create_task(NamespaceController(self._controller_client).run()))
 
     async def stop(self) -> None:
         self.ready = False
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if getattr(self, "_controller_client", None) is not None:
+            await self._controller_client.close()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.store is not None:
@@ -193,12 +212,14 @@ class APIServer:
                                   "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
                      "subsets": [{"addresses": [{"ip": host}],
                                   "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]}]}
+        # Written as the apiserver's endpoint reconciler does, trusted: on a loopback-only server the
+        # address is loopback, which validation rejects for user-written Endpoints.
         current = await reg.get_or_none(ep_res, "default", "kubernetes")
         if current is None:
-            await reg.create(ep_res, endpoints)
+            await reg.create(ep_res, endpoints, trusted=True)
         elif current.get("subsets") != endpoints["subsets"]:
             await reg.update(ep_res, "default", "kubernetes",
-                             lambda cur: {**cur, "subsets": endpoints["subsets"]})
+                             lambda cur: {**cur, "subsets": endpoints["subsets"]}, trusted=True)
 
     async def _compactor(self) -> None:
         """Compact history periodically, keeping recent revisions for watchers and paging."""

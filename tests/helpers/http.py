@@ -41,5 +41,10 @@ class Api:
         payload = resp.read()
         conn.close()
         ctype = resp.getheader("Content-Type", "")
-        parsed = json.loads(payload) if payload and "json" in ctype else payload.decode(errors="replace")
+        text = payload.decode(errors="replace")
+        try:
+            parsed = json.loads(text) if text and "json" in ctype else text
+        except ValueError:
+            parsed = text  # a watch stream: one JSON document per line
+        
         return resp.status, parsed, dict(resp.getheaders())

@@ -201,15 +201,12 @@ def test_content_type_and_etag():
     assert discovery.etag(body + b" ") != tag
 
 
-def test_a_create_only_cluster_scoped_resource(monkeypatch):
-    """How the self-review APIs (kubectl auth can-i / whoami) appear once kinds.py lists them."""
-    review = kinds.Resource("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
-                            namespaced=False, verbs=("create",))
-    monkeypatch.setattr(kinds, "RESOURCES", kinds.RESOURCES + (review,))
+def test_a_create_only_cluster_scoped_resource():
+    """The self-review APIs (kubectl auth can-i / whoami): create-only and cluster-scoped."""
     assert discovery.api_group("authorization.k8s.io")["preferredVersion"]["version"] == "v1"
     entry = _by_name(discovery.api_resource_list("authorization.k8s.io", "v1"))["selfsubjectaccessreviews"]
     assert entry == {"name": "selfsubjectaccessreviews", "singularName": "selfsubjectaccessreview",
                      "namespaced": False, "kind": "SelfSubjectAccessReview", "verbs": ["create"]}
-    item = discovery.aggregated_discovery(False)["items"][-1]
-    assert item["metadata"]["name"] == "authorization.k8s.io"
+    item = next(i for i in discovery.aggregated_discovery(False)["items"]
+                if i["metadata"]["name"] == "authorization.k8s.io")
     assert item["versions"][0]["resources"][0]["scope"] == "Cluster"

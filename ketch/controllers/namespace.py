@@ -1,0 +1,106 @@
+"""The namespace lifecycle controller: empties a namespace being deleted, then finalizes it.
+
+As upstream's: a Namespace with a deletionTimestamp has every namespaced object in it deleted; once
+none remain, the `kubernetes` finalizer is removed through the `finalize` subresource and the
+Namespace itself goes away. Objects held by finalizers or graceful deletion keep it Terminating
+until they are gone; the controller checks again with a backoff.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..api import kinds
+from ..api.errors import ApiError
+from ..client.informer import Informer
+from ..client.rest import Client
+from ..client.workqueue import ShutDown, WorkQueue
+
+log = logging.getLogger("ketch.controllers.namespace")
+FINALIZER = "kubernetes"
+
+
+def content_resources() -> list[kinds.Resource]:
+    """One served Resource per stored namespaced kind (each storage prefix once)."""
+    seen: set[str] = set()
+    out = []
+    for res in kinds.RESOURCES:
+        if res.namespaced and "deletecollection" in res.verbs and res.group == res.storage_group \
+                and res.version == res.storage_version and res.storage_prefix not in seen:
+            seen.add(res.storage_prefix)
+            out.append(res)
+    return out
+
+
+class NamespaceController:
+    def __init__(self, client: Client, workers: int = 2):
+        self.client = client
+        self.namespaces = client.resource("v1", "Namespace")
+        self.informer = Informer(self.namespaces)
+        self.queue = WorkQueue()
+        self.workers = workers
+        self.informer.add_handlers(on_add=self._enqueue, on_update=lambda _old, new: self._enqueue(new))
+
+    def _enqueue(self, ns: dict) -> None:
+        if ns.get("metadata", {}).get("deletionTimestamp"):
+            self.queue.add(ns["metadata"]["name"])
+
+    async def run(self) -> None:
+        self.informer.start()
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            self.queue.shut_down()
+            for w in workers:
+                w.cancel()
+            await self.informer.stop()
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                name = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                done = await self.sync(name)
+                if done:
+                    self.queue.forget(name)
+                else:
+                    self.queue.add_rate_limited(name)
+            except (ApiError, OSError) as e:
+                log.info("namespace %s: %s", name, e)
+                self.queue.add_rate_limited(name)
+            finally:
+                self.queue.done(name)
+
+    async def sync(self, name: str) -> bool:
+        """One step towards deleting namespace `name`; True when nothing is left to do."""
+        ns = self.informer.get(name)
+        if ns is None or not ns["metadata"].get("deletionTimestamp"):
+            return True
+        remaining = 0
+        for res in content_resources():
+            rc = self.client.resource(res.api_version, res.kind, name)
+            await self.client.request("DELETE", rc.path(), body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                                                 "propagationPolicy": "Background"})
+            left = await rc.list(limit=1)
+            remaining += len(left.get("items", []))
+        if remaining:
+            return False
+        finalizers = [f for f in (ns.get("spec") or {}).get("finalizers", []) if f != FINALIZER]
+        if FINALIZER in (ns.get("spec") or {}).get("finalizers", []):
+            try:
+                current = await self.namespaces.get(name)
+            except ApiError as e:
+                if e.code == 404:
+                    return True
+                raise
+            current.setdefault("spec", {})["finalizers"] = finalizers
+            await self.client.request("PUT", self.namespaces.path(name, subresource="finalize"), body=current)
+        try:
+            await self.namespaces.delete(name)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+        return True
