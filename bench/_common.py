@@ -118,8 +118,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent not idle (all cores), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text()
+                                                                  .split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 class CpuMeter:
-    """CPU use of the server and of this load generator over a phase, as % of one core."""
+    """CPU use over a phase, as % of one core: the server, this load generator, and everything else
+    on the machine (which makes the figures noisy when it is not near 0)."""
+
+    others: list[float] = []  # the "everything else" reading of every phase so far
 
     def __init__(self, server_pid: int):
         self.server_pid = server_pid
@@ -128,15 +138,21 @@ class CpuMeter:
         self._wall = time.perf_counter()
         self._own = time.process_time()
         self._server = cpu_seconds(self.server_pid)
+        self._busy = busy_cpu_seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._wall
-        self.server_pct = 100 * (cpu_seconds(self.server_pid) - self._server) / wall
-        self.client_pct = 100 * (time.process_time() - self._own) / wall
+        server = cpu_seconds(self.server_pid) - self._server
+        own = time.process_time() - self._own
+        self.server_pct = 100 * server / wall
+        self.client_pct = 100 * own / wall
+        self.other_pct = max(0.0, 100 * (busy_cpu_seconds() - self._busy - server - own) / wall)
+        CpuMeter.others.append(self.other_pct)
 
     def __str__(self) -> str:
-        return f"server CPU {self.server_pct:.0f}%, load generator CPU {self.client_pct:.0f}%"
+        return (f"CPU: server {self.server_pct:.0f}%, load generator {self.client_pct:.0f}%, "
+                f"other processes {self.other_pct:.0f}%")
 
 
 # ---- workload -----------------------------------------------------------------------------------

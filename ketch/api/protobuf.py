@@ -5,16 +5,20 @@ token, drain) as protobuf. A body is the magic `k8s\\x00` followed by a `runtime
 (typeMeta=1 {apiVersion=1, kind=2}, raw=2, contentEncoding=3, contentType=4); `raw` is the object
 message, whose type follows from apiVersion and kind. Field numbers come from
 `data/protobuf_fields.json`, generated from the descriptors kubectl embeds
-(`scripts/gen_protobuf_fields.py`); k8s proto field names are already the JSON names.
+(`scripts/gen_protobuf_fields.py`), which also records each field's JSON name (mostly the proto
+name; "" for an embedded Go struct, whose fields are the parent's, as with `json:",inline"`).
 
-The result is what the JSON decoder would have produced from the same object sent as JSON, as
-far as the wire allows. Go writes every non-pointer field, zero or not, while its JSON encoder
-leaves `omitempty` zeros out, so zero scalars (empty strings, 0, false), zero Time/MicroTime and
-empty RawExtension/FieldsV1 are dropped unless the OpenAPI definition lists the field as
-`required`. Because protobuf does not say whether a Go field is a pointer, an explicit zero
-on a pointer field (`replicas: 0`, `automountServiceAccountToken: false`) looks the same as an
-unset non-pointer field and is dropped too. Nested messages are kept even when empty: Go's JSON
-encoder writes structs (`resources: {}`, `status: {}`) whatever their content.
+The result is what the JSON decoder would have produced from the same object sent as JSON.
+Go writes every value (non-pointer) field, zero or not, while its JSON encoder leaves `omitempty`
+zeros out, so zero scalars of value fields (empty strings, 0, false, empty bytes) are dropped
+unless the OpenAPI definition lists the field as `required` (the fields Go writes without
+omitempty). Pointer fields are on the wire only when set, so their explicit zeros are kept
+(`replicas: 0`, `automountServiceAccountToken: false`, `storageClassName: ""`): the table knows
+which fields are pointers from gogoproto.nullable in kubectl's descriptors. Zero Time/MicroTime
+and empty RawExtension/FieldsV1 are dropped (Go's JSON writes null for them) unless required.
+Nested messages are kept even when empty: Go's JSON writes structs (`resources: {}`, `status: {}`)
+whatever their content. Where omitempty and `required` disagree, a zero value field comes out
+differently from JSON (rare: a few non-omitempty fields are optional in the schema).
 
 Fields unknown to the table (added after the kubectl release it came from) are skipped and
 reported, so the server can warn instead of failing.
@@ -31,11 +35,13 @@ from typing import Any, Iterator
 
 import orjson
 
+from ketch.api import schema
+
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
 FIELDS_FILE = Path(__file__).parent / "data" / "protobuf_fields.json"
 
-VARINT, FIXED64, LENGTH_DELIMITED, START_GROUP, END_GROUP, FIXED32 = 0, 1, 2, 3, 4, 5
+VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5  # wire types (3 and 4, groups, are unused)
 
 _META = "k8s.io.apimachinery.pkg.apis.meta.v1."
 TIME = _META + "Time"
@@ -112,12 +118,11 @@ def iter_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
 # --- the field table -----------------------------------------------------------------------------
 
 class _Table:
-    """The generated field table: message → field number → (jsonName, type, label, typeName)."""
+    """The generated field table: message → field number → (jsonName, type, label, typeName, nullable)."""
 
     def __init__(self, raw: dict):
-        self.messages: dict[str, dict[int, tuple[str, str, str, str]]] = {
-            name: {int(n): (row[0], row[1], row[2], row[3] if len(row) > 3 else "") for n, row in fields.items()}
-            for name, fields in raw["messages"].items()
+        self.messages: dict[str, dict[int, tuple[str, str, str, str, bool]]] = {
+            name: {int(n): tuple(row) for n, row in fields.items()} for name, fields in raw["messages"].items()
         }
         self.map_entries = frozenset(raw["mapEntries"])
         self.list_wrappers = frozenset(raw["listWrappers"])
@@ -156,8 +161,6 @@ def message_type(api_version: str, kind: str) -> str | None:
 @functools.cache
 def _required(message: str) -> frozenset[str]:
     """The fields the OpenAPI definition of `message` requires (Go writes them even when empty)."""
-    from ketch.api import schema
-
     try:
         return frozenset(schema.node("io.k8s." + message.removeprefix("k8s.io.")).required)
     except KeyError:
@@ -173,7 +176,10 @@ def _timestamp(seconds: int, nanos: int, micro: bool) -> str | None:
     """metav1.Time → RFC 3339 in UTC, whole seconds; MicroTime → six fractional digits; zero → null."""
     if seconds == 0 and nanos == 0:
         return None
-    t = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    try:
+        t = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    except OverflowError:
+        raise ProtobufError(f"timestamp out of range: {seconds}s") from None
     text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
     return f"{text}.{t.microsecond:06d}Z" if micro else f"{text}Z"
 
@@ -239,29 +245,32 @@ def _scalar(kind: str, value: int | bytes) -> Any:
 
 
 def _scalars(kind: str, wire: int, value: int | bytes, path: str) -> list[Any]:
-    """The values of one occurrence of a scalar field: one, or several when packed."""
+    """The values of one occurrence of a repeated scalar field: one, or several when packed."""
     expected = _SCALAR_WIRE.get(kind, LENGTH_DELIMITED)
-    if wire == expected:
-        return [_scalar(kind, value)]
     if wire == LENGTH_DELIMITED and expected != LENGTH_DELIMITED:
-        return [_scalar(kind, v) for _, _, v in iter_fields(_packed_as_fields(value, expected))]
-    raise ProtobufError(f"{path}: wire type {wire} does not fit a {kind} field")
+        return [_scalar(kind, v) for v in _unpack(value, expected)]
+    return [_single(kind, wire, value, path)]
 
 
-def _packed_as_fields(packed: bytes, wire: int) -> bytes:
-    """Re-key a packed run of varints/fixed values as field 1 so iter_fields can read it."""
-    key = bytes([(1 << 3) | wire])
-    if wire != VARINT:
-        size = 4 if wire == FIXED32 else 8
-        if len(packed) % size:
-            raise ProtobufError("truncated packed field")
-        return b"".join(key + packed[i:i + size] for i in range(0, len(packed), size))
-    out, pos = bytearray(), 0
+def _single(kind: str, wire: int, value: int | bytes, path: str) -> Any:
+    """The value of one occurrence of a singular scalar field."""
+    if wire != _SCALAR_WIRE.get(kind, LENGTH_DELIMITED):
+        raise ProtobufError(f"{path}: wire type {wire} does not fit a {kind} field")
+    return _scalar(kind, value)
+
+
+def _unpack(packed: bytes, wire: int) -> Iterator[int]:
+    """The values of a packed repeated field: back-to-back varints or fixed-width integers."""
+    pos = 0
     while pos < len(packed):
-        _, end = _varint(packed, pos)
-        out += key + packed[pos:end]
-        pos = end
-    return bytes(out)
+        if wire == VARINT:
+            value, pos = _varint(packed, pos)
+        else:
+            size = 4 if wire == FIXED32 else 8
+            if pos + size > len(packed):
+                raise ProtobufError("truncated packed field")
+            value, pos = int.from_bytes(packed[pos:pos + size], "little"), pos + size
+        yield value
 
 
 def _json_scalar(value: Any) -> Any:
@@ -302,7 +311,11 @@ class _Decoder:
         for number, wire, value in iter_fields(buf):
             if number in fields:
                 name, kind = fields[number][:2]
-                out[name] = value if kind == "message" else _scalars(kind, wire, value, name)[-1]
+                if kind != "message":
+                    value = _single(kind, wire, value, name)
+                elif wire != LENGTH_DELIMITED:
+                    raise ProtobufError(f"{name}: wire type {wire} does not fit a message field")
+                out[name] = value
         return out
 
     def value(self, buf: bytes, message: str, path: str) -> Any:
@@ -325,13 +338,16 @@ class _Decoder:
                 self.notes.append(f"unknown field number {number} in {path or 'the object'} ({message})")
         out: dict[str, Any] = {}
         for number in sorted(occurrences):
-            name, kind, label, type_name = fields[number]
+            name, kind, label, type_name, pointer = fields[number]
             values = occurrences[number]
             at = f"{path}.{name}" if path else name
             if kind != "message":
-                decoded = [_json_scalar(x) for wire, v in values for x in _scalars(kind, wire, v, at)]
-                value = decoded if label == "repeated" else decoded[-1]
-                if label == "repeated" or value or name in required:
+                if label == "repeated":
+                    value = [_json_scalar(x) for wire, v in values for x in _scalars(kind, wire, v, at)]
+                else:
+                    value = _json_scalar(_single(kind, *values[-1], at))
+                # Go writes value fields even when zero; its JSON leaves out omitempty zeros.
+                if label == "repeated" or value or (pointer and kind != "bytes") or name in required:
                     out[name] = value
                 continue
             if any(wire != LENGTH_DELIMITED for wire, _ in values):
@@ -351,15 +367,11 @@ class _Decoder:
     def map(self, entries: list[bytes], entry: str, path: str) -> dict[str, Any]:
         """map<K, V> fields arrive as repeated entry messages (key=1, value=2)."""
         fields = self.table.messages[entry]
-        key_kind, (_, value_kind, _, value_type) = fields[1][1], fields[2]
+        key_kind, (_, value_kind, _, value_type, _) = fields[1][1], fields[2]  # named key and value
         out: dict[str, Any] = {}
         for raw in entries:
-            key, value = _ZERO.get(key_kind, 0), None
-            for number, wire, field in iter_fields(raw):
-                if number == 1:
-                    key = _scalars(key_kind, wire, field, f"{path} key")[-1]
-                elif number == 2:
-                    value = field if value_kind == "message" else _scalars(value_kind, wire, field, path)[-1]
+            parsed = self.plain(raw, entry)
+            key, value = parsed.get("key", _ZERO.get(key_kind, 0)), parsed.get("value")
             key = str(key).lower() if isinstance(key, bool) else str(key)
             if value_kind == "message":
                 out[key] = self.value(value if value is not None else b"", value_type, f"{path}[{key}]")
@@ -401,11 +413,12 @@ _SPECIAL = {
 def decode(body: bytes) -> tuple[dict, list[str]]:
     """A protobuf request body → (the object as the JSON decoder would have produced it, with
     apiVersion and kind; notes on fields the table does not know, for warnings)."""
+    body = bytes(body)
     if not body.startswith(MAGIC):
         raise ProtobufError("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")
     decoder = _Decoder()
     try:
-        obj = decoder.unknown(bytes(body[len(MAGIC):]))
+        obj = decoder.unknown(body[len(MAGIC):])
     except RecursionError:
         raise ProtobufError("protobuf data nested too deeply") from None
     return obj, decoder.notes

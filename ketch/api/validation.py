@@ -10,7 +10,7 @@ definition without one, the checks of its fields. So a PodTemplateSpec is valida
 ReplicationController, a Deployment or a CronJob's job template.
 
 Upstream validates its internal types, so a few paths and values differ from the v1 JSON shape in the
-same way they differ against a real apiserver (`spec.template.labels`, `spec.securityContext.hostPID`).
+same way they differ against a real apiserver (`spec.template.labels`, `spec.securityContext.shareProcessNamespace`).
 An absent field counts as Go's zero value. `prepare(...)` applies the strategy mutations upstream does
 right before validating (Job selector generation, Service clusterIPs).
 """
@@ -181,14 +181,13 @@ def immutable(new: Any, old: Any, path: str, shown: Any = None) -> Errors:
 
 
 def _semantic(value: Any) -> Any:
-    """Go's semantic equality treats absent, null and empty collections alike in most places."""
+    """A comparable form for apiequality.Semantic: a field that is absent, null, empty or a Go zero
+    value reads the same as one never set (the internal struct cannot tell them apart)."""
     if isinstance(value, dict):
         out = {k: _semantic(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v not in (None, {}, [], "", 0, False)}
     if isinstance(value, list):
         return [_semantic(v) for v in value]
-    if isinstance(value, (Quantity,)):
-        return value
     return value
 
 
@@ -4843,10 +4842,10 @@ def validate_endpoint_slice(eps: Mapping) -> Errors:
             errs.append(too_many(child(p, "addresses"), len(addresses), 100))
         for j, address in enumerate(addresses):
             ap = index(child(p, "addresses"), j)
-            if address_type == "IPv4":
-                errs += _msgs(ap, address, is_valid_ipv4_address(_s(address)))
-            elif address_type == "IPv6":
-                errs += _msgs(ap, address, is_valid_ipv6_address(_s(address)))
+            if address_type in ("IPv4", "IPv6"):
+                check_ip = is_valid_ipv4_address if address_type == "IPv4" else is_valid_ipv6_address
+                found = _msgs(ap, address, check_ip(_s(address)))
+                errs += found or validate_non_special_ip(_s(address), ap)
             elif address_type == "FQDN":
                 errs += _msgs(ap, address, is_dns1123_subdomain(_s(address)))
         if ep.get("hostname") is not None:
@@ -5058,7 +5057,7 @@ validates_update(_CORE_DEF + "Endpoints")(
 validates(_CORE_DEF + "Namespace")(lambda obj, path, ctx: validate_namespace(_d(obj)))
 validates_update(_CORE_DEF + "Namespace")(_meta_update_then(lambda new, old: []))
 validates(_CORE_DEF + "Node")(lambda obj, path, ctx: validate_node(_d(obj)))
-validates_update(_CORE_DEF + "Node")(lambda new, old, ctx: validate_node_update(new, old))
+validates_update(_CORE_DEF + "Node")(lambda new, old, ctx: validate_node(new) + validate_node_update(new, old))
 validates(_CORE_DEF + "ConfigMap")(lambda obj, path, ctx: validate_config_map(_d(obj)))
 validates_update(_CORE_DEF + "ConfigMap")(
     _meta_update_then(lambda new, old: _immutable_data(new, old, ("data", "binaryData")) + validate_config_map(new))
@@ -5207,7 +5206,9 @@ validates_update("io.k8s.api.networking.v1.NetworkPolicy")(
     _meta_update_then(lambda new, old: validate_network_policy_spec(new.get("spec")))
 )
 validates("io.k8s.api.storage.v1.StorageClass")(lambda obj, path, ctx: validate_storage_class(_d(obj)))
-validates_update("io.k8s.api.storage.v1.StorageClass")(lambda new, old, ctx: validate_storage_class_update(new, old))
+validates_update("io.k8s.api.storage.v1.StorageClass")(
+    lambda new, old, ctx: validate_storage_class(new) + validate_storage_class_update(new, old)
+)
 validates("io.k8s.api.coordination.v1.Lease")(lambda obj, path, ctx: validate_lease(_d(obj)))
 validates_update("io.k8s.api.coordination.v1.Lease")(_meta_update_then(lambda new, old: validate_lease(new)))
 validates("io.k8s.api.discovery.v1.EndpointSlice")(lambda obj, path, ctx: validate_endpoint_slice(_d(obj)))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import orjson
 import yaml
 
-from ..api import errors
+from ..api import errors, protobuf
 
 MAX_BODY = 3 * 1024 * 1024
 JSON = "application/json"
@@ -50,6 +50,11 @@ def parse_body(raw: bytes, content_type: str, *, patch: bool = False):
         return load_json(raw)
     if mt in (YAML, "application/x-yaml", "text/yaml"):
         return load_yaml(raw)
+    if mt == protobuf.MEDIA_TYPE:
+        try:
+            return protobuf.decode(raw)[0]
+        except protobuf.ProtobufError as e:
+            raise errors.bad_request(str(e)) from None
     raise errors.unsupported_media_type(mt)
 
 

@@ -129,6 +129,8 @@ class Context:
                                      f"{res.kind}.metadata of type v1.ObjectMeta")
         obj.setdefault("metadata", {})
         mode = self.field_validation
+        if codec.media_type(content_type) not in ("", codec.JSON, codec.YAML, "application/apply-patch+yaml"):
+            raw = None  # duplicate keys can only be told from JSON or YAML text
         casefold.fold_field_case(obj, res.schema)
         found = decode.check_structure(obj, res.schema, strict=mode == "Strict")
         if found.type_errors:

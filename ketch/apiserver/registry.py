@@ -247,7 +247,9 @@ class Registry:
         return obj
 
     def _validate(self, res: kinds.Resource, obj: dict, old: dict | None) -> None:
-        problems = validation.validate(res.storage_group, res.kind, obj, old)
+        validation.prepare(res.storage_group, res.kind, obj, old)
+        problems = validation.validate(res.storage_group, res.kind, obj, old,
+                                       request_group=res.group if res.group != res.storage_group else None)
         if problems:
             raise errors.invalid(res.group, res.kind, obj.get("metadata", {}).get("name", ""), problems)
 

@@ -73,7 +73,7 @@ def rv(obj) -> int:
     return int(obj.metadata.resource_version)
 
 
-def meta(name: str, **kw) -> client.V1ObjectMeta:
+def meta(name: str | None, **kw) -> client.V1ObjectMeta:
     return client.V1ObjectMeta(name=name, **kw)
 
 
@@ -187,8 +187,8 @@ def test_secret_string_data_is_stored_base64(core, ns):
                            data={"user": base64.b64encode(b"admin").decode()})
     created = core.create_namespaced_secret(ns, body)
     assert created.type == "Opaque"
-    assert created.string_data is None
     assert created.data == {"user": "YWRtaW4=", "password": base64.b64encode(b"s3cr3t").decode()}
+    assert created.string_data is None  # write-only: merged into data, never returned
     patched = core.patch_namespaced_secret("creds", ns, {"stringData": {"user": "root"}})
     assert base64.b64decode(patched.data["user"]) == b"root"
     core.delete_namespaced_secret("creds", ns)
@@ -206,7 +206,6 @@ def test_pod_defaults_and_delete(core, ns):
     assert spec.scheduler_name == "default-scheduler"
     assert spec.termination_grace_period_seconds == 30
     assert spec.enable_service_links is True
-    assert spec.priority == 0
     web, tool = spec.containers
     assert web.image_pull_policy == "Always"  # untagged means :latest
     assert tool.image_pull_policy == "IfNotPresent"
@@ -225,10 +224,26 @@ def test_pod_defaults_and_delete(core, ns):
     assert gone(core.read_namespaced_pod, "p", ns)
 
 
-def test_pod_gets_default_service_account(core, ns):
+def test_pod_admission_sets_priority_and_default_tolerations(core, ns):
+    pod = client.V1Pod(metadata=meta("prio"), spec=client.V1PodSpec(
+        containers=[client.V1Container(name="c", image="busybox:1.36")]))
+    spec = core.create_namespaced_pod(ns, pod).spec
+    assert spec.priority == 0 and spec.preemption_policy == "PreemptLowerPriority"
+    assert sorted((t.key, t.operator, t.effect, t.toleration_seconds) for t in spec.tolerations) == [
+        ("node.kubernetes.io/not-ready", "Exists", "NoExecute", 300),
+        ("node.kubernetes.io/unreachable", "Exists", "NoExecute", 300)]
+
+
+def test_pod_gets_default_service_account_and_token_volume(core, ns):
     pod = client.V1Pod(metadata=meta("sa"), spec=client.V1PodSpec(
         containers=[client.V1Container(name="c", image="busybox:1.36")]))
-    assert core.create_namespaced_pod(ns, pod).spec.service_account_name == "default"
+    spec = core.create_namespaced_pod(ns, pod).spec
+    assert spec.service_account_name == "default"
+    [volume] = spec.volumes
+    assert volume.name.startswith("kube-api-access-") and volume.projected is not None
+    [mount] = spec.containers[0].volume_mounts
+    assert (mount.name, mount.mount_path, mount.read_only) == (
+        volume.name, "/var/run/secrets/kubernetes.io/serviceaccount", True)
 
 
 def test_service_defaults_and_immutable_cluster_ip(core, ns):
@@ -418,24 +433,35 @@ def test_label_and_field_selectors_are_exact(core, ns):
 def test_limit_and_continue_page_through_a_snapshot(core, ns):
     for i in range(7):
         core.create_namespaced_config_map(ns, config_map(f"page-{i}", {"paged": "yes"}))
-    first = core.list_namespaced_config_map(ns, label_selector="paged=yes", limit=3)
-    assert [c.metadata.name for c in first.items] == ["page-0", "page-1", "page-2"]
-    assert first.metadata._continue and first.metadata.remaining_item_count == 4
+    # Compare pages with the unpaged list: a controller may have published kube-root-ca.crt here.
+    everything = [c.metadata.name for c in core.list_namespaced_config_map(ns).items]
+    assert everything == sorted(everything) and len(everything) >= 7
+
+    first = core.list_namespaced_config_map(ns, limit=3)
+    assert [c.metadata.name for c in first.items] == everything[:3]
+    assert first.metadata._continue and first.metadata.remaining_item_count == len(everything) - 3
 
     # Pages after the first are served from the first page's snapshot.
     core.create_namespaced_config_map(ns, config_map("page-9", {"paged": "yes"}))
-    second = core.list_namespaced_config_map(ns, label_selector="paged=yes", limit=3,
-                                             _continue=first.metadata._continue)
-    assert [c.metadata.name for c in second.items] == ["page-3", "page-4", "page-5"]
-    assert second.metadata.resource_version == first.metadata.resource_version
-    last = core.list_namespaced_config_map(ns, label_selector="paged=yes", limit=3,
-                                           _continue=second.metadata._continue)
-    assert [c.metadata.name for c in last.items] == ["page-6"]
-    assert not last.metadata._continue and last.metadata.remaining_item_count is None
+    seen, token = [c.metadata.name for c in first.items], first.metadata._continue
+    while token:
+        page = core.list_namespaced_config_map(ns, limit=3, _continue=token)
+        assert page.metadata.resource_version == first.metadata.resource_version
+        seen += [c.metadata.name for c in page.items]
+        token = page.metadata._continue
+    assert seen == everything and "page-9" not in seen
+    assert page.metadata.remaining_item_count is None
 
-    everything = core.list_namespaced_config_map(ns, label_selector="paged=yes")
-    assert len(everything.items) == 8 and not everything.metadata._continue
-    assert int(everything.metadata.resource_version) > int(first.metadata.resource_version)
+    # With a selector the server cannot know how many remain, so it does not say.
+    selected = core.list_namespaced_config_map(ns, label_selector="paged=yes", limit=3)
+    assert [c.metadata.name for c in selected.items] == ["page-0", "page-1", "page-2"]
+    assert selected.metadata._continue and selected.metadata.remaining_item_count is None
+    rest = core.list_namespaced_config_map(ns, label_selector="paged=yes", _continue=selected.metadata._continue)
+    assert [c.metadata.name for c in rest.items] == ["page-3", "page-4", "page-5", "page-6", "page-9"]
+
+    now = core.list_namespaced_config_map(ns, label_selector="paged=yes")
+    assert len(now.items) == 8 and not now.metadata._continue
+    assert int(now.metadata.resource_version) > int(first.metadata.resource_version)
 
 
 # ---------------------------------------------------------------- watch
@@ -509,7 +535,7 @@ def test_every_patch_type_on_a_config_map(core, ns):
     applied = core.patch_namespaced_config_map(
         "p", ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}, "data": {"e": "5"}},
         _content_type=APPLY, field_manager="py-test")
-    assert applied.data == {"a": "one", "d": "4", "e": "5"}
+    assert applied.data == {"a": "one", "d": "4", "e": "5"} and rv(applied) > rv(mp)
     managers = {(m.manager, m.operation) for m in applied.metadata.managed_fields}
     assert ("py-test", "Apply") in managers
     status, body = api_error(core.patch_namespaced_config_map, "p", ns,
@@ -517,7 +543,6 @@ def test_every_patch_type_on_a_config_map(core, ns):
                              _content_type=APPLY)
     assert status == 422 and body["message"] == (
         'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch')
-    assert rv(applied) > rv(smp)
 
 
 def test_strategic_merge_keeps_list_entries_merge_patch_replaces_them(apps, ns):
@@ -602,8 +627,10 @@ def test_create_from_yaml_with_book_manifests(api_client, core, batch, ns):
     assert rc.spec.template.spec.restart_policy == "Always"
     assert rc.metadata.labels == {"name": "node-js"}
 
-    json_rc = utils.create_from_yaml(api_client, str(BOOK / "Chapter02/nodejs2-controller.json"), namespace=ns)
-    assert json_rc[0][0].metadata.name == "node-js2"
+    # The book's JSON manifests are indented with tabs, which YAML forbids: hand one over parsed.
+    json_doc = json.loads((BOOK / "Chapter02/nodejs2-service.json").read_text())
+    json_svc = utils.create_from_yaml(api_client, yaml_objects=[json_doc], namespace=ns)[0][0]
+    assert json_svc.spec.ports[0].target_port == "node-js2" and json_svc.spec.type == "ClusterIP"
 
     job = utils.create_from_yaml(api_client, str(BOOK / "Chapter05/longtask.yaml"), namespace=ns)[0][0]
     assert job.spec.template.spec.restart_policy == "OnFailure"
@@ -633,4 +660,4 @@ def test_create_from_yaml_with_server_side_apply(api_client, batch, ns):
     assert ("python-client", "Apply") in {(m.manager, m.operation) for m in live.metadata.managed_fields}
     # Applying the same manifest again is a no-op, not a conflict.
     again = utils.create_from_yaml(api_client, str(BOOK / "Chapter05/longtask.yaml"), namespace=ns, apply=True)
-    assert again[0][0].metadata.resource_version == live.metadata.resource_version
+    assert again[0][0].metadata.resourceVersion == live.metadata.resource_version  # a dynamic ResourceInstance

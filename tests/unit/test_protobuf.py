@@ -10,6 +10,7 @@ import base64
 import importlib.util
 import json
 import os
+import random
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +19,16 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers.kubectl import CACHE, SDK
 
 from ketch.api import protobuf
 from ketch.api.protobuf import MAGIC, ProtobufError, decode, go_duration, message_type
 
 KUBECTL = "/usr/bin/kubectl"
+# kubectl sends protobuf from 1.32 on; 1.35 is used when a test run has already cached it.
+KUBECTLS = {version: path for version, path in {
+    "1.32": KUBECTL, "1.33": SDK.format(minor=33), "1.35": str(CACHE / "kubectl-1.35" / "kubectl")}.items()
+    if os.path.exists(path)}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -59,12 +65,18 @@ def meta(name: str, *extra: bytes) -> bytes:
 
 # --- special types ---------------------------------------------------------------------------------
 
-def test_configmap_prunes_go_zero_values_and_keeps_map_values():
-    raw = meta("cm", ld(11, ld(1, "app") + ld(2, ""))) + ld(2, ld(1, "a") + ld(2, "")) + vi(4, 0)
+def test_zero_value_fields_are_dropped_and_explicit_pointer_zeros_kept():
+    raw = meta("cm", ld(11, ld(1, "app") + ld(2, ""))) + ld(2, ld(1, "a") + ld(2, ""))
     obj, notes = decode(body("v1", "ConfigMap", raw))
     assert obj == {"apiVersion": "v1", "kind": "ConfigMap",
                    "metadata": {"name": "cm", "labels": {"app": ""}}, "data": {"a": ""}}
     assert notes == []
+    # immutable is a *bool: on the wire only when set, so an explicit false is the user's.
+    obj, _ = decode(body("v1", "ConfigMap", raw + vi(4, 0)))
+    assert obj["immutable"] is False
+    # ObjectMeta.deletionGracePeriodSeconds is an *int64; generation is a plain int64.
+    obj, _ = decode(body("v1", "ConfigMap", meta("cm", vi(10, 0))))
+    assert obj["metadata"] == {"name": "cm", "deletionGracePeriodSeconds": 0}
 
 
 def test_time_and_micro_time():
@@ -202,11 +214,38 @@ def test_unknown_fields_are_skipped_and_reported():
     (body("v1", "ConfigMap", b"", ld(3, "gzip")), "unsupported protobuf content encoding"),
     (body("apps/v1", "ControllerRevision", ld(2, ld(1, b"{nope"))), "invalid JSON"),
     (MAGIC + b"\x0b", "unsupported wire type 3"),
+    (MAGIC + vi(1, 5), "typeMeta: wire type 0 does not fit a message field"),
+    (body("v1", "ResourceQuota", ld(2, ld(1, ld(1, "cpu") + vi(2, 1)))), "wire type 0 does not fit a message field"),
+    (body("v1", "ConfigMap", meta("cm", ld(8, vi(1, 1 << 62)))), "timestamp out of range"),
 ])
 def test_malformed_bodies_raise_protobuf_error(data, message):
     with pytest.raises(ProtobufError, match=message):
         decode(data)
     assert issubclass(ProtobufError, ValueError)
+
+
+def test_mutated_bodies_fail_only_with_protobuf_error():
+    rng = random.Random(7)
+    seeds = [
+        body("v1", "Pod", meta("p", ld(11, ld(1, "a") + ld(2, "b"))) + ld(2, ld(2, ld(1, "c") + ld(8, b""))
+                                                                            + ld(14, ld(4, varint(1) + varint(2))))),
+        body("v1", "ResourceQuota", meta("q") + ld(2, ld(1, ld(1, "cpu") + ld(2, ld(1, "1"))))),
+        body("apps/v1", "ControllerRevision", meta("r") + ld(2, ld(1, b'{"a": 1}'))),
+        body("v1", "Service", meta("s") + ld(2, ld(1, vi(3, 80) + ld(4, vi(1, 1) + ld(3, "http"))))),
+    ]
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(MAGIC), len(data))
+            if rng.random() < 0.5:
+                data[at] = rng.randrange(256)
+            else:
+                data.insert(at, rng.randrange(256))
+        try:
+            obj, _ = decode(bytes(data))
+        except ProtobufError:
+            continue
+        orjson.dumps(obj)  # whatever decodes is JSON-serialisable
 
 
 @pytest.mark.parametrize("api_version, kind, message", [
@@ -224,10 +263,20 @@ def test_message_type(api_version, kind, message):
     assert message_type(api_version, kind) == message
 
 
-def test_table_records_provenance():
-    source = protobuf.table().source
-    assert source and all(s["kubectl"].startswith("v1.") for s in source)
-    assert protobuf.table().messages["k8s.io.api.core.v1.ConfigMap"][2][:3] == ("data", "message", "repeated")
+def test_table_records_provenance_and_is_complete():
+    table = protobuf.table()
+    assert table.source and all(s["kubectl"].startswith("v1.") for s in table.source)
+    assert table.messages["k8s.io.api.core.v1.ConfigMap"][2][:3] == ("data", "message", "repeated")
+    referenced = {row[3] for fields in table.messages.values() for row in fields.values() if row[1] == "message"}
+    assert referenced <= table.messages.keys()
+    assert table.map_entries <= table.messages.keys() and table.list_wrappers <= table.messages.keys()
+
+
+def test_eviction_keeps_an_explicit_zero_grace_period():
+    delete_options = vi(1, 0) + ld(4, "Background")  # DeleteOptions: *gracePeriodSeconds, *propagationPolicy
+    obj, _ = decode(body("policy/v1", "Eviction", meta("web-1", ld(3, "default")) + ld(2, delete_options)))
+    assert obj == {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-1", "namespace": "default"},
+                   "deleteOptions": {"gracePeriodSeconds": 0, "propagationPolicy": "Background"}}
 
 
 @pytest.mark.skipif(not os.path.exists(KUBECTL), reason="needs kubectl 1.32")
@@ -240,7 +289,7 @@ def test_generator_reproduces_the_committed_table():
     if len(kubectls) != len(committed["source"]):
         pytest.skip("the committed table came from kubectl binaries this machine lacks")
     table = gen.generate(kubectls)
-    assert orjson.loads(gen._dump(table)) == committed
+    assert orjson.loads(gen.dump(table)) == committed
 
 
 # --- real kubectl bodies -----------------------------------------------------------------------------
@@ -257,27 +306,32 @@ DISCOVERY = {
     "authentication.k8s.io/v1": [("selfsubjectreviews", "SelfSubjectReview", False)],
 }
 
-# (kubectl arguments, whether `--dry-run=client -o json` prints the object it would send)
-COMMANDS = {
-    "configmaps": (["create", "configmap", "cm1", "--from-literal=a=b", "--from-literal=c=d"], True),
-    "secrets": (["create", "secret", "generic", "s1", "--from-literal=k=v", "--type=Opaque"], True),
-    "namespaces": (["create", "namespace", "ns1"], True),
-    "services": (["create", "service", "clusterip", "svc1", "--tcp=80:8080"], True),
-    "deployments": (["create", "deployment", "dep1", "--image=nginx", "--replicas=3", "--port=80"], True),
-    "jobs": (["create", "job", "j1", "--image=busybox", "--", "echo", "hi"], True),
-    "cronjobs": (["create", "cronjob", "cj1", "--image=busybox", "--schedule=*/5 * * * *"], True),
-    "resourcequotas": (["create", "quota", "q1", "--hard=cpu=1,memory=1G,pods=2"], True),
-    "poddisruptionbudgets": (["create", "pdb", "pdb1", "--selector=app=x", "--min-available=50%"], True),
-    "roles": (["create", "role", "r1", "--verb=get,list", "--resource=pods,deployments.apps"], True),
-    "rolebindings": (["create", "rolebinding", "rb1", "--role=r1", "--user=alice", "--serviceaccount=default:sa"], True),
-    "selfsubjectaccessreviews": (["auth", "can-i", "create", "pods"], False),
-    "selfsubjectreviews": (["auth", "whoami"], False),
-    "token": (["create", "token", "sa1", "--duration=1h"], False),
+# id → kubectl arguments. Namespaced commands run in a namespace named after their id, which is how
+# the capture server tells their bodies apart; cluster-scoped ones are named after their resource.
+PRINTABLE = {  # `--dry-run=client -o json` prints the object these would send
+    "configmap": ["create", "configmap", "cm1", "--from-literal=a=b", "--from-literal=c=d"],
+    "secret": ["create", "secret", "generic", "s1", "--from-literal=k=v", "--type=Opaque"],
+    "namespaces": ["create", "namespace", "ns1"],
+    "service": ["create", "service", "clusterip", "svc1", "--tcp=80:8080"],
+    "deployment": ["create", "deployment", "dep1", "--image=nginx", "--replicas=3", "--port=80"],
+    "deployment-zero": ["create", "deployment", "dep0", "--image=nginx", "--replicas=0"],
+    "job": ["create", "job", "j1", "--image=busybox", "--", "echo", "hi"],
+    "cronjob": ["create", "cronjob", "cj1", "--image=busybox", "--schedule=*/5 * * * *"],
+    "quota": ["create", "quota", "q1", "--hard=cpu=1,memory=1G,pods=2"],
+    "pdb": ["create", "pdb", "pdb1", "--selector=app=x", "--min-available=50%"],
+    "role": ["create", "role", "r1", "--verb=get,list", "--resource=pods,deployments.apps"],
+    "rolebinding": ["create", "rolebinding", "rb1", "--role=r1", "--user=alice", "--serviceaccount=default:sa"],
 }
+OTHERS = {
+    "selfsubjectaccessreviews": ["auth", "can-i", "create", "pods"],
+    "selfsubjectreviews": ["auth", "whoami"],
+    "token": ["create", "token", "sa1", "--duration=1h"],
+}
+CLUSTER_SCOPED = {"namespaces", "selfsubjectaccessreviews", "selfsubjectreviews"}
 
 
 class _Capture(BaseHTTPRequestHandler):
-    """Answers discovery and records POST bodies by the last path segment of the resource."""
+    """Answers discovery and records POST bodies by namespace (or resource, when cluster-scoped)."""
 
     bodies: dict[str, tuple[str, bytes]] = {}
 
@@ -312,7 +366,9 @@ class _Capture(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.bodies[self.path.split("?")[0].rsplit("/", 1)[-1]] = (self.headers.get("Content-Type", ""), data)
+        segments = self.path.split("?")[0].split("/")
+        key = segments[segments.index("namespaces") + 1] if "namespaces" in segments[:-1] else segments[-1]
+        self.bodies[key] = (self.headers.get("Content-Type", ""), data)
         try:
             obj, _ = decode(data)
         except ProtobufError as err:
@@ -322,41 +378,41 @@ class _Capture(BaseHTTPRequestHandler):
         self._reply(201, obj)
 
 
-def _before_dashdash(args: list[str], flags: list[str]) -> list[str]:
-    at = args.index("--") if "--" in args else len(args)
+def _with_flags(args: list[str], flags: list[str]) -> list[str]:
+    at = args.index("--") if "--" in args else len(args)  # flags must precede a `--` command line
     return args[:at] + flags + args[at:]
 
 
-@pytest.fixture(scope="module")
-def kubectl_bodies(tmp_path_factory):
-    """Run every command against the capture server (and once with --dry-run=client -o json)."""
-    if not os.path.exists(KUBECTL):
-        pytest.skip("needs kubectl 1.32")
+@pytest.fixture(scope="module", params=list(KUBECTLS) or [pytest.param(None, marks=pytest.mark.skip("no kubectl"))])
+def kubectl_bodies(request, tmp_path_factory):
+    """Run every command against the capture server, and the printable ones with --dry-run=client -o json."""
+    _Capture.bodies = {}
     tmp = tmp_path_factory.mktemp("kubectl")
     (tmp / "kubeconfig").write_text("")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     env = {**os.environ, "KUBECONFIG": str(tmp / "kubeconfig")}
-    base = [KUBECTL, f"--server=http://127.0.0.1:{server.server_address[1]}", "--cache-dir", str(tmp / "cache"),
+    base = [KUBECTLS[request.param], f"--server=http://127.0.0.1:{server.server_address[1]}", "--cache-dir", str(tmp / "cache"),
             "-v=0"]
 
-    def run(args: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(base + args, capture_output=True, text=True, timeout=30, env=env)
+    def run(key: str, args: list[str], flags: list[str]) -> subprocess.CompletedProcess:
+        namespace = [] if key in CLUSTER_SCOPED else ["-n", key]
+        return subprocess.run(base + _with_flags(args, namespace + flags), capture_output=True, text=True,
+                              timeout=30, env=env)
 
+    jobs = [(key, args, []) for key, args in {**PRINTABLE, **OTHERS}.items()]
+    jobs += [(key, args, ["--dry-run=client", "-o", "json"]) for key, args in PRINTABLE.items()]
     try:
-        runs = [args for args, _ in COMMANDS.values()]
-        runs += [_before_dashdash(args, ["--dry-run=client", "-o", "json"])
-                 for args, printable in COMMANDS.values() if printable]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(run, runs))
+            results = list(pool.map(lambda job: run(*job), jobs))
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
-    dry_runs = iter(results[len(COMMANDS):])
-    expected = {name: json.loads(next(dry_runs).stdout) for name, (_, printable) in COMMANDS.items() if printable}
-    return dict(_Capture.bodies), expected, dict(zip(COMMANDS, results))
+    sent = dict(zip([key for key, _, flags in jobs if not flags], results))
+    printed = {key: json.loads(r.stdout) for (key, _, flags), r in zip(jobs, results) if flags}
+    return dict(_Capture.bodies), printed, sent
 
 
 def _without_nulls(obj):
@@ -368,31 +424,35 @@ def _without_nulls(obj):
     return obj
 
 
-@pytest.mark.parametrize("resource", [r for r, (_, printable) in COMMANDS.items() if printable])
-def test_kubectl_body_decodes_to_the_json_kubectl_would_send(kubectl_bodies, resource):
-    bodies, expected, results = kubectl_bodies
-    assert resource in bodies, results[resource].stderr
-    content_type, data = bodies[resource]
+@pytest.mark.parametrize("key", PRINTABLE)
+def test_kubectl_body_decodes_to_the_json_kubectl_would_send(kubectl_bodies, key):
+    bodies, printed, sent = kubectl_bodies
+    assert key in bodies, sent[key].stderr
+    content_type, data = bodies[key]
     assert content_type == protobuf.MEDIA_TYPE
     obj, notes = decode(data)
     assert notes == []
-    assert obj == _without_nulls(expected[resource])
-    assert results[resource].returncode == 0, results[resource].stderr
+    assert obj == _without_nulls(printed[key])
+    assert sent[key].returncode == 0, sent[key].stderr
+
+
+def test_kubectl_keeps_an_explicit_zero_on_a_pointer_field(kubectl_bodies):
+    obj, _ = decode(kubectl_bodies[0]["deployment-zero"][1])
+    assert obj["spec"]["replicas"] == 0
 
 
 def test_kubectl_auth_and_token_bodies(kubectl_bodies):
-    bodies, _, results = kubectl_bodies
-    decoded = {name: decode(bodies[name][1]) for name in ("selfsubjectaccessreviews", "selfsubjectreviews", "token")}
-    assert decoded["selfsubjectaccessreviews"] == ({
+    bodies, _, sent = kubectl_bodies
+    assert decode(bodies["selfsubjectaccessreviews"][1]) == ({
         "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {},
         "spec": {"resourceAttributes": {"namespace": "default", "verb": "create", "resource": "pods"}},
-        "status": {"allowed": False}}, [])
-    assert results["selfsubjectaccessreviews"].stdout.strip() == "yes"
-    assert decoded["selfsubjectreviews"] == ({
+        "status": {"allowed": False}}, [])  # allowed is required: Go's JSON writes it
+    assert sent["selfsubjectaccessreviews"].stdout.strip() == "yes"
+    assert decode(bodies["selfsubjectreviews"][1]) == ({
         "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {},
         "status": {"userInfo": {}}}, [])
-    assert decoded["token"] == ({
+    assert decode(bodies["token"][1]) == ({
         "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "metadata": {},
         "spec": {"expirationSeconds": 3600},
         "status": {"token": "", "expirationTimestamp": None}}, [])  # both required: Go's JSON writes them
-    assert results["token"].stdout.strip() == "t0k3n"
+    assert sent["token"].stdout.strip() == "t0k3n"

@@ -1392,3 +1392,28 @@ def test_legacy_pod_security_policy_rules():
     assert [e.message() for e in validation.check(bad, psp_node, "")][0] == (
         'spec.runAsUser.rule: Unsupported value: "Root": supported values: "MustRunAs", "MustRunAsNonRoot", "RunAsAny"'
     )
+
+
+def test_endpoint_slices_reject_special_addresses():
+    slice_ = {
+        "metadata": meta(),
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["127.0.0.1", "10.0.0.300"]}],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+    }
+    assert messages("discovery.k8s.io", "EndpointSlice", slice_) == [
+        'endpoints[0].addresses[0]: Invalid value: "127.0.0.1": may not be in the loopback range '
+        "(127.0.0.0/8, ::1/128)",
+        'endpoints[0].addresses[1]: Invalid value: "10.0.0.300": must be a valid IPv4 address',
+    ]
+
+
+def test_node_pod_cidr_is_set_once():
+    node = stored({"metadata": meta("node-1", namespace=None), "spec": {"podCIDRs": ["10.244.0.0/24"]}})
+    assert messages("", "Node", put(node, "spec.podCIDRs", ["10.244.1.0/24"]), node) == [
+        'spec.podCIDRs: Forbidden: node updates may not change podCIDR except from "" to valid'
+    ]
+    assert messages("", "Node", put(node, "spec.podCIDRs", ["10.244.0.0/33"]), node)[0] == (
+        'spec.podCIDRs[0]: Invalid value: "10.244.0.0/33": must be a valid CIDR value, (e.g. 10.9.8.0/24 or '
+        "2001:db8::/64)"
+    )
