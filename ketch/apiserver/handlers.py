@@ -156,6 +156,7 @@ class Context:
             legacy.apply_legacy_defaults(res.group, res.version, res.kind, obj)
             obj = convert.convert(obj, res.storage_gv)
         defaults.apply_defaults(obj, kinds.storage_resource(res).schema)
+        strategy.canonicalize(res, obj)
         return obj
 
     def admit(self, new: dict, old_ext: dict | None, manager: str) -> dict:

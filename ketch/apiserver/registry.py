@@ -18,7 +18,7 @@ import orjson
 
 from ..api import errors, fields, kinds, labels, validation
 from ..storage import interface as st
-from . import allocators, strategy
+from . import admission, allocators, strategy
 
 
 def now_rfc3339() -> str:
@@ -126,8 +126,9 @@ TOO_OLD_CONTINUE = ("The provided continue parameter is too old to display a con
 
 
 class Registry:
-    def __init__(self, store: st.Store):
+    def __init__(self, store: st.Store, ca_pem: str = ""):
         self.store = store
+        self.ca_pem = ca_pem  # published to every namespace as kube-root-ca.crt
         self.allocators = allocators.ServiceAllocators(self)
         self._namespace_res = kinds.lookup("", "v1", "namespaces")
 
@@ -231,6 +232,8 @@ class Registry:
             except errors.ApiError as e:
                 e.message = e.message.replace("{name}", meta.get("name", ""))
                 raise
+        if not trusted:
+            await admission.admit_create(self, res, obj)
         # Allocation (cluster IPs, node ports) comes first: validation checks what it assigned.
         async with self.allocators.for_create(res, obj, dry_run):
             if not trusted:
@@ -244,6 +247,8 @@ class Registry:
             except st.KeyExistsError:
                 raise errors.already_exists(res.group, res.plural, meta["name"]) from None
         meta["resourceVersion"] = str(kv.mod_revision)
+        if res.kind == "Namespace" and res.storage_group == "":
+            await admission.namespace_created(self, meta["name"])
         return obj
 
     def _validate(self, res: kinds.Resource, obj: dict, old: dict | None) -> None:

@@ -20,7 +20,7 @@ from ..client import kubeconfig
 from ..client.rest import Client
 from ..storage import open_store
 from ..storage.interface import Store
-from . import certs, codec, handlers
+from . import admission, certs, codec, handlers
 from .allocators import KUBERNETES_SERVICE_IP
 from .registry import Registry
 from .request import PageNotFound, parse_resource_path
@@ -142,7 +142,7 @@ class APIServer:
         endpoint = self.config.datastore_endpoint or f"sqlite:///{(self.config.data_dir / 'state.db').resolve()}"
         self.store = open_store(endpoint)
         await self.store.start()
-        self.registry = Registry(self.store)
+        self.registry = Registry(self.store, ca_pem=(self.config.tls_dir / "ca.crt").read_text())
         await self._bootstrap()
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
                                     shutdown_timeout=1.0)
@@ -195,6 +195,8 @@ class APIServer:
                        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
                 defaults.apply_defaults(obj, ns_res.schema)
                 await reg.create(ns_res, obj)
+            else:
+                await admission.namespace_created(reg, name)  # data dirs from before it existed
         svc_res = kinds.lookup("", "v1", "services")
         if await reg.get_or_none(svc_res, "default", "kubernetes") is None:
             svc = {"apiVersion": "v1", "kind": "Service",

@@ -6,6 +6,7 @@ gracefully, and the allocations some kinds need (Service cluster IPs and node po
 """
 from __future__ import annotations
 
+import base64
 import copy
 import secrets
 from typing import Any
@@ -15,6 +16,18 @@ from ..api import defaults, kinds
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 CREATE_ON_UPDATE = {("", "Endpoints"), ("", "Event"), ("coordination.k8s.io", "Lease")}
 DEFAULT_POD_GRACE_SECONDS = 30
+
+
+def canonicalize(res: kinds.Resource, obj: dict) -> None:
+    """Write-only conveniences folded into the stored form, as upstream's conversion does:
+    a Secret's stringData is base64-encoded into data (overriding same keys) and dropped."""
+    if res.storage_group == "" and res.kind == "Secret" and "stringData" in obj:
+        string_data = obj.pop("stringData") or {}
+        if string_data:
+            data = obj.setdefault("data", {}) or {}
+            obj["data"] = data
+            for key, value in string_data.items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
 
 
 def generate_name(prefix: str) -> str:

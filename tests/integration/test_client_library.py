@@ -76,7 +76,7 @@ async def test_informer_tracks_adds_updates_deletes(client, ns):
         await until(lambda: ("delete", "during") in seen)
         assert seen.index(("add", "during")) < seen.index(("delete", "during"))
         assert ("update", "before") in seen
-        assert set(informer.cache) == {f"{ns}/before"}
+        assert set(informer.cache) == {f"{ns}/before", f"{ns}/kube-root-ca.crt"}
         assert informer.cache[f"{ns}/before"]["data"] == {"a": "b", "x": "y"}
     finally:
         await informer.stop()

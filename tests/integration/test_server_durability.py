@@ -60,5 +60,5 @@ def test_kill9_during_concurrent_creates(fresh_server):
     assert status == 201 and int(created["metadata"]["resourceVersion"]) > max_rv
     status, body, _ = api.request("GET", f"/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={list_rv}"
                                          f"&timeoutSeconds=1")
-    events = [json.loads(line) for line in body.splitlines() if line.strip()]
+    events = [body] if isinstance(body, dict) else [json.loads(line) for line in body.splitlines() if line.strip()]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "after-restart")]
