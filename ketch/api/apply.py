@@ -416,10 +416,22 @@ def _drop_nulls(value: Any, node: schema.Node | None) -> Any:
 
 def _zero_object(node: schema.Node) -> dict:
     """The kind's empty Go object as JSON: value-embedded structs present, required lists/maps null."""
+    cached = _zero_objects.get(node.ref or "")
+    if cached is None:
+        cached = _build_zero_object(node)
+        if node.ref:
+            _zero_objects[node.ref] = cached
+    return copy.deepcopy(cached)
+
+
+_zero_objects: dict[str, dict] = {}
+
+
+def _build_zero_object(node: schema.Node) -> dict:
     out: dict[str, Any] = {}
     for name, sub in node.fields():
         if sub.properties and (name in _VALUE_FIELDS or sub.ref in _VALUE_STRUCTS):
-            out[name] = _zero_object(sub)
+            out[name] = _build_zero_object(sub)
         elif name in node.required and (sub.type == "array" or _shape(sub) in (STRUCT, MAP)):
             out[name] = None
     return out

@@ -17,15 +17,15 @@ from . import schema
 def fold_field_case(obj: Any, node: schema.Node) -> None:
     if isinstance(obj, dict):
         if node.properties:
-            lowered: dict[str, list[str]] = {}
-            for name in node.properties:
-                lowered.setdefault(name.lower(), []).append(name)
-            for key in list(obj):
-                if key in node.properties:
-                    continue
-                matches = lowered.get(key.lower(), [])
-                if len(matches) == 1 and matches[0] not in obj:
-                    obj[matches[0]] = obj.pop(key)
+            props = node.properties
+            if any(key not in props for key in obj):
+                lowered = node.lowered_field_names
+                for key in list(obj):
+                    if key in props:
+                        continue
+                    matches = lowered.get(key.lower(), ())
+                    if len(matches) == 1 and matches[0] not in obj:
+                        obj[matches[0]] = obj.pop(key)
             for key, value in obj.items():
                 sub = node.field(key)
                 if sub is not None:

@@ -70,6 +70,10 @@ class PathElement:
         return self.order < other.order
 
 
+def _order(pe: PathElement) -> tuple:
+    return pe.order
+
+
 def field_element(name: str) -> PathElement:
     return PathElement("f:" + name, (0, name), "." + name)
 
@@ -202,9 +206,9 @@ class FieldSet:
 
     def paths(self, prefix: Path = ()) -> Iterator[Path]:
         """Every member path: this level's members (sorted), then each child's, as upstream iterates."""
-        for pe in sorted(self.members):
+        for pe in sorted(self.members, key=_order):
             yield prefix + (pe,)
-        for pe in sorted(self.children):
+        for pe in sorted(self.children, key=_order):
             yield from self.children[pe].paths(prefix + (pe,))
 
     def __eq__(self, other: object) -> bool:
@@ -217,7 +221,7 @@ class FieldSet:
     def to_fields_v1(self) -> dict:
         """The FieldsV1 JSON object: elements in upstream order; a member with children leads with `"."`."""
         out: dict[str, Any] = {}
-        for pe in sorted(self.members | self.children.keys()):
+        for pe in sorted(self.members | self.children.keys(), key=_order):
             sub = self.children.get(pe)
             if sub is None or sub.empty():
                 out[pe.text] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from functools import cached_property
 import importlib.resources
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -82,20 +83,21 @@ def add_definitions(extra: dict[str, dict]) -> None:
     """Register definitions the upstream release lacks (legacy API versions)."""
     definitions().update(extra)
     node.cache_clear()
+    _resolved.clear()
 
 
 def copy_definition(name: str) -> dict:
     return copy.deepcopy(definitions()[name])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Node:
     """One position in a schema. `ref` is the definition name when the position is a named type."""
 
     schema: dict
     ref: str | None = None
 
-    @property
+    @cached_property
     def type(self) -> str:
         """'object', 'array', 'string', 'integer', 'number', 'boolean', or '' (any)."""
         if self.ref == INT_OR_STRING:
@@ -125,33 +127,43 @@ class Node:
     def required(self) -> tuple[str, ...]:
         return tuple(self.schema.get("required", ()))
 
-    @property
+    @cached_property
     def is_map(self) -> bool:
         """An object whose keys are free (labels, resource lists, ...)."""
         return "additionalProperties" in self.schema and not self.properties
 
-    @property
+    @cached_property
     def preserves_unknown(self) -> bool:
         """True where arbitrary content is allowed (RawExtension, JSON, free-form objects)."""
         if self.schema.get("x-kubernetes-preserve-unknown-fields"):
             return True
         return self.type in ("object", "") and not self.properties and "additionalProperties" not in self.schema
 
+    @cached_property
+    def _field_nodes(self) -> dict[str, Node]:
+        return {name: _resolve(sub) for name, sub in self.properties.items()}
+
+    @cached_property
+    def lowered_field_names(self) -> dict[str, tuple[str, ...]]:
+        """Field names by their lower-case spelling (for the book-era case-insensitive decoding)."""
+        out: dict[str, tuple[str, ...]] = {}
+        for name in self.properties:
+            out[name.lower()] = out.get(name.lower(), ()) + (name,)
+        return out
+
     def field(self, name: str) -> Node | None:
-        sub = self.properties.get(name)
-        return _resolve(sub) if sub is not None else None
+        return self._field_nodes.get(name)
 
     def fields(self) -> Iterator[tuple[str, Node]]:
-        for name, sub in self.properties.items():
-            yield name, _resolve(sub)
+        return iter(self._field_nodes.items())
 
-    @property
+    @cached_property
     def values(self) -> Node | None:
         """The schema of a map's values."""
         sub = self.schema.get("additionalProperties")
         return _resolve(sub) if isinstance(sub, dict) else None
 
-    @property
+    @cached_property
     def items(self) -> Node | None:
         sub = self.schema.get("items")
         return _resolve(sub) if isinstance(sub, dict) else None
@@ -179,7 +191,21 @@ class Node:
         return self.schema.get("x-kubernetes-map-type", "")
 
 
+_resolved: dict[int, tuple[dict, Node]] = {}
+
+
 def _resolve(sub: dict) -> Node:
+    """The Node for a property or item schema; cached, since schema dicts live as long as the process
+    (the cache keeps `sub` alive, so its id cannot be reused)."""
+    hit = _resolved.get(id(sub))
+    if hit is not None and hit[0] is sub:
+        return hit[1]
+    node_ = _resolve_uncached(sub)
+    _resolved[id(sub)] = (sub, node_)
+    return node_
+
+
+def _resolve_uncached(sub: dict) -> Node:
     ref = sub.get("$ref")
     if ref is None:
         all_of = sub.get("allOf")

@@ -71,12 +71,18 @@ class Context:
         return (("spec",), ("metadata", "labels"), ("metadata", "annotations")) if subresource == "status" \
             else (("status",),)
 
+    @property
+    def plain_json(self) -> bool:
+        """The answer is the stored JSON itself: same version, no Table, no YAML."""
+        a = self.accept
+        return not (a.yaml or a.table or a.partial_metadata) and self.res.storage_gv == self.res.api_version
+
+    def warning_headers(self) -> dict:
+        return {"Warning": ", ".join(f'299 - "{w}"' for w in self.warnings)} if self.warnings else {}
+
     def respond(self, obj: Any, status: int = 200) -> web.Response:
         body, content_type = codec.dumps(obj, self.accept)
-        headers = {}
-        if self.warnings:
-            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in self.warnings)
-        return web.Response(body=body, status=status, content_type=content_type, headers=headers)
+        return web.Response(body=body, status=status, content_type=content_type, headers=self.warning_headers())
 
     # ---- representations --------------------------------------------------------------------
 
@@ -268,6 +274,13 @@ async def get(ctx: Context) -> web.StreamResponse:
 async def list_(ctx: Context) -> web.StreamResponse:
     opts = list_options(ctx.query)
     _check_field_selector(ctx.res, opts)
+    if ctx.plain_json and opts.label_selector is None and opts.field_selector is None:
+        # Fast path: stored bytes go out as they are (no conversion, no filtering).
+        items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts, as_raw=True)
+        body = b"".join((b'{"kind":', orjson.dumps(ctx.res.list_kind), b',"apiVersion":',
+                         orjson.dumps(ctx.res.api_version), b',"metadata":', orjson.dumps(meta),
+                         b',"items":[', b",".join(items), b"]}"))
+        return web.Response(body=body, content_type="application/json", headers=ctx.warning_headers())
     items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts)
     return ctx.respond(ctx.render_list(items, meta))
 

@@ -25,20 +25,31 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_META_PREFIX = b'{"metadata":{'
+
+
 def encode(obj: dict) -> bytes:
-    meta = obj.get("metadata", {})
-    rv = meta.pop("resourceVersion", None)
-    try:
-        return orjson.dumps(obj)
-    finally:
-        if rv is not None:
-            meta["resourceVersion"] = rv
+    """Stored form: JSON with metadata first and no resourceVersion (the revision is the version),
+    so a read can splice the resourceVersion in without decoding (`raw`)."""
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    return orjson.dumps({"metadata": meta, **{k: v for k, v in obj.items() if k != "metadata"}})
 
 
 def decode(kv: st.KeyValue) -> dict:
     obj = orjson.loads(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
+
+
+def raw(kv: st.KeyValue) -> bytes:
+    """The stored object as JSON with its resourceVersion, without a decode/encode round trip."""
+    value = kv.value
+    if not value.startswith(_META_PREFIX):
+        return orjson.dumps(decode(kv))
+    rv = b'"resourceVersion":"%d"' % kv.mod_revision
+    rest = value[len(_META_PREFIX):]
+    return _META_PREFIX + rv + (rest if rest[:1] == b"}" else b"," + rest)
 
 
 @dataclass
@@ -144,9 +155,11 @@ class Registry:
         kv = await self.store.get(res.key(namespace, name))
         return decode(kv) if kv is not None else None
 
-    async def list(self, res: kinds.Resource, namespace: str | None, opts: ListOptions
-                   ) -> tuple[list[dict], dict]:
-        """Items in storage version and the list metadata (resourceVersion, continue, remainingItemCount)."""
+    async def list(self, res: kinds.Resource, namespace: str | None, opts: ListOptions, *, as_raw: bool = False
+                   ) -> tuple[list, dict]:
+        """Items in storage version and the list metadata (resourceVersion, continue, remainingItemCount).
+
+        With `as_raw` (only without selectors) the items are stored JSON bytes, ready to send."""
         prefix = res.prefix(namespace)
         revision, start = 0, prefix
         if opts.continue_token:
@@ -169,8 +182,13 @@ class Registry:
                 revision = result.revision
                 last_key = None
                 for kv in result.kvs:
-                    obj = decode(kv)
                     last_key = kv.key
+                    if as_raw and not filtering:
+                        items.append(raw(kv))
+                        if opts.limit and len(items) == opts.limit:
+                            break
+                        continue
+                    obj = decode(kv)
                     if filtering and not matches(res, obj, opts):
                         continue
                     items.append(obj)
