@@ -345,8 +345,8 @@ async def patch_(ctx: Context) -> web.StreamResponse:
     force = ctx.query.get("force", "").lower() in ("true", "1")
     if kind == "apply":
         if "fieldManager" not in ctx.query:
-            raise errors.bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
-                                     "is required for apply patch")
+            raise errors.invalid("meta.k8s.io", "PatchOptions", "",
+                                 [names.required("fieldManager", "is required for apply patch")])
         if not isinstance(document, dict):
             raise errors.bad_request("error decoding YAML: the object is not a map")
     elif force:

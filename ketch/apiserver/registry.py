@@ -386,6 +386,8 @@ class Registry:
             policy = opts.propagation_policy
             if opts.orphan_dependents is not None and policy is None:
                 policy = "Orphan" if opts.orphan_dependents else "Background"
+            if policy is None and not finalizers_pending(obj):
+                policy = strategy.default_propagation(res)
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
             elif policy == "Orphan" and "orphan" not in finalizers:
@@ -485,6 +487,11 @@ class Registry:
         if was_match:
             return WatchEvent("DELETED", obj, ev.kv.mod_revision)
         return None
+
+
+def finalizers_pending(obj: dict) -> bool:
+    """Deletion already under way: the first request's policy stands."""
+    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -30,6 +30,19 @@ def canonicalize(res: kinds.Resource, obj: dict) -> None:
                 data[key] = base64.b64encode(str(value).encode()).decode()
 
 
+# Kinds (as requested: group, version, kind) whose deletion orphans dependents unless the client
+# asks otherwise — upstream keeps this default for API versions older than server-side GC.
+_ORPHAN_BY_DEFAULT_KINDS = {"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet"}
+
+
+def default_propagation(res: kinds.Resource) -> str:
+    if (res.group, res.version, res.kind) in (("", "v1", "ReplicationController"), ("batch", "v1", "Job")):
+        return "Orphan"
+    if res.group in ("extensions", "apps") and res.version != "v1" and res.kind in _ORPHAN_BY_DEFAULT_KINDS:
+        return "Orphan"
+    return "Background"
+
+
 def generate_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(GENERATE_NAME_ALPHABET) for _ in range(5))
 
