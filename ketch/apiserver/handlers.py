@@ -267,6 +267,9 @@ def _check_field_selector(res: kinds.Resource, opts: ListOptions) -> None:
 # ---- verbs ------------------------------------------------------------------------------------
 
 async def get(ctx: Context) -> web.StreamResponse:
+    if ctx.plain_json and not ctx.info.subresource:
+        body = await ctx.registry.get_raw(ctx.res, ctx.info.namespace, ctx.info.name)
+        return web.Response(body=body, content_type="application/json")
     obj = await ctx.registry.get(ctx.res, ctx.info.namespace, ctx.info.name)
     return ctx.respond(ctx.render_object(obj))
 

@@ -151,6 +151,12 @@ class Registry:
             raise errors.not_found(res.group, res.plural, name)
         return decode(kv)
 
+    async def get_raw(self, res: kinds.Resource, namespace: str | None, name: str) -> bytes:
+        kv = await self.store.get(res.key(namespace, name))
+        if kv is None:
+            raise errors.not_found(res.group, res.plural, name)
+        return raw(kv)
+
     async def get_or_none(self, res: kinds.Resource, namespace: str | None, name: str) -> dict | None:
         kv = await self.store.get(res.key(namespace, name))
         return decode(kv) if kv is not None else None

@@ -44,6 +44,12 @@ def ns(server):
 SKEW = "exceeds the supported minor version skew"  # what kubectl says to any server 2+ minors away
 
 
+@pytest.fixture(params=sorted(VERSIONS))
+def kubectl(request) -> str:
+    """Each kubectl this machine has (1.27, 1.30, 1.32, 1.33, 1.35)."""
+    return VERSIONS[request.param]
+
+
 def no_warnings(proc: subprocess.CompletedProcess) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip() and SKEW not in line]
     assert not lines, proc.stderr
@@ -84,9 +90,9 @@ def test_core_workflow_every_kubectl(server, ns, version):
     assert 'Error from server (NotFound): deployments.apps "web" not found' in proc.stderr
 
 
-def test_get_output_formats(server, ns):
-    server.kubectl("apply", "-n", ns, "-f", "-", input=DEPLOYMENT)
-    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, **kw)  # noqa: E731
+def test_get_output_formats(server, ns, kubectl):
+    server.kubectl("apply", "-n", ns, "-f", "-", input=DEPLOYMENT, kubectl=kubectl)
+    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, kubectl=kubectl, **kw)  # noqa: E731
     wide = k("get", "deploy", "web", "-o", "wide").stdout.splitlines()
     assert wide[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
     assert wide[1].split()[5:] == ["web", "nginx:1.25", "app=web"]
@@ -99,15 +105,26 @@ def test_get_output_formats(server, ns):
     assert k("get", "deploy", "-o", "name").stdout.strip() == "deployment.apps/web"
     labels = k("get", "deploy", "--show-labels").stdout.splitlines()
     assert labels[0].split()[-1] == "LABELS" and labels[1].split()[-1] == "app=web"
-    all_ns = server.kubectl("get", "deploy", "-A").stdout.splitlines()
+    all_ns = server.kubectl("get", "deploy", "-A", kubectl=kubectl).stdout.splitlines()
     assert all_ns[0].split()[0] == "NAMESPACE"
     assert any(line.split()[:2] == [ns, "web"] for line in all_ns[1:])
-    fs = server.kubectl("get", "ns", "--field-selector", f"metadata.name={ns}", "-o", "name").stdout.strip()
+    fs = server.kubectl("get", "ns", "--field-selector", f"metadata.name={ns}", "-o", "name",
+                        kubectl=kubectl).stdout.strip()
     assert fs == f"namespace/{ns}"
 
 
-def test_describe_patch_replace_annotate(server, ns):
-    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, **kw)  # noqa: E731
+def test_get_all_lists_the_all_category(server, ns):
+    server.kubectl("apply", "-n", ns, "-f", "-", input=DEPLOYMENT)
+    server.kubectl("create", "-n", ns, "-f", str(BOOK / "Chapter03/nodejs-service-nodePort.yaml"))
+    server.kubectl("create", "-n", ns, "-f", str(BOOK / "Chapter02/nodejs-controller.yaml"))
+    out = server.kubectl("get", "all", "-n", ns).stdout
+    for name in ("deployment.apps/web", "service/node-js-nodeport", "replicationcontroller/node-js"):
+        assert name in out, out
+    assert "configmap" not in out  # not in the `all` category
+
+
+def test_describe_patch_replace_annotate(server, ns, kubectl):
+    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, kubectl=kubectl, **kw)  # noqa: E731
     k("create", "-f", str(BOOK / "Chapter03/nodejs-service-nodePort.yaml"))
     out = k("describe", "svc", "node-js-nodeport").stdout
     assert "Type:                     NodePort" in out
@@ -125,8 +142,8 @@ def test_describe_patch_replace_annotate(server, ns):
     assert json.loads(k("get", "svc", "node-js-nodeport", "-o", "json").stdout)["metadata"]["labels"]["replaced"] == "yes"
 
 
-def test_server_side_apply_and_conflicts(server, ns):
-    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, **kw)  # noqa: E731
+def test_server_side_apply_and_conflicts(server, ns, kubectl):
+    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, kubectl=kubectl, **kw)  # noqa: E731
     proc = k("apply", "--server-side", "-f", "-", input=DEPLOYMENT)
     assert "deployment.apps/web serverside-applied" in proc.stdout
     live = json.loads(k("get", "deploy", "web", "-o", "json", "--show-managed-fields").stdout)
@@ -141,8 +158,8 @@ def test_server_side_apply_and_conflicts(server, ns):
     assert json.loads(k("get", "deploy", "web", "-o", "json").stdout)["spec"]["replicas"] == 5
 
 
-def test_delete_variants_and_wait(server, ns):
-    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, **kw)  # noqa: E731
+def test_delete_variants_and_wait(server, ns, kubectl):
+    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, kubectl=kubectl, **kw)  # noqa: E731
     for i in range(3):
         k("create", "configmap", f"cm-{i}", "--from-literal=a=b")
         k("label", "configmap", f"cm-{i}", f"group={'x' if i < 2 else 'y'}")
@@ -159,23 +176,23 @@ def test_delete_variants_and_wait(server, ns):
     k("delete", "configmap", "waited", "--wait=true")
 
 
-def test_explain_api_resources_versions(server):
-    out = server.kubectl("explain", "deployment.spec.strategy").stdout
+def test_explain_api_resources_versions(server, kubectl):
+    out = server.kubectl("explain", "deployment.spec.strategy", kubectl=kubectl).stdout
     assert "rollingUpdate" in out and "DeploymentStrategy" in out
-    out = server.kubectl("explain", "pods.spec.containers.ports").stdout
+    out = server.kubectl("explain", "pods.spec.containers.ports", kubectl=kubectl).stdout
     assert "containerPort" in out
-    res = server.kubectl("api-resources").stdout
+    res = server.kubectl("api-resources", kubectl=kubectl).stdout
     for short in ("po", "svc", "rc", "rs", "deploy", "ds", "sts", "cj", "hpa", "ing", "ns", "no", "pv", "pvc",
                   "sc", "cm", "ep", "ev", "sa", "quota", "limits", "netpol", "pdb"):
         assert f" {short} " in res, short
-    versions = server.kubectl("api-versions").stdout.split()
+    versions = server.kubectl("api-versions", kubectl=kubectl).stdout.split()
     for gv in ("v1", "apps/v1", "extensions/v1beta1", "apps/v1beta1", "batch/v2alpha1", "autoscaling/v1",
                "storage.k8s.io/v1beta1", "policy/v1beta1"):
         assert gv in versions
 
 
-def test_diff_and_wait_for_condition(server, ns):
-    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, **kw)  # noqa: E731
+def test_diff_and_wait_for_condition(server, ns, kubectl):
+    k = lambda *a, **kw: server.kubectl(*a, "-n", ns, kubectl=kubectl, **kw)  # noqa: E731
     k("apply", "-f", "-", input=DEPLOYMENT)
     same = k("diff", "-f", "-", input=DEPLOYMENT, check=False)
     assert same.returncode == 0, same.stderr
