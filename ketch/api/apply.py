@@ -534,10 +534,11 @@ def _set_managed_fields(obj: dict, entries: list[dict] | None) -> None:
 
 
 def _without_managed_fields(obj: dict) -> dict:
-    out = copy.deepcopy(obj)
-    if isinstance(out.get("metadata"), dict):
-        out["metadata"].pop("managedFields", None)
-    return out
+    """A view of `obj` without managedFields (shallow: callers only read it)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def _reset_set(paths: Iterable[Sequence[str]]) -> FieldSet:

@@ -49,13 +49,19 @@ def _value_string(value: Any) -> str:
     return go_json(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PathElement:
     """One step of a field path. `text` is the FieldsV1 spelling and the identity."""
 
     text: str
-    order: tuple = field(compare=False, hash=False, repr=False)
-    display: str = field(compare=False, hash=False, repr=False)
+    order: tuple = field(repr=False)
+    display: str = field(repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, PathElement) and self.text == other.text)
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
     @property
     def kind(self) -> str:
@@ -74,8 +80,17 @@ def _order(pe: PathElement) -> tuple:
     return pe.order
 
 
+_field_elements: dict[str, PathElement] = {}
+
+
 def field_element(name: str) -> PathElement:
-    return PathElement("f:" + name, (0, name), "." + name)
+    """Interned: one object per field name, so set and dict lookups succeed on identity."""
+    pe = _field_elements.get(name)
+    if pe is None:
+        pe = PathElement("f:" + name, (0, name), "." + name)
+        if len(_field_elements) < 100_000:  # map keys are unbounded; struct fields are few
+            _field_elements[name] = pe
+    return pe
 
 
 def key_element(keys: dict[str, Any]) -> PathElement:
@@ -122,7 +137,8 @@ def path_string(path: Sequence[PathElement]) -> str:
 
 
 class FieldSet:
-    """A set of field paths, stored as a trie. Operations return new sets (except `insert`)."""
+    """A set of field paths, stored as a trie. Operations return new sets (except `insert`, which is
+    only used while a set is being built), so results may share unchanged subtrees with their inputs."""
 
     __slots__ = ("members", "children")
 
@@ -162,11 +178,15 @@ class FieldSet:
         return out
 
     def union(self, other: FieldSet) -> FieldSet:
+        if not other.members and not other.children:
+            return self
+        if not self.members and not self.children:
+            return other
         out = FieldSet()
         out.members = self.members | other.members
         for pe in self.children.keys() | other.children.keys():
             mine, theirs = self.children.get(pe), other.children.get(pe)
-            out.children[pe] = mine.union(theirs) if mine and theirs else (mine or theirs).copy()
+            out.children[pe] = mine.union(theirs) if mine and theirs else (mine or theirs)
         return out
 
     def intersection(self, other: FieldSet) -> FieldSet:
@@ -182,24 +202,32 @@ class FieldSet:
 
     def difference(self, other: FieldSet) -> FieldSet:
         """Paths of self not in other (path by path: a member of other does not remove its children)."""
+        if not other.members and not other.children:
+            return self
         out = FieldSet()
         out.members = self.members - other.members
         for pe, mine in self.children.items():
             theirs = other.children.get(pe)
-            rest = mine.difference(theirs) if theirs is not None else mine.copy()
+            if theirs is None:
+                if not mine.empty():
+                    out.children[pe] = mine
+                continue
+            rest = mine.difference(theirs)
             if not rest.empty():
                 out.children[pe] = rest
         return out
 
     def recursive_difference(self, other: FieldSet) -> FieldSet:
         """Like difference, but a member of other also removes everything below it."""
+        if not other.members and not other.children:
+            return self
         out = FieldSet()
         out.members = self.members - other.members
         for pe, mine in self.children.items():
             if pe in other.members:
                 continue
             theirs = other.children.get(pe)
-            rest = mine.recursive_difference(theirs) if theirs is not None else mine.copy()
+            rest = mine.recursive_difference(theirs) if theirs is not None else mine
             if not rest.empty():
                 out.children[pe] = rest
         return out

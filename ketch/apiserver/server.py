@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import platform
@@ -150,10 +151,13 @@ class APIServer:
         site = web.TCPSite(self.runner, self.config.bind_address, self.config.secure_port, ssl_context=ssl_ctx,
                            reuse_address=True, backlog=1024)
         await site.start()
+        # Always beside the data (where `ketch kubectl` looks), and where --write-kubeconfig asks.
+        self.write_kubeconfig(self.config.data_dir / "kubeconfig.yaml")
         if self.config.kubeconfig_path:
             self.write_kubeconfig(self.config.kubeconfig_path)
         self._tasks.append(asyncio.create_task(self._compactor()))
         await self._start_controllers()
+        _tune_gc()
         self.ready = True
         log.info("serving on %s (ready in %.2fs)", self.config.url, time.monotonic() - t0)
 
@@ -338,6 +342,14 @@ class APIServer:
             raise PageNotFound(path)
         return self._serve_document(request, f"apis/{group}/{parts[2]}",
                                     lambda: discovery.api_resource_list(group, parts[2]))
+
+
+def _tune_gc() -> None:
+    """The schema and the code are loaded for good: take them out of the collector's way, and collect
+    less often, so full collections do not stall requests while thousands of objects are decoded."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def _error_response(e: errors.ApiError) -> web.Response:

@@ -63,7 +63,10 @@ def _kubectl(args: list[str]) -> int:
         return 127
     env = dict(os.environ)
     if "KUBECONFIG" not in env:
-        env["KUBECONFIG"] = str(default_data_dir() / "kubeconfig.yaml")
+        # The local server's admin kubeconfig: KETCH_DATA_DIR, the default data dir, or `make up`'s.
+        candidates = [Path(env["KETCH_DATA_DIR"]) / "kubeconfig.yaml"] if "KETCH_DATA_DIR" in env else []
+        candidates += [default_data_dir() / "kubeconfig.yaml", Path(".ketch/data/kubeconfig.yaml")]
+        env["KUBECONFIG"] = str(next((c for c in candidates if c.exists()), candidates[0]))
     os.execve(kubectl, [kubectl, *args], env)
     return 0  # not reached
 

@@ -9,8 +9,8 @@ objects) must not leak into other tests, and a crash must not take the session s
 """
 from __future__ import annotations
 
-import base64
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,28 +20,27 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
-import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
 from schemathesis.core.errors import SerializationNotPossible
 from schemathesis.core.failures import FailureGroup
 
-from helpers.cluster import Server, start_server, unique
+from helpers.cluster import ROOT, Server, start_server, unique
 from helpers.http import Api
 
-# The quick run: OpenAPI v3 document -> operation paths it fuzzes (full match).
+sys.path.insert(0, str(ROOT))
+# The bounds, the Status check and the log reading are shared with the long run.
+from bench.fuzz_openapi import (CHECKS, Credentials, bounded_document, fetch_document,  # noqa: E402
+                                kubernetes_status, not_a_server_failure, served_documents, server_tracebacks)
+
+# The quick run: OpenAPI v3 document -> operation paths it fuzzes (full match, as served).
 QUICK_SUBSET = {
     "api/v1": r"/api/v1/(configmaps|pods|services|namespaces(/\{name\}(/status|/finalize)?)?"
               r"|namespaces/\{namespace\}/(configmaps|pods|services)(/\{name\}(/status)?)?)",
     "apis/apps/v1": r"/apis/apps/v1/(deployments|namespaces/\{namespace\}/deployments(/\{name\}(/status|/scale)?)?)",
 }
-QUICK_EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 4}
-# Connections (exec, attach, port-forward), proxies and followed logs are streams or leave loopback's
-# semantics; a watch never ends by itself.
-STREAMING_PATH = re.compile(r"/watch/|/(proxy|exec|attach|portforward|log)(/\{path\})?$")
-ENDLESS_QUERY = ("watch", "follow")
-# Objects the fuzzer finds in place, so PUT, PATCH and DELETE reach real objects and not just 404s.
+QUICK_EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}
+# Objects the fuzzer finds in place, so valid PUT, PATCH and DELETE reach real objects, not just 404s.
 SEEDS = {
     "configmaps": {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}},
     "services": {"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"port": 80}]}},
@@ -52,50 +51,6 @@ SEEDS = {
                      "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}},
 }
 SEED_NAME = "fuzz-seed"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The admin's client certificate, key and the cluster CA as files, which requests needs."""
-    url: str
-    ca: str
-    cert: str
-    key: str
-
-    @classmethod
-    def from_kubeconfig(cls, kubeconfig: Path, directory: Path) -> Credentials:
-        doc = yaml.safe_load(kubeconfig.read_text())
-        cluster, user = doc["clusters"][0]["cluster"], doc["users"][0]["user"]
-        files = {"ca": cluster["certificate-authority-data"], "cert": user["client-certificate-data"],
-                 "key": user["client-key-data"]}
-        for name, data in files.items():
-            (directory / f"{name}.pem").write_bytes(base64.b64decode(data))
-        return cls(url=cluster["server"], **{name: str(directory / f"{name}.pem") for name in files})
-
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # no proxy, no REQUESTS_CA_BUNDLE: loopback and our CA only
-        session.verify, session.cert = self.ca, (self.cert, self.key)
-        return session
-
-
-def kubernetes_status(ctx, response, case) -> None:
-    """An error answer is a `Status` object carrying the HTTP status as `code` and a machine `reason`."""
-    if response.status_code < 400 or case.method.upper() == "HEAD":
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        raise AssertionError(f"error body is not JSON ({response.headers.get('Content-Type')}): "
-                             f"{response.content[:200]!r}") from None
-    expected = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": response.status_code}
-    wrong = {k: body.get(k) for k, v in expected.items() if not isinstance(body, dict) or body.get(k) != v}
-    if wrong or not body.get("reason"):
-        raise AssertionError(f"not a Kubernetes Status (expected {expected} and a reason), got {body!r:.300}")
-    return None
-
-
-CHECKS = [not_a_server_error, kubernetes_status]
 
 
 @dataclass
@@ -117,43 +72,34 @@ class Fuzzer:
     findings: dict[tuple, Finding] = field(default_factory=dict)
     requests_sent: int = 0
 
-    def schema(self, document: str) -> schemathesis.BaseSchema:
-        doc = self.session.get(f"{self.credentials.url}/openapi/v3/{document}",
-                               headers={"Accept": "application/json"}, timeout=30).json()
+    def operations(self, document: str, pattern: str = ".*") -> Iterator[schemathesis.APIOperation]:
+        """The operations of a served document whose (served) path matches, bounded to our namespace."""
+        wanted = re.compile(pattern)
+        doc = bounded_document(fetch_document(self.session, self.credentials.url, document), self.namespace,
+                               keep=lambda _method, path: bool(wanted.fullmatch(path)))
         config = schemathesis.Config.from_dict({
             "base-url": self.credentials.url, "tls-verify": self.credentials.ca,
             "request-cert": self.credentials.cert, "request-cert-key": self.credentials.key,
             "request-timeout": 10, "max-redirects": 0})
-        return schemathesis.openapi.from_dict(doc, config=config)
-
-    def operations(self, document: str, pattern: str = ".*") -> Iterator[schemathesis.APIOperation]:
-        wanted = re.compile(pattern)
-        for result in self.schema(document).get_all_operations():
-            operation = result.ok()
-            if wanted.fullmatch(operation.path) and is_safe(operation.method.upper(), operation.path):
-                yield operation
+        for result in schemathesis.openapi.from_dict(doc, config=config).get_all_operations():
+            yield result.ok()
 
     def fuzz(self, operation: schemathesis.APIOperation, examples: dict[GenerationMode, int]) -> None:
-        pins = {"namespace": self.namespace} if "{namespace}" in operation.path else {}
-        if operation.path.startswith("/api/v1/namespaces/{name}"):
-            pins["name"] = self.namespace  # never another namespace: kube-system, default...
-        seed = None if "name" in pins else seed_resource(operation.path)
+        seed = self.seed_resource(operation.path)
         for mode, count in examples.items():
-            # Valid input is more telling against a real object; invalid input also gets random names.
+            # Valid input tells more against a real object; invalid input also gets random names.
             if seed and mode == GenerationMode.POSITIVE:
                 self.ensure_seed(seed)
-                self._run(operation, mode, {**pins, "name": SEED_NAME}, count)
+                self._run(operation, mode, {"name": SEED_NAME}, count)
             else:
-                self._run(operation, mode, pins, count)
+                self._run(operation, mode, {}, count)
 
-    def _run(self, operation, mode: GenerationMode, path_parameters: dict, max_examples: int) -> None:
+    def _run(self, operation: schemathesis.APIOperation, mode: GenerationMode, path_parameters: dict,
+             max_examples: int) -> None:
         @given(operation.as_strategy(mode, path_parameters=path_parameters))
         @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
         def one_case(case: schemathesis.Case) -> None:
-            if isinstance(case.query, dict):
-                for name in ENDLESS_QUERY:
-                    case.query.pop(name, None)
             self.requests_sent += 1
             try:
                 response = case.call(session=self.session)
@@ -167,55 +113,30 @@ class Fuzzer:
                 case.validate_response(response, checks=CHECKS)
             except FailureGroup as group:
                 for failure in group.exceptions:
-                    self._record(operation.label, failure.title + (f": {failure.message}" if failure.message
-                                                                     else ""),
-                                 response.status_code, case.as_curl_command(verify=False),
+                    self._record(operation.label, f"{failure.title}: {failure.message}", response.status_code,
+                                 case.as_curl_command(verify=False),
                                  response.content[:400].decode(errors="replace"))
         one_case()
 
     def _record(self, operation: str, problem: str, status: int | None, curl: str, response: str) -> None:
-        # Same operation, same status, same complaint (message digits and quotes vary with the input).
+        # Same operation, status and complaint; quoted input and numbers vary from example to example.
         key = (operation, status, re.sub(r"'[^']*'|\d+", "_", problem)[:120])
         if key in self.findings:
             self.findings[key].count += 1
         else:
             self.findings[key] = Finding(operation, problem, status, curl, response)
 
+    def seed_resource(self, path: str) -> str | None:
+        match = re.search(rf"/namespaces/{self.namespace}/(\w+)/\{{name\}}", path)
+        return match.group(1) if match and match.group(1) in SEEDS else None
+
     def ensure_seed(self, resource: str) -> None:
-        base = seed_collection(resource, self.namespace)
-        url = f"{self.credentials.url}{base}"
+        group = "apis/apps/v1" if SEEDS[resource]["apiVersion"] == "apps/v1" else "api/v1"
+        url = f"{self.credentials.url}/{group}/namespaces/{self.namespace}/{resource}"
         if self.session.get(f"{url}/{SEED_NAME}", timeout=10).status_code == 404:
             body = {**SEEDS[resource], "metadata": {"name": SEED_NAME}}
             status = self.session.post(url, json=body, timeout=10).status_code
             assert status in (201, 409), f"cannot seed {resource}: {status}"
-
-
-def is_safe(method: str, path: str) -> bool:
-    """Loopback-bounded, terminating, and never deleting anything outside the fuzzer's namespace."""
-    if STREAMING_PATH.search(path) or method in ("HEAD", "OPTIONS"):
-        return False
-    return not (method == "DELETE" and "{namespace}" not in path)
-
-
-def seed_resource(path: str) -> str | None:
-    match = re.search(r"/namespaces/\{namespace\}/(\w+)/\{name\}", path)
-    return match.group(1) if match and match.group(1) in SEEDS else None
-
-
-def seed_collection(resource: str, namespace: str) -> str:
-    prefix = "/apis/apps/v1" if resource == "deployments" else "/api/v1"
-    return f"{prefix}/namespaces/{namespace}/{resource}"
-
-
-def server_tracebacks(log: str) -> dict[str, str]:
-    """Distinct tracebacks ketch logged as "internal error serving ..." -> the first request that hit it."""
-    found: dict[str, str] = {}
-    for entry in re.split(r"\n(?=\d{4}-\d\d-\d\d )", log):
-        head, _, trace = entry.partition("\n")
-        if "internal error serving" in head and trace:
-            key = "\n".join(trace.strip().splitlines()[-4:])
-            found.setdefault(key, head.split("internal error serving", 1)[1].strip()[:300])
-    return found
 
 
 def report(fuzzer: Fuzzer, log: str) -> str:
@@ -223,8 +144,8 @@ def report(fuzzer: Fuzzer, log: str) -> str:
     for f in sorted(fuzzer.findings.values(), key=lambda f: (f.status or 0, f.operation)):
         lines += [f"- {f.operation} -> {f.status} (x{f.count}): {f.problem[:300]}",
                   f"    {f.curl[:600]}", f"    response: {f.response[:300]}"]
-    for trace, request in server_tracebacks(log).items():
-        lines += [f"server traceback, first for {request}:", trace]
+    for trace in server_tracebacks(log):
+        lines += [f"server traceback x{trace.count}, first for {trace.request}:", trace.traceback]
     return "\n".join(lines)
 
 
@@ -244,7 +165,7 @@ def fuzzer(fuzz_server: Server) -> Iterator[Fuzzer]:
                                                          {"metadata": {"name": namespace}})
     assert status == 201, body
     with tempfile.TemporaryDirectory() as directory:
-        credentials = Credentials.from_kubeconfig(fuzz_server.kubeconfig, Path(directory))
+        credentials = Credentials.write(fuzz_server.kubeconfig, Path(directory))
         with credentials.session() as session:
             yield Fuzzer(credentials, namespace, session)
 
@@ -255,12 +176,11 @@ def full_log(server: Server) -> str:
 
 def run_and_assert(fuzzer: Fuzzer, server: Server, subset: dict[str, str],
                    examples: dict[GenerationMode, int], budget: float | None = None) -> None:
-    started = time.monotonic()
-    for document, pattern in subset.items():
-        for operation in fuzzer.operations(document, pattern):
-            if budget is not None and time.monotonic() - started > budget:
-                break
-            fuzzer.fuzz(operation, examples)
+    deadline = time.monotonic() + (budget if budget is not None else float("inf"))
+    for operation in (op for document, pattern in subset.items() for op in fuzzer.operations(document, pattern)):
+        if time.monotonic() > deadline:
+            break
+        fuzzer.fuzz(operation, examples)
     assert fuzzer.requests_sent > 0
     if fuzzer.findings:
         pytest.fail(report(fuzzer, full_log(server)), pytrace=False)
@@ -276,7 +196,64 @@ def test_quick_subset_answers_every_request_without_5xx_and_errors_as_status(fuz
 def test_every_served_operation_answers_without_5xx_and_errors_as_status(fuzzer, fuzz_server):
     """Every operation of every /openapi/v3 document; bounded by a time budget (bench/fuzz_openapi.py
     runs schemathesis' own phases for longer)."""
-    index = fuzzer.session.get(f"{fuzzer.credentials.url}/openapi/v3", timeout=30).json()["paths"]
-    documents = {path: ".*" for path in index if re.fullmatch(r"api/v1|apis/[^/]+/[^/]+", path)}
+    documents = {path: ".*" for path in served_documents(fuzzer.session, fuzzer.credentials.url)}
     run_and_assert(fuzzer, fuzz_server, documents, {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 3},
                    budget=600)
+
+
+# ---- the bounds and checks themselves ----------------------------------------------------------
+
+def param(name: str, where: str = "query") -> dict:
+    return {"name": name, "in": where, "schema": {"type": "string"}}
+
+
+def test_bounds_keep_the_fuzzer_in_its_namespace_and_off_streams():
+    doc = {"openapi": "3.0.0", "paths": {
+        "/api/v1/namespaces/{name}": {"parameters": [param("name", "path")], "get": {}, "delete": {}},
+        "/api/v1/namespaces/{namespace}/pods": {"parameters": [param("namespace", "path"), param("pretty")],
+                                                "get": {"parameters": [param("watch"), param("limit")]},
+                                                "delete": {}},
+        "/api/v1/nodes": {"get": {}, "delete": {}},
+        "/api/v1/watch/namespaces/{namespace}/pods": {"get": {}},
+        "/api/v1/namespaces/{namespace}/pods/{name}/exec": {"get": {}, "post": {}},
+        "/api/v1/namespaces/{namespace}/services/{name}/proxy/{path}": {"get": {}, "head": {}},
+    }}
+    bounded = bounded_document(doc, "fz")
+    assert {path: sorted(item.keys() - {"parameters"}) for path, item in bounded["paths"].items()} == {
+        "/api/v1/namespaces/fz": ["get"], "/api/v1/namespaces/fz/pods": ["delete", "get"], "/api/v1/nodes": ["get"]}
+    pods = bounded["paths"]["/api/v1/namespaces/fz/pods"]
+    assert pods["parameters"] == [param("pretty")] and pods["get"]["parameters"] == [param("limit")]
+    assert bounded["paths"]["/api/v1/namespaces/fz"]["parameters"] == []
+    assert "delete" in doc["paths"]["/api/v1/nodes"]  # the served document is left alone
+
+
+def response(status: int, body: bytes, content_type: str = "application/json") -> schemathesis.Response:
+    return schemathesis.Response(status_code=status, headers={"content-type": [content_type]}, content=body,
+                                 request=requests.PreparedRequest(), elapsed=0.0, verify=True)
+
+
+GET = type("Case", (), {"method": "GET"})()
+NOT_FOUND = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"x","reason":"NotFound","code":404}'
+
+
+@pytest.mark.parametrize("answer", [
+    response(404, b"404: Not Found", "text/plain"),
+    response(404, NOT_FOUND.replace(b'"reason":"NotFound",', b"")),
+    response(400, NOT_FOUND),
+    response(404, NOT_FOUND.replace(b'"kind":"Status"', b'"kind":"ConfigMap"')),
+    response(500, b"[]"),
+])
+def test_the_status_check_rejects_errors_kubectl_cannot_decode(answer):
+    with pytest.raises(AssertionError):
+        kubernetes_status(None, answer, GET)
+
+
+def test_the_status_check_accepts_a_status_and_any_success():
+    assert kubernetes_status(None, response(404, NOT_FOUND), GET) is None
+    assert kubernetes_status(None, response(200, b"not even json"), GET) is None
+
+
+def test_a_read_ahead_of_the_store_is_the_504_kubernetes_answers_by_design():
+    ahead = b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Timeout","code":504,' \
+            b'"message":"Too large resource version: 1000, current: 44"}'
+    assert not_a_server_failure(None, response(504, ahead), GET) is None
