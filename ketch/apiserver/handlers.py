@@ -53,7 +53,7 @@ class Context:
             raise errors.bad_request(f"fieldValidation must be one of Ignore, Warn, Strict; got {v}")
         return v or "Warn"
 
-    def field_manager(self, default_op: str) -> str:
+    def field_manager(self) -> str:
         manager = self.query.get("fieldManager")
         if manager is not None:
             if len(manager) > 128:
@@ -227,14 +227,13 @@ def list_options(query) -> ListOptions:
         try:
             opts.label_selector = labels.parse_selector(ls)
         except labels.SelectorError as e:
-            raise errors.bad_request(f"unable to parse requirement: {e}") if "unable to parse" not in str(e) \
-                else errors.bad_request(str(e))
+            raise errors.bad_request(str(e)) from None  # upstream's parser text, verbatim
     fs = query.get("fieldSelector", "")
     if fs:
         try:
             opts.field_selector = fields.parse_field_selector(fs)
         except fields.FieldSelectorError as e:
-            raise errors.bad_request(str(e))
+            raise errors.bad_request(str(e)) from None
     limit = query.get("limit", "")
     if limit:
         try:
@@ -298,7 +297,7 @@ async def create(ctx: Context) -> web.StreamResponse:
     if not meta.get("name") and not meta.get("generateName"):
         raise errors.invalid(ctx.res.group, ctx.res.kind, "",
                              [names.required("metadata.name", "name or generateName is required")])
-    stored = ctx.admit(obj, None, ctx.field_manager("create"))
+    stored = ctx.admit(obj, None, ctx.field_manager())
     created = await ctx.registry.create(ctx.res, stored, dry_run=ctx.dry_run)
     return ctx.respond(ctx.render_object(created), 201)
 
@@ -311,7 +310,7 @@ async def update(ctx: Context) -> web.StreamResponse:
         return await _update_scale(ctx, body)
     obj = ctx.check_body(body, raw, ctype)
     ctx.namespace_of_body(obj)
-    manager = ctx.field_manager("update")
+    manager = ctx.field_manager()
 
     def transform(current: dict | None) -> dict:
         new = copy.deepcopy(obj)
@@ -354,7 +353,7 @@ async def patch_(ctx: Context) -> web.StreamResponse:
             raise errors.bad_request("error decoding YAML: the object is not a map")
     elif force:
         raise errors.bad_request("force: Invalid value: true: may not be specified for non-apply patch")
-    manager = ctx.field_manager("patch")
+    manager = ctx.field_manager()
     if sub == "scale":
         return await _patch_scale(ctx, document, kind)
 

@@ -46,5 +46,5 @@ class Api:
             parsed = json.loads(text) if text and "json" in ctype else text
         except ValueError:
             parsed = text  # a watch stream: one JSON document per line
-        
+
         return resp.status, parsed, dict(resp.getheaders())

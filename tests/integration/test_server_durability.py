@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import aiohttp
-import pytest
 
 from helpers.http import Api
 
