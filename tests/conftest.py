@@ -1,7 +1,6 @@
 """Fixtures shared by the suite: a real `ketch server` on loopback and real kubectl binaries."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
