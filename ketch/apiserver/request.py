@@ -75,11 +75,16 @@ def _truthy(v: str | None) -> bool:
 
 
 class PageNotFound(errors.ApiError):
-    """An unserved path: answered like the apiserver's mux, as plain text `404 page not found`."""
+    """An unserved path. Under /api and /apis the apiserver answers a NotFound Status; elsewhere its
+    mux answers plain text `404 page not found`."""
 
     def __init__(self, path: str):
-        super().__init__(404, "NotFound", "the server could not find the requested resource")
+        super().__init__(404, "NotFound", "the server could not find the requested resource", {})
         self.path = path
+
+    @property
+    def plain_text(self) -> bool:
+        return not (self.path == "/api" or self.path == "/apis" or self.path.startswith(("/api/", "/apis/")))
 
 
 def _not_found(path: str) -> errors.ApiError:

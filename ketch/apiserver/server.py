@@ -132,7 +132,7 @@ class APIServer:
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=codec.MAX_BODY + 1024, middlewares=[self._middleware])
-        app.router.add_route("*", "/{tail:.*}", self._route)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._route)  # names may hold any character
         return app
 
     async def start(self) -> None:
@@ -248,8 +248,10 @@ class APIServer:
                     raise errors.unauthorized()
                 request["user"] = user
             return await handler(request)
-        except PageNotFound:
-            return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
+        except PageNotFound as e:
+            if e.plain_text:
+                return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
+            return _error_response(e)
         except errors.ApiError as e:
             return _error_response(e)
         except web.HTTPException:
@@ -292,8 +294,10 @@ class APIServer:
             return web.Response(text="ok")
         if path == "/version":
             return web.json_response(version_info())
-        if method == "GET" and path in ("/api", "/apis") or path.startswith(("/api/", "/apis/")) and \
-                len([p for p in path.split("/") if p]) <= (2 if path.startswith("/api/") else 3) and method == "GET":
+        if path in ("/api", "/apis") or path.startswith(("/api/", "/apis/")) and \
+                len([p for p in path.split("/") if p]) <= (2 if path.startswith("/api/") else 3):
+            if method not in ("GET", "HEAD"):
+                raise errors.method_not_allowed()
             return self._discovery(request, path)
         if path == "/openapi/v2":
             wants_proto = "application/com.github.proto-openapi.spec.v2" in request.headers.get("Accept", "")

@@ -228,3 +228,17 @@ def test_table_output(api, ns):
     row = next(r for r in table["rows"] if r["cells"][0] == "tbl")
     assert row["cells"][1] == 2
     assert row["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_odd_paths_answer_with_a_status(api, ns):
+    # Names may hold any character; unknown resources and methods answer with Status objects.
+    cases = [("GET", f"/api/v1/namespaces/{ns}/secrets/a%0Ab", 404, "NotFound"),
+             ("GET", f"/api/v1/namespaces/{ns}/pods/x/nosuchsub", 404, "NotFound"),
+             ("GET", "/api/v1/nosuchresource", 404, "NotFound"),
+             ("TRACE", "/api/v1", 405, "MethodNotAllowed"),
+             ("PUT", "/apis/apps/v1", 405, "MethodNotAllowed")]
+    for method, path, code, reason in cases:
+        status, body, _ = api.request(method, path)
+        assert status == code and body["kind"] == "Status" and body["reason"] == reason, (method, path, body)
+    status, body, _ = api.request("GET", "/nosuchpath")
+    assert (status, body) == (404, "404 page not found\n")
