@@ -1,4 +1,4 @@
-.PHONY: setup up test test-fast bench clean
+.PHONY: setup up test test-fast fuzz bench clean
 PY := .venv/bin/python
 
 setup:
@@ -8,7 +8,10 @@ up: setup
 	.venv/bin/ketch server --write-kubeconfig $(CURDIR)/.ketch/kubeconfig --data-dir $(CURDIR)/.ketch/data
 
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not fuzz" tests
+
+fuzz: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m fuzz tests
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/unit

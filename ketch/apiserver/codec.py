@@ -2,6 +2,7 @@
 (plain objects, Tables, PartialObjectMetadata) a client negotiates with `Accept`."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import orjson
@@ -125,4 +126,12 @@ def negotiate(header: str | None) -> Accept:
 def dumps(obj, accept: Accept) -> tuple[bytes, str]:
     if accept.yaml:
         return yaml.safe_dump(obj, default_flow_style=False, sort_keys=False).encode(), YAML
-    return orjson.dumps(obj), JSON
+    return json_bytes(obj), JSON
+
+
+def json_bytes(obj) -> bytes:
+    """orjson, or the standard library for what orjson refuses (integers beyond 64 bits from YAML)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":")).encode()

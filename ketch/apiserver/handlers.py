@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ..api import apply as ssa
-from ..api import casefold, convert, decode, defaults, errors, fields, kinds, labels, legacy, names, patch, tables
+from ..api import casefold, convert, decode, defaults, errors, fields, kinds, labels, legacy, names, patch, schema, tables
 from . import codec, strategy
 from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, now_rfc3339
 from .request import RequestInfo
@@ -380,9 +380,19 @@ async def patch_(ctx: Context) -> web.StreamResponse:
     return ctx.respond(ctx.render_object(result), 201 if created else 200)
 
 
+_DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
+
+
 def delete_options(ctx: Context, body: Any) -> DeleteOptions:
     opts = DeleteOptions()
-    src: dict = body if isinstance(body, dict) else {}
+    if body is not None:
+        if not isinstance(body, dict):
+            raise errors.bad_request(f"json: cannot unmarshal {_json_type(body)} into Go value of type "
+                                     f"v1.DeleteOptions")
+        found = decode.check_structure(body, schema.node(_DELETE_OPTIONS), strict=False)
+        if found.type_errors:
+            raise errors.bad_request(found.type_errors[0])
+    src: dict = body or {}
     q = ctx.query
     grace = src.get("gracePeriodSeconds", q.get("gracePeriodSeconds"))
     if grace is not None:
@@ -629,8 +639,8 @@ async def _read(request: web.Request) -> bytes:
 
 async def review(ctx: Context) -> web.StreamResponse:
     """SelfSubjectAccessReview and SelfSubjectReview: answered for the caller, not stored."""
-    raw = await _read(ctx.request)
-    body = codec.parse_body(raw, ctx.request.headers.get("Content-Type", "")) or {}
+    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
+    body = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
     user, groups = ctx.request.get("user", ("", ()))
     if ctx.res.kind == "SelfSubjectReview":
         status = {"userInfo": {"username": user, "groups": [*groups, "system:authenticated"]}}
@@ -646,9 +656,8 @@ async def review(ctx: Context) -> web.StreamResponse:
 
 async def finalize(ctx: Context) -> web.StreamResponse:
     """PUT namespaces/NAME/finalize: only spec.finalizers changes (the namespace controller's step)."""
-    body = codec.parse_body(await _read(ctx.request), ctx.request.headers.get("Content-Type", ""))
-    if not isinstance(body, dict):
-        raise errors.bad_request("the body of the request must be a Namespace")
+    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
+    body = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
     finalizers = list((body.get("spec") or {}).get("finalizers") or [])
 
     def transform(current: dict | None) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
@@ -19,6 +20,7 @@ import orjson
 from ..api import errors, fields, kinds, labels, validation
 from ..storage import interface as st
 from . import admission, allocators, strategy
+from .codec import json_bytes
 
 
 def now_rfc3339() -> str:
@@ -33,11 +35,18 @@ def encode(obj: dict) -> bytes:
     so a read can splice the resourceVersion in without decoding (`raw`)."""
     meta = dict(obj.get("metadata") or {})
     meta.pop("resourceVersion", None)
-    return orjson.dumps({"metadata": meta, **{k: v for k, v in obj.items() if k != "metadata"}})
+    return json_bytes({"metadata": meta, **{k: v for k, v in obj.items() if k != "metadata"}})
+
+
+def _loads(value: bytes):
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)  # integers beyond 64 bits, which orjson refuses
 
 
 def decode(kv: st.KeyValue) -> dict:
-    obj = orjson.loads(kv.value)
+    obj = _loads(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
@@ -474,7 +483,7 @@ class Registry:
 
     def _filter(self, res: kinds.Resource, ev: st.Event, opts: ListOptions) -> WatchEvent | None:
         if ev.type == st.DELETE:
-            obj = orjson.loads(ev.kv.value)
+            obj = _loads(ev.kv.value)
             obj.setdefault("metadata", {})["resourceVersion"] = str(ev.kv.mod_revision)
             return WatchEvent("DELETED", obj, ev.kv.mod_revision) if matches(res, obj, opts) else None
         obj = decode(ev.kv)
@@ -484,7 +493,7 @@ class Registry:
         filtered = opts.label_selector is not None or opts.field_selector is not None
         was_match = True
         if filtered:
-            prev = orjson.loads(ev.prev_kv.value)
+            prev = _loads(ev.prev_kv.value)
             was_match = matches(res, prev, opts)
         if now_match and was_match:
             return WatchEvent("MODIFIED", obj, ev.kv.mod_revision)
@@ -516,7 +525,7 @@ def _same(a: dict, b: dict) -> bool:
 def _parse_rv(rv: str) -> int:
     try:
         value = int(rv)
-        if value < 0:
+        if value < 0 or value >= 1 << 64:  # upstream parses a uint64
             raise ValueError
         return value
     except ValueError:

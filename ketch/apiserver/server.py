@@ -145,8 +145,9 @@ class APIServer:
         await self.store.start()
         self.registry = Registry(self.store, ca_pem=(self.config.tls_dir / "ca.crt").read_text())
         await self._bootstrap()
-        self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
-                                    shutdown_timeout=1.0)
+        # Request lines and headers up to 1 MiB, as the apiserver allows (aiohttp's default is 8 KiB).
+        self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                    max_line_size=1 << 20, max_field_size=1 << 20)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.config.bind_address, self.config.secure_port, ssl_context=ssl_ctx,
                            reuse_address=True, backlog=1024)

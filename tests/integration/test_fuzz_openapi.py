@@ -1,152 +1,52 @@
 """Schemathesis against the OpenAPI documents ketch serves: no generated request may make the server fail
-(no 5xx, no dropped connection), and every error answer must be a Kubernetes `Status` whose `code` is the
-HTTP status, because kubectl and the client libraries decode errors only from that shape.
+(no 5xx), and every error answer must be a Kubernetes `Status` whose `code` is the HTTP status, because
+kubectl and the client libraries decode errors only from that shape.
 
-Generation is derandomized (hypothesis derives its seed from the test, not the clock), shrinking is off and
-failures are collected rather than raised, so one run reports every distinct finding with its curl line and
-the server's traceback. The fuzzer gets a server of its own: its garbage (random namespaces, half-valid
-objects) must not leak into other tests, and a crash must not take the session server down.
+schemathesis runs in this process (bench/fuzz_openapi.py's `Run`: coverage and fuzzing phases, a fixed seed,
+no example database, a fixed number of examples, one worker) on the served documents bounded to a namespace
+of the test's own (`bounded_document`); with a fixed namespace name on a fresh server a run repeats itself.
+The fuzzer gets a server of its own: its garbage (random namespaces, half-valid objects) must not leak into
+other tests, and a crash must not take the session server down. A failure lists each failing operation with
+schemathesis' curl line, then the server's tracebacks.
 """
 from __future__ import annotations
 
 import re
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis import GenerationMode
-from schemathesis.core.errors import SerializationNotPossible
-from schemathesis.core.failures import FailureGroup
 
-from helpers.cluster import ROOT, Server, start_server, unique
-from helpers.http import Api
+from helpers.cluster import ROOT, Server, start_server
 
 sys.path.insert(0, str(ROOT))
-# The bounds, the Status check and the log reading are shared with the long run.
-from bench.fuzz_openapi import (CHECKS, Credentials, bounded_document, fetch_document,  # noqa: E402
-                                kubernetes_status, not_a_server_failure, served_documents, server_tracebacks)
+# The bounds, the checks and the run are shared with the long run.
+from bench.fuzz_openapi import (Credentials, Run, bounded_document, junit_failures,  # noqa: E402
+                                kubernetes_status, merged_document, not_a_server_failure, served_documents,
+                                server_tracebacks)
 
-# The quick run: OpenAPI v3 document -> operation paths it fuzzes (full match, as served).
-QUICK_SUBSET = {
-    "api/v1": r"/api/v1/(configmaps|pods|services|namespaces(/\{name\}(/status|/finalize)?)?"
-              r"|namespaces/\{namespace\}/(configmaps|pods|services)(/\{name\}(/status)?)?)",
-    "apis/apps/v1": r"/apis/apps/v1/(deployments|namespaces/\{namespace\}/deployments(/\{name\}(/status|/scale)?)?)",
-}
-QUICK_EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}
-# Objects the fuzzer finds in place, so valid PUT, PATCH and DELETE reach real objects, not just 404s.
+# Objects the fuzzer finds in place, so PUT, PATCH and DELETE reach real objects, not only 404s.
+SEED_NAME = "fuzz-seed"
+QUICK_DOCUMENTS = ["api/v1", "apis/apps/v1"]
+QUICK_PATHS = (r"/api/v1/(configmaps|pods|services|namespaces(/\{name\}(/status|/finalize)?)?"
+               r"|namespaces/\{namespace\}/(configmaps|pods|services)(/\{name\})?)"
+               r"|/apis/apps/v1/(deployments|namespaces/\{namespace\}/deployments(/\{name\}(/scale)?)?)")
+QUICK_RUN = Run(phases="coverage,fuzzing", max_examples=15, names=(SEED_NAME,),
+                no_coverage=r"^(POST|PUT) .*/(pods|deployments)(/\{name\})?$|^PUT .*/status$")
 SEEDS = {
-    "configmaps": {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}},
-    "services": {"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"port": 80}]}},
-    "pods": {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
-    "deployments": {"apiVersion": "apps/v1", "kind": "Deployment", "spec": {
+    "api/v1/namespaces/{ns}/configmaps": {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}},
+    "api/v1/namespaces/{ns}/services": {"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"port": 80}]}},
+    "api/v1/namespaces/{ns}/pods": {"apiVersion": "v1", "kind": "Pod",
+                                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+    "apis/apps/v1/namespaces/{ns}/deployments": {"apiVersion": "apps/v1", "kind": "Deployment", "spec": {
         "selector": {"matchLabels": {"app": "seed"}},
         "template": {"metadata": {"labels": {"app": "seed"}},
                      "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}},
 }
-SEED_NAME = "fuzz-seed"
-
-
-@dataclass
-class Finding:
-    operation: str
-    problem: str
-    status: int | None
-    curl: str
-    response: str
-    count: int = 1
-
-
-@dataclass
-class Fuzzer:
-    """Drives schemathesis operation by operation against one server, collecting distinct findings."""
-    credentials: Credentials
-    namespace: str
-    session: requests.Session
-    findings: dict[tuple, Finding] = field(default_factory=dict)
-    requests_sent: int = 0
-
-    def operations(self, document: str, pattern: str = ".*") -> Iterator[schemathesis.APIOperation]:
-        """The operations of a served document whose (served) path matches, bounded to our namespace."""
-        wanted = re.compile(pattern)
-        doc = bounded_document(fetch_document(self.session, self.credentials.url, document), self.namespace,
-                               keep=lambda _method, path: bool(wanted.fullmatch(path)))
-        config = schemathesis.Config.from_dict({
-            "base-url": self.credentials.url, "tls-verify": self.credentials.ca,
-            "request-cert": self.credentials.cert, "request-cert-key": self.credentials.key,
-            "request-timeout": 10, "max-redirects": 0})
-        for result in schemathesis.openapi.from_dict(doc, config=config).get_all_operations():
-            yield result.ok()
-
-    def fuzz(self, operation: schemathesis.APIOperation, examples: dict[GenerationMode, int]) -> None:
-        seed = self.seed_resource(operation.path)
-        for mode, count in examples.items():
-            # Valid input tells more against a real object; invalid input also gets random names.
-            if seed and mode == GenerationMode.POSITIVE:
-                self.ensure_seed(seed)
-                self._run(operation, mode, {"name": SEED_NAME}, count)
-            else:
-                self._run(operation, mode, {}, count)
-
-    def _run(self, operation: schemathesis.APIOperation, mode: GenerationMode, path_parameters: dict,
-             max_examples: int) -> None:
-        @given(operation.as_strategy(mode, path_parameters=path_parameters))
-        @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-        def one_case(case: schemathesis.Case) -> None:
-            self.requests_sent += 1
-            try:
-                response = case.call(session=self.session)
-            except SerializationNotPossible:
-                return
-            except requests.RequestException as exc:
-                self._record(operation.label, f"no response: {type(exc).__name__}: {exc}", None,
-                             case.as_curl_command(verify=False), "")
-                return
-            try:
-                case.validate_response(response, checks=CHECKS)
-            except FailureGroup as group:
-                for failure in group.exceptions:
-                    self._record(operation.label, f"{failure.title}: {failure.message}", response.status_code,
-                                 case.as_curl_command(verify=False),
-                                 response.content[:400].decode(errors="replace"))
-        one_case()
-
-    def _record(self, operation: str, problem: str, status: int | None, curl: str, response: str) -> None:
-        # Same operation, status and complaint; quoted input and numbers vary from example to example.
-        key = (operation, status, re.sub(r"'[^']*'|\d+", "_", problem)[:120])
-        if key in self.findings:
-            self.findings[key].count += 1
-        else:
-            self.findings[key] = Finding(operation, problem, status, curl, response)
-
-    def seed_resource(self, path: str) -> str | None:
-        match = re.search(rf"/namespaces/{self.namespace}/(\w+)/\{{name\}}", path)
-        return match.group(1) if match and match.group(1) in SEEDS else None
-
-    def ensure_seed(self, resource: str) -> None:
-        group = "apis/apps/v1" if SEEDS[resource]["apiVersion"] == "apps/v1" else "api/v1"
-        url = f"{self.credentials.url}/{group}/namespaces/{self.namespace}/{resource}"
-        if self.session.get(f"{url}/{SEED_NAME}", timeout=10).status_code == 404:
-            body = {**SEEDS[resource], "metadata": {"name": SEED_NAME}}
-            status = self.session.post(url, json=body, timeout=10).status_code
-            assert status in (201, 409), f"cannot seed {resource}: {status}"
-
-
-def report(fuzzer: Fuzzer, log: str) -> str:
-    lines = [f"{len(fuzzer.findings)} distinct findings in {fuzzer.requests_sent} requests:"]
-    for f in sorted(fuzzer.findings.values(), key=lambda f: (f.status or 0, f.operation)):
-        lines += [f"- {f.operation} -> {f.status} (x{f.count}): {f.problem[:300]}",
-                  f"    {f.curl[:600]}", f"    response: {f.response[:300]}"]
-    for trace in server_tracebacks(log):
-        lines += [f"server traceback x{trace.count}, first for {trace.request}:", trace.traceback]
-    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -158,47 +58,47 @@ def fuzz_server(tmp_path_factory) -> Iterator[Server]:
         srv.stop()
 
 
-@pytest.fixture
-def fuzzer(fuzz_server: Server) -> Iterator[Fuzzer]:
-    namespace = unique("fuzz")
-    status, body, _ = Api(fuzz_server.kubeconfig).request("POST", "/api/v1/namespaces",
-                                                         {"metadata": {"name": namespace}})
-    assert status == 201, body
-    with tempfile.TemporaryDirectory() as directory:
-        credentials = Credentials.write(fuzz_server.kubeconfig, Path(directory))
-        with credentials.session() as session:
-            yield Fuzzer(credentials, namespace, session)
+def fuzz(server: Server, out: Path, namespace: str, run: Run, documents: list[str] | None,
+         paths: str = ".*") -> None:
+    """Bound the served documents to a new namespace, seed it, run schemathesis, fail with what it found."""
+    credentials = Credentials.write(server.kubeconfig, out)
+    with credentials.session() as session:
+        created = session.post(f"{credentials.url}/api/v1/namespaces", json={"metadata": {"name": namespace}},
+                               timeout=10)
+        assert created.status_code == 201, created.text
+        for collection, body in SEEDS.items():
+            url = f"{credentials.url}/{collection.format(ns=namespace)}"
+            seeded = session.post(url, json={**body, "metadata": {"name": SEED_NAME}}, timeout=10)
+            assert seeded.status_code == 201, seeded.text
+        documents = documents or served_documents(session, credentials.url)
+        doc = bounded_document(merged_document(session, credentials.url, documents), namespace,
+                               keep=lambda _method, path: re.fullmatch(paths, path) is not None)
+    assert doc["paths"], f"no operation of {documents} matches {paths}"
+    code = run(doc, credentials, out / "schemathesis")
+    failures = junit_failures(out / "schemathesis" / "junit.xml")
+    if failures or code:
+        lines = [f"schemathesis exit status {code}, {len(failures)} failing operations:"]
+        for failure in failures:
+            lines += [f"--- {failure.operation}", failure.text[:3000]]
+        log = server.log_path.read_text(errors="replace") if server.log_path else ""
+        for trace in server_tracebacks(log):
+            lines += [f"--- server traceback x{trace.count}, first for {trace.request}", trace.traceback]
+        pytest.fail("\n".join(lines), pytrace=False)
 
 
-def full_log(server: Server) -> str:
-    return server.log_path.read_text(errors="replace") if server.log_path else ""
+def test_quick_subset_answers_without_5xx_and_errors_as_status(fuzz_server, tmp_path):
+    """configmaps, pods, services, namespaces and deployments: 43 operations, the coverage phase (but for
+    PodSpec-sized bodies) and 15 fuzzed examples each; about 45 s."""
+    fuzz(fuzz_server, tmp_path, "fuzz-quick", QUICK_RUN, QUICK_DOCUMENTS, QUICK_PATHS)
 
 
-def run_and_assert(fuzzer: Fuzzer, server: Server, subset: dict[str, str],
-                   examples: dict[GenerationMode, int], budget: float | None = None) -> None:
-    deadline = time.monotonic() + (budget if budget is not None else float("inf"))
-    for operation in (op for document, pattern in subset.items() for op in fuzzer.operations(document, pattern)):
-        if time.monotonic() > deadline:
-            break
-        fuzzer.fuzz(operation, examples)
-    assert fuzzer.requests_sent > 0
-    if fuzzer.findings:
-        pytest.fail(report(fuzzer, full_log(server)), pytrace=False)
-
-
-def test_quick_subset_answers_every_request_without_5xx_and_errors_as_status(fuzzer, fuzz_server):
-    """configmaps, pods, services, namespaces and deployments: ~50 operations, a few examples each."""
-    run_and_assert(fuzzer, fuzz_server, QUICK_SUBSET, QUICK_EXAMPLES)
-
-
-@pytest.mark.slow
+@pytest.mark.fuzz
 @pytest.mark.timeout(900)
-def test_every_served_operation_answers_without_5xx_and_errors_as_status(fuzzer, fuzz_server):
-    """Every operation of every /openapi/v3 document; bounded by a time budget (bench/fuzz_openapi.py
-    runs schemathesis' own phases for longer)."""
-    documents = {path: ".*" for path in served_documents(fuzzer.session, fuzzer.credentials.url)}
-    run_and_assert(fuzzer, fuzz_server, documents, {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 3},
-                   budget=600)
+def test_every_served_operation_answers_without_5xx_and_errors_as_status(fuzz_server, tmp_path):
+    """Every operation of every /openapi/v3 document, within 10 minutes (bench/fuzz_openapi.py goes on
+    for longer)."""
+    fuzz(fuzz_server, tmp_path, "fuzz-all", Run(phases="examples,coverage,fuzzing", max_examples=20, max_time=600,
+                                               names=(SEED_NAME,)), None)
 
 
 # ---- the bounds and checks themselves ----------------------------------------------------------
@@ -212,7 +112,7 @@ def test_bounds_keep_the_fuzzer_in_its_namespace_and_off_streams():
         "/api/v1/namespaces/{name}": {"parameters": [param("name", "path")], "get": {}, "delete": {}},
         "/api/v1/namespaces/{namespace}/pods": {"parameters": [param("namespace", "path"), param("pretty")],
                                                 "get": {"parameters": [param("watch"), param("limit")]},
-                                                "delete": {}},
+                                                "delete": {"requestBody": {"content": {"*/*": {}}}}},
         "/api/v1/nodes": {"get": {}, "delete": {}},
         "/api/v1/watch/namespaces/{namespace}/pods": {"get": {}},
         "/api/v1/namespaces/{namespace}/pods/{name}/exec": {"get": {}, "post": {}},
@@ -223,6 +123,7 @@ def test_bounds_keep_the_fuzzer_in_its_namespace_and_off_streams():
         "/api/v1/namespaces/fz": ["get"], "/api/v1/namespaces/fz/pods": ["delete", "get"], "/api/v1/nodes": ["get"]}
     pods = bounded["paths"]["/api/v1/namespaces/fz/pods"]
     assert pods["parameters"] == [param("pretty")] and pods["get"]["parameters"] == [param("limit")]
+    assert list(pods["delete"]["requestBody"]["content"]) == ["application/json", "application/yaml"]
     assert bounded["paths"]["/api/v1/namespaces/fz"]["parameters"] == []
     assert "delete" in doc["paths"]["/api/v1/nodes"]  # the served document is left alone
 
@@ -232,7 +133,7 @@ def response(status: int, body: bytes, content_type: str = "application/json") -
                                  request=requests.PreparedRequest(), elapsed=0.0, verify=True)
 
 
-GET = type("Case", (), {"method": "GET"})()
+GET = SimpleNamespace(method="GET")  # all the checks read of the case
 NOT_FOUND = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"x","reason":"NotFound","code":404}'
 
 
