@@ -41,6 +41,13 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
     os.replace(tmp, path)
 
 
+def _key_usage(ca: bool) -> x509.KeyUsage:
+    """Signing always; certificate and CRL signing only for the CA."""
+    return x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                         encipher_only=False, decipher_only=False)
+
+
 def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
@@ -72,10 +79,7 @@ class CertificateAuthority:
                    .not_valid_before(now - datetime.timedelta(minutes=5))
                    .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                                content_commitment=False, data_encipherment=False,
-                                                key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                                encipher_only=False, decipher_only=False), critical=True)
+                   .add_extension(_key_usage(ca=False), critical=True)
                    .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
         if server_names:
             sans: list[x509.GeneralName] = []
@@ -104,10 +108,7 @@ def load_or_create_ca(directory: Path, common_name: str = "ketch-ca") -> Certifi
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                         content_commitment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
             .sign(key, hashes.SHA256()))
     _write(key_path, _key_pem(key), private=True)
     _write(cert_path, _cert_pem(cert))
