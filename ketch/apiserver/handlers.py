@@ -18,7 +18,7 @@ from aiohttp import web
 from ..api import apply as ssa
 from ..api import casefold, convert, decode, defaults, errors, fields, kinds, labels, legacy, names, patch, schema, tables
 from . import codec, strategy
-from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, now_rfc3339
+from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, gc_paused, now_rfc3339
 from .request import RequestInfo
 
 MIN_REQUEST_TIMEOUT = 1800
@@ -284,7 +284,8 @@ async def list_(ctx: Context) -> web.StreamResponse:
                          b',"items":[', b",".join(items), b"]}"))
         return web.Response(body=body, content_type="application/json", headers=ctx.warning_headers())
     items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts)
-    return ctx.respond(ctx.render_list(items, meta))
+    with gc_paused():
+        return ctx.respond(ctx.render_list(items, meta))
 
 
 async def create(ctx: Context) -> web.StreamResponse:
