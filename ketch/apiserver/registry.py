@@ -327,9 +327,8 @@ class Registry:
         for _attempt in range(16):
             kv = await self.store.get(key)
             current = decode(kv) if kv else None
-            if current is None and not (allow_create or res.kind in () ):
-                if not allow_create:
-                    raise errors.not_found(res.group, res.plural, name)
+            if current is None and not allow_create:
+                raise errors.not_found(res.group, res.plural, name)
             new = transform(copy.deepcopy(current) if current is not None else None)
             meta = new.setdefault("metadata", {})
             if meta.get("name", name) != name:

@@ -18,7 +18,6 @@ from aiohttp import web
 from .. import __version__
 from ..api import discovery, errors, kinds, legacy, openapi, schema
 from ..client import kubeconfig
-from ..client.rest import Client
 from ..storage import open_store
 from ..storage.interface import Store
 from . import admission, certs, codec, handlers
@@ -157,32 +156,26 @@ class APIServer:
         if self.config.kubeconfig_path:
             self.write_kubeconfig(self.config.kubeconfig_path)
         self._tasks.append(asyncio.create_task(self._compactor()))
-        await self._start_controllers()
         _tune_gc()
         self.ready = True
         log.info("serving on %s (ready in %.2fs)", self.config.url, time.monotonic() - t0)
 
-    async def _start_controllers(self) -> None:
-        """Controllers run in-process as clients of this server, with their own credential."""
-        from ..controllers.namespace import NamespaceController
-
+    def component_kubeconfig(self, name: str, user: str) -> Path:
+        """A kubeconfig with a client certificate of its own, for a component running beside the
+        server (the controller manager's is `system:kube-controller-manager`)."""
         tls = self.config.tls_dir
         ca = certs.load_or_create_ca(tls)
-        cert, key = certs.ensure_leaf(ca, tls, "controller-manager", "system:kube-controller-manager")
-        path = self.config.data_dir / "controller-manager.kubeconfig"
+        cert, key = certs.ensure_leaf(ca, tls, name, user)
+        path = self.config.data_dir / f"{name}.kubeconfig"
         kubeconfig.write(path, server=self.config.url, ca_pem=(tls / "ca.crt").read_bytes(),
-                         cert_pem=cert.read_bytes(), key_pem=key.read_bytes(), cluster="ketch",
-                         user="system:kube-controller-manager")
-        self._controller_client = Client(kubeconfig.load(path), user_agent="kube-controller-manager/v1.35.0 (ketch)")
-        self._tasks.append(asyncio.create_task(NamespaceController(self._controller_client).run()))
+                         cert_pem=cert.read_bytes(), key_pem=key.read_bytes(), cluster="ketch", user=user)
+        return path
 
     async def stop(self) -> None:
         self.ready = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if getattr(self, "_controller_client", None) is not None:
-            await self._controller_client.close()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.store is not None:
@@ -361,11 +354,3 @@ def _error_response(e: errors.ApiError) -> web.Response:
     return web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json",
                         headers=e.headers)
 
-
-async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
-    server = APIServer(config)
-    await server.start()
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()

@@ -36,12 +36,17 @@ def _server(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         server = APIServer(config)
         await server.start()
+        from ..controllers import run_all
+        controllers = asyncio.create_task(run_all(
+            server.component_kubeconfig("controller-manager", "system:kube-controller-manager")))
         print(f"ketch: API server (Kubernetes v{schema.KUBERNETES_VERSION}) is serving on {config.url}", flush=True)
         print(f"ketch: point kubectl at it with:  export KUBECONFIG={kubeconfig}", flush=True)
         try:
             await stop.wait()
         finally:
             print("ketch: shutting down", flush=True)
+            controllers.cancel()
+            await asyncio.gather(controllers, return_exceptions=True)
             await server.stop()
 
     _run(run())
