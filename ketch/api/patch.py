@@ -23,6 +23,7 @@ import jsonpatch
 import jsonpointer
 
 from . import schema
+from .decode import json_kind
 from .errors import ApiError, bad_request
 
 MAX_JSON_PATCH_OPERATIONS = 10000
@@ -43,19 +44,6 @@ def _internal(message: str) -> ApiError:
     return ApiError(500, "", message)
 
 
-def _json_kind(value: Any) -> str:
-    """The word encoding/json uses for a JSON value in 'cannot unmarshal X into ...'."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 # ---------------------------------------------------------------------------------------------
 # JSON patch
 
@@ -64,10 +52,10 @@ def json_patch(obj: dict, patch: Any) -> dict:
     if patch is None:
         return copy.deepcopy(obj)
     if not isinstance(patch, list):
-        raise bad_request(f"json: cannot unmarshal {_json_kind(patch)} into Go value of type jsonpatch.Patch")
+        raise bad_request(f"json: cannot unmarshal {json_kind(patch)} into Go value of type jsonpatch.Patch")
     for op in patch:
         if op is not None and not isinstance(op, dict):
-            raise bad_request(f"json: cannot unmarshal {_json_kind(op)} into Go value of type jsonpatch.Operation")
+            raise bad_request(f"json: cannot unmarshal {json_kind(op)} into Go value of type jsonpatch.Operation")
     if len(patch) > MAX_JSON_PATCH_OPERATIONS:
         raise ApiError(413, "RequestEntityTooLarge",
                        f"Request entity too large: The allowed maximum operations in a JSON patch is "
@@ -155,7 +143,7 @@ def strategic_merge_patch(obj: dict, patch: Any, node: schema.Node | None) -> di
     if patch is None:
         patch = {}
     if not isinstance(patch, dict):
-        raise bad_request(f"json: cannot unmarshal {_json_kind(patch)} into Go value of type map[string]interface {{}}")
+        raise bad_request(f"json: cannot unmarshal {json_kind(patch)} into Go value of type map[string]interface {{}}")
     try:
         return _merge_map(copy.deepcopy(obj), copy.deepcopy(patch), node)
     except _PatchError as e:

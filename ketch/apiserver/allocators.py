@@ -85,9 +85,6 @@ class ServiceAllocators:
             if problems:
                 raise errors.invalid("", "Service", new["metadata"].get("name", ""), problems)
 
-    async def release(self, res: kinds.Resource, obj: dict) -> None:
-        """Nothing to do: usage is read from the stored Services."""
-
     def _assign(self, svc: dict, ips: set[str], ports: set[int]) -> list[FieldError]:
         spec = svc.setdefault("spec", {})
         problems: list[FieldError] = []

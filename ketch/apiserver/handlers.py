@@ -131,7 +131,7 @@ class Context:
         obj["kind"], obj["apiVersion"] = res.kind, res.api_version
         if not isinstance(obj.get("metadata", {}), dict):
             raise errors.bad_request(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: "
-                                     f"json: cannot unmarshal {_json_type(obj['metadata'])} into Go struct field "
+                                     f"json: cannot unmarshal {decode.json_kind(obj['metadata'])} into Go struct field "
                                      f"{res.kind}.metadata of type v1.ObjectMeta")
         obj.setdefault("metadata", {})
         mode = self.field_validation
@@ -206,18 +206,6 @@ def _partial(obj: dict) -> dict:
 def _short(obj: Any) -> str:
     text = orjson.dumps(obj).decode()
     return text if len(text) < 80 else text[:77] + "..."
-
-
-def _version(api_version: str | None) -> str:
-    return (api_version or "").rsplit("/", 1)[-1]
-
-
-def _split_gv(gv: str) -> tuple[str, str]:
-    return tuple(gv.split("/", 1)) if "/" in gv else ("", gv)  # type: ignore[return-value]
-
-
-def _json_type(v: Any) -> str:
-    return {str: "string", int: "number", float: "number", bool: "bool", list: "array"}.get(type(v), "object")
 
 
 def list_options(query) -> ListOptions:
@@ -328,9 +316,7 @@ async def update(ctx: Context) -> web.StreamResponse:
 
 def _patched(ctx: Context, kind: str, document: Any, current_ext: dict) -> dict:
     if kind == "json":
-        if not isinstance(document, list):
-            raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-        return patch.json_patch(current_ext, document)
+        return patch.json_patch(current_ext, document)  # it checks the document is a list
     if not isinstance(document, dict):
         raise errors.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
     if kind == "merge":
@@ -388,7 +374,7 @@ def delete_options(ctx: Context, body: Any) -> DeleteOptions:
     opts = DeleteOptions()
     if body is not None:
         if not isinstance(body, dict):
-            raise errors.bad_request(f"json: cannot unmarshal {_json_type(body)} into Go value of type "
+            raise errors.bad_request(f"json: cannot unmarshal {decode.json_kind(body)} into Go value of type "
                                      f"v1.DeleteOptions")
         found = decode.check_structure(body, schema.node(_DELETE_OPTIONS), strict=False)
         if found.type_errors:

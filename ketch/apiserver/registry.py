@@ -360,7 +360,6 @@ class Registry:
                     if retry or not requested_rv:
                         continue
                     raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT) from None
-                await self.allocators.release(res, new)
                 new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 return new, False
             try:
@@ -458,7 +457,6 @@ class Registry:
                 await self.store.delete(key, expected_mod_revision=kv.mod_revision)
             except (st.ConflictError, st.KeyNotFoundError):
                 continue
-            await self.allocators.release(res, obj)
             return obj, True
         raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import logging
 import platform
 import secrets
@@ -98,7 +97,7 @@ class APIServer:
         self.registry: Registry | None = None
         self.runner: web.AppRunner | None = None
         self.ready = False
-        self._documents: dict[str, tuple[bytes, str]] = {}
+        self._documents: dict[str, openapi.Rendered] = {}
         self.openapi = openapi.PublishedOpenAPI()
         self._tasks: list[asyncio.Task] = []
 
@@ -256,28 +255,21 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, request.path_qs)
             return _error_response(errors.internal(str(e) or type(e).__name__))
 
-    def _document(self, key: str, build) -> tuple[bytes, str]:
-        doc = self._documents.get(key)
-        if doc is None:
-            body = orjson.dumps(build())
-            doc = (body, hashlib.sha512(body).hexdigest().upper()[:128])
-            self._documents[key] = doc
-        return doc
-
     @staticmethod
-    def _rendered(request: web.Request, doc, content_type: str) -> web.Response:
+    def _rendered(request: web.Request, doc: openapi.Rendered, content_type: str) -> web.Response:
         etag = f'"{doc.etag}"'
         headers = {"ETag": etag, "Vary": "Accept", "Content-Type": content_type}
-        if request.headers.get("If-None-Match", "") == etag:
+        if request.headers.get("If-None-Match", "").strip('"') == doc.etag:
             return web.Response(status=304, headers=headers)
         return web.Response(body=doc.body, headers=headers)
 
     def _serve_document(self, request: web.Request, key: str, build, content_type: str = "application/json"
                         ) -> web.Response:
-        body, etag = self._document(key, build)
-        if request.headers.get("If-None-Match", "").strip('"') == etag:
-            return web.Response(status=304, headers={"ETag": f'"{etag}"'})
-        return web.Response(body=body, headers={"ETag": f'"{etag}"', "Content-Type": content_type})
+        """A discovery document, built once and served with its ETag, as the OpenAPI ones are."""
+        doc = self._documents.get(key)
+        if doc is None:
+            doc = self._documents[key] = openapi.render(build())
+        return self._rendered(request, doc, content_type)
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
