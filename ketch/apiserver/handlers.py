@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..api import apply as ssa
 from ..api import casefold, convert, decode, defaults, errors, fields, kinds, labels, legacy, names, patch, schema, tables
-from . import codec, strategy
+from . import codec, pods, strategy
 from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, gc_paused, now_rfc3339
 from .request import RequestInfo
 
@@ -677,6 +677,10 @@ async def dispatch(ctx: Context) -> web.StreamResponse:
         return await get_scale(ctx)
     if info.subresource == "finalize" and verb == "update":
         return await finalize(ctx)
+    if verb == "create" and (info.subresource == "binding" or info.resource.kind == "Binding"):
+        return await pods.bind(ctx)
+    if verb == "create" and info.subresource == "eviction":
+        return await pods.evict(ctx)
     if info.subresource in ("status", "scale"):
         if verb not in ("get", "update", "patch"):
             raise errors.method_not_allowed()

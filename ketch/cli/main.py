@@ -36,8 +36,8 @@ def _server(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         server = APIServer(config)
         await server.start()
-        from ..controllers import run_all
-        controllers = asyncio.create_task(run_all(
+        from ..controllers import manager
+        controllers = asyncio.create_task(manager.run(
             server.component_kubeconfig("controller-manager", "system:kube-controller-manager")))
         print(f"ketch: API server (Kubernetes v{schema.KUBERNETES_VERSION}) is serving on {config.url}", flush=True)
         print(f"ketch: point kubectl at it with:  export KUBECONFIG={kubeconfig}", flush=True)
@@ -50,6 +50,32 @@ def _server(args: argparse.Namespace) -> int:
             await server.stop()
 
     _run(run())
+    return 0
+
+
+def _until_signalled(coro) -> None:
+    """Run `coro` until it returns or SIGTERM/SIGINT arrives."""
+    async def main() -> None:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    _run(main())
+
+
+def _controller_manager(args: argparse.Namespace) -> int:
+    from ..controllers import manager
+    names = [n for n in (args.controllers or "").split(",") if n] or None
+    unknown = [n for n in names or () if n not in manager.CONTROLLERS]
+    if unknown:
+        print(f"ketch: unknown controllers {', '.join(unknown)}; known: {', '.join(manager.CONTROLLERS)}",
+              file=sys.stderr)
+        return 2
+    _until_signalled(manager.run(Path(args.kubeconfig), leader_elect=args.leader_elect, names=names))
     return 0
 
 
@@ -92,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
     server.add_argument("--disable-agent", action="store_true", help="run no node agent (the only mode so far)")
     server.set_defaults(func=_server)
+
+    cm = sub.add_parser("controller-manager", help="run the controllers alone against an API server")
+    cm.add_argument("--kubeconfig", required=True, help="kubeconfig with the API server and credentials")
+    cm.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                    help="elect one active copy through the kube-system/kube-controller-manager Lease "
+                         "(default on)")
+    cm.add_argument("--controllers", help="comma-separated controllers to run (default all)")
+    cm.set_defaults(func=_controller_manager)
 
     kubectl = sub.add_parser("kubectl", help="run kubectl against this machine's ketch server",
                              add_help=False)

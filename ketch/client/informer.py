@@ -19,6 +19,7 @@ from .rest import ResourceClient
 log = logging.getLogger("ketch.client.informer")
 
 Handler = Callable[..., None]
+IndexFn = Callable[[dict], "list[str] | tuple[str, ...]"]
 
 
 def object_key(obj: dict) -> str:
@@ -45,6 +46,8 @@ class Informer:
         self.watch_timeout = watch_timeout
         self.cache: dict[str, dict] = {}
         self.handlers: list[Handlers] = []
+        self._index_fns: dict[str, IndexFn] = {}
+        self._indexes: dict[str, dict[str, set[str]]] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.relists = 0
@@ -61,6 +64,46 @@ class Informer:
 
     def get(self, key: str) -> dict | None:
         return self.cache.get(key)
+
+    # ---- indexes (client-go's Indexer): name -> value -> keys of the objects with that value ---
+
+    def add_index(self, name: str, fn: IndexFn) -> None:
+        if name in self._index_fns:
+            return
+        self._index_fns[name] = fn
+        index: dict[str, set[str]] = {}
+        for key, obj in self.cache.items():
+            for value in fn(obj):
+                index.setdefault(value, set()).add(key)
+        self._indexes[name] = index
+
+    def by_index(self, name: str, value: str) -> list[dict]:
+        keys = self._indexes[name].get(value, ())
+        return [self.cache[k] for k in keys if k in self.cache]
+
+    def _put(self, key: str, obj: dict) -> dict | None:
+        old = self.cache.get(key)
+        self.cache[key] = obj
+        for name, fn in self._index_fns.items():
+            index = self._indexes[name]
+            if old is not None:
+                for value in fn(old):
+                    index.get(value, set()).discard(key)
+            for value in fn(obj):
+                index.setdefault(value, set()).add(key)
+        return old
+
+    def _pop(self, key: str) -> dict | None:
+        old = self.cache.pop(key, None)
+        if old is not None:
+            for name, fn in self._index_fns.items():
+                for value in fn(old):
+                    keys = self._indexes[name].get(value)
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del self._indexes[name][value]
+        return old
 
     def list(self) -> list[dict]:
         return list(self.cache.values())
@@ -93,14 +136,13 @@ class Informer:
         fresh = {object_key(o): o for o in result.get("items", [])}
         for key, old in list(self.cache.items()):
             if key not in fresh:
-                del self.cache[key]
+                self._pop(key)
                 self._emit("on_delete", old)
         for key, obj in fresh.items():
             # Items of a list carry no kind; fill them so handlers see complete objects.
             obj.setdefault("kind", self.resource.res.kind)
             obj.setdefault("apiVersion", self.resource.res.api_version)
-            old = self.cache.get(key)
-            self.cache[key] = obj
+            old = self._put(key, obj)
             if old is None:
                 self._emit("on_add", obj)
             elif old.get("metadata", {}).get("resourceVersion") != obj["metadata"].get("resourceVersion"):
@@ -153,12 +195,11 @@ class Informer:
                 self.resource_version = rv or self.resource_version
                 continue
             key = object_key(obj)
-            old = self.cache.get(key)
             if etype == "DELETED":
-                self.cache.pop(key, None)
+                self._pop(key)
                 self._emit("on_delete", obj)
             else:
-                self.cache[key] = obj
+                old = self._put(key, obj)
                 if old is None:
                     self._emit("on_add", obj)
                 else:

@@ -7,14 +7,13 @@ until they are gone; the controller checks again with a backoff.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from ..api import kinds
 from ..api.errors import ApiError
-from ..client.informer import Informer
 from ..client.rest import Client
-from ..client.workqueue import ShutDown, WorkQueue
+from .base import Controller, InformerFactory
+from .events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.namespace")
 FINALIZER = "kubernetes"
@@ -32,53 +31,25 @@ def content_resources() -> list[kinds.Resource]:
     return out
 
 
-class NamespaceController:
-    def __init__(self, client: Client, workers: int = 2):
-        self.client = client
+class NamespaceController(Controller):
+    name = "namespace"
+
+    def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
+        super().__init__(client, informers, recorder)
         self.namespaces = client.resource("v1", "Namespace")
-        self.informer = Informer(self.namespaces)
-        self.queue = WorkQueue()
-        self.workers = workers
+        self.informer = informers.informer("v1", "Namespace")
+        self.retries: dict[str, int] = {}
         self.informer.add_handlers(on_add=self._enqueue, on_update=lambda _old, new: self._enqueue(new))
 
     def _enqueue(self, ns: dict) -> None:
         if ns.get("metadata", {}).get("deletionTimestamp"):
-            self.queue.add(ns["metadata"]["name"])
+            self.enqueue(ns)
 
-    async def run(self) -> None:
-        self.informer.start()
-        workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            self.queue.shut_down()
-            for w in workers:
-                w.cancel()
-            await self.informer.stop()
-
-    async def _worker(self) -> None:
-        while True:
-            try:
-                name = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                done = await self.sync(name)
-                if done:
-                    self.queue.forget(name)
-                else:
-                    self.queue.add_rate_limited(name)
-            except (ApiError, OSError) as e:
-                log.info("namespace %s: %s", name, e)
-                self.queue.add_rate_limited(name)
-            finally:
-                self.queue.done(name)
-
-    async def sync(self, name: str) -> bool:
-        """One step towards deleting namespace `name`; True when nothing is left to do."""
+    async def sync(self, name: str) -> float | None:
+        """One step towards deleting namespace `name`; looks again later while content remains."""
         ns = self.informer.get(name)
         if ns is None or not ns["metadata"].get("deletionTimestamp"):
-            return True
+            return None
         remaining = 0
         for res in content_resources():
             rc = self.client.resource(res.api_version, res.kind, name)
@@ -87,14 +58,16 @@ class NamespaceController:
             left = await rc.list(limit=1)
             remaining += len(left.get("items", []))
         if remaining:
-            return False
+            self.retries[name] = retries = self.retries.get(name, 0) + 1
+            return min(0.05 * 2 ** retries, 10.0)
+        self.retries.pop(name, None)
         finalizers = [f for f in (ns.get("spec") or {}).get("finalizers", []) if f != FINALIZER]
         if FINALIZER in (ns.get("spec") or {}).get("finalizers", []):
             try:
                 current = await self.namespaces.get(name)
             except ApiError as e:
                 if e.code == 404:
-                    return True
+                    return None
                 raise
             current.setdefault("spec", {})["finalizers"] = finalizers
             await self.client.request("PUT", self.namespaces.path(name, subresource="finalize"), body=current)
@@ -103,4 +76,4 @@ class NamespaceController:
         except ApiError as e:
             if e.code != 404:
                 raise
-        return True
+        return None

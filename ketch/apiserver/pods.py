@@ -1,0 +1,159 @@
+"""The Pod subresources that act rather than store: binding (the scheduler's write) and eviction
+(a delete that respects PodDisruptionBudgets), with upstream's answers and messages."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..api import errors, kinds, labels, names
+from . import codec
+from .registry import DeleteOptions, ListOptions, now_rfc3339
+
+if TYPE_CHECKING:
+    from .handlers import Context
+
+PODS = kinds.lookup("", "v1", "pods")
+PDBS = kinds.lookup("policy", "v1", "poddisruptionbudgets")
+BINDING = kinds.by_kind("", "v1", "Binding")
+# Eviction is only ever posted to pods/NAME/eviction; it has a schema but no collection of its own.
+EVICTION = kinds.Resource("policy", "v1", "Eviction", "evictions", verbs=("create",),
+                          storage_group="policy", storage_version="v1")
+SUCCESS = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def set_condition(status: dict, cond_type: str, value: str, now: str, reason: str = "", message: str = "") -> bool:
+    """Set a pod condition; the transition time moves only when the status changes. True if changed."""
+    conds = status.setdefault("conditions", [])
+    new = {"type": cond_type, "status": value, "lastProbeTime": None, "lastTransitionTime": now}
+    if reason:
+        new["reason"] = reason
+    if message:
+        new["message"] = message
+    for i, c in enumerate(conds):
+        if c.get("type") == cond_type:
+            if c.get("status") == value and c.get("reason", "") == reason and c.get("message", "") == message:
+                return False
+            if c.get("status") == value:
+                new["lastTransitionTime"] = c.get("lastTransitionTime", now)
+            conds[i] = new
+            return True
+    conds.append(new)
+    return True
+
+
+async def _body(ctx: "Context", res: kinds.Resource) -> dict:
+    from .handlers import _read
+    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
+    served, ctx.res = ctx.res, res
+    try:
+        return ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
+    finally:
+        ctx.res = served
+
+
+async def bind(ctx: "Context") -> web.StreamResponse:
+    """POST pods/NAME/binding or POST bindings: assign the pod to a node, once."""
+    binding = await _body(ctx, BINDING)
+    name = ctx.info.name if ctx.info.subresource == "binding" else binding["metadata"].get("name", "")
+    if ctx.info.subresource == "binding" and binding["metadata"].get("name", name) != name:
+        raise errors.bad_request("name in URL does not match name in Binding object")
+    target = binding.get("target") or {}
+    problems = []
+    if target.get("kind", "") not in ("", "Node"):
+        problems.append(names.not_supported("target.kind", target.get("kind"), ["Node", "<empty>"]))
+    if not target.get("name"):
+        problems.append(names.required("target.name", ""))
+    if problems:
+        raise errors.invalid("", "Binding", name, problems)
+    node = target["name"]
+    now = now_rfc3339()
+
+    def transform(pod: dict | None) -> dict:
+        if pod is None:
+            raise errors.not_found("", "pods", name)
+        why = None
+        if pod["metadata"].get("deletionTimestamp"):
+            why = f"pod {name} is being deleted, cannot be assigned to a host"
+        elif pod["spec"].get("nodeName"):
+            why = f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"'
+        if why:
+            raise errors.conflict("", "pods/binding", name, why)
+        pod["spec"]["nodeName"] = node
+        extra = binding["metadata"].get("annotations") or {}
+        if extra:
+            pod["metadata"].setdefault("annotations", {}).update(extra)
+        set_condition(pod.setdefault("status", {}), "PodScheduled", "True", now)
+        return pod
+
+    await ctx.registry.update(PODS, ctx.info.namespace, name, transform, subresource="binding",
+                              dry_run=ctx.dry_run, retry=True, trusted=True)
+    return ctx.respond(SUCCESS, 201)
+
+
+def _can_ignore_budget(pod: dict) -> bool:
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed", "Pending") or \
+        bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def _too_many(message: str, cause: str) -> errors.ApiError:
+    return errors.ApiError(429, "TooManyRequests", message,
+                           {"causes": [{"reason": "DisruptionBudget", "message": cause}]})
+
+
+async def evict(ctx: "Context") -> web.StreamResponse:
+    """POST pods/NAME/eviction: delete the pod unless that would break its PodDisruptionBudget."""
+    eviction = await _body(ctx, EVICTION)
+    name, ns = ctx.info.name, ctx.info.namespace
+    if eviction["metadata"].get("name", name) != name:
+        raise errors.bad_request("name in URL does not match name in Eviction object")
+    pod = await ctx.registry.get(PODS, ns, name)
+    if not _can_ignore_budget(pod):
+        pod_labels = pod["metadata"].get("labels") or {}
+        budgets = []
+        items, _ = await ctx.registry.list(PDBS, ns, ListOptions())
+        for pdb in items:
+            sel = (pdb.get("spec") or {}).get("selector")
+            if sel is not None and sel != {} and labels.selector_from_label_selector(sel).matches(pod_labels):
+                budgets.append(pdb)
+        if len(budgets) > 1:
+            raise errors.ApiError(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the "
+                                                        "eviction subresource does not support.")
+        if budgets:
+            await _take_disruption(ctx, budgets[0], name)
+    options = eviction.get("deleteOptions") or {}
+    opts = DeleteOptions(grace_period_seconds=options.get("gracePeriodSeconds"),
+                         precondition_uid=(options.get("preconditions") or {}).get("uid"),
+                         precondition_rv=(options.get("preconditions") or {}).get("resourceVersion"),
+                         dry_run=ctx.dry_run)
+    await ctx.registry.delete(PODS, ns, name, opts)
+    return ctx.respond(SUCCESS, 201)
+
+
+async def _take_disruption(ctx: "Context", pdb: dict, pod_name: str) -> None:
+    status = pdb.get("status") or {}
+    pdb_name = pdb["metadata"]["name"]
+    refused = "Cannot evict pod as it would violate the pod's disruption budget."
+    if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
+        raise _too_many(refused, f"The disruption budget {pdb_name} is still being processed by the server.")
+    allowed = status.get("disruptionsAllowed", 0)
+    if allowed < 0:
+        raise errors.forbidden("pdb disruptions allowed is negative")
+    if allowed == 0:
+        raise _too_many(refused, f"The disruption budget {pdb_name} needs {status.get('desiredHealthy', 0)} healthy "
+                                 f"pods and has {status.get('currentHealthy', 0)} currently")
+    if ctx.dry_run:
+        return
+
+    def transform(current: dict | None) -> dict:
+        if current is None or current["metadata"]["resourceVersion"] != pdb["metadata"]["resourceVersion"]:
+            raise errors.conflict("policy", "poddisruptionbudgets", pdb_name, errors.STALE_OBJECT)
+        st = current.setdefault("status", {})
+        st["disruptionsAllowed"] = st.get("disruptionsAllowed", 0) - 1
+        st.setdefault("disruptedPods", {})[pod_name] = now_rfc3339()
+        return current
+
+    await ctx.registry.update(PDBS, pdb["metadata"]["namespace"], pdb_name, transform,
+                              subresource="status", trusted=True)
+
+

@@ -1,0 +1,163 @@
+"""What every controller is made of: shared informers, a work queue of keys, workers calling
+`sync(key)`, expectations that keep a controller from acting twice on what it has not yet seen,
+and an event recorder.
+
+A controller subclasses `Controller`, declares the informers it reads in `__init__` (through the
+shared `InformerFactory`, so each kind is listed and watched once per process), enqueues keys from
+their handlers and implements `sync(key)`. `sync` reads the caches, makes one step towards the
+desired state and returns None when done, or a delay in seconds to look again (for time-driven
+work such as minReadySeconds or back-off). An exception re-queues the key with rate-limited
+back-off. Because `sync` starts from the caches every time, a controller is correct after a
+restart at any moment.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Hashable
+
+import aiohttp
+
+from ..api.errors import ApiError
+from ..client.informer import Informer, object_key
+from ..client.rest import Client
+from ..client.workqueue import ShutDown, WorkQueue
+from .events import EventRecorder
+
+log = logging.getLogger("ketch.controllers")
+
+
+class InformerFactory:
+    """One informer per kind, shared by every controller of a process."""
+
+    def __init__(self, client: Client, resync_period: float = 0.0):
+        self.client = client
+        self.resync_period = resync_period
+        self._informers: dict[tuple[str, str], Informer] = {}
+
+    def informer(self, api_version: str, kind: str) -> Informer:
+        key = (api_version, kind)
+        if key not in self._informers:
+            self._informers[key] = Informer(self.client.resource(api_version, kind), resync_period=self.resync_period)
+        return self._informers[key]
+
+    def start(self) -> None:
+        for inf in self._informers.values():
+            inf.start()
+
+    async def wait_synced(self) -> None:
+        await asyncio.gather(*(inf.synced.wait() for inf in self._informers.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(inf.stop() for inf in self._informers.values()))
+
+
+def namespace_index(obj: dict) -> list[str]:
+    return [obj.get("metadata", {}).get("namespace", "")]
+
+
+def owner_uid_index(obj: dict) -> list[str]:
+    return [ref["uid"] for ref in obj.get("metadata", {}).get("ownerReferences") or () if ref.get("uid")]
+
+
+class Expectations:
+    """How many creations and deletions a controller key still expects to observe (upstream's
+    ControllerExpectations). Until they are observed, or time out, the key's cache view is stale
+    and the controller must not act on counts, or it would create or delete twice."""
+
+    TTL = 300.0
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list] = {}  # key -> [adds, deletes, set_at]
+
+    def satisfied(self, key: str) -> bool:
+        entry = self._pending.get(key)
+        if entry is None:
+            return True
+        if (entry[0] <= 0 and entry[1] <= 0) or time.monotonic() - entry[2] > self.TTL:
+            return True
+        return False
+
+    def expect(self, key: str, adds: int = 0, deletes: int = 0) -> None:
+        self._pending[key] = [adds, deletes, time.monotonic()]
+
+    def observed_add(self, key: str) -> None:
+        entry = self._pending.get(key)
+        if entry is not None:
+            entry[0] -= 1
+
+    def observed_delete(self, key: str) -> None:
+        entry = self._pending.get(key)
+        if entry is not None:
+            entry[1] -= 1
+
+    def forget(self, key: str) -> None:
+        self._pending.pop(key, None)
+
+
+class Controller:
+    """A work queue of keys and workers that call `sync(key)`."""
+
+    name = "controller"
+    workers = 2
+
+    def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
+        self.client = client
+        self.informers = informers
+        self.recorder = recorder
+        self.queue = WorkQueue()
+
+    # ---- queueing ------------------------------------------------------------------------------
+
+    def enqueue(self, obj_or_key: dict | Hashable) -> None:
+        self.queue.add(object_key(obj_or_key) if isinstance(obj_or_key, dict) else obj_or_key)
+
+    def enqueue_after(self, key: Hashable, delay: float) -> None:
+        self.queue.add_after(key, delay)
+
+    async def sync(self, key: str) -> float | None:
+        raise NotImplementedError
+
+    # ---- running -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.informers.wait_synced()
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            self.queue.shut_down()
+            for w in workers:
+                w.cancel()
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                again = await self.sync(key)
+                self.queue.forget(key)
+                if again is not None:
+                    self.queue.add_after(key, again)
+            except ApiError as e:
+                if e.code != 409:  # conflicts are routine: the cache was behind; try again
+                    log.info("%s: sync %s: %s", self.name, key, e.message)
+                self.queue.add_rate_limited(key)
+            except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
+                log.info("%s: sync %s: %s", self.name, key, e)
+                self.queue.add_rate_limited(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad object must not stop the controller
+                log.exception("%s: sync %s failed", self.name, key)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    ns, _, name = key.rpartition("/")
+    return (ns or None), name

@@ -1,0 +1,60 @@
+"""The controller manager: every controller of the cluster in one process, sharing informers.
+
+`ketch server` runs it in-process; `ketch controller-manager --kubeconfig F` runs it alone, and with
+leader election several copies can run while one works (Lease kube-system/kube-controller-manager).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from pathlib import Path
+
+from ..client import kubeconfig
+from ..client.leader import LeaderElector
+from ..client.rest import Client
+from .base import Controller, InformerFactory
+from .events import EventRecorder
+from .namespace import NamespaceController
+
+log = logging.getLogger("ketch.controllers.manager")
+USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
+
+# name -> controller class; `--controllers` selects among these names.
+CONTROLLERS: dict[str, type[Controller]] = {
+    "namespace": NamespaceController,
+}
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+async def run_controllers(client: Client, names: list[str] | None = None) -> None:
+    """Run the selected controllers (all by default) until cancelled."""
+    informers = InformerFactory(client)
+    recorder = EventRecorder(client, "controller-manager")
+    selected = [CONTROLLERS[n](client, informers, recorder) for n in (names or CONTROLLERS)]
+    informers.start()
+    try:
+        await asyncio.gather(*(c.run() for c in selected))
+    finally:
+        await recorder.close()
+        await informers.stop()
+
+
+async def run(kubeconfig_path: Path, *, leader_elect: bool = False, names: list[str] | None = None,
+              lease_name: str = "kube-controller-manager") -> None:
+    client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT)
+    try:
+        if not leader_elect:
+            await run_controllers(client, names)
+            return
+        elector = LeaderElector(client, lease_name, "kube-system", identity())
+        try:
+            await elector.run(lambda: run_controllers(client, names))
+        finally:
+            await elector.release()
+    finally:
+        await client.close()
