@@ -161,3 +161,34 @@ class Controller:
 def split_key(key: str) -> tuple[str | None, str]:
     ns, _, name = key.rpartition("/")
     return (ns or None), name
+
+
+class PodControl:
+    """Pod creation and deletion on behalf of an owner, with upstream's events
+    (SuccessfulCreate "Created pod: X", FailedCreate, SuccessfulDelete "Deleted pod: X", FailedDelete)."""
+
+    def __init__(self, client: Client, recorder: EventRecorder):
+        self.pods = client.resource("v1", "Pod")
+        self.recorder = recorder
+
+    async def create(self, owner: dict, pod: dict) -> dict:
+        try:
+            created = await self.pods.create(pod, namespace=owner["metadata"]["namespace"])
+        except ApiError as e:
+            self.recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {e.message}")
+            raise
+        self.recorder.event(owner, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+        return created
+
+    async def delete(self, owner: dict, pod: dict) -> bool:
+        """Delete `pod` (already gone counts as deleted); returns False if it was already gone."""
+        meta = pod["metadata"]
+        try:
+            await self.pods.delete(meta["name"], namespace=meta["namespace"])
+        except ApiError as e:
+            if e.code == 404:
+                return False
+            self.recorder.event(owner, "Warning", "FailedDelete", f"Error deleting: {e.message}")
+            raise
+        self.recorder.event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
+        return True
