@@ -16,7 +16,11 @@ from ..client.leader import LeaderElector
 from ..client.rest import Client
 from .base import Controller, InformerFactory
 from .events import EventRecorder
+from .garbagecollector import GarbageCollector
+from .job import JobController
 from .namespace import NamespaceController
+from .persistentvolume import PersistentVolumeController
+from .replicaset import ReplicaSetController, ReplicationControllerController
 
 log = logging.getLogger("ketch.controllers.manager")
 USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
@@ -24,6 +28,11 @@ USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
 # name -> controller class; `--controllers` selects among these names.
 CONTROLLERS: dict[str, type[Controller]] = {
     "namespace": NamespaceController,
+    "persistentvolume-binder": PersistentVolumeController,
+    "replicaset": ReplicaSetController,
+    "replicationcontroller": ReplicationControllerController,
+    "garbagecollector": GarbageCollector,
+    "job": JobController,
 }
 
 

@@ -86,3 +86,19 @@ def is_available(pod: dict, min_ready_seconds: int, at: datetime.datetime | None
 def ready_since(pod: dict) -> datetime.datetime | None:
     c = condition(pod, "Ready")
     return parse_time(c.get("lastTransitionTime")) if c is not None and c.get("status") == "True" else None
+
+
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def deletion_order_key(pod: dict) -> tuple:
+    """Sort key putting the pods to delete first, as upstream's controller.ActivePods: unscheduled
+    before scheduled, Pending before Unknown before Running, not ready before ready, ready for less
+    time first, more container restarts first, newer first."""
+    status = pod.get("status") or {}
+    since = ready_since(pod)
+    restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or ())
+    created = pod.get("metadata", {}).get("creationTimestamp") or ""
+    return (bool((pod.get("spec") or {}).get("nodeName")), _PHASE_RANK.get(status.get("phase"), 1),
+            is_ready(pod), -(since.timestamp() if since else 0.0), -restarts,
+            tuple(-ord(ch) for ch in created))
