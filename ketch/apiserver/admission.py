@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
-from ..api import errors, kinds
+from ..api import errors, kinds, storageclass
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -88,12 +88,26 @@ async def _service_account(registry: "Registry", pod: dict) -> None:
         c.setdefault("volumeMounts", []).append({"name": volume, "readOnly": True, "mountPath": TOKEN_MOUNT_PATH})
 
 
+async def _default_storage_class(registry: "Registry", pvc: dict) -> None:
+    """DefaultStorageClass: a claim that names no class (neither spec.storageClassName nor the beta
+    annotation) gets the default StorageClass, if there is one."""
+    if not storageclass.class_unset(pvc):
+        return
+    from .registry import ListOptions
+    classes, _ = await registry.list(kinds.lookup("storage.k8s.io", "v1", "storageclasses"), None, ListOptions())
+    default = storageclass.default_class(classes)
+    if default is not None:
+        pvc.setdefault("spec", {})["storageClassName"] = default
+
+
 async def admit_create(registry: "Registry", res: kinds.Resource, obj: dict) -> None:
     """Mutating admission for a new object (storage version)."""
     if res.storage_group == "" and res.kind == "Pod":
         _priority(obj)
         _default_tolerations(obj)
         await _service_account(registry, obj)
+    elif res.storage_group == "" and res.kind == "PersistentVolumeClaim":
+        await _default_storage_class(registry, obj)
 
 
 async def namespace_created(registry: "Registry", namespace: str) -> None:

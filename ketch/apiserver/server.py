@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import logging
 import platform
@@ -30,6 +31,11 @@ UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 COMPACT_INTERVAL = 300.0
 COMPACT_KEEP_REVISIONS = 10_000
+# The default StorageClass, served by the controller manager's built-in local-path provisioner (as k3s's).
+DEFAULT_STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+    "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": "ketch.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}
 
 
 def version_info() -> dict:
@@ -181,7 +187,8 @@ class APIServer:
             await self.store.close()
 
     async def _bootstrap(self) -> None:
-        """The objects every cluster starts with: system namespaces and the `kubernetes` Service."""
+        """The objects every cluster starts with: system namespaces, the `kubernetes` Service and the
+        default StorageClass."""
         reg = self.registry
         assert reg is not None
         ns_res = kinds.lookup("", "v1", "namespaces")
@@ -204,6 +211,9 @@ class APIServer:
                                        "targetPort": self.config.secure_port}]}}
             defaults.apply_defaults(svc, svc_res.schema)
             await reg.create(svc_res, svc)
+        sc_res = kinds.lookup("storage.k8s.io", "v1", "storageclasses")
+        if await reg.get_or_none(sc_res, None, DEFAULT_STORAGE_CLASS["metadata"]["name"]) is None:
+            await reg.create(sc_res, copy.deepcopy(DEFAULT_STORAGE_CLASS))
         ep_res = kinds.lookup("", "v1", "endpoints")
         host = self.config.bind_address if self.config.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
         endpoints = {"apiVersion": "v1", "kind": "Endpoints",
