@@ -19,6 +19,7 @@ from typing import Hashable
 
 import aiohttp
 
+from ..api import kinds
 from ..api.errors import ApiError
 from ..client.informer import Informer, object_key
 from ..client.rest import Client
@@ -156,6 +157,21 @@ class Controller:
                 self.queue.add_rate_limited(key)
             finally:
                 self.queue.done(key)
+
+
+def stored_resources(*, namespaced: bool | None = None,
+                     verbs: tuple[str, ...] = ("list", "watch", "delete")) -> list[kinds.Resource]:
+    """One served Resource per stored kind (each storage prefix once, in its storage version) that
+    supports `verbs`; only namespaced or only cluster-scoped kinds when `namespaced` says so."""
+    seen: set[str] = set()
+    out = []
+    for res in kinds.RESOURCES:
+        if res.group == res.storage_group and res.version == res.storage_version \
+                and res.storage_prefix not in seen and all(v in res.verbs for v in verbs) \
+                and (namespaced is None or res.namespaced == namespaced):
+            seen.add(res.storage_prefix)
+            out.append(res)
+    return out
 
 
 def split_key(key: str) -> tuple[str | None, str]:

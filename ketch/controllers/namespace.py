@@ -12,7 +12,7 @@ import logging
 from ..api import kinds
 from ..api.errors import ApiError
 from ..client.rest import Client
-from .base import Controller, InformerFactory
+from .base import Controller, InformerFactory, stored_resources
 from .events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.namespace")
@@ -21,14 +21,7 @@ FINALIZER = "kubernetes"
 
 def content_resources() -> list[kinds.Resource]:
     """One served Resource per stored namespaced kind (each storage prefix once)."""
-    seen: set[str] = set()
-    out = []
-    for res in kinds.RESOURCES:
-        if res.namespaced and "deletecollection" in res.verbs and res.group == res.storage_group \
-                and res.version == res.storage_version and res.storage_prefix not in seen:
-            seen.add(res.storage_prefix)
-            out.append(res)
-    return out
+    return stored_resources(namespaced=True, verbs=("deletecollection",))
 
 
 class NamespaceController(Controller):
