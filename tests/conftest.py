@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers.cluster import Server, start_server  # noqa: E402
+from helpers.cluster import Server, Simulator, start_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,33 @@ def fresh_server(tmp_path) -> Server:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def simulated_nodes(server) -> Simulator:
+    """Three simulated nodes, sim-0..sim-2 (zones sim-a..sim-c, 4 cpu, 16Gi, 110 pods), on the session
+    server: pods bound to them go Running and Ready at once (see ketch/simulate for annotations)."""
+    sim = Simulator(server, nodes=3, name_prefix="sim-").start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def simulator():
+    """Start simulators of the test's own: `simulator(fresh_server, nodes=2, name_prefix="a-",
+    extra_args=[...])` returns a started Simulator; every one is stopped after the test."""
+    started: list[Simulator] = []
+
+    def start(srv: Server, nodes: int = 3, name_prefix: str = "sim-", extra_args: list[str] | None = None
+              ) -> Simulator:
+        sim = Simulator(srv, nodes=nodes, name_prefix=name_prefix, extra_args=extra_args or [])
+        started.append(sim)
+        return sim.start()
+
+    try:
+        yield start
+    finally:
+        for sim in started:
+            sim.stop()

@@ -25,7 +25,6 @@ def _server(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or default_data_dir())
     kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
-    os.environ["KETCH_DATA_DIR"] = str(data_dir.resolve())  # where the in-process provisioner keeps volumes
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
                           advertise_names=tuple(args.tls_san or ()))
@@ -80,6 +79,21 @@ def _controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from ..simulate.nodes import NodeProfile
+    from ..simulate.run import run
+    from ..simulate.simulator import SimulatorConfig
+    labels = dict(kv.split("=", 1) for kv in (args.labels or "").split(",") if "=" in kv)
+    profile = NodeProfile(cpu=args.cpu, memory=args.memory, pods=args.pods, zones=args.zones, labels=labels)
+    config = SimulatorConfig(nodes=args.nodes, name_prefix=args.name_prefix, profile=profile,
+                             start_delay=args.start_delay, lease_interval=args.lease_interval,
+                             heartbeat_interval=args.heartbeat_interval, concurrency=args.concurrency,
+                             metrics=args.metrics, pod_cpu=args.pod_cpu, pod_memory=args.pod_memory,
+                             cleanup=args.cleanup)
+    _until_signalled(run(Path(args.kubeconfig), config))
+    return 0
+
+
 def _run(coro) -> None:
     try:
         import uvloop
@@ -127,6 +141,27 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default on)")
     cm.add_argument("--controllers", help="comma-separated controllers to run (default all)")
     cm.set_defaults(func=_controller_manager)
+
+    sim = sub.add_parser("simulate", help="run simulated nodes (as kwok does) against an API server")
+    sim.add_argument("--kubeconfig", required=True, help="kubeconfig with the API server and credentials")
+    sim.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    sim.add_argument("--name-prefix", default="sim-", help="node names are PREFIX0, PREFIX1, ... (default sim-)")
+    sim.add_argument("--cpu", default="4", help="cpu capacity of each node (default 4)")
+    sim.add_argument("--memory", default="16Gi", help="memory capacity of each node (default 16Gi)")
+    sim.add_argument("--pods", type=int, default=110, help="pod capacity of each node (default 110)")
+    sim.add_argument("--zones", type=int, default=3, help="spread the nodes over this many zones (default 3)")
+    sim.add_argument("--labels", help="extra node labels, k=v,k2=v2")
+    sim.add_argument("--start-delay", type=float, default=0.0, help="seconds from binding to Running (default 0)")
+    sim.add_argument("--lease-interval", type=float, default=10.0, help="seconds between lease renewals (default 10)")
+    sim.add_argument("--heartbeat-interval", type=float, default=60.0,
+                     help="seconds between node status heartbeats (default 60)")
+    sim.add_argument("--concurrency", type=int, default=50, help="API requests in flight at most (default 50)")
+    sim.add_argument("--metrics", action="store_true", help="keep simulated pod usage (ketch.io/simulate-cpu, "
+                                                             "ketch.io/simulate-memory annotations)")
+    sim.add_argument("--pod-cpu", default="1m", help="simulated cpu use of a container (default 1m)")
+    sim.add_argument("--pod-memory", default="8Mi", help="simulated memory use of a container (default 8Mi)")
+    sim.add_argument("--cleanup", action="store_true", help="delete the nodes and their leases on exit")
+    sim.set_defaults(func=_simulate)
 
     kubectl = sub.add_parser("kubectl", help="run kubectl against this machine's ketch server",
                              add_help=False)

@@ -104,3 +104,64 @@ def start_server(base: Path, extra_args: list[str] | None = None) -> Server:
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Simulator:
+    """A `ketch simulate` process registering simulated nodes (PREFIX0..PREFIXn-1) on a Server."""
+    server: Server
+    nodes: int = 3
+    name_prefix: str = "sim-"
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"{self.name_prefix}{i}" for i in range(self.nodes)]
+
+    def start(self, timeout: float = 30.0) -> "Simulator":
+        self.log_path = self.server.data_dir / f"simulate-{self.name_prefix.rstrip('-') or 'sim'}.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ketch.cli.main", "simulate", "--kubeconfig", str(self.server.kubeconfig),
+             "--nodes", str(self.nodes), "--name-prefix", self.name_prefix, *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every node of this simulator is Ready (as kubectl would show it)."""
+        deadline = time.monotonic() + timeout
+        want = set(self.node_names)
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"ketch simulate exited ({self.proc.returncode}):\n{self.log()}")
+            out = self.server.kubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}="
+                                      "{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+                                      check=False)
+            ready = {line.split("=")[0] for line in out.stdout.splitlines() if line.endswith("=True")}
+            if want <= ready:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"simulated nodes not Ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self) -> None:
+        """Die as a crashed kubelet would: leases stop being renewed, nodes stay."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None

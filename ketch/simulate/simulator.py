@@ -1,0 +1,403 @@
+"""The simulator: registers its Nodes, renews their Leases, heartbeats their status and plays the
+kubelet for the pods bound to them (see the package docstring for the pod annotations).
+
+Built for 1,000 nodes and 10,000 pods in one process: one HTTP client, every request under one
+semaphore (`concurrency`), lease renewals spread evenly over the renewal interval, status written
+through pods/status and nodes/status strategic-merge patches, and pods cached trimmed (pods.trim).
+A pod's progress is derived from its status, so a restarted simulator carries on where it stopped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ..api.errors import ApiError
+from ..client.informer import Informer, object_key
+from ..client.rest import Client
+from ..controllers.base import Controller, InformerFactory
+from ..controllers.events import EventRecorder
+from ..controllers.podutil import TERMINAL_PHASES, parse_time
+from . import nodes as simnodes
+from . import pods as simpods
+from .addresses import PodAddresses, fallback_cidr
+from .usage import UsageBook
+
+log = logging.getLogger("ketch.simulate")
+
+
+def _rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _micro(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+def _seconds(ts: str | None) -> float | None:
+    t = parse_time(ts)
+    return t.timestamp() if t else None
+
+
+@dataclass
+class SimulatorConfig:
+    nodes: int = 3
+    name_prefix: str = "sim-"
+    profile: simnodes.NodeProfile = field(default_factory=simnodes.NodeProfile)
+    start_delay: float = 0.0          # binding -> Running, unless a pod's annotation says otherwise
+    lease_interval: float = 10.0      # kubelet: a quarter of leaseDurationSeconds (40 s)
+    heartbeat_interval: float = 60.0  # node status lastHeartbeatTime
+    concurrency: int = 50             # requests in flight at most
+    metrics: bool = False
+    pod_cpu: str = "1m"
+    pod_memory: str = "8Mi"
+    cleanup: bool = False             # delete the nodes and leases on exit
+
+
+@dataclass
+class SimNode:
+    name: str
+    index: int
+    ip: str = ""
+    uid: str = ""
+    pod_cidr: str = ""
+    last_heartbeat: float = 0.0
+
+
+@dataclass
+class PodState:
+    """What the simulator has written for one pod (the cache may lag behind its own patches)."""
+    seen: float
+    started: float | None = None           # pod startTime
+    container_started: float | None = None  # current container run
+    restarts: int = 0
+    ready: bool = False
+    done: bool = False                      # the final status is written
+    backoff_until: float | None = None      # in CrashLoopBackOff until then
+
+
+class PodCache(Informer):
+    """Pods bound to a node; only those on this simulator's nodes are kept, trimmed."""
+
+    def __init__(self, client: Client, node_names: set[str]):
+        super().__init__(client.resource("v1", "Pod"), field_selector="spec.nodeName!=")
+        self.node_names = node_names
+
+    def _put(self, key: str, obj: dict) -> dict | None:
+        if (obj.get("spec") or {}).get("nodeName") not in self.node_names:
+            return None
+        return super()._put(key, simpods.trim(obj))
+
+
+class Simulator:
+    def __init__(self, client: Client, config: SimulatorConfig):
+        self.client = client
+        self.config = config
+        self.slots = asyncio.Semaphore(config.concurrency)
+        self.nodes: dict[str, SimNode] = {
+            f"{config.name_prefix}{i}": SimNode(f"{config.name_prefix}{i}", i) for i in range(config.nodes)}
+        self.node_api = client.resource("v1", "Node")
+        self.lease_api = client.resource("coordination.k8s.io/v1", "Lease", simnodes.LEASE_NAMESPACE)
+        self.pod_api = client.resource("v1", "Pod")
+        self.pods = PodCache(client, set(self.nodes))
+        self.node_informer = Informer(self.node_api)
+        self.usage = UsageBook(config.pod_cpu, config.pod_memory) if config.metrics else None
+        self.kubelet = PodSimulator(self)
+        self.ready = asyncio.Event()      # set once every node is registered and the caches synced
+        self._tasks: set[asyncio.Task] = set()
+
+    async def call(self, coro):
+        async with self.slots:
+            return await coro
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- running -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.register()
+        self.node_informer.add_handlers(on_add=self._node_changed, on_update=lambda _o, n: self._node_changed(n),
+                                        on_delete=self._node_deleted)
+        self.pods.add_handlers(on_add=self._pod_event, on_update=lambda _o, n: self._pod_event(n),
+                               on_delete=self._pod_event)
+        self.node_informer.start()
+        self.pods.start()
+        try:
+            await asyncio.gather(self.node_informer.wait_synced(), self.pods.wait_synced())
+            self.ready.set()
+            log.warning("%d simulated nodes ready (%s0..%s%d)", len(self.nodes), self.config.name_prefix,
+                        self.config.name_prefix, len(self.nodes) - 1)
+            await asyncio.gather(self.kubelet.run(), self._lease_loop(), self._heartbeat_loop())
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await self.pods.stop()
+            await self.node_informer.stop()
+            if self.config.cleanup:
+                await asyncio.shield(self._cleanup())
+
+    async def _cleanup(self) -> None:
+        async def one(node: SimNode) -> None:
+            for api in (self.lease_api, self.node_api):
+                try:
+                    await self.call(api.delete(node.name))
+                except (ApiError, OSError, asyncio.TimeoutError):
+                    pass
+        await asyncio.gather(*(one(n) for n in self.nodes.values()))
+
+    # ---- nodes ---------------------------------------------------------------------------------
+
+    async def register(self) -> None:
+        """Create this simulator's Nodes and Leases, or take over the ones a previous run left."""
+        existing = {n["metadata"]["name"]: n for n in (await self.node_api.list()).get("items", [])}
+        taken = {a.get("address") for name, n in existing.items() if name not in self.nodes
+                 for a in (n.get("status") or {}).get("addresses") or () if a.get("type") == "InternalIP"}
+        next_ip = 0
+        for node in self.nodes.values():
+            old = existing.get(node.name)
+            ips = [a["address"] for a in ((old or {}).get("status") or {}).get("addresses") or ()
+                   if a.get("type") == "InternalIP"]
+            if ips:
+                node.ip = ips[0]
+            else:
+                while simnodes.internal_ip(next_ip) in taken:
+                    next_ip += 1
+                node.ip = simnodes.internal_ip(next_ip)
+            taken.add(node.ip)
+        await asyncio.gather(*(self._register(node, existing.get(node.name)) for node in self.nodes.values()))
+
+    async def _register(self, node: SimNode, existing: dict | None) -> None:
+        now = time.time()
+        desired = simnodes.node_object(node.name, node.index, node.ip, self.config.profile, _rfc3339(now))
+        if existing is None:
+            try:
+                created = await self.call(self.node_api.create({k: v for k, v in desired.items() if k != "status"}))
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+                created = await self.call(self.node_api.patch(node.name, {"metadata": desired["metadata"]}))
+        else:
+            created = await self.call(self.node_api.patch(node.name, {"metadata": desired["metadata"]}))
+        node.uid = created["metadata"]["uid"]
+        node.pod_cidr = (created.get("spec") or {}).get("podCIDR", "")
+        await self.call(self.node_api.patch(node.name, {"status": desired["status"]}, "strategic",
+                                            subresource="status"))
+        node.last_heartbeat = now
+        await self._renew(node)
+
+    def _node_changed(self, obj: dict) -> None:
+        node = self.nodes.get(obj["metadata"]["name"])
+        if node is None:
+            return
+        node.pod_cidr = (obj.get("spec") or {}).get("podCIDR", "") or node.pod_cidr
+        ready = next((c for c in (obj.get("status") or {}).get("conditions") or () if c.get("type") == "Ready"), None)
+        # Someone (the node lifecycle controller) thinks the node is gone: say at once that it is not.
+        if ready is not None and ready.get("status") != "True" and time.time() - node.last_heartbeat > 1:
+            node.last_heartbeat = time.time()
+            self.spawn(self._heartbeat(node))
+
+    def _node_deleted(self, obj: dict) -> None:
+        if self.nodes.pop(obj["metadata"]["name"], None) is not None:
+            log.warning("node %s was deleted; no longer simulating it", obj["metadata"]["name"])
+
+    async def _renew(self, node: SimNode) -> None:
+        now = _micro(time.time())
+        try:
+            await self.call(self.lease_api.patch(node.name, {"spec": {
+                "holderIdentity": node.name, "leaseDurationSeconds": simnodes.LEASE_DURATION_SECONDS,
+                "renewTime": now}}))
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            lease = simnodes.lease_object({"metadata": {"name": node.name, "uid": node.uid}}, now)
+            await self.call(self.lease_api.create(lease))
+
+    async def _heartbeat(self, node: SimNode) -> None:
+        now = time.time()
+        cached = self.node_informer.get(node.name)
+        ready = next((c for c in ((cached or {}).get("status") or {}).get("conditions") or ()
+                      if c.get("type") == "Ready"), None)
+        since = ready.get("lastTransitionTime") if ready and ready.get("status") == "True" else None
+        conditions = simnodes.node_conditions(_rfc3339(now), since)
+        try:
+            await self.call(self.node_api.patch(node.name, {"status": {"conditions": conditions}}, "strategic",
+                                                subresource="status"))
+            node.last_heartbeat = now
+        except ApiError as e:
+            log.info("heartbeat of %s: %s", node.name, e.message)
+
+    async def _spread(self, interval: float, action) -> None:
+        """Call `action(node)` for every node once per `interval`, evenly spaced, never two at once
+        for the same node."""
+        loop = asyncio.get_running_loop()
+        busy: set[str] = set()
+
+        async def one(node: SimNode) -> None:
+            try:
+                await action(node)
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.info("%s %s: %s", action.__name__, node.name, e)
+            finally:
+                busy.discard(node.name)
+
+        while True:
+            t0 = loop.time()
+            batch = list(self.nodes.values())
+            step = interval / max(len(batch), 1)
+            for i, node in enumerate(batch):
+                delay = t0 + i * step - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if node.name not in busy and node.name in self.nodes:
+                    busy.add(node.name)
+                    self.spawn(one(node))
+            await asyncio.sleep(max(t0 + interval - loop.time(), 0))
+
+    async def _lease_loop(self) -> None:
+        await self._spread(self.config.lease_interval, self._renew)
+
+    async def _heartbeat_loop(self) -> None:
+        await asyncio.sleep(self.config.heartbeat_interval)
+        await self._spread(self.config.heartbeat_interval, self._heartbeat)
+
+    # ---- pods ----------------------------------------------------------------------------------
+
+    def _pod_event(self, obj: dict) -> None:
+        if (obj.get("spec") or {}).get("nodeName") in self.nodes:
+            self.kubelet.enqueue(object_key(obj))
+
+
+class PodSimulator(Controller):
+    """Plays the kubelet for the pods on the simulator's nodes: one sync per pod key."""
+
+    name = "simulated-kubelet"
+
+    def __init__(self, sim: Simulator):
+        super().__init__(sim.client, InformerFactory(sim.client), EventRecorder(sim.client, "kubelet"))
+        self.sim = sim
+        self.workers = sim.config.concurrency
+        self.addresses = PodAddresses()
+        self.states: dict[str, PodState] = {}
+
+    def _forget(self, key: str) -> None:
+        self.states.pop(key, None)
+        self.addresses.release(key)
+        if self.sim.usage is not None:
+            ns, _, name = key.partition("/")
+            self.sim.usage.forget(ns, name)
+
+    def _state(self, key: str, pod: dict, node: SimNode) -> PodState:
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = PodState(seen=time.time())
+            status = pod["status"]
+            started = _seconds(status.get("startTime"))
+            if status.get("phase") == "Running" and started is not None:
+                # A previous run of the simulator started it: carry on from what the status says.
+                first = (status.get("containerStatuses") or [{}])[0]
+                state.started = started
+                state.container_started = _seconds(first.get("startedAt")) or started
+                state.restarts = first.get("restartCount") or 0
+                state.ready = status["conditions"].get("Ready") == "True"
+                if status.get("podIP"):
+                    self.addresses.claim(key, node.name, status["podIP"])
+                if self.sim.usage is not None:
+                    self.sim.usage.record(pod)
+        return state
+
+    async def _patch(self, pod: dict, body: dict) -> bool:
+        meta = pod["metadata"]
+        try:
+            await self.sim.call(self.sim.pod_api.patch(meta["name"], body, "strategic", namespace=meta["namespace"],
+                                                       subresource="status"))
+            return True
+        except ApiError as e:
+            if e.code == 404:
+                return False
+            raise
+
+    async def sync(self, key: str) -> float | None:
+        pod = self.sim.pods.get(key)
+        node = self.sim.nodes.get(pod["spec"]["nodeName"]) if pod is not None else None
+        if pod is None or node is None:
+            self._forget(key)
+            return None
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            # The containers are "stopped": finish the graceful delete as the kubelet does.
+            try:
+                await self.sim.call(self.sim.pod_api.delete(meta["name"], meta["namespace"], gracePeriodSeconds=0,
+                                                            preconditions={"uid": meta["uid"]}))
+            except ApiError as e:
+                if e.code not in (404, 409):
+                    raise
+            self._forget(key)
+            return None
+        if pod["status"].get("phase") in TERMINAL_PHASES:
+            self._forget(key)
+            return None
+        plan = simpods.plan_for(pod, self.sim.config.start_delay)
+        state = self._state(key, pod, node)
+        if state.done:
+            return None
+        now = time.time()
+        if state.started is None:
+            wait = state.seen + plan.start_delay - now
+            if wait > 0:
+                return wait
+            ip = self.addresses.assign(key, node.name, node.pod_cidr or fallback_cidr(node.index))
+            ready = plan.ready_after <= 0
+            if not await self._patch(pod, simpods.running_status(pod, node.ip, ip, _rfc3339(now), ready=ready)):
+                return None
+            state.started = state.container_started = now
+            state.ready = ready
+            if self.sim.usage is not None:
+                self.sim.usage.record(pod)
+        assert state.container_started is not None
+        started = _rfc3339(state.container_started)
+        due: list[float] = []
+        if not state.ready and state.backoff_until is None:
+            ready_at = state.container_started + plan.ready_after
+            if now >= ready_at:
+                if not await self._patch(pod, simpods.ready_status(pod, _rfc3339(now), started, state.restarts)):
+                    return None
+                state.ready = True
+            else:
+                due.append(ready_at)
+        if plan.duration is not None:
+            exit_at = state.container_started + plan.duration
+            if now < exit_at:
+                due.append(exit_at)
+            elif plan.restarts(pod["spec"]["restartPolicy"]):
+                if state.restarts > 0 and state.backoff_until is None:
+                    # As the kubelet: restart at once the first time, then back off 10 s, 20 s, ... 5 min.
+                    backoff = min(10 * 2 ** (state.restarts - 1), 300)
+                    body = simpods.backoff_status(pod, plan.exit_code, _rfc3339(now), started, state.restarts, backoff)
+                    if not await self._patch(pod, body):
+                        return None
+                    state.backoff_until, state.ready = now + backoff, False
+                if state.backoff_until is not None and now < state.backoff_until:
+                    due.append(state.backoff_until)
+                else:
+                    ready = plan.ready_after <= 0
+                    body = simpods.restarted_status(pod, plan.exit_code, _rfc3339(now), started, state.restarts,
+                                                    ready=ready)
+                    if not await self._patch(pod, body):
+                        return None
+                    state.container_started, state.restarts, state.ready = now, state.restarts + 1, ready
+                    state.backoff_until = None
+                    due.append(now + plan.duration)
+                    if not ready:
+                        due.append(now + plan.ready_after)
+            else:
+                body = simpods.finished_status(pod, plan.exit_code, _rfc3339(now), started, state.restarts)
+                await self._patch(pod, body)
+                state.done = True
+                if self.sim.usage is not None:
+                    self.sim.usage.forget(meta["namespace"], meta["name"])
+                return None
+        return max(min(due) - time.time(), 0.0) if due else None
