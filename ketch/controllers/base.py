@@ -71,6 +71,7 @@ class Expectations:
 
     def __init__(self) -> None:
         self._pending: dict[str, list] = {}  # key -> [adds, deletes, set_at]
+        self._deleting: dict[str, set[str]] = {}  # key -> keys of the objects whose deletion is expected
 
     def satisfied(self, key: str) -> bool:
         entry = self._pending.get(key)
@@ -82,19 +83,32 @@ class Expectations:
 
     def expect(self, key: str, adds: int = 0, deletes: int = 0) -> None:
         self._pending[key] = [adds, deletes, time.monotonic()]
+        self._deleting.pop(key, None)
+
+    def expect_deletions(self, key: str, object_keys: list[str]) -> None:
+        """Expect these objects' deletions (upstream's UIDTrackingControllerExpectations): each counts
+        once, whether first seen as a deletionTimestamp or as the final delete."""
+        self.expect(key, deletes=len(object_keys))
+        self._deleting[key] = set(object_keys)
 
     def observed_add(self, key: str) -> None:
         entry = self._pending.get(key)
         if entry is not None:
             entry[0] -= 1
 
-    def observed_delete(self, key: str) -> None:
+    def observed_delete(self, key: str, object_key: str | None = None) -> None:
+        tracked = self._deleting.get(key)
+        if tracked is not None and object_key is not None:
+            if object_key not in tracked:
+                return
+            tracked.discard(object_key)
         entry = self._pending.get(key)
         if entry is not None:
             entry[1] -= 1
 
     def forget(self, key: str) -> None:
         self._pending.pop(key, None)
+        self._deleting.pop(key, None)
 
 
 class Controller:

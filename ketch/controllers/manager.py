@@ -15,6 +15,7 @@ from ..client import kubeconfig
 from ..client.leader import LeaderElector
 from ..client.rest import Client
 from .base import Controller, InformerFactory
+from .deployment import DeploymentController
 from .events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
@@ -31,6 +32,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "persistentvolume-binder": PersistentVolumeController,
     "replicaset": ReplicaSetController,
     "replicationcontroller": ReplicationControllerController,
+    "deployment": DeploymentController,
     "garbagecollector": GarbageCollector,
     "job": JobController,
 }
