@@ -39,6 +39,9 @@ def _server(args: argparse.Namespace) -> int:
         from ..controllers import manager
         controllers = asyncio.create_task(manager.run(
             server.component_kubeconfig("controller-manager", "system:kube-controller-manager")))
+        from ..scheduler import scheduler as kube_scheduler
+        scheduler = asyncio.create_task(kube_scheduler.run(
+            server.component_kubeconfig("scheduler", "system:kube-scheduler")))
         print(f"ketch: API server (Kubernetes v{schema.KUBERNETES_VERSION}) is serving on {config.url}", flush=True)
         print(f"ketch: point kubectl at it with:  export KUBECONFIG={kubeconfig}", flush=True)
         try:
@@ -46,7 +49,8 @@ def _server(args: argparse.Namespace) -> int:
         finally:
             print("ketch: shutting down", flush=True)
             controllers.cancel()
-            await asyncio.gather(controllers, return_exceptions=True)
+            scheduler.cancel()
+            await asyncio.gather(controllers, scheduler, return_exceptions=True)
             await server.stop()
 
     _run(run())
@@ -91,6 +95,13 @@ def _simulate(args: argparse.Namespace) -> int:
                              metrics=args.metrics, pod_cpu=args.pod_cpu, pod_memory=args.pod_memory,
                              cleanup=args.cleanup)
     _until_signalled(run(Path(args.kubeconfig), config))
+    return 0
+
+
+def _scheduler(args: argparse.Namespace) -> int:
+    from ..scheduler import scheduler
+    _until_signalled(scheduler.run(Path(args.kubeconfig), leader_elect=args.leader_elect,
+                                   percentage_of_nodes_to_score=args.percentage_of_nodes_to_score))
     return 0
 
 
@@ -162,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--pod-memory", default="8Mi", help="simulated memory use of a container (default 8Mi)")
     sim.add_argument("--cleanup", action="store_true", help="delete the nodes and their leases on exit")
     sim.set_defaults(func=_simulate)
+
+    sched = sub.add_parser("scheduler", help="run the scheduler alone against an API server")
+    sched.add_argument("--kubeconfig", required=True, help="kubeconfig with the API server and credentials")
+    sched.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                       help="elect one active copy through the kube-system/kube-scheduler Lease (default on)")
+    sched.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
+                       help="share of nodes to find feasible before scoring (default adaptive, as upstream)")
+    sched.set_defaults(func=_scheduler)
 
     kubectl = sub.add_parser("kubectl", help="run kubectl against this machine's ketch server",
                              add_help=False)

@@ -1,0 +1,1 @@
+"""kube-scheduler: places pending pods on nodes (queue, cache, filter and score plugins, binder)."""

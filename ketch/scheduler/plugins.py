@@ -1,0 +1,407 @@
+"""Filter and score plugins of the default profile, in upstream's order and with its reasons.
+
+`prefilter(pod)` computes, once per attempt, everything a filter or score needs beyond one node
+(affinity domains, spread counts), so that `filter(state, node)` and the scores are a few dict
+lookups per node. A failed filter answers a `Failure`: upstream's reason strings and whether
+preemption could help (Unschedulable) or not (UnschedulableAndUnresolvable).
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .cache import UNSCHEDULABLE_TAINT, Cache, NodeInfo
+from .podinfo import CPU, EPHEMERAL, HOSTNAME, MEMORY, ZONE_LABELS, AffinityTerm, PodInfo, SpreadConstraint, tolerates
+
+MAX_SCORE = 100
+
+ERR_UNSCHEDULABLE = "node(s) were unschedulable"
+ERR_NODE_NAME = "node(s) didn't match the requested node name"
+ERR_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+ERR_PORTS = "node(s) didn't have free ports for the requested pod ports"
+ERR_TOO_MANY_PODS = "Too many pods"
+ERR_SPREAD = "node(s) didn't match pod topology spread constraints"
+ERR_SPREAD_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
+ERR_AFFINITY = "node(s) didn't match pod affinity rules"
+ERR_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
+ERR_EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
+
+WEIGHTS = {"fit": 1, "balanced": 1, "taint": 3, "node_affinity": 2, "spread": 2, "pod_affinity": 2, "image": 1}
+# Upstream's default topology spread: by host (maxSkew 3) and zone (maxSkew 5), ScheduleAnyway.
+DEFAULT_SPREAD_KEYS = (HOSTNAME, ZONE_LABELS[0])
+
+
+@dataclass(frozen=True)
+class Failure:
+    reasons: tuple[str, ...]
+    resolvable: bool  # preemption might help
+
+
+def _fail(reason: str, resolvable: bool = False) -> Failure:
+    return Failure((reason,), resolvable)
+
+
+def untolerated(taints: list[dict], tolerations: list[dict]) -> dict | None:
+    for taint in taints:
+        if not any(tolerates(t, taint) for t in tolerations):
+            return taint
+    return None
+
+
+def matches_node_selector(p: PodInfo, node: NodeInfo) -> bool:
+    """NodeSelector AND required node affinity (its terms ORed)."""
+    nl = node.labels
+    for k, v in p.node_selector.items():
+        if nl.get(k) != v:
+            return False
+    if p.required_node_terms is not None:
+        return any(t.matches(nl, node.name) for t in p.required_node_terms)
+    return True
+
+
+def ports_conflict(wanted: list[tuple[str, str, int]], used: Counter) -> bool:
+    for ip, proto, port in wanted:
+        for uip, uproto, uport in used:
+            if uport == port and uproto == proto and (ip == uip or "0.0.0.0" in (ip, uip)):
+                return True
+    return False
+
+
+def insufficient(p: PodInfo, node: NodeInfo, extra: dict[str, int] | None = None, extra_pods: int = 0) -> list[str]:
+    """NodeResourcesFit: every resource the node lacks for `p` (all are reported, as upstream)."""
+    out = []
+    if len(node.pods) + extra_pods + 1 > node.allowed_pods():
+        out.append(ERR_TOO_MANY_PODS)
+    if not p.requests:
+        return out
+    alloc, used = node.allocatable, node.requested
+    for name in (CPU, MEMORY, EPHEMERAL):
+        want = p.requests.get(name, 0)
+        if want and alloc.get(name, 0) < want + used.get(name, 0) + (extra.get(name, 0) if extra else 0):
+            out.append(f"Insufficient {name}")
+    for name, want in p.requests.items():
+        if name in (CPU, MEMORY, EPHEMERAL):
+            continue
+        if alloc.get(name, 0) < want + used.get(name, 0) + (extra.get(name, 0) if extra else 0):
+            out.append(f"Insufficient {name}")
+    return out
+
+
+@dataclass
+class SpreadState:
+    constraint: SpreadConstraint
+    counts: Counter            # domain value -> matching pods
+    min_count: int
+    self_match: int
+
+
+@dataclass
+class CycleState:
+    pod: PodInfo
+    check_node_affinity: bool
+    nominated_extra: bool
+    existing_anti: set[tuple[str, str]] = field(default_factory=set)   # (topologyKey, value) forbidden
+    affinity_domains: list[set[tuple[str, str]]] | None = None         # per required affinity term
+    affinity_self_ok: bool = False
+    anti_domains: list[tuple[str, set[str]]] = field(default_factory=list)
+    spread: list[SpreadState] = field(default_factory=list)
+    spread_eligible: set[str] | None = None
+
+
+class Framework:
+    def __init__(self, cache: Cache, ns_labels: Callable[[str], dict],
+                 default_spread: Callable[[PodInfo], Callable[[], Counter] | None]):
+        self.cache = cache
+        self.ns_labels = ns_labels
+        self.default_spread = default_spread  # pod -> (lambda: node -> count of its peers) or None
+
+    # ---- prefilter ---------------------------------------------------------------------------
+
+    def _domains(self, term: AffinityTerm) -> set[str]:
+        """Values of term.topologyKey on nodes that hold a pod matching the term."""
+        counts = self.cache.matching_counts(term.selector, lambda ns: term.matches_namespace(ns, self.ns_labels))
+        out = set()
+        for node_name in counts:
+            info = self.cache.nodes.get(node_name)
+            if info is not None and term.topology_key in info.labels:
+                out.add(info.labels[term.topology_key])
+        return out
+
+    def prefilter(self, p: PodInfo) -> CycleState:
+        state = CycleState(p, bool(p.node_selector) or p.required_node_terms is not None,
+                           bool(self.cache.nominated))
+        # Existing pods' required anti-affinity against this pod.
+        for other in self.cache.with_anti_affinity.values():
+            node = self.cache.nodes.get(self.cache.node_of(other.key) or "")
+            if node is None:
+                continue
+            for term in other.anti_affinity:
+                if term.topology_key in node.labels and term.matches(p, self.ns_labels):
+                    state.existing_anti.add((term.topology_key, node.labels[term.topology_key]))
+        if p.affinity:
+            state.affinity_domains = [{(t.topology_key, v) for v in self._domains(t)} for t in p.affinity]
+            # The first pod of a group that selects itself may go anywhere (upstream's special case).
+            if not any(state.affinity_domains) and all(t.matches(p, self.ns_labels) for t in p.affinity):
+                state.affinity_self_ok = True
+        for term in p.anti_affinity:
+            state.anti_domains.append((term.topology_key, self._domains(term)))
+        hard = [c for c in p.spread if c.hard]
+        if hard:
+            self._prefilter_spread(state, hard)
+        return state
+
+    def _prefilter_spread(self, state: CycleState, hard: list[SpreadConstraint]) -> None:
+        p = state.pod
+        eligible = set()
+        for node in self.cache.node_infos():
+            if all(c.topology_key in node.labels for c in hard) and matches_node_selector(p, node):
+                eligible.add(node.name)
+        state.spread_eligible = eligible
+        for c in hard:
+            counts: Counter = Counter()
+            for name in eligible:
+                counts[self.cache.nodes[name].labels[c.topology_key]] += 0
+            for node_name, n in self.cache.matching_counts(c.selector, lambda ns: ns == p.namespace).items():
+                if node_name in eligible:
+                    counts[self.cache.nodes[node_name].labels[c.topology_key]] += n
+            min_count = min(counts.values()) if counts else 0
+            if len(counts) < c.min_domains:
+                min_count = 0
+            state.spread.append(SpreadState(c, counts, min_count, 1 if c.selector.matches(p.labels) else 0))
+
+    # ---- filter ------------------------------------------------------------------------------
+
+    def filter(self, state: CycleState, node: NodeInfo) -> Failure | None:
+        p = state.pod
+        if node.unschedulable and not any(
+                tolerates(t, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}) for t in p.tolerations):
+            return _fail(ERR_UNSCHEDULABLE)
+        if p.node_name and p.node_name != node.name:
+            return _fail(ERR_NODE_NAME)
+        if node.taints:
+            taint = untolerated(node.taints, p.tolerations)
+            if taint is not None:
+                return _fail(f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}")
+        if state.check_node_affinity and not matches_node_selector(p, node):
+            return _fail(ERR_NODE_AFFINITY)
+        if p.host_ports and node.ports and ports_conflict(p.host_ports, node.ports):
+            return _fail(ERR_PORTS, True)
+        extra, extra_pods = None, 0
+        if state.nominated_extra and node.nominated:
+            extra, extra_pods = self._nominated_extra(p, node)
+        lacking = insufficient(p, node, extra, extra_pods)
+        if lacking:
+            return Failure(tuple(lacking), True)
+        if state.spread:
+            failure = self._filter_spread(state, node)
+            if failure is not None:
+                return failure
+        return self._filter_affinity(state, node)
+
+    @staticmethod
+    def _nominated_extra(p: PodInfo, node: NodeInfo) -> tuple[dict[str, int], int]:
+        """What pods nominated to this node with at least p's priority will take (upstream counts
+        them as if already there, so that a preemptor's room is not taken by others)."""
+        extra: dict[str, int] = {}
+        count = 0
+        for key, other in node.nominated.items():
+            if key != p.key and other.priority >= p.priority:
+                count += 1
+                for k, v in other.requests.items():
+                    extra[k] = extra.get(k, 0) + v
+        return extra, count
+
+    @staticmethod
+    def _filter_spread(state: CycleState, node: NodeInfo) -> Failure | None:
+        for s in state.spread:
+            key = s.constraint.topology_key
+            if key not in node.labels:
+                return _fail(ERR_SPREAD_LABEL)
+            if s.counts.get(node.labels[key], 0) + s.self_match - s.min_count > s.constraint.max_skew:
+                return _fail(ERR_SPREAD, True)
+        return None
+
+    @staticmethod
+    def _filter_affinity(state: CycleState, node: NodeInfo) -> Failure | None:
+        labels = node.labels
+        if state.existing_anti:
+            for key, value in state.existing_anti:
+                if labels.get(key) == value:
+                    return _fail(ERR_EXISTING_ANTI_AFFINITY, True)
+        if state.affinity_domains is not None and not state.affinity_self_ok:
+            for term, domains in zip(state.pod.affinity, state.affinity_domains):
+                if term.topology_key not in labels or (term.topology_key, labels[term.topology_key]) not in domains:
+                    return _fail(ERR_AFFINITY)
+        elif state.affinity_domains is not None:
+            if any(t.topology_key not in labels for t in state.pod.affinity):
+                return _fail(ERR_AFFINITY)
+        for key, domains in state.anti_domains:
+            if key in labels and labels[key] in domains:
+                return _fail(ERR_ANTI_AFFINITY, True)
+        return None
+
+    # ---- score -------------------------------------------------------------------------------
+
+    def score(self, state: CycleState, nodes: list[NodeInfo]) -> list[float]:
+        p = state.pod
+        totals = [0.0] * len(nodes)
+        cpu, mem = p.nonzero_cpu, p.nonzero_memory
+        wf, wb = WEIGHTS["fit"], WEIGHTS["balanced"]
+        for i, n in enumerate(nodes):
+            acpu = n.allocatable.get(CPU, 0)
+            amem = n.allocatable.get(MEMORY, 0)
+            rcpu = n.nonzero_cpu + cpu
+            rmem = n.nonzero_memory + mem
+            fcpu = rcpu / acpu if acpu else 1.0
+            fmem = rmem / amem if amem else 1.0
+            least = ((max(0.0, 1 - fcpu) + max(0.0, 1 - fmem)) / 2) * MAX_SCORE
+            balanced = (1 - abs(min(fcpu, 1.0) - min(fmem, 1.0)) / 2) * MAX_SCORE
+            totals[i] = wf * int(least) + wb * int(balanced)
+        self._score_taints(p, nodes, totals)
+        if p.preferred_node_terms:
+            raw = [sum(w for w, t in p.preferred_node_terms if t.matches(n.labels, n.name)) for n in nodes]
+            _add_normalized(totals, raw, WEIGHTS["node_affinity"])
+        self._score_spread(state, nodes, totals)
+        self._score_pod_affinity(p, nodes, totals)
+        return totals
+
+    @staticmethod
+    def _score_taints(p: PodInfo, nodes: list[NodeInfo], totals: list[float]) -> None:
+        if not any(n.prefer_taints for n in nodes):
+            for i in range(len(totals)):
+                totals[i] += WEIGHTS["taint"] * MAX_SCORE
+            return
+        tols = [t for t in p.tolerations if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
+        raw = [sum(1 for taint in n.prefer_taints if not any(tolerates(t, taint) for t in tols)) for n in nodes]
+        _add_normalized(totals, raw, WEIGHTS["taint"], reverse=True)
+
+    def _score_spread(self, state: CycleState, nodes: list[NodeInfo], totals: list[float]) -> None:
+        p = state.pod
+        if p.spread:
+            constraints = [(c.topology_key, self.cache.matching_counts(c.selector, lambda ns: ns == p.namespace))
+                           for c in p.spread]
+        else:
+            peers = self.default_spread(p)
+            if peers is None:
+                return
+            counts = peers()
+            constraints = [(key, counts) for key in DEFAULT_SPREAD_KEYS]
+        raw = [0.0] * len(nodes)
+        for key, node_counts in constraints:
+            if key == HOSTNAME:
+                domains = len(self.cache.node_order)
+                per_domain = node_counts
+                value_of = lambda n: n.name  # noqa: E731
+            else:
+                if not any(key in n.labels for n in nodes):
+                    continue
+                per_domain = Counter()
+                for node_name, c in node_counts.items():
+                    info = self.cache.nodes.get(node_name)
+                    if info is not None and key in info.labels:
+                        per_domain[info.labels[key]] += c
+                domains = len({n.labels[key] for n in nodes if key in n.labels})
+                value_of = lambda n, key=key: n.labels.get(key)  # noqa: E731
+            weight = math.log(domains + 2)
+            for i, n in enumerate(nodes):
+                value = value_of(n)
+                if value is not None:
+                    raw[i] += weight * per_domain.get(value, 0)
+        _add_normalized(totals, raw, WEIGHTS["spread"], reverse=True)
+
+    def _score_pod_affinity(self, p: PodInfo, nodes: list[NodeInfo], totals: list[float]) -> None:
+        terms = [(t, t.weight) for t in p.preferred_affinity] + [(t, -t.weight) for t in p.preferred_anti_affinity]
+        existing = []
+        for other in self.cache.with_affinity.values():
+            node = self.cache.nodes.get(self.cache.node_of(other.key) or "")
+            if node is None:
+                continue
+            for t in other.preferred_affinity:
+                if t.topology_key in node.labels and t.matches(p, self.ns_labels):
+                    existing.append((t.topology_key, node.labels[t.topology_key], t.weight))
+            for t in other.preferred_anti_affinity:
+                if t.topology_key in node.labels and t.matches(p, self.ns_labels):
+                    existing.append((t.topology_key, node.labels[t.topology_key], -t.weight))
+        if not terms and not existing:
+            return
+        per_term = []
+        for term, weight in terms:
+            counts = self.cache.matching_counts(term.selector, lambda ns, t=term: t.matches_namespace(ns, self.ns_labels))
+            by_domain: Counter = Counter()
+            for node_name, c in counts.items():
+                info = self.cache.nodes.get(node_name)
+                if info is not None and term.topology_key in info.labels:
+                    by_domain[info.labels[term.topology_key]] += c
+            per_term.append((term.topology_key, by_domain, weight))
+        raw = []
+        for n in nodes:
+            s = 0.0
+            for key, by_domain, weight in per_term:
+                if key in n.labels:
+                    s += weight * by_domain.get(n.labels[key], 0)
+            for key, value, weight in existing:
+                if n.labels.get(key) == value:
+                    s += weight
+            raw.append(s)
+        _add_normalized(totals, raw, WEIGHTS["pod_affinity"], min_max=True)
+
+
+def _add_normalized(totals: list[float], raw: list[float], weight: int, reverse: bool = False,
+                    min_max: bool = False) -> None:
+    if not raw:
+        return
+    hi, lo = max(raw), min(raw)
+    for i, r in enumerate(raw):
+        if min_max:
+            s = MAX_SCORE * (r - lo) / (hi - lo) if hi > lo else 0
+        elif reverse:
+            s = MAX_SCORE * (hi - r) / hi if hi > 0 else MAX_SCORE
+        else:
+            s = MAX_SCORE * r / hi if hi > 0 else 0
+        totals[i] += weight * int(s)
+
+
+def select_host(nodes: list[NodeInfo], scores: list[float]) -> NodeInfo:
+    """The best-scored node; ties broken at random (reservoir sampling, as upstream's selectHost)."""
+    best_i, best, ties = 0, scores[0], 1
+    for i in range(1, len(scores)):
+        if scores[i] > best:
+            best_i, best, ties = i, scores[i], 1
+        elif scores[i] == best:
+            ties += 1
+            if random.randrange(ties) == 0:
+                best_i = i
+    return nodes[best_i]
+
+
+def nodes_to_find(num_nodes: int, percentage: int = 0) -> int:
+    """numFeasibleNodesToFind: all nodes below 100; else an adaptive share (50% − nodes/125,
+    at least 5%) and at least 100."""
+    if num_nodes < 100 or percentage >= 100:
+        return num_nodes
+    if percentage <= 0:
+        percentage = max(50 - num_nodes // 125, 5)
+    return min(num_nodes, max(num_nodes * percentage // 100, 100))
+
+
+def histogram(statuses: dict[str, Failure]) -> str:
+    counts: Counter = Counter()
+    for f in statuses.values():
+        for r in f.reasons:
+            counts[r] += 1
+    return ", ".join(sorted(f"{v} {k}" for k, v in counts.items()))
+
+
+def fit_error(num_nodes: int, statuses: dict[str, Failure], post_filter_msg: str = "") -> str:
+    """FitError.Error(): "0/N nodes are available: <sorted reason histogram>. <postfilter>."."""
+    msg = f"0/{num_nodes} nodes are available:"
+    hist = histogram(statuses)
+    if hist:
+        msg += f" {hist}."
+    if post_filter_msg:
+        msg += f" {post_filter_msg}."
+    return msg
+
