@@ -74,12 +74,14 @@ def template_of(revision: dict) -> dict:
     return template
 
 
-def new_revision(owner: dict, data: dict, number: int, collision_count: int | None) -> dict:
-    """A ControllerRevision of `owner` (not yet created)."""
+def new_revision(owner: dict, data: dict, number: int, collision_count: int | None, *,
+                 hash_label: str = HASH_LABEL, hash_input: dict | None = None) -> dict:
+    """A ControllerRevision of `owner` (not yet created). The name's hash is of `hash_input`
+    (default: the data); DaemonSets hash their template and label it controller-revision-hash."""
     meta = owner["metadata"]
-    hash_ = revision_hash(data, collision_count)
+    hash_ = revision_hash(data if hash_input is None else hash_input, collision_count)
     labels = dict(((owner.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {})
-    labels[HASH_LABEL] = hash_
+    labels[hash_label] = hash_
     rev_meta: dict = {"name": revision_name(meta["name"], hash_), "namespace": meta.get("namespace"),
                       "labels": labels, "ownerReferences": [owner_reference(owner)]}
     if meta.get("annotations"):
@@ -106,12 +108,12 @@ def equal_revisions(revisions: list[dict], data: dict) -> list[dict]:
 
 
 async def create_revision(client: Client, owner: dict, data: dict, number: int,
-                          collision_count: int) -> tuple[dict, int]:
+                          collision_count: int, **naming) -> tuple[dict, int]:
     """Create the revision, raising the collision count past names taken by different data.
     Returns the revision (new, or the existing one with equal data) and the collision count."""
     res = client.resource("apps/v1", "ControllerRevision", owner["metadata"].get("namespace"))
     while True:
-        rev = new_revision(owner, data, number, collision_count)
+        rev = new_revision(owner, data, number, collision_count, **naming)
         try:
             return await res.create(rev), collision_count
         except ApiError as e:

@@ -15,6 +15,7 @@ from ..client import kubeconfig
 from ..client.leader import LeaderElector
 from ..client.rest import Client
 from .base import Controller, InformerFactory
+from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .events import EventRecorder
 from .garbagecollector import GarbageCollector
@@ -35,6 +36,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "deployment": DeploymentController,
     "garbagecollector": GarbageCollector,
     "job": JobController,
+    "daemonset": DaemonSetController,
 }
 
 

@@ -228,7 +228,7 @@ def test_deleting_a_job_releases_its_pods(server, jobs):
 
 
 def test_backoff_between_failures(tmp_path, monkeypatch):
-    monkeypatch.setenv("KETCH_JOB_BACKOFF_BASE", "1")
+    monkeypatch.setenv("KETCH_JOB_BACKOFF_BASE", "2")
     srv = start_server(tmp_path)
     try:
         jobs = Jobs(srv, "default")
@@ -238,12 +238,12 @@ def test_backoff_between_failures(tmp_path, monkeypatch):
         t0 = time.monotonic()
         second = poll(lambda: jobs.live_pods("retry"))[0]
         waited = time.monotonic() - t0
-        assert 0.7 <= waited < 3, waited
+        assert 0.9 <= waited < 3, waited  # 2 s after finishedAt (whole seconds)
         jobs.finish(second, "Failed", 1)
         t0 = time.monotonic()
         poll(lambda: jobs.live_pods("retry"))
         waited = time.monotonic() - t0
-        assert 1.7 <= waited < 4.5, waited  # doubled
+        assert 2.9 <= waited < 5.5, waited  # doubled
         jobs.finish(jobs.live_pods("retry")[0], "Failed", 1)
         poll(lambda: ("Failed", "True", "BackoffLimitExceeded") in jobs.conditions("retry"))
         assert jobs.job("retry")["status"]["failed"] == 3
