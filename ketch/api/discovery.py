@@ -83,8 +83,8 @@ def storage_version_hash(group: str, version: str, kind: str) -> str:
 
 
 def _is_stored(r: kinds.Resource) -> bool:
-    # Create-only resources (bindings, reviews) are not kept in storage and carry no hash.
-    return "get" in r.verbs
+    # Create-only resources (bindings, reviews) and computed ones (metrics) carry no hash.
+    return r.stored and "get" in r.verbs
 
 
 def _gv(group: str, version: str) -> dict:

@@ -34,6 +34,9 @@ class Resource:
     storage_version: str = ""
     # Definition name of this version's schema; derived from the GVK when left empty.
     definition: str = ""
+    # False for resources computed on request and never kept in the store (metrics.k8s.io):
+    # storage, OpenAPI, the namespace controller and the garbage collector leave them alone.
+    stored: bool = True
 
     @property
     def group_version(self) -> str:
@@ -173,6 +176,11 @@ _add("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccess
      verbs=("create",))
 _add("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, verbs=("create",))
 
+# metrics.k8s.io: usage the API server scrapes from the kubelets (ketch/apiserver/metrics.py), read-only.
+for kind, plural, namespaced in (("NodeMetrics", "nodes", False), ("PodMetrics", "pods", True)):
+    _add("metrics.k8s.io", "v1beta1", kind, plural, namespaced=namespaced, verbs=("get", "list"), stored=False,
+         registry_name=f"metrics.k8s.io/{plural}", definition=f"io.k8s.metrics.pkg.apis.metrics.v1beta1.{kind}")
+
 # The book's legacy versions, stored in today's versions.
 _LEGACY_APPS = {
     ("extensions", "v1beta1"): ("Deployment", "ReplicaSet", "DaemonSet"),
@@ -212,7 +220,7 @@ RETURNS_DELETED_OBJECT = {("", "Pod"), ("", "PodTemplate"), ("", "Service"), (""
 # today's groups come before the legacy ones, and each group lists its preferred version first.
 GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling",
                "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
-               "coordination.k8s.io", "discovery.k8s.io", "extensions")
+               "coordination.k8s.io", "discovery.k8s.io", "extensions", "metrics.k8s.io")
 PREFERRED_VERSION = {"": "v1", "apps": "v1", "autoscaling": "v2", "batch": "v1", "policy": "v1",
                      "storage.k8s.io": "v1", "extensions": "v1beta1"}
 

@@ -227,7 +227,8 @@ class _Routes:
         for r in kinds.RESOURCES:
             obj = self.object_definition(r)
             if obj is None:
-                log.warning("no schema for %s/%s %s: left out of OpenAPI", r.group, r.version, r.kind)
+                if r.stored:  # computed resources (metrics.k8s.io) publish no schema
+                    log.warning("no schema for %s/%s %s: left out of OpenAPI", r.group, r.version, r.kind)
                 continue
             _ResourceRoutes(self, r, obj).add_all()
         return self.routes

@@ -20,7 +20,7 @@ from ..api import discovery, errors, kinds, legacy, openapi, schema
 from ..client import kubeconfig
 from ..storage import open_store
 from ..storage.interface import Store
-from . import admission, certs, codec, handlers
+from . import admission, certs, codec, handlers, metrics
 from .allocators import KUBERNETES_SERVICE_IP
 from .registry import Registry
 from .request import PageNotFound, parse_resource_path
@@ -56,6 +56,9 @@ class ServerConfig:
     kubeconfig_path: Path | None = None
     datastore_endpoint: str = ""
     advertise_names: tuple[str, ...] = ()
+    # metrics.k8s.io: how often kubelets are scraped, and whether non-loopback kubelet URLs may be.
+    metrics_resolution: float = metrics.DEFAULT_RESOLUTION
+    metrics_allow_remote_kubelets: bool = False
 
     @property
     def tls_dir(self) -> Path:
@@ -106,6 +109,7 @@ class APIServer:
         self._documents: dict[str, openapi.Rendered] = {}
         self.openapi = openapi.PublishedOpenAPI()
         self._tasks: list[asyncio.Task] = []
+        self.metrics_store = metrics.MetricsStore()
 
     # ---- setup ---------------------------------------------------------------------------------
 
@@ -143,6 +147,7 @@ class APIServer:
         t0 = time.monotonic()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         legacy.install()
+        metrics.install_schema()
         ssl_ctx = self._pki()
         endpoint = self.config.datastore_endpoint or f"sqlite:///{(self.config.data_dir / 'state.db').resolve()}"
         self.store = open_store(endpoint)
@@ -161,6 +166,11 @@ class APIServer:
         if self.config.kubeconfig_path:
             self.write_kubeconfig(self.config.kubeconfig_path)
         self._tasks.append(asyncio.create_task(self._compactor()))
+        self.metrics_api = metrics.MetricsAPI(self.registry, self.metrics_store)
+        scraper = metrics.Scraper(self.registry, self.metrics_store, resolution=self.config.metrics_resolution,
+                                  allow_remote=self.config.metrics_allow_remote_kubelets,
+                                  ca_file=self.config.tls_dir / "ca.crt")
+        self._tasks.append(asyncio.create_task(scraper.run()))
         _tune_gc()
         self.ready = True
         log.info("serving on %s (ready in %.2fs)", self.config.url, time.monotonic() - t0)
@@ -314,6 +324,8 @@ class APIServer:
         if info is None:
             raise PageNotFound(path)
         ctx = handlers.Context(request, info, self.registry)  # type: ignore[arg-type]
+        if info.resource.group == metrics.GROUP:
+            return await self.metrics_api.serve(ctx)
         return await handlers.dispatch(ctx)
 
     def _discovery(self, request: web.Request, path: str) -> web.Response:

@@ -27,7 +27,8 @@ def _server(args: argparse.Namespace) -> int:
     kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
-                          advertise_names=tuple(args.tls_san or ()))
+                          advertise_names=tuple(args.tls_san or ()), metrics_resolution=args.metrics_resolution,
+                          metrics_allow_remote_kubelets=args.metrics_allow_remote_kubelets)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -128,6 +129,15 @@ def _kubectl(args: list[str]) -> int:
     return 0  # not reached
 
 
+def _duration(text: str) -> float:
+    """Seconds from "15s", "1.5s", "500ms", "1m" or a bare number of seconds."""
+    import re
+    m = re.fullmatch(r"(\d+(?:\.\d*)?)(ms|s|m)?", text.strip())
+    if m is None or float(m[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
+    return float(m[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m[2]]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ketch", description="Kubernetes, in Python.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -143,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--datastore-endpoint", help="sqlite:///path/to/state.db (default DATA_DIR/state.db)")
     server.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
     server.add_argument("--disable-agent", action="store_true", help="run no node agent (the only mode so far)")
+    server.add_argument("--metrics-resolution", type=_duration, default=15.0, metavar="DURATION",
+                        help="how often kubelets are scraped for metrics.k8s.io, e.g. 15s (default), 2s, 500ms")
+    server.add_argument("--metrics-allow-remote-kubelets", action="store_true",
+                        help="scrape kubelets whose URL is not loopback (a multi-machine cluster)")
     server.set_defaults(func=_server)
 
     cm = sub.add_parser("controller-manager", help="run the controllers alone against an API server")

@@ -29,6 +29,7 @@ KUBELET_URL_ANNOTATION = "ketch.io/kubelet-url"
 # What the node's own daemons use besides the pods, so an idle node does not read zero.
 NODE_BASE_CPU = 20_000_000        # nanocores (20m)
 NODE_BASE_MEMORY = 256 * 1024**2  # bytes
+INDEX_TTL = 0.5
 
 _HELP = {
     "container_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the container in core-seconds"),
@@ -84,6 +85,8 @@ class KubeletAPI:
         self.started = time.time()
         self._nodes: dict[str, _Counter] = {}
         self._containers: dict[tuple[str, str, str], _Counter] = {}
+        self._by_node: dict[str, list[tuple[str, str]]] = {}
+        self._indexed_at = -INDEX_TTL
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -119,13 +122,24 @@ class KubeletAPI:
         return web.Response(text=self.render(node, now), content_type="text/plain",
                             charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
 
+    def _pods_on(self, node: str) -> list[tuple[str, str]]:
+        """The pods of `node`, from an index rebuilt at most every INDEX_TTL seconds (so a round of
+        scrapes over 1,000 nodes walks 10,000 pods a few times, not once per node)."""
+        if time.monotonic() - self._indexed_at > INDEX_TTL:
+            index: dict[str, list[tuple[str, str]]] = {}
+            for key, pod_usage in list(self.sim.usage.pods.items()):  # type: ignore[union-attr]
+                index.setdefault(pod_usage.node, []).append(key)
+            self._by_node, self._indexed_at = index, time.monotonic()
+        return self._by_node.get(node, [])
+
     def render(self, node: str, now: float) -> str:
         """The node's /metrics/resource text at `now`."""
         usage = self.sim.usage
         pods = []
         if usage is not None:
-            for (ns, name), pod_usage in list(usage.pods.items()):
-                if pod_usage.node != node:
+            for ns, name in self._pods_on(node):
+                pod_usage = usage.pods.get((ns, name))
+                if pod_usage is None or pod_usage.node != node:
                     continue
                 cached = self.sim.pods.get(f"{ns}/{name}")
                 if cached is not None:

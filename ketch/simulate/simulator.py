@@ -22,6 +22,7 @@ from ..controllers.podutil import TERMINAL_PHASES, parse_time
 from . import nodes as simnodes
 from . import pods as simpods
 from .addresses import PodAddresses, fallback_cidr
+from .kubelet_api import KUBELET_URL_ANNOTATION, KubeletAPI
 from .usage import UsageBook
 
 log = logging.getLogger("ketch.simulate")
@@ -104,6 +105,8 @@ class Simulator:
         self.node_informer = Informer(self.node_api)
         self.usage = UsageBook(config.pod_cpu, config.pod_memory) if config.metrics else None
         self.kubelet = PodSimulator(self)
+        # With --metrics, the nodes' /metrics/resource endpoint (advertised in ketch.io/kubelet-url).
+        self.kubelet_api = KubeletAPI(self) if self.usage is not None else None
         self.ready = asyncio.Event()      # set once every node is registered and the caches synced
         self._tasks: set[asyncio.Task] = set()
 
@@ -119,6 +122,8 @@ class Simulator:
     # ---- running -------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.kubelet_api is not None:
+            await self.kubelet_api.start()
         await self.register()
         self.node_informer.add_handlers(on_add=self._node_changed, on_update=lambda _o, n: self._node_changed(n),
                                         on_delete=self._node_deleted)
@@ -137,6 +142,8 @@ class Simulator:
                 task.cancel()
             await self.pods.stop()
             await self.node_informer.stop()
+            if self.kubelet_api is not None:
+                await self.kubelet_api.stop()
             if self.config.cleanup:
                 await asyncio.shield(self._cleanup())
 
@@ -173,6 +180,8 @@ class Simulator:
     async def _register(self, node: SimNode, existing: dict | None) -> None:
         now = time.time()
         desired = simnodes.node_object(node.name, node.index, node.ip, self.config.profile, _rfc3339(now))
+        if self.kubelet_api is not None:
+            desired["metadata"]["annotations"][KUBELET_URL_ANNOTATION] = self.kubelet_api.url(node.name)
         if existing is None:
             try:
                 created = await self.call(self.node_api.create({k: v for k, v in desired.items() if k != "status"}))
