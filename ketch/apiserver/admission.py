@@ -1,12 +1,20 @@
-"""Admission: the mutating steps upstream's default plugins apply to new Pods, and the per-namespace
-objects every namespace is born with.
+"""Admission: the ordered chain of plugins every create and update passes, as kube-apiserver's.
 
-- Priority: a Pod without a priorityClassName gets priority 0; the two built-in classes resolve to
-  their values; an unknown class is refused.
-- DefaultTolerationSeconds: tolerate not-ready and unreachable nodes for 300 s.
+Each plugin is named after its upstream counterpart and may have a mutating step (`admit`, run in
+chain order before validation) and a validating step (`validate`, run in chain order after the
+object's own validation, just before it is stored). Security admission plugs in the same way: one
+`Plugin` in `CHAIN`. Steps see the object in its storage version and ignore what is not theirs.
+
+- NamespaceLifecycle: no new objects in a missing or terminating namespace.
+- LimitRanger: LimitRange defaults, min/max and ratio checks (limitranger.py).
 - ServiceAccount: `default` unless named; the account must exist; its token, the cluster CA and
   the namespace are projected into every container at the well-known path, unless automounting is
   turned off on the Pod or the account.
+- Priority: a Pod without a priorityClassName gets priority 0; the two built-in classes resolve to
+  their values; an unknown class is refused.
+- DefaultTolerationSeconds: tolerate not-ready and unreachable nodes for 300 s.
+- DefaultStorageClass: a PersistentVolumeClaim that asks for no class gets the default one.
+- ResourceQuota: refuses what would exceed a quota and charges the quota's usage (quota.py).
 
 A new namespace gets its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap at once
 (upstream's serviceaccount and root-ca-publisher controllers do this moments later; doing it here
@@ -15,9 +23,11 @@ means a Pod created right after its namespace never races them).
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..api import errors, kinds, storageclass
+from . import limitranger, quota
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -30,10 +40,68 @@ ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
+CREATE, UPDATE = "CREATE", "UPDATE"
+
+
+@dataclass
+class Attributes:
+    """What a plugin is asked about (upstream's admission.Attributes). `obj` is the object being
+    written, in its storage version; mutating steps change it in place."""
+    operation: str  # CREATE or UPDATE
+    resource: kinds.Resource
+    obj: dict
+    old: dict | None = None
+    subresource: str = ""
+    dry_run: bool = False
+
+    @property
+    def namespace(self) -> str:
+        return self.obj.get("metadata", {}).get("namespace") or ""
+
+    @property
+    def name(self) -> str:
+        meta = self.obj.get("metadata", {})
+        return meta.get("name") or meta.get("generateName") or ""
+
+    def is_(self, group: str, kind: str, operation: str | None = None) -> bool:
+        """This plugin's business: the main resource of `group`/`kind`, for `operation` if given."""
+        return self.resource.storage_group == group and self.resource.kind == kind and not self.subresource \
+            and (operation is None or self.operation == operation)
+
+    def forbidden(self, why: str) -> errors.ApiError:
+        """`<resource> "<name>" is forbidden: <why>`, as admission.NewForbidden words it."""
+        res = kinds.storage_resource(self.resource)
+        qualified = f"{res.plural}.{res.group}" if res.group else res.plural
+        details = {"name": self.name, **({"group": res.group} if res.group else {}), "kind": res.plural}
+        return errors.ApiError(403, "Forbidden", f'{qualified} "{self.name}" is forbidden: {why}', details)
+
+
+Step = Callable[["Registry", Attributes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    name: str
+    admit: Step | None = None  # mutating
+    validate: Step | None = None  # validating
+
+
+async def admit(registry: "Registry", a: Attributes) -> None:
+    """The mutating phase: every plugin's `admit`, in chain order."""
+    for plugin in CHAIN:
+        if plugin.admit is not None:
+            await plugin.admit(registry, a)
+
+
+async def validate(registry: "Registry", a: Attributes) -> None:
+    """The validating phase: every plugin's `validate`, in chain order (ResourceQuota last)."""
+    for plugin in CHAIN:
+        if plugin.validate is not None:
+            await plugin.validate(registry, a)
+
+
 def _forbidden(pod: dict, why: str) -> errors.ApiError:
-    name = pod["metadata"].get("name", "")
-    return errors.ApiError(403, "Forbidden", f'pods "{name}" is forbidden: {why}',
-                           {"name": name, "kind": "pods"})
+    return Attributes(CREATE, kinds.lookup("", "v1", "pods"), pod).forbidden(why)
 
 
 def _priority(pod: dict) -> None:
@@ -100,14 +168,46 @@ async def _default_storage_class(registry: "Registry", pvc: dict) -> None:
         pvc.setdefault("spec", {})["storageClassName"] = default
 
 
-async def admit_create(registry: "Registry", res: kinds.Resource, obj: dict) -> None:
-    """Mutating admission for a new object (storage version)."""
-    if res.storage_group == "" and res.kind == "Pod":
-        _priority(obj)
-        _default_tolerations(obj)
-        await _service_account(registry, obj)
-    elif res.storage_group == "" and res.kind == "PersistentVolumeClaim":
-        await _default_storage_class(registry, obj)
+async def _namespace_lifecycle(registry: "Registry", a: Attributes) -> None:
+    if a.operation != CREATE:
+        return
+    try:
+        await registry.check_namespace(a.resource, a.namespace)
+    except errors.ApiError as e:
+        e.message = e.message.replace("{name}", a.obj.get("metadata", {}).get("name", ""))
+        raise
+
+
+async def _service_account_plugin(registry: "Registry", a: Attributes) -> None:
+    if a.is_("", "Pod", CREATE):
+        await _service_account(registry, a.obj)
+
+
+async def _priority_plugin(registry: "Registry", a: Attributes) -> None:
+    if a.is_("", "Pod", CREATE):
+        _priority(a.obj)
+
+
+async def _default_toleration_seconds_plugin(registry: "Registry", a: Attributes) -> None:
+    if a.is_("", "Pod", CREATE):
+        _default_tolerations(a.obj)
+
+
+async def _default_storage_class_plugin(registry: "Registry", a: Attributes) -> None:
+    if a.is_("", "PersistentVolumeClaim", CREATE):
+        await _default_storage_class(registry, a.obj)
+
+
+# Upstream's recommended order (kube-apiserver --enable-admission-plugins).
+CHAIN: list[Plugin] = [
+    Plugin("NamespaceLifecycle", admit=_namespace_lifecycle),
+    Plugin("LimitRanger", admit=limitranger.admit, validate=limitranger.validate),
+    Plugin("ServiceAccount", admit=_service_account_plugin),
+    Plugin("Priority", admit=_priority_plugin),
+    Plugin("DefaultTolerationSeconds", admit=_default_toleration_seconds_plugin),
+    Plugin("DefaultStorageClass", admit=_default_storage_class_plugin),
+    Plugin("ResourceQuota", validate=quota.validate),
+]
 
 
 async def namespace_created(registry: "Registry", namespace: str) -> None:

@@ -270,8 +270,10 @@ class Registry:
                                                "field": "metadata.namespace"}]})
 
     async def create(self, res: kinds.Resource, obj: dict, *, dry_run: bool = False,
-                     skip_namespace_check: bool = False, trusted: bool = False) -> dict:
-        """Create `obj` (storage version, defaulted). Returns it as stored, with resourceVersion."""
+                     trusted: bool = False) -> dict:
+        """Create `obj` (storage version, defaulted). Returns it as stored, with resourceVersion.
+
+        `trusted` writes (the server's own) skip admission and validation."""
         meta = obj.setdefault("metadata", {})
         strategy.strip_server_fields(meta)
         if not meta.get("name") and meta.get("generateName"):
@@ -280,19 +282,15 @@ class Registry:
             meta.pop("namespace", None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
-        strategy.prepare_for_create(res, obj)
-        if not skip_namespace_check:
-            try:
-                await self.check_namespace(res, meta.get("namespace"))
-            except errors.ApiError as e:
-                e.message = e.message.replace("{name}", meta.get("name", ""))
-                raise
+        attrs = admission.Attributes(admission.CREATE, res, obj, dry_run=dry_run)
         if not trusted:
-            await admission.admit_create(self, res, obj)
+            await admission.admit(self, attrs)  # before the strategy: a Pod's QoS class sees LimitRange defaults
+        strategy.prepare_for_create(res, obj)
         # Allocation (cluster IPs, node ports) comes first: validation checks what it assigned.
         async with self.allocators.for_create(res, obj, dry_run):
             if not trusted:
                 self._validate(res, obj, None)
+                await admission.validate(self, attrs)
             if dry_run:
                 if await self.store.get(res.key(meta.get("namespace"), meta["name"])) is not None:
                     raise errors.already_exists(res.group, res.plural, meta["name"])
@@ -341,14 +339,18 @@ class Registry:
             requested_rv = meta.get("resourceVersion") or ""
             if requested_rv and requested_rv != current["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT)
+            attrs = admission.Attributes(admission.UPDATE, res, new, current, subresource, dry_run)
+            if not trusted:
+                await admission.admit(self, attrs)
             self._keep_server_fields(res, new, current)
             if subresource == "status":
-                new = strategy.prepare_for_status_update(res, new, current)
+                new = attrs.obj = strategy.prepare_for_status_update(res, new, current)
             elif subresource == "":
                 strategy.prepare_for_update(res, new, current)
             await self.allocators.for_update(res, new, current)
             if not trusted:
                 self._validate(res, new, current)
+                await admission.validate(self, attrs)
             if _same(new, current):
                 return current, False
             if dry_run:
@@ -360,6 +362,8 @@ class Registry:
                     if retry or not requested_rv:
                         continue
                     raise errors.conflict(res.group, res.plural, name, errors.STALE_OBJECT) from None
+                except st.KeyNotFoundError:  # deleted meanwhile (the garbage collector, say)
+                    raise errors.not_found(res.group, res.plural, name) from None
                 new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 return new, False
             try:

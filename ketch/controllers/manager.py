@@ -23,6 +23,7 @@ from .job import JobController
 from .namespace import NamespaceController
 from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController, ReplicationControllerController
+from .resourcequota import ResourceQuotaController
 
 log = logging.getLogger("ketch.controllers.manager")
 USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
@@ -37,6 +38,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "garbagecollector": GarbageCollector,
     "job": JobController,
     "daemonset": DaemonSetController,
+    "resourcequota": ResourceQuotaController,
 }
 
 

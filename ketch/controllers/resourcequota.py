@@ -1,0 +1,116 @@
+"""The ResourceQuota controller (upstream's pkg/controller/resourcequota): keeps each quota's
+status.hard equal to its spec and status.used equal to what the objects of its namespace use, so
+`kubectl describe quota` and `kubectl describe namespace` show Used against Hard.
+
+Admission (apiserver/quota.py) charges every create to the quotas before the object is stored; this
+controller releases usage when objects go away or stop counting (deleted, a pod finished, a
+service changed type), fills in usage for a new or edited quota, and recounts every quota every
+RESYNC_SECONDS to correct any drift (a charged create that then failed to store).
+
+A recount that comes out lower than status.used can also mean a create that admission has charged
+but not yet stored; so a decrease is written only when a second recount, CONFIRM_SECONDS later,
+still finds it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+
+from ..api import quota as q
+from ..client.rest import Client
+from .base import Controller, InformerFactory, namespace_index, split_key
+from .events import EventRecorder
+
+log = logging.getLogger("ketch.controllers.resourcequota")
+
+RESYNC_SECONDS = 30.0
+CONFIRM_SECONDS = 1.0
+NAMESPACE_INDEX = "namespace"
+# The kinds watched for changes; usage of other count/<resource> names is listed at each recount.
+WATCHED = {("", "pods"): "Pod", ("", "services"): "Service", ("", "persistentvolumeclaims"): "PersistentVolumeClaim",
+           ("", "replicationcontrollers"): "ReplicationController", ("", "secrets"): "Secret",
+           ("", "configmaps"): "ConfigMap", ("", "resourcequotas"): "ResourceQuota"}
+
+
+class ResourceQuotaController(Controller):
+    name = "resourcequota"
+
+    def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
+        super().__init__(client, informers, recorder)
+        self.quotas = informers.informer("v1", "ResourceQuota")
+        self.quotas.add_index(NAMESPACE_INDEX, namespace_index)
+        self.quotas.add_handlers(on_add=self.enqueue, on_update=self._quota_updated)
+        self.watched = {}
+        for (group, resource), kind in WATCHED.items():
+            inf = informers.informer("v1", kind)
+            inf.add_index(NAMESPACE_INDEX, namespace_index)
+            evaluator = q.evaluator(group, resource)
+            inf.add_handlers(on_update=lambda old, new, e=evaluator: self._object_updated(e, old, new),
+                             on_delete=lambda obj, e=evaluator: self._release(e, obj))
+            self.watched[(group, resource)] = inf
+        self._decreased_at: dict[str, float] = {}
+
+    # ---- what wakes a quota up -----------------------------------------------------------------
+
+    def _quota_updated(self, old: dict, new: dict) -> None:
+        spec, status = new.get("spec") or {}, new.get("status") or {}
+        if (old.get("spec") or {}) != spec or status.get("hard") != spec.get("hard") \
+                or not set(spec.get("hard") or {}) <= set(status.get("used") or {}):
+            self.enqueue(new)
+
+    def _release(self, evaluator: q.Evaluator, obj: dict) -> None:
+        """Usage may have dropped in the object's namespace: recount the quotas that track it."""
+        ns = obj.get("metadata", {}).get("namespace", "")
+        for quota in self.quotas.by_index(NAMESPACE_INDEX, ns):
+            if evaluator.matching_resources((quota.get("spec") or {}).get("hard") or {}):
+                self.enqueue(quota)
+
+    def _object_updated(self, evaluator: q.Evaluator, old: dict, new: dict) -> None:
+        ns = new.get("metadata", {}).get("namespace", "")
+        if self.quotas.by_index(NAMESPACE_INDEX, ns) and evaluator.usage(old) != evaluator.usage(new):
+            self._release(evaluator, new)
+
+    # ---- the recount ---------------------------------------------------------------------------
+
+    async def _objects(self, evaluator: q.Evaluator, namespace: str) -> list[dict]:
+        inf = self.watched.get((evaluator.group, evaluator.resource))
+        if inf is not None:
+            return inf.by_index(NAMESPACE_INDEX, namespace)
+        res = q.stored_resource(evaluator.group, evaluator.resource)
+        if res is None:
+            return []
+        listed = await self.client.resource(res.api_version, res.kind, namespace).list()
+        return listed.get("items") or []
+
+    async def usage(self, quota: dict) -> q.ResourceList:
+        hard = q.parse((quota.get("spec") or {}).get("hard"))
+        ns = quota["metadata"]["namespace"]
+        used: q.ResourceList = {}
+        for evaluator in q.evaluators_for(hard):
+            objects = await self._objects(evaluator, ns)
+            used.update(q.usage_of(quota, evaluator, evaluator.matching_resources(hard), objects))
+        return used
+
+    async def sync(self, key: str) -> float | None:
+        quota = self.quotas.get(key)
+        if quota is None:
+            self._decreased_at.pop(key, None)
+            return None
+        spec, status = quota.get("spec") or {}, quota.get("status") or {}
+        used = await self.usage(quota)
+        recorded = q.parse(status.get("used"))
+        if status.get("hard") == spec.get("hard") and used == recorded:
+            self._decreased_at.pop(key, None)
+            return RESYNC_SECONDS
+        if any(name in recorded and amount < recorded[name] for name, amount in used.items()):
+            first = self._decreased_at.setdefault(key, time.monotonic())
+            if time.monotonic() - first < CONFIRM_SECONDS:
+                return CONFIRM_SECONDS  # maybe a charged create not stored yet: look again
+        self._decreased_at.pop(key, None)
+        new = copy.deepcopy(quota)
+        new["status"] = {"hard": dict(spec.get("hard") or {}), "used": q.to_json(used)}
+        ns, _ = split_key(key)
+        # The cached resourceVersion is the precondition: a charge made since is a 409, and a recount.
+        await self.client.resource("v1", "ResourceQuota", ns).update_status(new)
+        return RESYNC_SECONDS
