@@ -21,6 +21,7 @@ from .events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
+from .nodelifecycle import NodeLifecycleController, TaintEvictionController
 from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .resourcequota import ResourceQuotaController
@@ -31,6 +32,8 @@ USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
 # name -> controller class; `--controllers` selects among these names.
 CONTROLLERS: dict[str, type[Controller]] = {
     "namespace": NamespaceController,
+    "nodelifecycle": NodeLifecycleController,
+    "tainteviction": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,
     "replicaset": ReplicaSetController,
     "replicationcontroller": ReplicationControllerController,

@@ -1,0 +1,119 @@
+"""The node lifecycle and taint-eviction controllers against simulated nodes that die and come back."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from helpers.cluster import start_server
+
+
+def _poll(fn, timeout: float = 20.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    """A server whose node lifecycle controller gives up on a node after 3 s of silence."""
+    monkeypatch.setenv("KETCH_NODE_MONITOR_GRACE_PERIOD", "3")
+    monkeypatch.setenv("KETCH_NODE_MONITOR_PERIOD", "0.5")
+    srv = start_server(tmp_path)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _pod(name: str, node: str, tolerations: list[dict]) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "tolerations": tolerations,
+                     "containers": [{"name": "c", "image": "busybox:1.36"}]}}
+
+
+def _taints(srv, node: str) -> set[tuple[str, str]]:
+    spec = srv.kubectl_json("get", "node", node)["spec"]
+    return {(t["key"], t["effect"]) for t in spec.get("taints") or ()}
+
+
+def test_dead_node_is_tainted_and_its_pods_evicted(cluster, simulator):
+    fast = ["--lease-interval", "0.5"]
+    simulator(cluster, nodes=2, name_prefix="live-", extra_args=fast)
+    dead = simulator(cluster, nodes=1, name_prefix="dead-", extra_args=fast)
+    unreachable = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}
+    pods = {"apiVersion": "v1", "kind": "List", "items": [
+        _pod("short", "dead-0", [{**unreachable, "tolerationSeconds": 2}]),
+        _pod("forever", "dead-0", [unreachable]),
+        _pod("default", "dead-0", []),           # admission: 300 s for not-ready and unreachable
+        _pod("elsewhere", "live-0", [])]}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pods))
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/short", "pod/forever", "pod/default", "pod/elsewhere",
+                    "--timeout=20s")
+    assert _taints(cluster, "dead-0") == set()
+
+    dead.kill9()
+    _poll(lambda: cluster.kubectl("get", "node", "dead-0", "--no-headers").stdout.split()[1] == "NotReady")
+    conds = {c["type"]: c for c in cluster.kubectl_json("get", "node", "dead-0")["status"]["conditions"]}
+    for ctype in ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure"):
+        assert conds[ctype]["status"] == "Unknown" and conds[ctype]["reason"] == "NodeStatusUnknown"
+    assert conds["Ready"]["message"] == "Kubelet stopped posting node status."
+    _poll(lambda: {("node.kubernetes.io/unreachable", "NoExecute"),
+                   ("node.kubernetes.io/unreachable", "NoSchedule")} <= _taints(cluster, "dead-0"))
+    noexecute = next(t for t in cluster.kubectl_json("get", "node", "dead-0")["spec"]["taints"]
+                     if t["effect"] == "NoExecute")
+    assert noexecute["timeAdded"]
+
+    # The pod tolerating 2 s is deleted (and stays Terminating: no kubelet is left to confirm).
+    short = _poll(lambda: (p := cluster.kubectl_json("get", "pod", "short"))["metadata"].get("deletionTimestamp") and p)
+    target = next(c for c in short["status"]["conditions"] if c["type"] == "DisruptionTarget")
+    assert target["reason"] == "DeletionByTaintManager" and target["status"] == "True"
+    assert target["message"] == "Taint manager: deleting due to NoExecute taint"
+    events = cluster.kubectl_json("get", "events", "--field-selector", "involvedObject.name=short")["items"]
+    assert any(e["reason"] == "TaintManagerEviction" and e["message"] == "Marking for deletion Pod default/short"
+               for e in events)
+    # The others stay, but their pods are no longer Ready.
+    for name in ("forever", "default"):
+        pod = cluster.kubectl_json("get", "pod", name)
+        assert not pod["metadata"].get("deletionTimestamp")
+        assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "False"
+    node_events = cluster.kubectl_json("get", "events", "--field-selector", "involvedObject.name=dead-0")["items"]
+    assert any(e["reason"] == "NodeNotReady" and e["message"] == "Node dead-0 status is now: NodeNotReady"
+               for e in node_events)
+    # Healthy nodes are untouched.
+    assert cluster.kubectl("get", "node", "live-0", "--no-headers").stdout.split()[1] == "Ready"
+    assert _taints(cluster, "live-0") == set()
+    assert cluster.kubectl_json("get", "pod", "elsewhere")["status"]["phase"] == "Running"
+
+    # The node comes back: Ready, taints gone, the terminating pod finally finalized.
+    dead.start()
+    _poll(lambda: _taints(cluster, "dead-0") == set())
+    assert cluster.kubectl("get", "node", "dead-0", "--no-headers").stdout.split()[1] == "Ready"
+    _poll(lambda: cluster.kubectl("get", "pod", "short", check=False).returncode != 0)
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/forever", "--timeout=20s")
+
+
+def test_cordon_taints_unschedulable(cluster, simulator):
+    simulator(cluster, nodes=1, name_prefix="c-", extra_args=["--lease-interval", "0.5"])
+    cluster.kubectl("cordon", "c-0")
+    _poll(lambda: ("node.kubernetes.io/unschedulable", "NoSchedule") in _taints(cluster, "c-0"))
+    assert cluster.kubectl("get", "node", "c-0", "--no-headers").stdout.split()[1] == "Ready,SchedulingDisabled"
+    cluster.kubectl("uncordon", "c-0")
+    _poll(lambda: _taints(cluster, "c-0") == set())
+
+
+def test_all_nodes_down_is_not_an_eviction(cluster, simulator):
+    """Every node silent at once looks like the control plane is cut off: no NoExecute taints."""
+    sim = simulator(cluster, nodes=2, name_prefix="all-", extra_args=["--lease-interval", "0.5"])
+    sim.kill9()
+    _poll(lambda: all(cluster.kubectl("get", "node", n, "--no-headers").stdout.split()[1] == "NotReady"
+                      for n in sim.node_names))
+    time.sleep(1.5)  # three monitor passes: any NoExecute taint would have been added by now
+    for name in sim.node_names:
+        assert ("node.kubernetes.io/unreachable", "NoExecute") not in _taints(cluster, name)
+        assert ("node.kubernetes.io/unreachable", "NoSchedule") in _taints(cluster, name)
