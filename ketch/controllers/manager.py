@@ -17,6 +17,9 @@ from ..client.rest import Client
 from .base import Controller, InformerFactory
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
+from .endpoints import EndpointsController
+from .endpointslice import EndpointSliceController
+from .endpointslicemirroring import EndpointSliceMirroringController
 from .events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
@@ -32,6 +35,9 @@ USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
 # name -> controller class; `--controllers` selects among these names.
 CONTROLLERS: dict[str, type[Controller]] = {
     "namespace": NamespaceController,
+    "endpointslicemirroring": EndpointSliceMirroringController,
+    "endpointslice": EndpointSliceController,
+    "endpoints": EndpointsController,
     "nodelifecycle": NodeLifecycleController,
     "tainteviction": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,

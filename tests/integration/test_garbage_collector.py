@@ -232,11 +232,11 @@ def test_python_client_background_deletes_deployment_replicasets_and_pods(api, p
     owner = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "uid": dep.metadata.uid}}
     rs = _own(api, ns, owner, f"/apis/apps/v1/namespaces/{ns}/replicasets", "web-manual", {
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"labels": {**labels, "pod-template-hash": "m"}},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {**labels, "pod-template-hash": "m"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {**labels, "pod-template-hash": "m"}},
                  "template": {"metadata": {"labels": {**labels, "pod-template-hash": "m"}},
                               "spec": {"schedulerName": "none", "containers": [{"name": "c", "image": "busybox"}]}}}})
     rs.update(apiVersion="apps/v1", kind="ReplicaSet")
-    _own(api, ns, rs, f"/api/v1/namespaces/{ns}/pods", "web-manual-pod", pod("", {"other": "x"}))
+    _own(api, ns, rs, f"/api/v1/namespaces/{ns}/pods", "web-manual-pod", pod("", {**labels, "pod-template-hash": "m"}))
     apps.delete_namespaced_deployment("web", ns, propagation_policy="Background")
     wait_for(lambda: not pods(api, ns) and not api.request(
         "GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")[1]["items"], timeout=20,
@@ -255,7 +255,9 @@ def test_python_client_background_deletes_daemonset_and_job_pods(api, py, ns):
                               selector=client.V1LabelSelector(match_labels={"app": "work"}))))
     for owner, kind, version in ((ds, "DaemonSet", "apps/v1"), (job, "Job", "batch/v1")):
         o = {"apiVersion": version, "kind": kind, "metadata": {"name": owner.metadata.name, "uid": owner.metadata.uid}}
-        _own(api, ns, o, f"/api/v1/namespaces/{ns}/pods", f"{owner.metadata.name}-manual", pod("", {"x": "y"}))
+        # Labels the owner selects: a workload controller releases the pods it does not select.
+        _own(api, ns, o, f"/api/v1/namespaces/{ns}/pods", f"{owner.metadata.name}-manual",
+             pod("", {"app": owner.metadata.name}))
     apps.delete_namespaced_daemon_set("agent", ns, propagation_policy="Background")
     batch.delete_namespaced_job("work", ns, propagation_policy="Background")
     wait_for(lambda: not pods(api, ns), timeout=20, what="the daemon set's and job's pods to go")
