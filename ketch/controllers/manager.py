@@ -26,6 +26,7 @@ from .job import JobController
 from .namespace import NamespaceController
 from .nodelifecycle import NodeLifecycleController, TaintEvictionController
 from .persistentvolume import PersistentVolumeController
+from .podautoscaler import HorizontalPodAutoscalerController
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .resourcequota import ResourceQuotaController
 
@@ -35,6 +36,7 @@ USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
 # name -> controller class; `--controllers` selects among these names.
 CONTROLLERS: dict[str, type[Controller]] = {
     "namespace": NamespaceController,
+    "horizontalpodautoscaling": HorizontalPodAutoscalerController,
     "endpointslicemirroring": EndpointSliceMirroringController,
     "endpointslice": EndpointSliceController,
     "endpoints": EndpointsController,
