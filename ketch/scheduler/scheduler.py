@@ -40,8 +40,8 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def responsible(pod: dict) -> bool:
-    return ((pod.get("spec") or {}).get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME
+def responsible(pod: dict, name: str = SCHEDULER_NAME) -> bool:
+    return ((pod.get("spec") or {}).get("schedulerName") or SCHEDULER_NAME) == name
 
 
 def pending(pod: dict) -> bool:
@@ -59,15 +59,16 @@ def _node_facts(node: dict) -> tuple:
 
 class Scheduler:
     def __init__(self, client: Client, *, percentage_of_nodes_to_score: int = 0, bind_concurrency: int = 32,
-                 recorder: EventRecorder | None = None):
+                 scheduler_name: str = SCHEDULER_NAME, recorder: EventRecorder | None = None):
         self.client = client
+        self.name = scheduler_name
         self.informers = InformerFactory(client)
         self.pods = self.informers.informer("v1", "Pod")
         self.nodes = self.informers.informer("v1", "Node")
         self.services = self.informers.informer("v1", "Service")
         self.namespaces = self.informers.informer("v1", "Namespace")
         self.services.add_index("namespace", lambda o: [o["metadata"].get("namespace", "")])
-        self.recorder = recorder or EventRecorder(client, SCHEDULER_NAME)
+        self.recorder = recorder or EventRecorder(client, scheduler_name)
         self.cache = Cache()
         self.queue = SchedulingQueue()
         self.framework = plugins.Framework(self.cache, self._ns_labels, self._default_spread)
@@ -91,7 +92,7 @@ class Scheduler:
                 self.cache.add_pod(pod_info(pod), node)
                 self.queue.move_all(lambda qp: bool(((qp.pod.get("spec") or {}).get("affinity") or {})
                                                     .get("podAffinity")))
-        elif responsible(pod) and pending(pod):
+        elif responsible(pod, self.name) and pending(pod):
             self.queue.add(pod, key)
 
     def _pod_updated(self, old: dict, pod: dict) -> None:
@@ -105,7 +106,7 @@ class Scheduler:
             else:
                 self.cache.add_pod(pod_info(pod), node)
             return
-        if not responsible(pod) or not pending(pod):
+        if not responsible(pod, self.name) or not pending(pod):
             self.queue.delete(key)
             self.cache.clear_nominated(key)
             return
@@ -197,7 +198,7 @@ class Scheduler:
         key = qp.key
         pod = self.pods.get(key)
         if pod is None or pod["metadata"].get("uid") != qp.pod["metadata"].get("uid") or \
-                not pending(pod) or not responsible(pod) or self.cache.node_of(key):
+                not pending(pod) or not responsible(pod, self.name) or self.cache.node_of(key):
             self.queue.done(key)
             return False
         cycle = self.queue.cycle
