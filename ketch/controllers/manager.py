@@ -29,6 +29,7 @@ from .persistentvolume import PersistentVolumeController
 from .podautoscaler import HorizontalPodAutoscalerController
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .resourcequota import ResourceQuotaController
+from .statefulset import StatefulSetController
 
 log = logging.getLogger("ketch.controllers.manager")
 USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
@@ -43,6 +44,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "nodelifecycle": NodeLifecycleController,
     "tainteviction": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,
+    "statefulset": StatefulSetController,
     "replicaset": ReplicaSetController,
     "replicationcontroller": ReplicationControllerController,
     "deployment": DeploymentController,
