@@ -25,7 +25,6 @@ def _server(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or default_data_dir())
     kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
-    os.environ["KETCH_DATA_DIR"] = str(data_dir.resolve())  # where the in-process provisioner keeps volumes
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
                           advertise_names=tuple(args.tls_san or ()), metrics_resolution=args.metrics_resolution,
@@ -103,7 +102,9 @@ def _simulate(args: argparse.Namespace) -> int:
 def _scheduler(args: argparse.Namespace) -> int:
     from ..scheduler import scheduler
     _until_signalled(scheduler.run(Path(args.kubeconfig), leader_elect=args.leader_elect,
-                                   percentage_of_nodes_to_score=args.percentage_of_nodes_to_score))
+                                   percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
+                                   scheduler_name=args.scheduler_name,
+                                   lease_name=args.lock_object_name or "kube-scheduler"))
     return 0
 
 
@@ -195,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="elect one active copy through the kube-system/kube-scheduler Lease (default on)")
     sched.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                        help="share of nodes to find feasible before scoring (default adaptive, as upstream)")
+    sched.add_argument("--scheduler-name", default="default-scheduler",
+                       help="schedule the pods whose spec.schedulerName is this (default default-scheduler)")
+    sched.add_argument("--lock-object-name", help="the kube-system Lease to elect on (default kube-scheduler)")
     sched.set_defaults(func=_scheduler)
 
     kubectl = sub.add_parser("kubectl", help="run kubectl against this machine's ketch server",
