@@ -15,6 +15,7 @@ from ..client import kubeconfig
 from ..client.leader import LeaderElector
 from ..client.rest import Client
 from .base import Controller, InformerFactory
+from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
@@ -24,6 +25,7 @@ from .events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
+from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController, TaintEvictionController
 from .persistentvolume import PersistentVolumeController
 from .podautoscaler import HorizontalPodAutoscalerController
@@ -41,6 +43,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "endpointslicemirroring": EndpointSliceMirroringController,
     "endpointslice": EndpointSliceController,
     "endpoints": EndpointsController,
+    "nodeipam": NodeIPAMController,
     "nodelifecycle": NodeLifecycleController,
     "tainteviction": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,
@@ -50,8 +53,9 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "deployment": DeploymentController,
     "garbagecollector": GarbageCollector,
     "job": JobController,
-    "daemonset": DaemonSetController,
     "resourcequota": ResourceQuotaController,
+    "daemonset": DaemonSetController,
+    "cronjob": CronJobController,
 }
 
 
