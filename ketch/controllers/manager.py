@@ -25,7 +25,6 @@ from .events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
-from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController, TaintEvictionController
 from .persistentvolume import PersistentVolumeController
 from .podautoscaler import HorizontalPodAutoscalerController
@@ -43,7 +42,6 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "endpointslicemirroring": EndpointSliceMirroringController,
     "endpointslice": EndpointSliceController,
     "endpoints": EndpointsController,
-    "nodeipam": NodeIPAMController,
     "nodelifecycle": NodeLifecycleController,
     "tainteviction": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,
