@@ -25,6 +25,7 @@ def _server(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or default_data_dir())
     kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
+    os.environ["KETCH_DATA_DIR"] = str(data_dir.resolve())  # where the in-process provisioner keeps volumes
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
                           advertise_names=tuple(args.tls_san or ()), metrics_resolution=args.metrics_resolution,
