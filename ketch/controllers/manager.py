@@ -25,6 +25,7 @@ from .events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
+from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController, TaintEvictionController
 from .persistentvolume import PersistentVolumeController
 from .podautoscaler import HorizontalPodAutoscalerController
@@ -42,6 +43,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "endpointslicemirroring": EndpointSliceMirroringController,
     "endpointslice": EndpointSliceController,
     "endpoints": EndpointsController,
+    "nodeipam": NodeIPAMController,
     "nodelifecycle": NodeLifecycleController,
     "tainteviction": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,

@@ -117,3 +117,54 @@ def test_all_nodes_down_is_not_an_eviction(cluster, simulator):
     for name in sim.node_names:
         assert ("node.kubernetes.io/unreachable", "NoExecute") not in _taints(cluster, name)
         assert ("node.kubernetes.io/unreachable", "NoSchedule") in _taints(cluster, name)
+
+
+# ---- node IPAM ------------------------------------------------------------------------------------
+
+def _node(name: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+
+
+def _pod_cidrs(srv) -> dict[str, str]:
+    nodes = srv.kubectl_json("get", "nodes")["items"]
+    return {n["metadata"]["name"]: (n.get("spec") or {}).get("podCIDR") for n in nodes}
+
+
+def test_nodes_get_distinct_pod_cidrs_that_survive_a_restart(cluster, simulator):
+    simulator(cluster, nodes=2, name_prefix="ipam-")
+    cidrs = _poll(lambda: (c := _pod_cidrs(cluster)) and all(c.values()) and c)
+    assert set(cidrs) == {"ipam-0", "ipam-1"} and len(set(cidrs.values())) == 2
+    assert all(c.startswith("10.42.") and c.endswith(".0/24") for c in cidrs.values())
+    node = cluster.kubectl_json("get", "node", "ipam-0")
+    assert node["spec"]["podCIDRs"] == [node["spec"]["podCIDR"]]
+    # Pods on a simulated node take their IPs from its podCIDR.
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(_pod("p", "ipam-1", [])))
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/p", "--timeout=20s")
+    ip = cluster.kubectl_json("get", "pod", "p")["status"]["podIP"]
+    assert ip.rsplit(".", 1)[0] == cidrs["ipam-1"].rsplit(".", 1)[0]
+
+    # A restarted controller rebuilds what is taken from the nodes: nothing is handed out twice.
+    cluster.stop()
+    cluster.start()
+    for i in range(3):
+        cluster.kubectl("create", "-f", "-", input=_node(f"plain-{i}"))
+    after = _poll(lambda: (c := _pod_cidrs(cluster)) and all(c.values()) and c)
+    assert len(after) == 5 and len(set(after.values())) == 5
+    assert {k: after[k] for k in cidrs} == cidrs
+
+
+def test_cluster_cidr_used_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("KETCH_CLUSTER_CIDR", "10.42.0.0/23")   # room for two nodes
+    srv = start_server(tmp_path)
+    try:
+        for i in range(3):
+            srv.kubectl("create", "-f", "-", input=_node(f"n-{i}"))
+        _poll(lambda: sum(1 for c in _pod_cidrs(srv).values() if c) == 2)
+        left = next(n for n, c in _pod_cidrs(srv).items() if not c)
+        _poll(lambda: any(e["reason"] == "CIDRNotAvailable" and e["message"] == f"Node {left} status is now: "
+                          "CIDRNotAvailable" for e in srv.kubectl_json("get", "events")["items"]))
+        # A deleted node's range goes to the one waiting.
+        srv.kubectl("delete", "node", next(n for n, c in _pod_cidrs(srv).items() if c))
+        _poll(lambda: _pod_cidrs(srv).get(left))
+    finally:
+        srv.stop()
