@@ -96,9 +96,13 @@ def _can_ignore_budget(pod: dict) -> bool:
         bool(pod["metadata"].get("deletionTimestamp"))
 
 
-def _too_many(message: str, cause: str) -> errors.ApiError:
-    return errors.ApiError(429, "TooManyRequests", message,
-                           {"causes": [{"reason": "DisruptionBudget", "message": cause}]})
+def _too_many(message: str, cause: str, retry_after: int = 0) -> errors.ApiError:
+    details: dict = {"causes": [{"reason": "DisruptionBudget", "message": cause}]}
+    headers = {}
+    if retry_after:
+        details["retryAfterSeconds"] = retry_after
+        headers["Retry-After"] = str(retry_after)
+    return errors.ApiError(429, "TooManyRequests", message, details, headers=headers)
 
 
 async def evict(ctx: "Context") -> web.StreamResponse:
@@ -109,18 +113,14 @@ async def evict(ctx: "Context") -> web.StreamResponse:
         raise errors.bad_request("name in URL does not match name in Eviction object")
     pod = await ctx.registry.get(PODS, ns, name)
     if not _can_ignore_budget(pod):
-        pod_labels = pod["metadata"].get("labels") or {}
-        budgets = []
-        items, _ = await ctx.registry.list(PDBS, ns, ListOptions())
-        for pdb in items:
-            sel = (pdb.get("spec") or {}).get("selector")
-            if sel is not None and sel != {} and labels.selector_from_label_selector(sel).matches(pod_labels):
-                budgets.append(pdb)
-        if len(budgets) > 1:
-            raise errors.ApiError(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the "
-                                                        "eviction subresource does not support.")
-        if budgets:
-            await _take_disruption(ctx, budgets[0], name)
+        # A conflict means the budget moved under us (another eviction): judge it again, as upstream retries.
+        for attempt in range(5):
+            try:
+                await _check_budgets(ctx, ns, pod)
+                break
+            except errors.ApiError as e:
+                if e.code != 409 or attempt == 4:
+                    raise
     options = eviction.get("deleteOptions") or {}
     opts = DeleteOptions(grace_period_seconds=options.get("gracePeriodSeconds"),
                          precondition_uid=(options.get("preconditions") or {}).get("uid"),
@@ -130,12 +130,43 @@ async def evict(ctx: "Context") -> web.StreamResponse:
     return ctx.respond(SUCCESS, 201)
 
 
-async def _take_disruption(ctx: "Context", pdb: dict, pod_name: str) -> None:
+async def _check_budgets(ctx: "Context", ns: str, pod: dict) -> None:
+    pod_labels = pod["metadata"].get("labels") or {}
+    budgets = []
+    items, _ = await ctx.registry.list(PDBS, ns, ListOptions())
+    for pdb in items:
+        # policy/v1: an empty selector selects every pod of the namespace, a missing one none.
+        try:
+            selector = labels.selector_from_label_selector((pdb.get("spec") or {}).get("selector"))
+        except labels.SelectorError:
+            continue
+        if selector.matches(pod_labels):
+            budgets.append(pdb)
+    if len(budgets) > 1:
+        message = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+        raise errors.ApiError(500, "InternalError", f"Internal error occurred: {message}", {"causes": [{"message": message}]})
+    if budgets:
+        await _take_disruption(ctx, budgets[0], pod)
+
+
+def _is_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or ())
+
+
+async def _take_disruption(ctx: "Context", pdb: dict, pod: dict) -> None:
     status = pdb.get("status") or {}
-    pdb_name = pdb["metadata"]["name"]
+    pdb_name, pod_name = pdb["metadata"]["name"], pod["metadata"]["name"]
     refused = "Cannot evict pod as it would violate the pod's disruption budget."
     if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
-        raise _too_many(refused, f"The disruption budget {pdb_name} is still being processed by the server.")
+        raise _too_many(refused, f"The disruption budget {pdb_name} is still being processed by the server.",
+                        retry_after=10)
+    if not _is_ready(pod):
+        # An unhealthy pod does not count towards the budget: evicting it takes no disruption when
+        # the budget is met anyway, or always under unhealthyPodEvictionPolicy AlwaysAllow.
+        policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy")
+        if policy == "AlwaysAllow" or (status.get("currentHealthy", 0) >= status.get("desiredHealthy", 0) > 0):
+            return
     allowed = status.get("disruptionsAllowed", 0)
     if allowed < 0:
         raise errors.forbidden("pdb disruptions allowed is negative")

@@ -18,6 +18,7 @@ from .base import Controller, InformerFactory
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
 from .endpointslicemirroring import EndpointSliceMirroringController
@@ -39,6 +40,7 @@ USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
 # name -> controller class; `--controllers` selects among these names.
 CONTROLLERS: dict[str, type[Controller]] = {
     "namespace": NamespaceController,
+    "disruption": DisruptionController,
     "horizontalpodautoscaling": HorizontalPodAutoscalerController,
     "endpointslicemirroring": EndpointSliceMirroringController,
     "endpointslice": EndpointSliceController,
