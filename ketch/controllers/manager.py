@@ -33,6 +33,7 @@ from .podautoscaler import HorizontalPodAutoscalerController
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .resourcequota import ResourceQuotaController
 from .statefulset import StatefulSetController
+from .ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger("ketch.controllers.manager")
 USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
@@ -40,6 +41,7 @@ USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
 # name -> controller class; `--controllers` selects among these names.
 CONTROLLERS: dict[str, type[Controller]] = {
     "namespace": NamespaceController,
+    "ttlafterfinished": TTLAfterFinishedController,
     "disruption": DisruptionController,
     "horizontalpodautoscaling": HorizontalPodAutoscalerController,
     "endpointslicemirroring": EndpointSliceMirroringController,

@@ -277,3 +277,38 @@ def test_many_dependents_are_collected_quickly(api, ns):
     wait_for(lambda: not pods(api, ns, "app=many"), timeout=30, what="300 dependents to go")
     elapsed = time.monotonic() - t0
     assert elapsed < 15, elapsed
+
+
+# ---- ttl-after-finished ----------------------------------------------------------------------
+
+def test_finished_jobs_are_deleted_after_their_ttl(api, ns):
+    # managedBy another controller keeps the Job controller out: the test reports the Job finished.
+    jobs = f"/apis/batch/v1/namespaces/{ns}/jobs"
+    for name, ttl in (("short", 1), ("long", 600), ("none", None)):
+        spec = {"managedBy": "example.com/test", "template": {"spec": {
+            "restartPolicy": "Never", "schedulerName": "none", "containers": [{"name": "c", "image": "busybox"}]}}}
+        if ttl is not None:
+            spec["ttlSecondsAfterFinished"] = ttl
+        create(api, jobs, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec})
+        job = create(api, f"/api/v1/namespaces/{ns}/pods", pod(f"{name}-pod", {"job": name}))
+        assert job
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for _ in range(10):
+            _, current, _ = api.request("GET", f"{jobs}/{name}")
+            current["status"] = {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                {"type": "Complete", "status": "True", "lastTransitionTime": now}]}
+            status, body, _ = api.request("PUT", f"{jobs}/{name}/status", current)
+            if status == 200:
+                break
+            assert status == 409, body
+        _, owner, _ = api.request("GET", f"{jobs}/{name}")
+        owner.update(apiVersion="batch/v1", kind="Job")
+        api.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}-pod",
+                    {"metadata": {"ownerReferences": [ref(owner)]}}, content_type="application/merge-patch+json")
+    t0 = time.monotonic()
+    wait_for(lambda: not exists(api, f"{jobs}/short"), timeout=10, what="the finished job to be cleaned up")
+    assert time.monotonic() - t0 >= 0.0
+    wait_for(lambda: not exists(api, f"/api/v1/namespaces/{ns}/pods/short-pod"), what="its pod to go")
+    assert exists(api, f"{jobs}/long") and exists(api, f"{jobs}/none")
+    assert exists(api, f"/api/v1/namespaces/{ns}/pods/long-pod")
