@@ -20,11 +20,14 @@ import math
 import re
 
 from ..api.errors import ApiError
+from ..api.labels import selector_from_label_selector
 from ..client.rest import Client
 from . import history
 from .base import Controller, InformerFactory, namespace_index, owner_uid_index
 from .events import NORMAL, WARNING, EventRecorder
-from .podutil import controller_ref, is_available, is_ready, is_terminating, now, pod_from_template, ready_since
+from .podutil import (controller_ref, is_available, is_ready, is_terminating, now, owner_reference, pod_from_template,
+                      ready_since)
+from .replicaset import ORPHAN_INDEX, orphan_namespace_index
 
 log = logging.getLogger("ketch.controllers.statefulset")
 
@@ -75,6 +78,7 @@ class StatefulSetController(Controller):
         self.claims = informers.informer("v1", "PersistentVolumeClaim")
         self.revisions = history.revision_informer(informers)
         self.pods.add_index(OWNER_INDEX, owner_uid_index)
+        self.pods.add_index(ORPHAN_INDEX, orphan_namespace_index)
         self.claims.add_index("namespace", namespace_index)
         self.pod_api = client.resource("v1", "Pod")
         self.claim_api = client.resource("v1", "PersistentVolumeClaim")
@@ -85,6 +89,11 @@ class StatefulSetController(Controller):
         self.revisions.add_handlers(on_delete=self._owned_event)
 
     def _pod_event(self, pod: dict) -> None:
+        if controller_ref(pod) is None:  # an orphan: a set whose member it would be may adopt it
+            parent, _ = parent_and_ordinal(pod)
+            if parent and self.sets.get(f"{pod['metadata']['namespace']}/{parent}") is not None:
+                self.enqueue(f"{pod['metadata']['namespace']}/{parent}")
+            return
         self._owned_event(pod)
 
     def _owned_event(self, obj: dict) -> None:
@@ -98,8 +107,7 @@ class StatefulSetController(Controller):
         sts = self.sets.get(key)
         if sts is None:
             return None
-        uid = sts["metadata"]["uid"]
-        pods = [p for p in self.pods.by_index(OWNER_INDEX, uid) if (controller_ref(p) or {}).get("uid") == uid]
+        pods = await self._claim_pods(sts)
         revisions = history.list_revisions(self.revisions, sts)
         current, update, collisions = await self._revisions(sts, revisions)
         status, again = await self._update(sts, current, update, collisions, pods)
@@ -227,6 +235,40 @@ class StatefulSetController(Controller):
             await self._delete_pod(sts, pod)
             status["currentReplicas"] -= pod_revision(pod) == cur_name
         return status, again
+
+    async def _claim_pods(self, sts: dict) -> list[dict]:
+        """The set's pods: those it controls whose labels still match (the rest are released), and
+        orphans that match and are named as its members (adopted), as upstream's ClaimPods."""
+        meta = sts["metadata"]
+        uid, ns = meta["uid"], meta["namespace"]
+        selector = selector_from_label_selector(sts["spec"].get("selector"))
+        owned = []
+        for pod in self.pods.by_index(OWNER_INDEX, uid):
+            if (controller_ref(pod) or {}).get("uid") != uid:
+                continue
+            if selector.matches(pod["metadata"].get("labels")) or meta.get("deletionTimestamp"):
+                owned.append(pod)
+            else:
+                await self._patch_owner_refs(pod, [{"$patch": "delete", "uid": uid}])
+        if meta.get("deletionTimestamp") or selector.empty:
+            return owned
+        for pod in self.pods.by_index(ORPHAN_INDEX, ns):
+            if parent_and_ordinal(pod)[0] == meta["name"] and not is_terminating(pod) \
+                    and selector.matches(pod["metadata"].get("labels")):
+                if await self._patch_owner_refs(pod, [owner_reference(sts)]):
+                    owned.append(pod)
+        return owned
+
+    async def _patch_owner_refs(self, pod: dict, refs: list[dict]) -> bool:
+        meta = pod["metadata"]
+        try:
+            await self.pod_api.patch(meta["name"], {"metadata": {"ownerReferences": refs, "uid": meta["uid"]}},
+                                     "strategic", namespace=meta["namespace"])
+            return True
+        except ApiError as e:
+            if e.code in (404, 409, 422):  # gone or changed meanwhile: the next sync sees
+                return False
+            raise
 
     def _at_current(self, sts: dict, index: int) -> bool:
         """A new pod at this position belongs to the current revision (below the partition)."""

@@ -273,3 +273,35 @@ def test_book_chapter6_whaleset_on_simulated_nodes(server, simulated_nodes, ns):
         server.kubectl("delete", "statefulset", "whaleset", "-n", ns, "--wait=false", check=False)
         server.kubectl("delete", "pvc", "--all", "-n", ns, "--wait=false", check=False)
         server.kubectl("delete", "storageclass", "solidstate", "--ignore-not-found", check=False)
+
+
+def test_claim_retention_policy_delete(server, api, ns):
+    doc = statefulset("ret", replicas=2, persistentVolumeClaimRetentionPolicy={"whenScaled": "Delete",
+                                                                              "whenDeleted": "Delete"})
+    apply(server, doc, ns)
+    for i in range(2):
+        make_ready(api, ns, f"ret-{i}")
+    wait_for(lambda: sts(server, ns, "ret")["status"].get("readyReplicas") == 2)
+    claim = server.kubectl_json("get", "pvc", "www-ret-0", "-n", ns)
+    assert [r["kind"] for r in claim["metadata"]["ownerReferences"]] == ["StatefulSet"]
+    # whenScaled Delete: the claim of a scaled-away ordinal goes once its pod has gone.
+    server.kubectl("scale", "statefulset", "ret", "--replicas=1", "-n", ns)
+    wait_for(lambda: server.kubectl("get", "pvc", "-n", ns, "-o", "name").stdout.split()
+             == ["persistentvolumeclaim/www-ret-0"])
+    # whenDeleted Delete: the garbage collector removes the claims with the set.
+    server.kubectl("delete", "statefulset", "ret", "-n", ns)
+    wait_for(lambda: not server.kubectl("get", "pvc", "-n", ns, "-o", "name").stdout.split(), timeout=20)
+
+
+def test_orphans_named_as_members_are_adopted(server, api, ns):
+    orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "adopt-0", "labels": {"app": "adopt"}},
+              "spec": {"schedulerName": "no-such-scheduler", "containers": [{"name": "c", "image": "busybox:1"}]}}
+    apply(server, orphan, ns)
+    uid = pod(api, ns, "adopt-0")["metadata"]["uid"]
+    apply(server, statefulset("adopt", replicas=1, claims=False, updateStrategy={"type": "OnDelete"}), ns)
+    adopted = wait_for(lambda: (p := pod(api, ns, "adopt-0")) and p["metadata"].get("ownerReferences") and p)
+    assert adopted["metadata"]["uid"] == uid
+    assert adopted["metadata"]["ownerReferences"][0]["name"] == "adopt"
+    # A pod whose labels stop matching is released.
+    server.kubectl("label", "pod", "adopt-0", "app=other", "--overwrite", "-n", ns)
+    wait_for(lambda: not pod(api, ns, "adopt-0")["metadata"].get("ownerReferences"))
