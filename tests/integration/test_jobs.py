@@ -251,3 +251,30 @@ def test_backoff_between_failures(tmp_path, monkeypatch):
         assert manifest["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
     finally:
         srv.stop()
+
+
+def sim_job(name, restart="Never", duration="200ms", exit_code=0, **spec):
+    m = job_manifest(name, restart, **spec)
+    m["spec"]["template"]["metadata"] = {"annotations": {"ketch.io/simulate-duration": duration,
+                                                         "ketch.io/simulate-exit-code": str(exit_code)}}
+    return m
+
+
+def test_jobs_on_simulated_nodes(server, jobs, simulated_nodes):
+    """End to end: the scheduler binds the pods, the simulated kubelet runs and finishes them."""
+    jobs.create(sim_job("e2e", completions=3, parallelism=2))
+    poll(lambda: ("Complete", "True", "CompletionsReached") in jobs.conditions("e2e"), timeout=30)
+    status = jobs.job("e2e")["status"]
+    assert status["succeeded"] == 3 and "failed" not in status and status["completionTime"]
+    pods = jobs.pods("e2e")
+    assert len(pods) == 3 and all(p["spec"]["nodeName"].startswith("sim-") for p in pods)
+    assert all(p["status"]["phase"] == "Succeeded" for p in pods)
+    out = server.kubectl("describe", "job", "e2e", "-n", jobs.ns).stdout
+    assert "3 Succeeded / 0 Failed" in out and "Completed" in out and "SuccessfulCreate" in out
+
+    # restartPolicy OnFailure: the kubelet restarts the failing container; restarts count
+    # against backoffLimit.
+    jobs.create(sim_job("crashy", "OnFailure", duration="100ms", exit_code=1, backoffLimit=1))
+    poll(lambda: ("Failed", "True", "BackoffLimitExceeded") in jobs.conditions("crashy"), timeout=30)
+    assert jobs.job("crashy")["status"]["failed"] == 1  # the restarted pod, deleted and counted
+    poll(lambda: jobs.live_pods("crashy") == [])
