@@ -2,8 +2,12 @@
 
 A repeat of the same event (same object, type, reason and message) is not a new Event: the
 existing one's count and lastTimestamp go up, so `kubectl describe` shows "(x3 over 2m)" as it
-does upstream. Writing never blocks the caller; when the API server is slow, the backlog is
-bounded and the oldest pending events are dropped (events are best-effort upstream too).
+does upstream. As client-go's EventCorrelator, from the tenth distinct message with the same object,
+type and reason within ten minutes the events are combined into one ("(combined from similar
+events): ..."), and each object may have 25 events at once, then one per five minutes (the spam
+filter): a ReplicaSet of 1,000 replicas does not write 1,000 SuccessfulCreate events. Writing never
+blocks the caller; when the API server is slow, the backlog is bounded and the oldest pending
+events are dropped (events are best-effort upstream too).
 """
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ log = logging.getLogger("ketch.controllers.events")
 NORMAL, WARNING = "Normal", "Warning"
 MAX_BACKLOG = 1000
 CACHE_SIZE = 4096
+SPAM_BURST, SPAM_QPS = 25, 1 / 300       # client-go's defaultSpamBurst, defaultSpamQPS
+AGGREGATE_MAX_EVENTS, AGGREGATE_INTERVAL = 10, 600.0
+COMBINED_PREFIX = "(combined from similar events): "
 
 
 def _now() -> str:
@@ -48,15 +55,51 @@ class EventRecorder:
         self._busy = False
         # (namespace, uid/name, type, reason, message) -> [event name, count]
         self._seen: OrderedDict[tuple, list] = OrderedDict()
+        self._spam: OrderedDict[tuple, list] = OrderedDict()  # object -> [tokens, last refill]
+        self._similar: OrderedDict[tuple, list] = OrderedDict()  # (object, type, reason) -> [messages, first]
+
+    def _allowed(self, ref: dict) -> bool:
+        """The spam filter: a token bucket per object."""
+        key = (ref.get("namespace"), ref.get("kind"), ref.get("name"), ref.get("uid"))
+        now = time.monotonic()
+        bucket = self._spam.get(key)
+        if bucket is None:
+            bucket = self._spam[key] = [float(SPAM_BURST), now]
+            if len(self._spam) > CACHE_SIZE:
+                self._spam.popitem(last=False)
+        bucket[0] = min(SPAM_BURST, bucket[0] + (now - bucket[1]) * SPAM_QPS)
+        bucket[1] = now
+        if bucket[0] < 1:
+            return False
+        bucket[0] -= 1
+        return True
+
+    def _aggregate(self, ref: dict, event_type: str, reason: str, message: str) -> tuple[str, str]:
+        """(message, dedup message): similar events past the tenth distinct message become one."""
+        key = (ref.get("namespace"), ref.get("uid") or ref.get("name"), ref.get("fieldPath", ""), event_type, reason)
+        now = time.monotonic()
+        record = self._similar.get(key)
+        if record is None or now - record[1] > AGGREGATE_INTERVAL:
+            record = self._similar[key] = [set(), now]
+            if len(self._similar) > CACHE_SIZE:
+                self._similar.popitem(last=False)
+        record[0].add(message)
+        if len(record[0]) < AGGREGATE_MAX_EVENTS:
+            return message, message
+        return COMBINED_PREFIX + message, COMBINED_PREFIX
 
     def event(self, obj: dict, event_type: str, reason: str, message: str, field_path: str = "") -> None:
         """Record an event about `obj` (fire and forget)."""
         if self._pending is None:
             self._pending = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._writer())
+        ref = reference(obj, field_path)
+        if not self._allowed(ref):
+            return
+        message, dedup = self._aggregate(ref, event_type, reason, message)
         if self._pending.qsize() >= MAX_BACKLOG:
             self._pending.get_nowait()
-        self._pending.put_nowait((reference(obj, field_path), event_type, reason, message, _now()))
+        self._pending.put_nowait((ref, event_type, reason, message, _now(), dedup))
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until every recorded event has been written (tests, shutdown)."""
@@ -88,14 +131,17 @@ class EventRecorder:
             finally:
                 self._busy = False
 
-    async def _write(self, ref: dict, event_type: str, reason: str, message: str, now: str) -> None:
+    async def _write(self, ref: dict, event_type: str, reason: str, message: str, now: str,
+                     dedup: str | None = None) -> None:
         ns = ref.get("namespace") or "default"
-        key = (ns, ref.get("uid") or ref.get("name"), ref.get("fieldPath", ""), event_type, reason, message)
+        key = (ns, ref.get("uid") or ref.get("name"), ref.get("fieldPath", ""), event_type, reason,
+               message if dedup is None else dedup)
         seen = self._seen.get(key)
         if seen is not None:
             name, count = seen
             try:
-                await self._events.patch(name, {"count": count + 1, "lastTimestamp": now}, "merge", namespace=ns)
+                await self._events.patch(name, {"count": count + 1, "lastTimestamp": now, "message": message},
+                                         "merge", namespace=ns)
                 seen[1] = count + 1
                 self._seen.move_to_end(key)
                 return

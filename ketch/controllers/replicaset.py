@@ -33,6 +33,9 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 OWNER_INDEX = "owner-uid"
 NAMESPACE_INDEX = "namespace"
 ORPHAN_INDEX = "orphan-namespace"
+# Pod status changes of one owner within this window make one sync: a ReplicaSet of 1,000 pods
+# going Running one by one is synced (and its status written) a few dozen times, not 1,000.
+BATCH_SECONDS = 0.1
 
 
 def orphan_namespace_index(obj: dict) -> list[str]:
@@ -109,6 +112,7 @@ class ReplicaSetController(Controller):
         self.pod_resource = client.resource("v1", "Pod")
         self.pod_control = PodControl(client, recorder)
         self.expectations = Expectations()
+        self._soon: set[str] = set()
         self.informer.add_handlers(on_add=self.enqueue, on_update=lambda _old, new: self.enqueue(new),
                                    on_delete=self._owner_deleted)
         self.pods.add_handlers(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
@@ -119,6 +123,23 @@ class ReplicaSetController(Controller):
         return selector_from_label_selector((owner.get("spec") or {}).get("selector"))
 
     # ---- event handlers (upstream's addPod/updatePod/deletePod) ----------------------------------
+
+    def _enqueue_soon(self, key: str) -> None:
+        if key in self._soon:
+            return
+        self._soon.add(key)
+
+        def fire() -> None:
+            self._soon.discard(key)
+            self.enqueue(key)
+        asyncio.get_running_loop().call_later(BATCH_SECONDS, fire)
+
+    def _enqueue_observed(self, key: str) -> None:
+        """After an observed creation or deletion: at once when it was the last one expected."""
+        if self.expectations.satisfied(key):
+            self.enqueue(key)
+        else:
+            self._enqueue_soon(key)
 
     def _owner_deleted(self, owner: dict) -> None:
         self.expectations.forget(object_key(owner))
@@ -154,7 +175,7 @@ class ReplicaSetController(Controller):
         if owner is not None:
             key = object_key(owner)
             self.expectations.observed_add(key)
-            self.enqueue(key)
+            self._enqueue_observed(key)
             return
         if podutil.controller_ref(pod) is None:
             for owner in self._matching_owners(pod):
@@ -177,7 +198,7 @@ class ReplicaSetController(Controller):
         if ref is not None:
             owner = self._resolve(pod, ref)
             if owner is not None:
-                self.enqueue(owner)
+                self._enqueue_soon(object_key(owner))
                 min_ready = (owner.get("spec") or {}).get("minReadySeconds") or 0
                 if min_ready and not podutil.is_ready(old) and podutil.is_ready(pod):
                     self.enqueue_after(object_key(owner), min_ready + 1)
@@ -192,7 +213,7 @@ class ReplicaSetController(Controller):
             return
         key = object_key(owner)
         self.expectations.observed_delete(key, object_key(pod))
-        self.enqueue(key)
+        self._enqueue_observed(key)
 
     # ---- sync ------------------------------------------------------------------------------------
 
