@@ -190,7 +190,8 @@ def usage(prev: Point, last: Point) -> dict | None:
     if window <= 0 or last.cpu < prev.cpu:
         return None
     nanocores = round((last.cpu - prev.cpu) / window * 1e9)
-    return {"cpu": f"{nanocores}n", "memory": Quantity.from_int(last.memory, BINARY_SI).canonical()}
+    return {"cpu": Quantity.from_scaled(nanocores, -9).canonical(),
+            "memory": Quantity.from_int(last.memory, BINARY_SI).canonical()}
 
 
 class MetricsStore:
