@@ -10,6 +10,7 @@ import time
 
 import pytest
 import yaml
+from kubernetes import client, config
 
 from helpers.cluster import BOOK, unique
 from helpers.http import Api
@@ -209,10 +210,19 @@ def test_nothing_is_written_when_nothing_changed(api, ns, node):
     assert sorted(s["metadata"]["resourceVersion"] for s in slices(api, ns, "calm")) == slice_rvs
 
 
-def test_more_than_100_endpoints_make_two_slices_and_deleting_the_service_cleans_up(api, ns, node):
+def test_more_than_100_endpoints_make_two_slices_and_deleting_the_service_cleans_up(server, api, ns):
     labels = {"app": "big"}
+    py = config.new_client_from_config(config_file=str(server.kubeconfig))
+    core = client.CoreV1Api(py)  # one kept-alive connection for the bulk work
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for i in range(105):
-        make_pod(api, ns, f"b{i}", labels, node, f"10.9.4.{i + 1}", True, WEB)
+        core.create_namespaced_pod(ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"b{i}", "labels": labels},
+                                        "spec": {"schedulerName": "none",
+                                                 "containers": [{"name": "c", "image": "busybox", "ports": WEB}]}})
+        core.patch_namespaced_pod_status(f"b{i}", ns, {"status": {
+            "phase": "Running", "podIP": f"10.9.4.{i + 1}", "podIPs": [{"ip": f"10.9.4.{i + 1}"}],
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}})
+    py.close()
     service(api, ns, "big", labels, PORTS[:1])
     wait_for(lambda: sorted(len(s.get("endpoints") or []) for s in slices(api, ns, "big")) == [5, 100]
              or sorted(len(s.get("endpoints") or []) for s in slices(api, ns, "big")), what="two slices")
@@ -248,3 +258,28 @@ def test_the_kubernetes_service_is_left_to_the_apiserver(server, api):
     ep = get(api, "/api/v1/namespaces/default/endpoints/kubernetes")
     assert ep["subsets"][0]["ports"][0]["port"] == server.port
     assert not slices(api, "default", "kubernetes", "endpointslicemirroring-controller.k8s.io")
+
+
+def test_deployment_and_service_on_simulated_nodes(server, api, ns, simulated_nodes):
+    server.kubectl("create", "deployment", "hello", "--image=busybox", "--replicas=2", "--port=8080", "-n", ns)
+    server.kubectl("expose", "deployment", "hello", "--port=80", "--target-port=8080", "-n", ns)
+    server.kubectl("rollout", "status", "deployment/hello", "-n", ns, "--timeout=30s")
+    ips = {p["status"]["podIP"]: p for p in server.kubectl_json("get", "pods", "-l", "app=hello", "-n", ns)["items"]}
+    assert len(ips) == 2
+    want = sorted(ips)
+    wait_for(lambda: sorted(a["ip"] for s in endpoints_of(api, ns, "hello") or [] for a in s.get("addresses", []))
+             == want, timeout=15, what="both pods in the endpoints")
+    out = server.kubectl("get", "endpoints", "hello", "-n", ns).stdout
+    assert all(f"{ip}:8080" in out for ip in want)
+    s = wait_for(lambda: [s for s in slices(api, ns, "hello") if len(s.get("endpoints") or []) == 2],
+                 what="both pods in a slice")[0]
+    zones = {node: server.kubectl_json("get", "node", node)["metadata"]["labels"]["topology.kubernetes.io/zone"]
+             for node in simulated_nodes.node_names}
+    for ep in s["endpoints"]:
+        pod = ips[ep["addresses"][0]]
+        assert ep["nodeName"] == pod["spec"]["nodeName"] and ep["zone"] == zones[ep["nodeName"]]
+        assert ep["conditions"] == {"ready": True, "serving": True, "terminating": False}
+    # Scaling down takes a pod out of both.
+    server.kubectl("scale", "deployment", "hello", "--replicas=1", "-n", ns)
+    wait_for(lambda: len([a for s in endpoints_of(api, ns, "hello") or [] for a in s.get("addresses", [])]) == 1,
+             timeout=15, what="one address left")
