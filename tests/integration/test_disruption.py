@@ -214,3 +214,27 @@ def test_empty_selector_covers_every_pod_and_unready_pods_may_go(api, ns):
     assert evict(api, ns, "a")[0] == 429
     # An unready pod does not count as healthy, so evicting it breaks nothing.
     assert evict(api, ns, "sick")[0] == 201
+
+
+def test_kubectl_drain_respects_the_budget(fresh_server, simulator):
+    srv = fresh_server
+    sim = simulator(srv, nodes=2, name_prefix="drain-")
+    ns = unique("drain")
+    srv.kubectl("create", "namespace", ns)
+    srv.kubectl("create", "deployment", "web", "--image=busybox", "--replicas=2", "-n", ns)
+    srv.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    srv.kubectl("create", "pdb", "web", "--selector=app=web", "--min-available=2", "-n", ns)
+    api = Api(srv.kubeconfig)
+    settled(api, ns, "web", currentHealthy=2, expectedPods=2, disruptionsAllowed=0)
+    node = srv.kubectl_json("get", "pods", "-n", ns)["items"][0]["spec"]["nodeName"]
+    assert node in sim.node_names
+    refused = srv.kubectl("drain", node, "--ignore-daemonsets", "--timeout=3s", check=False)
+    assert refused.returncode != 0
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in refused.stderr
+    assert len(srv.kubectl_json("get", "pods", "-n", ns)["items"]) == 2
+    srv.kubectl("patch", "pdb", "web", "-n", ns, "--type=merge", "-p", '{"spec":{"minAvailable":1}}')
+    settled(api, ns, "web", desiredHealthy=1, disruptionsAllowed=1)
+    done = srv.kubectl("drain", node, "--ignore-daemonsets", "--timeout=30s")
+    assert "evicted" in done.stdout
+    srv.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    assert all(p["spec"]["nodeName"] != node for p in srv.kubectl_json("get", "pods", "-n", ns)["items"])
