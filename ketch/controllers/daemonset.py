@@ -17,6 +17,7 @@ import asyncio
 import copy
 import logging
 import math
+import time
 
 from ..api.errors import ApiError
 from ..client.rest import Client
@@ -29,6 +30,7 @@ log = logging.getLogger("ketch.controllers.daemonset")
 
 REVISION_HASH = "controller-revision-hash"
 TEMPLATE_GENERATION = "pod-template-generation"
+TEMPLATE_GENERATION_ANNOTATION = "deprecated.daemonset.template.generation"  # set by the API server
 SLOW_START_BATCH = 1
 _TOLERATIONS = (
     ("node.kubernetes.io/not-ready", "NoExecute"),
@@ -118,8 +120,35 @@ def scaled(value, total: int, round_up: bool = True) -> int:
     return int(value or 0)
 
 
+def template_generation(ds: dict) -> str | None:
+    return (ds["metadata"].get("annotations") or {}).get(TEMPLATE_GENERATION_ANNOTATION)
+
+
 def by_age(pods: list[dict]) -> list[dict]:
     return sorted(pods, key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+
+
+class Backoff:
+    """client-go's flowcontrol.Backoff: per key, a delay that doubles on each step up to a cap and is
+    forgotten after twice the cap without steps."""
+
+    def __init__(self, initial: float = 1.0, cap: float = 900.0):
+        self.initial, self.cap = initial, cap
+        self._entries: dict[str, tuple[float, float]] = {}  # key -> (delay, last step)
+
+    def remaining(self, key: str) -> float:
+        entry = self._entries.get(key)
+        if entry is None:
+            return 0.0
+        return max(0.0, entry[0] - (time.monotonic() - entry[1]))
+
+    def step(self, key: str) -> None:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is None or now - entry[1] > 2 * self.cap:
+            self._entries[key] = (self.initial, now)
+        else:
+            self._entries[key] = (min(entry[0] * 2, self.cap), now)
 
 
 class DaemonSetController(Controller):
@@ -136,6 +165,7 @@ class DaemonSetController(Controller):
         self.nodes = informers.informer("v1", "Node")
         self.revisions = history.revision_informer(informers)
         self.expectations = Expectations()
+        self.failed_pods_backoff = Backoff()
         self.daemonsets.add_handlers(on_add=self.enqueue, on_update=lambda _o, n: self.enqueue(n),
                                      on_delete=self.enqueue)
         self.pods.add_handlers(on_add=lambda p: self._pod_event(p, add=True),
@@ -193,13 +223,13 @@ class DaemonSetController(Controller):
         requeue = None
         if not ds["metadata"].get("deletionTimestamp") and self.expectations.satisfied(key):
             by_node = self._pods_by_node(pods)
-            await self._manage(ds, nodes, by_node, hash_, key)
+            requeue = await self._manage(ds, nodes, by_node, hash_, key)
             strategy = (ds["spec"].get("updateStrategy") or {})
             if strategy.get("type", "RollingUpdate") == "RollingUpdate":
                 await self._rolling_update(ds, nodes, by_node, hash_, key)
             await self._cleanup_history(ds, pods, old)
-        requeue = await self._update_status(ds, nodes, self._pods_by_node(pods), hash_)
-        return requeue
+        again = await self._update_status(ds, nodes, self._pods_by_node(pods), hash_)
+        return min((d for d in (requeue, again) if d is not None), default=None)
 
     def _pods_by_node(self, pods: list[dict]) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
@@ -247,13 +277,18 @@ class DaemonSetController(Controller):
         tmeta = template.setdefault("metadata", {})
         labels = tmeta.setdefault("labels", {})
         labels[REVISION_HASH] = hash_
-        labels[TEMPLATE_GENERATION] = str(ds["metadata"].get("generation", 1))
+        generation = template_generation(ds)
+        if generation is not None:
+            labels[TEMPLATE_GENERATION] = generation
         spec = template.setdefault("spec", {})
         add_daemon_tolerations(spec)
         set_node_affinity(spec, node_name)
         return podutil.pod_from_template(template, ds, generate_name=f"{ds['metadata']['name']}-")
 
-    async def _manage(self, ds: dict, nodes: list[dict], by_node: dict[str, list[dict]], hash_: str, key: str) -> None:
+    async def _manage(self, ds: dict, nodes: list[dict], by_node: dict[str, list[dict]], hash_: str, key: str
+                      ) -> float | None:
+        """Create and delete pods towards one per eligible node; returns when to look again (failed-pod back-off)."""
+        requeue = None
         spec = self._template(ds).get("spec") or {}
         surging = self._max_surge(ds, nodes) > 0
         to_create: list[str] = []
@@ -272,6 +307,13 @@ class DaemonSetController(Controller):
                     if podutil.is_terminating(pod):
                         continue
                     if pod.get("status", {}).get("phase") == "Failed":
+                        # Deleting and re-creating can fight a kubelet that rejects the pod: back off.
+                        backoff_key = f"{key}/{name}"
+                        wait = self.failed_pods_backoff.remaining(backoff_key)
+                        if wait > 0:
+                            requeue = wait if requeue is None else min(requeue, wait)
+                            continue
+                        self.failed_pods_backoff.step(backoff_key)
                         self.recorder.event(ds, "Warning", "FailedDaemonPod",
                                             f"Found failed daemon pod {pod['metadata']['namespace']}/"
                                             f"{pod['metadata']['name']} on node {name}, will try to kill it")
@@ -286,6 +328,7 @@ class DaemonSetController(Controller):
             if name not in node_names:
                 to_delete += [p for p in pods if not podutil.is_terminating(p) and not p["spec"].get("nodeName")]
         await self._sync_nodes(ds, to_delete, to_create, hash_, key)
+        return requeue
 
     def _excess(self, ds: dict, running: list[dict], hash_: str, surging: bool) -> list[dict]:
         """Pods beyond one per node: the oldest stays; with surge an old ready pod may stay beside the
@@ -436,9 +479,9 @@ class DaemonSetController(Controller):
                 ready += 1
                 available += podutil.is_available(pod, min_ready)
             labels = pod["metadata"].get("labels") or {}
-            if labels.get(REVISION_HASH) == hash_ or \
-                    labels.get(TEMPLATE_GENERATION) == str(ds["metadata"].get("generation")) and \
-                    REVISION_HASH not in labels:
+            generation = template_generation(ds)
+            if labels.get(REVISION_HASH) == hash_ or (generation is not None and REVISION_HASH not in labels
+                                                      and labels.get(TEMPLATE_GENERATION) == generation):
                 updated += 1
         status = dict(ds.get("status") or {})
         new = {**status, "currentNumberScheduled": current, "numberMisscheduled": misscheduled,

@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from helpers.cluster import BOOK, unique
+from helpers.cluster import BOOK, Simulator, start_server, unique
 from helpers.http import Api
 
 
@@ -21,10 +21,18 @@ def poll(fn, timeout=20.0, interval=0.1):
     raise AssertionError(f"timed out; last value: {last!r}")
 
 
-@pytest.fixture
-def cluster(fresh_server, simulator):
-    sim = simulator(fresh_server, nodes=3, name_prefix="node-")
-    return fresh_server, sim
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A server of this module's own (never add Nodes to the session server) with three simulated
+    nodes. Tests use their own DaemonSets and undo what they do to the nodes."""
+    srv = start_server(tmp_path_factory.mktemp("ds"))
+    sim = Simulator(srv, nodes=3, name_prefix="node-")
+    try:
+        sim.start()
+        yield srv, sim
+    finally:
+        sim.stop()
+        srv.stop()
 
 
 def ds_manifest(name, **spec):
@@ -35,7 +43,7 @@ def ds_manifest(name, **spec):
 
 
 def pods_of(srv, name):
-    items = srv.kubectl_json("get", "pods", "-l", f"app={name}")["items"]
+    items = srv.kubectl_json("get", "pods", "-l", f"app={name}")["items"]  # default namespace
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
@@ -67,7 +75,7 @@ def test_one_pod_per_node_then_nodes_come_and_go(cluster):
     assert (st["desiredNumberScheduled"], st["currentNumberScheduled"], st["numberReady"], st["numberAvailable"],
             st["updatedNumberScheduled"], st["numberMisscheduled"]) == (3, 3, 3, 3, 3, 0)
     assert st["observedGeneration"] == 1 and "numberUnavailable" not in st
-    revs = srv.kubectl_json("get", "controllerrevisions")["items"]
+    revs = srv.kubectl_json("get", "controllerrevisions", "-l", "app=agent")["items"]
     assert len(revs) == 1 and revs[0]["revision"] == 1
     assert revs[0]["metadata"]["name"] == f"agent-{pod['metadata']['labels']['controller-revision-hash']}"
     assert revs[0]["data"]["spec"]["template"]["$patch"] == "replace"
@@ -120,7 +128,7 @@ def test_rolling_update_and_history(cluster):
     pods = pods_of(srv, "roll")
     assert len(pods) == 3 and not first & {p["metadata"]["name"] for p in pods}
     assert {p["spec"]["containers"][0]["image"] for p in pods} == {"fluentd:v2"}
-    revs = sorted(srv.kubectl_json("get", "controllerrevisions")["items"], key=lambda r: r["revision"])
+    revs = sorted(srv.kubectl_json("get", "controllerrevisions", "-l", "app=roll")["items"], key=lambda r: r["revision"])
     assert [r["revision"] for r in revs] == [1, 2]
     assert {p["metadata"]["labels"]["controller-revision-hash"] for p in pods} == \
         {revs[1]["metadata"]["labels"]["controller-revision-hash"]}
@@ -133,7 +141,7 @@ def test_rolling_update_and_history(cluster):
     srv.kubectl("rollout", "undo", "ds/roll")
     srv.kubectl("rollout", "status", "ds/roll", "--timeout=60s")
     poll(lambda: {p["spec"]["containers"][0]["image"] for p in pods_of(srv, "roll")} == {"fluentd:v1"})
-    revs = sorted(srv.kubectl_json("get", "controllerrevisions")["items"], key=lambda r: r["revision"])
+    revs = sorted(srv.kubectl_json("get", "controllerrevisions", "-l", "app=roll")["items"], key=lambda r: r["revision"])
     assert [r["revision"] for r in revs] == [2, 3]  # the old template became the newest revision
 
 
@@ -171,3 +179,20 @@ def test_status_subresource_shapes(cluster):
     st = poll(lambda: status(srv, name).get("numberAvailable") == 3 and status(srv, name))
     assert set(st) >= {"currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady",
                        "observedGeneration", "updatedNumberScheduled", "numberAvailable"}
+
+
+def test_failed_daemon_pod_is_replaced(cluster):
+    srv, _ = cluster
+    api = Api(srv.kubeconfig)
+    srv.kubectl("apply", "-f", "-", input=json.dumps(ds_manifest("flaky")))
+    srv.kubectl("rollout", "status", "ds/flaky", "--timeout=30s")
+    victim = sorted(pods_of(srv, "flaky"), key=lambda p: p["spec"]["nodeName"])[0]
+    name = victim["metadata"]["name"]
+    victim["status"]["phase"] = "Failed"  # as a kubelet that rejected or lost the pod reports it
+    code, body, _ = api.request("PUT", f"/api/v1/namespaces/default/pods/{name}/status", victim)
+    assert code == 200, body
+    poll(lambda: (new := [p for p in pods_of(srv, "flaky") if p["spec"].get("nodeName") == victim["spec"]["nodeName"]
+                          and p["metadata"]["name"] != name]) and new[0]["status"].get("phase") == "Running")
+    events = srv.kubectl_json("get", "events", "--field-selector", "involvedObject.name=flaky")["items"]
+    assert any(e["reason"] == "FailedDaemonPod" and e["message"] == f"Found failed daemon pod default/{name} on node "
+               f"{victim['spec']['nodeName']}, will try to kill it" for e in events)
