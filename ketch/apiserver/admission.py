@@ -23,7 +23,7 @@ means a Pod created right after its namespace never races them).
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..api import errors, kinds, storageclass
@@ -53,6 +53,7 @@ class Attributes:
     old: dict | None = None
     subresource: str = ""
     dry_run: bool = False
+    memo: dict = field(default_factory=dict)  # lookups plugins share within this one request
 
     @property
     def namespace(self) -> str:

@@ -26,10 +26,13 @@ ANNOTATION = "kubernetes.io/limit-ranger"
 _MAX_MILLI = ((1 << 63) - 1) // 1000  # resource.MaxMilliValue
 
 
-async def _limit_ranges(registry: "Registry", namespace: str) -> list[dict]:
-    from .registry import ListOptions
-    items, _ = await registry.list(kinds.lookup("", "v1", "limitranges"), namespace, ListOptions())
-    return items
+async def _limit_ranges(registry: "Registry", a: "Attributes") -> list[dict]:
+    """The namespace's LimitRanges, read once for both phases of a request."""
+    if "limitranges" not in a.memo:
+        from .registry import ListOptions
+        a.memo["limitranges"], _ = await registry.list(kinds.lookup("", "v1", "limitranges"), a.namespace,
+                                                       ListOptions())
+    return a.memo["limitranges"]
 
 
 def _supported(a: "Attributes") -> bool:
@@ -41,7 +44,7 @@ def _supported(a: "Attributes") -> bool:
 async def admit(registry: "Registry", a: "Attributes") -> None:
     if not a.is_("", "Pod", "CREATE") or not _supported(a):
         return
-    for lr in await _limit_ranges(registry, a.namespace):
+    for lr in await _limit_ranges(registry, a):
         _set_defaults(lr, a.obj)
 
 
@@ -49,7 +52,7 @@ async def validate(registry: "Registry", a: "Attributes") -> None:
     if not _supported(a):
         return
     check = _check_pod if a.resource.kind == "Pod" else _check_claim
-    for lr in await _limit_ranges(registry, a.namespace):
+    for lr in await _limit_ranges(registry, a):
         problems = check(lr, a.obj)
         if problems:
             raise a.forbidden(_aggregate(problems))

@@ -4,9 +4,10 @@ of its namespace over a hard limit, and is otherwise charged to those quotas' st
 it is stored.
 
 Charges serialize through the quota objects: each one is a status write conditioned on the
-resourceVersion the check read, so of concurrent requests only one wins a given quota version and
-the others check again against the new usage (as upstream's quota evaluator does). So ten
-concurrent pod creates under `pods: 3` admit exactly three.
+resourceVersion the check read, so of concurrent writers only one wins a given quota version and
+the others check again against the new usage (as upstream's quota evaluator does). Within one API
+server, requests of a namespace take their turn (upstream queues them per namespace), so they do
+not race each other at all. So ten concurrent pod creates under `pods: 3` admit exactly three.
 
 Two deliberate differences from upstream, both to make quota exact from the moment it exists:
 the hard limits are read from spec (upstream waits for the controller to copy them into status),
@@ -17,6 +18,8 @@ objects held.
 """
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import TYPE_CHECKING
 
 from ..api import errors, kinds
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 QUOTAS = kinds.lookup("", "v1", "resourcequotas")
 RETRIES = 8
+_locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
 
 
 async def validate(registry: "Registry", a: "Attributes") -> None:
@@ -38,13 +42,24 @@ async def validate(registry: "Registry", a: "Attributes") -> None:
     if not evaluator.handles(a.operation):
         return
     from .registry import ListOptions
+    if not (await registry.list(QUOTAS, a.namespace, ListOptions()))[0]:
+        return
+    lock = _locks.get(a.namespace)
+    if lock is None:
+        lock = _locks[a.namespace] = asyncio.Lock()
+    async with lock:  # one charge at a time per namespace in this server; others retry on 409
+        await _charge(registry, evaluator, a)
+
+
+async def _charge(registry: "Registry", evaluator: q.Evaluator, a: "Attributes") -> None:
+    from .registry import ListOptions
     charged: set[str] = set()
     last: errors.ApiError | None = None
     for _attempt in range(RETRIES):
         quotas, _ = await registry.list(QUOTAS, a.namespace, ListOptions())
         quotas = [quota for quota in quotas if quota["metadata"]["name"] not in charged]
         writes = await _check(registry, evaluator, quotas, a)
-        if a.dry_run or not writes:
+        if a.dry_run or not writes or await _exists(registry, a):
             return
         last = None
         for quota, status in writes:
@@ -54,7 +69,7 @@ async def validate(registry: "Registry", a: "Attributes") -> None:
             except errors.ApiError as e:
                 if e.code == 404:  # the quota went away: nothing to charge
                     charged.add(quota["metadata"]["name"])
-                elif e.code == 409:
+                elif e.code == 409:  # the controller, or another API server, wrote it meanwhile
                     last = e
                 else:
                     raise
@@ -104,6 +119,13 @@ async def _check(registry: "Registry", evaluator: q.Evaluator, quotas: list[dict
             writes.append((quota, {"hard": dict(quota["spec"].get("hard") or {}),
                                    "used": q.to_json(q.mask(new_used, hard))}))
     return writes
+
+
+async def _exists(registry: "Registry", a: "Attributes") -> bool:
+    """A create of a name that is taken fails with AlreadyExists right after this step: checked as
+    upstream does (so a full quota still answers Forbidden), but not charged."""
+    return a.operation == "CREATE" and \
+        await registry.get_or_none(a.resource, a.namespace, a.obj["metadata"].get("name", "")) is not None
 
 
 async def _count(registry: "Registry", quota: dict, names: list[str]) -> q.ResourceList:

@@ -272,11 +272,15 @@ def test_scopes_select_the_pods_a_quota_counts(api, ns):
              and used(api, ns, "priority") == {"pods": "0"}, what="scoped usage")
 
 
-def test_dry_run_checks_but_does_not_charge(api, ns):
-    make_quota(api, ns, "one", {"pods": "1"})
+def test_dry_runs_and_taken_names_are_not_charged(api, ns):
+    make_quota(api, ns, "one", {"pods": "1", "configmaps": "3"})
     status, body, _ = post(api, ns, "pods", pod("dry"), query="?dryRun=All")
     assert status == 201, body
-    assert used(api, ns, "one") == {"pods": "0"}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
+    create(api, ns, "configmaps", cm)
+    status, body, _ = post(api, ns, "configmaps", cm)
+    assert status == 409 and body["reason"] == "AlreadyExists", body
+    assert used(api, ns, "one") == {"pods": "0", "configmaps": "2"}
     create(api, ns, "pods", pod("real"))
     status, body, _ = post(api, ns, "pods", pod("dry2"), query="?dryRun=All")
     assert status == 403 and "exceeded quota: one" in body["message"], body
