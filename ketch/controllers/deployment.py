@@ -31,6 +31,7 @@ class DeploymentController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component("deployment-controller")
         self.deployments = client.resource("apps/v1", "Deployment")
         self.replicasets = client.resource("apps/v1", "ReplicaSet")
         self.dinformer = informers.informer("apps/v1", "Deployment")

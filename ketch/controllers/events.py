@@ -58,9 +58,14 @@ class EventRecorder:
         self._spam: OrderedDict[tuple, list] = OrderedDict()  # object -> [tokens, last refill]
         self._similar: OrderedDict[tuple, list] = OrderedDict()  # (object, type, reason) -> [messages, first]
 
-    def _allowed(self, ref: dict) -> bool:
-        """The spam filter: a token bucket per object."""
-        key = (ref.get("namespace"), ref.get("kind"), ref.get("name"), ref.get("uid"))
+    def for_component(self, component: str) -> "ComponentRecorder":
+        """This recorder writing as `component` (each upstream controller is its own event source,
+        the "From" of `kubectl describe`), sharing the writer and caches."""
+        return ComponentRecorder(self, component)
+
+    def _allowed(self, ref: dict, component: str) -> bool:
+        """The spam filter: a token bucket per source and object."""
+        key = (component, ref.get("namespace"), ref.get("kind"), ref.get("name"), ref.get("uid"))
         now = time.monotonic()
         bucket = self._spam.get(key)
         if bucket is None:
@@ -88,18 +93,20 @@ class EventRecorder:
             return message, message
         return COMBINED_PREFIX + message, COMBINED_PREFIX
 
-    def event(self, obj: dict, event_type: str, reason: str, message: str, field_path: str = "") -> None:
+    def event(self, obj: dict, event_type: str, reason: str, message: str, field_path: str = "",
+              component: str = "") -> None:
         """Record an event about `obj` (fire and forget)."""
         if self._pending is None:
             self._pending = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._writer())
         ref = reference(obj, field_path)
-        if not self._allowed(ref):
+        component = component or self.component
+        if not self._allowed(ref, component):
             return
         message, dedup = self._aggregate(ref, event_type, reason, message)
         if self._pending.qsize() >= MAX_BACKLOG:
             self._pending.get_nowait()
-        self._pending.put_nowait((ref, event_type, reason, message, _now(), dedup))
+        self._pending.put_nowait((ref, event_type, reason, message, _now(), dedup, component))
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until every recorded event has been written (tests, shutdown)."""
@@ -132,9 +139,10 @@ class EventRecorder:
                 self._busy = False
 
     async def _write(self, ref: dict, event_type: str, reason: str, message: str, now: str,
-                     dedup: str | None = None) -> None:
+                     dedup: str | None = None, component: str = "") -> None:
         ns = ref.get("namespace") or "default"
-        key = (ns, ref.get("uid") or ref.get("name"), ref.get("fieldPath", ""), event_type, reason,
+        component = component or self.component
+        key = (component, ns, ref.get("uid") or ref.get("name"), ref.get("fieldPath", ""), event_type, reason,
                message if dedup is None else dedup)
         seen = self._seen.get(key)
         if seen is not None:
@@ -149,7 +157,7 @@ class EventRecorder:
                 if e.code != 404:
                     raise
         name = f"{ref.get('name', 'unknown')}.{time.time_ns():x}"
-        source = {"component": self.component}
+        source = {"component": component}
         if self.host:
             source["host"] = self.host
         await self._events.create({
@@ -157,8 +165,22 @@ class EventRecorder:
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": ref, "reason": reason, "message": message, "type": event_type,
             "source": source, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "reportingComponent": self.component, "reportingInstance": self.host or self.component,
+            "reportingComponent": component, "reportingInstance": self.host or component,
         }, namespace=ns)
         self._seen[key] = [name, 1]
         if len(self._seen) > CACHE_SIZE:
             self._seen.popitem(last=False)
+
+
+class ComponentRecorder:
+    """An EventRecorder view whose events come from another component."""
+
+    def __init__(self, parent: EventRecorder, component: str):
+        self.parent = parent
+        self.component = component
+
+    def event(self, obj: dict, event_type: str, reason: str, message: str, field_path: str = "") -> None:
+        self.parent.event(obj, event_type, reason, message, field_path, component=self.component)
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        await self.parent.flush(timeout)

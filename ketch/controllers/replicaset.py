@@ -98,10 +98,12 @@ def _set_condition(conditions: list[dict], cond: dict) -> list[dict]:
 class ReplicaSetController(Controller):
     name = "replicaset"
     api_version, kind = "apps/v1", "ReplicaSet"
+    event_source = "replicaset-controller"
     workers = 5  # upstream's --concurrent-replicaset-syncs
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component(self.event_source)
         self.resource = client.resource(self.api_version, self.kind)
         self.informer = informers.informer(self.api_version, self.kind)
         self.informer.add_index(NAMESPACE_INDEX, namespace_index)
@@ -110,7 +112,7 @@ class ReplicaSetController(Controller):
         self.pods.add_index(OWNER_INDEX, owner_uid_index)
         self.pods.add_index(ORPHAN_INDEX, orphan_namespace_index)
         self.pod_resource = client.resource("v1", "Pod")
-        self.pod_control = PodControl(client, recorder)
+        self.pod_control = PodControl(client, self.recorder)
         self.expectations = Expectations()
         self._soon: set[str] = set()
         self.informer.add_handlers(on_add=self.enqueue, on_update=lambda _old, new: self.enqueue(new),
@@ -404,6 +406,7 @@ class ReplicationControllerController(ReplicaSetController):
 
     name = "replicationcontroller"
     api_version, kind = "v1", "ReplicationController"
+    event_source = "replication-controller"
 
     def selector(self, owner: dict) -> Selector:
         selector = (owner.get("spec") or {}).get("selector") or {}

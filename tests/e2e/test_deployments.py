@@ -179,6 +179,7 @@ def test_book_deployment_walkthrough(server, ns, kubectl):
 
     described = server.kubectl("describe", "deployment", "node-js-deploy", "-n", ns, **k).stdout
     assert "ScalingReplicaSet" in described and "NewReplicaSet:" in described
+    assert "deployment-controller  Scaled up replica set node-js-deploy-" in described
     assert "3 desired | 3 updated | 3 total | 3 available | 0 unavailable" in described
 
 

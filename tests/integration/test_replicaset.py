@@ -116,6 +116,7 @@ def test_book_rc_creates_its_pods_with_events_and_status(server, api, ns):
              what="three SuccessfulCreate events")
     messages = sorted(e["message"] for e in events(api, ns, "node-js"))
     assert messages == sorted(f"Created pod: {p['metadata']['name']}" for p in created)
+    assert {e["source"]["component"] for e in events(api, ns, "node-js")} == {"replication-controller"}
     described = server.kubectl("describe", "rc", "node-js", "-n", ns).stdout
     assert "Pods Status:  0 Running / 3 Waiting / 0 Succeeded / 0 Failed" in described
     assert "SuccessfulCreate" in described
@@ -157,6 +158,8 @@ def test_book_replicaset_set_based_selector(server, api, ns):
     assert (ref["apiVersion"], ref["kind"], ref["name"]) == ("apps/v1", "ReplicaSet", "node-js-rs")
     status = wait_for(lambda: (s := rs_status(server, ns, "node-js-rs")).get("replicas") == 3 and s)
     assert status["fullyLabeledReplicas"] == 3
+    described = server.kubectl("describe", "rs", "node-js-rs", "-n", ns).stdout
+    assert "replicaset-controller  Created pod: node-js-rs-" in described
 
 
 def test_orphans_are_adopted_and_mismatching_pods_released(server, api, ns):
