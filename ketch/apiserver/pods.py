@@ -126,8 +126,38 @@ async def evict(ctx: "Context") -> web.StreamResponse:
                          precondition_uid=(options.get("preconditions") or {}).get("uid"),
                          precondition_rv=(options.get("preconditions") or {}).get("resourceVersion"),
                          dry_run=ctx.dry_run)
+    if not ctx.dry_run:
+        updated = await _mark_disruption_target(ctx, ns, name, opts)
+        if opts.precondition_rv:
+            opts.precondition_rv = updated["metadata"]["resourceVersion"]
     await ctx.registry.delete(PODS, ns, name, opts)
     return ctx.respond(SUCCESS, 201)
+
+
+async def _mark_disruption_target(ctx: "Context", ns: str, name: str, opts: DeleteOptions) -> dict:
+    """The DisruptionTarget condition an evicted pod carries while it terminates (upstream's
+    PodDisruptionConditions), checked against the delete's preconditions first."""
+    now = now_rfc3339()
+
+    def transform(pod: dict | None) -> dict:
+        if pod is None:
+            raise errors.not_found("", "pods", name)
+        meta = pod["metadata"]
+        if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
+            raise errors.conflict("", "pods", name, f"Precondition failed: UID in precondition: "
+                                                    f"{opts.precondition_uid}, UID in object meta: {meta.get('uid')}")
+        if opts.precondition_rv and opts.precondition_rv != meta.get("resourceVersion"):
+            raise errors.conflict("", "pods", name, f"Precondition failed: ResourceVersion in precondition: "
+                                                    f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                                                    f"{meta.get('resourceVersion')}")
+        set_condition(pod.setdefault("status", {}), "DisruptionTarget", "True", now, "EvictionByEvictionAPI",
+                      "Eviction API: evicting")
+        meta.pop("resourceVersion", None)  # against what was just read; a race reads again
+        return pod
+
+    updated, _ = await ctx.registry.update(PODS, ns, name, transform, subresource="status", trusted=True,
+                                           retry=True)
+    return updated
 
 
 async def _check_budgets(ctx: "Context", ns: str, pod: dict) -> None:

@@ -238,3 +238,18 @@ def test_kubectl_drain_respects_the_budget(fresh_server, simulator):
     assert "evicted" in done.stdout
     srv.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
     assert all(p["spec"]["nodeName"] != node for p in srv.kubectl_json("get", "pods", "-n", ns)["items"])
+
+
+def test_an_evicted_pod_is_marked_as_a_disruption_target(api, ns):
+    running_pod(api, ns, "bound", {"app": "bound"})
+    status, body, _ = api.request("POST", f"/api/v1/namespaces/{ns}/pods/bound/binding", {
+        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"}, "target": {"kind": "Node", "name": "away"}})
+    assert status == 201, body
+    assert evict(api, ns, "bound")[0] == 201
+    _, pod, _ = api.request("GET", f"/api/v1/namespaces/{ns}/pods/bound")
+    assert pod["metadata"]["deletionTimestamp"]  # bound: it terminates gracefully, marked meanwhile
+    cond = [c for c in pod["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+    assert cond and (cond[0]["status"], cond[0]["reason"], cond[0]["message"]) == (
+        "True", "EvictionByEvictionAPI", "Eviction API: evicting")
+    api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/bound", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                                                   "gracePeriodSeconds": 0})
