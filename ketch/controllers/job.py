@@ -162,6 +162,75 @@ def add_completion_index_env(spec: dict) -> None:
                 env.append(copy.deepcopy(env_var))
 
 
+def _failed_container(statuses: list, requirement: dict) -> dict | None:
+    """The first terminated, non-zero container whose exit code matches an onExitCodes requirement."""
+    for cs in statuses or ():
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated is None:
+            continue
+        name = requirement.get("containerName")
+        code = terminated.get("exitCode", 0)
+        if (name is None or name == cs.get("name")) and code != 0:
+            values = requirement.get("values") or ()
+            if (requirement.get("operator") == "In" and code in values) or \
+                    (requirement.get("operator") == "NotIn" and code not in values):
+                return cs
+    return None
+
+
+def match_pod_failure_policy(policy: dict | None, pod: dict) -> tuple[str | None, bool]:
+    """Upstream's matchPodFailurePolicy for a failed pod: (the FailJob message if a FailJob rule
+    matched, whether the failure counts towards backoffLimit — not if an Ignore rule matched)."""
+    if policy is None:
+        return None, True
+    status, meta = pod.get("status") or {}, pod["metadata"]
+    for index, rule in enumerate(policy.get("rules") or ()):
+        action = rule.get("action")
+        if rule.get("onExitCodes") is not None:
+            req = rule["onExitCodes"]
+            cs = _failed_container(status.get("containerStatuses"), req) or \
+                _failed_container(status.get("initContainerStatuses"), req)
+            if cs is None:
+                continue
+            message = (f"Container {cs.get('name')} for pod {meta['namespace']}/{meta['name']} failed with exit code "
+                       f"{cs['state']['terminated'].get('exitCode', 0)} matching {action} rule at index {index}")
+        elif rule.get("onPodConditions") is not None:
+            matched = next((c for c in status.get("conditions") or () for pattern in rule["onPodConditions"]
+                            if c.get("type") == pattern.get("type")
+                            and c.get("status") == pattern.get("status", "True")), None)
+            if matched is None:
+                continue
+            message = (f"Pod {meta['namespace']}/{meta['name']} has condition {matched.get('type')} matching "
+                       f"{action} rule at index {index}")
+        else:
+            continue
+        if action == "Ignore":
+            return None, False
+        if action == "FailJob":
+            return message, True
+        if action in ("Count", "FailIndex"):
+            return None, True
+    return None, True
+
+
+def match_success_policy(policy: dict | None, completions: int, succeeded: set[int]) -> str | None:
+    """Upstream's matchSuccessPolicy (Indexed Jobs): the message when a rule is met."""
+    if policy is None or not succeeded:
+        return None
+    for index, rule in enumerate(policy.get("rules") or ()):
+        count = rule.get("succeededCount")
+        if rule.get("succeededIndexes") is not None:
+            required = parse_indexes(rule["succeededIndexes"], completions)
+            if not required:
+                continue
+            contains = len(required & succeeded)
+            if contains == len(required) or (count is not None and contains >= count):
+                return f"Matched rules at index {index}"
+        elif count is not None and len(succeeded) >= count:
+            return f"Matched rules at index {index}"
+    return None
+
+
 class BackoffRecord:
     """Failures since the last success and when the last one happened (upstream's backoffRecord)."""
 
@@ -352,13 +421,20 @@ class JobSync:
         new_succeeded = fresh(lambda p: p.get("status", {}).get("phase") == "Succeeded")
         new_failed = fresh(lambda p: is_pod_failed(p, job))
         self.succeeded = status.get("succeeded", 0) + len(new_succeeded) + len(self.uncounted_succeeded)
-        failed = status.get("failed", 0) + len(new_failed) + len(self.uncounted_failed)
+        policy = spec.get("podFailurePolicy")
+        failed = status.get("failed", 0) + len(self.uncounted_failed) + \
+            sum(1 for p in new_failed if match_pod_failure_policy(policy, p)[1])
         suspended = bool(spec.get("suspend"))
         if status.get("startTime") is None and not suspended:
             status["startTime"] = podutil.rfc3339(podutil.now())
         self.new_backoff = ctl.backoff.get(self.key, BackoffRecord()).after(new_succeeded, new_failed)
 
         finished = self._interim_from_status()
+        if finished is None and policy is not None:
+            message = next((m for p in pods if is_pod_failed(p, job)
+                            for m in (match_pod_failure_policy(policy, p)[0],) if m), None)
+            if message is not None:
+                finished = new_condition("FailureTarget", "PodFailurePolicy", message)
         if finished is None:
             if failed > spec.get("backoffLimit", 6) or past_backoff_limit_on_failure(job, pods):
                 finished = new_condition("FailureTarget", "BackoffLimitExceeded",
@@ -374,6 +450,10 @@ class JobSync:
             self.indexes = self.prev_indexes | {completion_index(p) for p in pods if self._valid_index(p)
                                                 and p.get("status", {}).get("phase") == "Succeeded"}
             self.succeeded = len(self.indexes)
+            if finished is None:
+                message = match_success_policy(spec.get("successPolicy"), self.completions or 0, self.indexes)
+                if message is not None:
+                    finished = new_condition("SuccessCriteriaMet", "SuccessPolicy", message)
 
         suspend_changed = False
         manage_error: Exception | None = None
@@ -589,7 +669,8 @@ class JobSync:
                     uncounted.setdefault("succeeded", []).append(uid)
                     needs_flush = True
             elif failed or finishing_failed:
-                if uid not in uncounted.get("failed", ()) and (not self.indexed or self._valid_index(pod)):
+                if uid not in uncounted.get("failed", ()) and (not self.indexed or self._valid_index(pod)) \
+                        and match_pod_failure_policy(self.spec.get("podFailurePolicy"), pod)[1]:
                     uncounted.setdefault("failed", []).append(uid)
                     needs_flush = True
             if len(new_indexes) + len(uncounted.get("succeeded", ())) + len(uncounted.get("failed", ())) \

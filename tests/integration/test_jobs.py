@@ -278,3 +278,39 @@ def test_jobs_on_simulated_nodes(server, jobs, simulated_nodes):
     poll(lambda: ("Failed", "True", "BackoffLimitExceeded") in jobs.conditions("crashy"), timeout=30)
     assert jobs.job("crashy")["status"]["failed"] == 1  # the restarted pod, deleted and counted
     poll(lambda: jobs.live_pods("crashy") == [])
+
+
+def test_pod_failure_policy(jobs):
+    policy = {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
+                        {"action": "FailJob", "onExitCodes": {"containerName": "work", "operator": "In",
+                                                              "values": [42]}}]}
+    jobs.create(job_manifest("ignored", backoffLimit=0, podFailurePolicy=policy))
+    pod = poll(lambda: jobs.live_pods("ignored"))[0]
+    jobs.finish(pod, "Failed", exit_code=3)
+    poll(lambda: TRACKING not in (jobs.pods("ignored")[0]["metadata"].get("finalizers") or []))
+    time.sleep(0.3)
+    status = jobs.job("ignored")["status"]
+    assert "failed" not in status and jobs.conditions("ignored") == []  # not counted against backoffLimit
+
+    jobs.create(job_manifest("fatal", backoffLimit=6, podFailurePolicy=policy))
+    pod = poll(lambda: jobs.live_pods("fatal"))[0]
+    jobs.finish(pod, "Failed", exit_code=42)
+    poll(lambda: ("Failed", "True", "PodFailurePolicy") in jobs.conditions("fatal"))
+    cond = jobs.job("fatal")["status"]["conditions"][-1]
+    assert cond["message"] == (f"Container work for pod {jobs.ns}/{pod['metadata']['name']} failed with exit code 42 "
+                               "matching FailJob rule at index 1")
+    assert [c["type"] for c in jobs.job("fatal")["status"]["conditions"]] == ["FailureTarget", "Failed"]
+
+
+def test_success_policy(jobs):
+    jobs.create(job_manifest("leader", completions=3, parallelism=3, completionMode="Indexed",
+                             successPolicy={"rules": [{"succeededIndexes": "0", "succeededCount": 1}]}))
+    pods = poll(lambda: len(p := jobs.live_pods("leader")) == 3 and p)
+    leader = next(p for p in pods if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "0")
+    jobs.finish(leader)
+    poll(lambda: ("Complete", "True", "SuccessPolicy") in jobs.conditions("leader"))
+    status = jobs.job("leader")["status"]
+    assert [(c["type"], c["message"]) for c in status["conditions"]] == [
+        ("SuccessCriteriaMet", "Matched rules at index 0"), ("Complete", "Matched rules at index 0")]
+    assert status["completedIndexes"] == "0" and status["succeeded"] == 1 and "failed" not in status
+    assert jobs.live_pods("leader") == []  # the other indexes were stopped, not counted as failures
