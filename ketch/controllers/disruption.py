@@ -24,6 +24,7 @@ from .base import Controller, InformerFactory, namespace_index, split_key
 from .events import EventRecorder
 
 DELETION_TIMEOUT = datetime.timedelta(minutes=2)
+STALE_DISRUPTION_TIMEOUT = datetime.timedelta(minutes=2)
 CONDITION = "DisruptionAllowed"
 NAMESPACE_INDEX = "namespace"
 
@@ -61,6 +62,17 @@ def set_condition(conditions: list[dict], new: dict, now: str) -> None:
     conditions.append({**new, "lastTransitionTime": now})
 
 
+def stale_disruption_wait(pod: dict) -> float | None:
+    """Seconds until a pod's DisruptionTarget condition counts as stale (<= 0: now); None if it cannot."""
+    if podutil.is_terminating(pod) or (pod.get("status") or {}).get("phase") in podutil.TERMINAL_PHASES:
+        return None
+    cond = podutil.condition(pod, "DisruptionTarget")
+    if cond is None or cond.get("status") != "True" or cond.get("reason") == "TerminationByKubelet":
+        return None
+    since = podutil.parse_time(cond.get("lastTransitionTime")) or podutil.now()
+    return (since + STALE_DISRUPTION_TIMEOUT - podutil.now()).total_seconds()
+
+
 def conditions_up_to_date(pdb: dict) -> bool:
     status = pdb.get("status") or {}
     cond = next((c for c in status.get("conditions") or () if c.get("type") == CONDITION), None)
@@ -91,6 +103,9 @@ class DisruptionController(Controller):
             inf.add_handlers(on_update=self._scale_changed)
 
     def _pod_changed(self, pod: dict) -> None:
+        wait = stale_disruption_wait(pod)
+        if wait is not None:
+            self.enqueue_after(("stale-disruption", f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"), wait)
         pod_labels = pod["metadata"].get("labels") or {}
         for pdb in self.pdbs.by_index(NAMESPACE_INDEX, pod["metadata"].get("namespace", "")):
             if self._selects(pdb, pod_labels):
@@ -113,7 +128,9 @@ class DisruptionController(Controller):
         except labelsel.SelectorError:
             return False
 
-    async def sync(self, key: str) -> float | None:
+    async def sync(self, key: str | tuple) -> float | None:
+        if isinstance(key, tuple):
+            return await self._clear_stale_disruption(key[1])
         pdb = self.pdbs.get(key)
         if pdb is None:
             return None
@@ -145,6 +162,24 @@ class DisruptionController(Controller):
                 healthy += 1
         await self._update_status(pdb, healthy, desired, expected, disrupted)
         return recheck
+
+    async def _clear_stale_disruption(self, key: str) -> float | None:
+        """A DisruptionTarget condition on a pod that did not go within two minutes is reset to False."""
+        pod = self.pods.get(key)
+        if pod is None:
+            return None
+        wait = stale_disruption_wait(pod)
+        if wait is None:
+            return None
+        if wait > 0:
+            return wait
+        new = copy.deepcopy(pod)
+        now = podutil.rfc3339(podutil.now())
+        new["status"]["conditions"] = [c if c.get("type") != "DisruptionTarget" else
+                                       {"type": "DisruptionTarget", "status": "False", "lastProbeTime": None,
+                                        "lastTransitionTime": now} for c in new["status"]["conditions"]]
+        await self.client.resource("v1", "Pod").update_status(new)
+        return None
 
     async def _expected_count(self, pdb: dict, pods: list[dict]) -> tuple[int, int, list[str]]:
         spec = pdb.get("spec") or {}

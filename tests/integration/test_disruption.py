@@ -253,3 +253,21 @@ def test_an_evicted_pod_is_marked_as_a_disruption_target(api, ns):
         "True", "EvictionByEvictionAPI", "Eviction API: evicting")
     api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/bound", {"kind": "DeleteOptions", "apiVersion": "v1",
                                                                    "gracePeriodSeconds": 0})
+
+
+def test_a_stale_disruption_target_condition_is_reset(api, ns):
+    running_pod(api, ns, "kept", {"app": "kept"})
+    _, pod, _ = api.request("GET", f"/api/v1/namespaces/{ns}/pods/kept")
+    long_ago = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=3)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    pod["status"]["conditions"].append({"type": "DisruptionTarget", "status": "True", "lastTransitionTime": long_ago,
+                                        "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"})
+    status, body, _ = api.request("PUT", f"/api/v1/namespaces/{ns}/pods/kept/status", pod)
+    assert status == 200, body
+
+    def reset():
+        _, current, _ = api.request("GET", f"/api/v1/namespaces/{ns}/pods/kept")
+        cond = [c for c in current["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+        return cond and cond[0]["status"] == "False" and cond[0]
+    cond = wait_for(reset, what="the stale condition to be reset")
+    assert "reason" not in cond
