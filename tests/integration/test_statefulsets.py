@@ -305,3 +305,26 @@ def test_orphans_named_as_members_are_adopted(server, api, ns):
     # A pod whose labels stop matching is released.
     server.kubectl("label", "pod", "adopt-0", "app=other", "--overwrite", "-n", ns)
     wait_for(lambda: not pod(api, ns, "adopt-0")["metadata"].get("ownerReferences"))
+
+
+def test_killed_mid_rollout_the_set_ends_exact(fresh_server, simulator):
+    """kill -9 of the whole control plane while pods and claims are being made: after the restart,
+    exactly one pod, claim and volume per ordinal, and one revision."""
+    srv = fresh_server
+    simulator(srv, nodes=2, name_prefix="k-")
+    srv.kubectl("create", "namespace", "kill")
+    doc = statefulset("k", replicas=5)
+    del doc["spec"]["template"]["spec"]["schedulerName"]
+    apply(srv, doc, "kill")
+    api = Api(srv.kubeconfig)
+    wait_for(lambda: len(pod_names(api, "kill")) >= 2, timeout=20)
+    srv.kill9()
+    srv.start()
+    wait_for(lambda: sts(srv, "kill", "k")["status"].get("readyReplicas") == 5, timeout=30)
+    assert pod_names(api, "kill") == [f"k-{i}" for i in range(5)]
+    claims = srv.kubectl_json("get", "pvc", "-n", "kill")["items"]
+    assert sorted(c["metadata"]["name"] for c in claims) == [f"www-k-{i}" for i in range(5)]
+    wait_for(lambda: all(c["status"]["phase"] == "Bound" for c in srv.kubectl_json("get", "pvc", "-n", "kill")["items"]))
+    pvs = srv.kubectl_json("get", "pv")["items"]
+    assert sorted(pv["spec"]["claimRef"]["name"] for pv in pvs) == [f"www-k-{i}" for i in range(5)]
+    assert len(srv.kubectl_json("get", "controllerrevisions", "-n", "kill")["items"]) == 1
