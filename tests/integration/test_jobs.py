@@ -89,9 +89,12 @@ def jobs(server):
 
 
 def job_manifest(name, restart="Never", **spec):
+    """A Job whose pods no node matches: they stay unbound whatever nodes other tests left behind, so
+    this test alone reports their status (as their kubelet would)."""
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"template": {"spec": {"restartPolicy": restart, "containers": [
-                {"name": "work", "image": "busybox", "command": ["true"]}]}}, **spec}}
+            "spec": {"template": {"spec": {"restartPolicy": restart, "nodeSelector": {"ketch.test/no-node": "x"},
+                                           "containers": [{"name": "work", "image": "busybox",
+                                                           "command": ["true"]}]}}, **spec}}
 
 
 def test_book_job_runs_to_completion(server, jobs):
@@ -255,6 +258,7 @@ def test_backoff_between_failures(tmp_path, monkeypatch):
 
 def sim_job(name, restart="Never", duration="200ms", exit_code=0, **spec):
     m = job_manifest(name, restart, **spec)
+    del m["spec"]["template"]["spec"]["nodeSelector"]
     m["spec"]["template"]["metadata"] = {"annotations": {"ketch.io/simulate-duration": duration,
                                                          "ketch.io/simulate-exit-code": str(exit_code)}}
     return m
