@@ -191,9 +191,11 @@ def test_object_counts_services_and_claims(api, ns):
     make_quota(api, ns, "objects", {
         "services": "2", "services.nodeports": "1", "services.loadbalancers": "0", "configmaps": "2",
         "secrets": "1", "count/deployments.apps": "1", "persistentvolumeclaims": "2", "requests.storage": "3Gi",
-        "gold.storageclass.storage.k8s.io/requests.storage": "1Gi"})
-    # Every namespace starts with the kube-root-ca.crt ConfigMap.
-    assert used(api, ns, "objects")["configmaps"] == "1"
+        "gold.storageclass.storage.k8s.io/requests.storage": "1Gi", "resourcequotas": "1"})
+    # Every namespace starts with the kube-root-ca.crt ConfigMap; the quota counts itself.
+    assert used(api, ns, "objects")["configmaps"] == "1" and used(api, ns, "objects")["resourcequotas"] == "1"
+    assert "requested: resourcequotas=1, used: resourcequotas=1, limited: resourcequotas=1" in refused(
+        api, ns, "resourcequotas", quota("second", {"pods": "1"}))
 
     def svc(name, kind="ClusterIP", ports=1):
         return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
