@@ -52,8 +52,8 @@ class Plan:
     deadline: float
 
 
-FULL = Plan(nodes=1000, pods=10_000, deadline=240)
-QUICK = Plan(nodes=200, pods=2_000, deadline=90)
+FULL = Plan(nodes=1000, pods=10_000, deadline=600)
+QUICK = Plan(nodes=200, pods=2_000, deadline=180)
 
 
 class Cluster:

@@ -20,7 +20,7 @@ UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 
 
 class NodeInfo:
-    __slots__ = ("name", "node", "labels", "allocatable", "requested", "nonzero_cpu", "nonzero_memory",
+    __slots__ = ("name", "node", "labels", "allocatable", "alloc_cpu", "alloc_memory", "requested", "nonzero_cpu", "nonzero_memory",
                  "pods", "ports", "taints", "prefer_taints", "unschedulable", "zone", "images", "nominated")
 
     def __init__(self, name: str):
@@ -28,6 +28,7 @@ class NodeInfo:
         self.node: dict | None = None
         self.labels: dict = {}
         self.allocatable: dict[str, int] = {}
+        self.alloc_cpu = self.alloc_memory = 0
         self.requested: dict[str, int] = {}
         self.nonzero_cpu = 0
         self.nonzero_memory = 0
@@ -46,6 +47,7 @@ class NodeInfo:
         self.labels = dict(meta.get("labels") or {})
         self.labels.setdefault(HOSTNAME, self.name)
         self.allocatable = resource_list(status.get("allocatable") or status.get("capacity"))
+        self.alloc_cpu, self.alloc_memory = self.allocatable.get(CPU, 0), self.allocatable.get(MEMORY, 0)
         self.unschedulable = bool(spec.get("unschedulable"))
         taints = list(spec.get("taints") or ())
         # What the node lifecycle controller would taint a node with that is not Ready
@@ -103,11 +105,15 @@ class Cache:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
         self.node_order: list[str] = []           # nodes with a Node object, in a stable order
+        self._infos: list[NodeInfo] | None = None
         self.pod_node: dict[str, str] = {}        # pod key -> node it is counted on
         self.assumed: set[str] = set()
         # (namespace, frozenset(labels)) -> {"labels", "namespace", "nodes": Counter}
         self.label_groups: dict[tuple, dict] = {}
         self.by_controller: dict[str, Counter] = {}  # controller uid -> node -> pods
+        self.by_controller_zone: dict[str, Counter] = {}  # controller uid -> zone -> pods
+        self.pod_zone: dict[str, str] = {}            # pod key -> zone it was counted in
+        self.zones: Counter = Counter()               # zone -> nodes
         self.with_anti_affinity: dict[str, PodInfo] = {}  # pods having required anti-affinity terms
         self.with_affinity: dict[str, PodInfo] = {}       # pods having (anti-)affinity terms at all
         self.nominated: dict[str, tuple[str, PodInfo]] = {}  # pod key -> (node, info)
@@ -125,20 +131,36 @@ class Cache:
         info = self._node(name)
         if info.node is None:
             self.node_order.append(name)
+            self._infos = None
+        elif info.zone:
+            self._zone_count(info.zone, -1)
         info.set_node(node)
+        if info.zone:
+            self.zones[info.zone] += 1
 
     def remove_node(self, name: str) -> None:
         info = self.nodes.get(name)
         if info is None:
             return
+        if info.node is not None and info.zone:
+            self._zone_count(info.zone, -1)
         info.node = None
         if name in self.node_order:
             self.node_order.remove(name)
+            self._infos = None
         if not info.pods:
             del self.nodes[name]
 
+    def _zone_count(self, zone: str, delta: int) -> None:
+        self.zones[zone] += delta
+        if self.zones[zone] <= 0:
+            del self.zones[zone]
+
     def node_infos(self) -> list[NodeInfo]:
-        return [self.nodes[n] for n in self.node_order]
+        """The nodes in a stable order (rebuilt only when nodes come or go)."""
+        if self._infos is None:
+            self._infos = [self.nodes[n] for n in self.node_order]
+        return self._infos
 
     # ---- pods ------------------------------------------------------------------------------
 
@@ -153,12 +175,16 @@ class Cache:
             if not group["nodes"]:
                 del self.label_groups[p.label_group]
         if p.controller_uid:
-            counts = self.by_controller.setdefault(p.controller_uid, Counter())
-            counts[node] += delta
-            if counts[node] <= 0:
-                del counts[node]
-                if not counts:
-                    del self.by_controller[p.controller_uid]
+            _bump(self.by_controller, p.controller_uid, node, delta)
+            if delta > 0:
+                info = self.nodes.get(node)
+                zone = info.zone if info is not None else ""
+                if zone:
+                    self.pod_zone[p.key] = zone
+            else:
+                zone = self.pod_zone.pop(p.key, "")
+            if zone:
+                _bump(self.by_controller_zone, p.controller_uid, zone, delta)
 
     def add_pod(self, p: PodInfo, node: str, assumed: bool = False) -> None:
         """Count `p` on `node` (replacing what was counted for it before, assumed or not)."""
@@ -221,3 +247,15 @@ class Cache:
 
     def controller_counts(self, uid: str) -> Counter:
         return self.by_controller.get(uid) or Counter()
+
+    def controller_zone_counts(self, uid: str) -> Counter:
+        return self.by_controller_zone.get(uid) or Counter()
+
+
+def _bump(index: dict[str, Counter], key: str, value: str, delta: int) -> None:
+    counts = index.setdefault(key, Counter())
+    counts[value] += delta
+    if counts[value] <= 0:
+        del counts[value]
+        if not counts:
+            del index[key]

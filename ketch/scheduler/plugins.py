@@ -7,6 +7,7 @@ preemption could help (Unschedulable) or not (UnschedulableAndUnresolvable).
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections import Counter
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .cache import UNSCHEDULABLE_TAINT, Cache, NodeInfo
-from .podinfo import CPU, EPHEMERAL, HOSTNAME, MEMORY, ZONE_LABELS, AffinityTerm, PodInfo, SpreadConstraint, tolerates
+from .podinfo import CPU, EPHEMERAL, HOSTNAME, MEMORY, PODS, AffinityTerm, PodInfo, SpreadConstraint, tolerates
 
 MAX_SCORE = 100
 
@@ -30,8 +31,6 @@ ERR_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 ERR_EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 
 WEIGHTS = {"fit": 1, "balanced": 1, "taint": 3, "node_affinity": 2, "spread": 2, "pod_affinity": 2, "image": 1}
-# Upstream's default topology spread: by host (maxSkew 3) and zone (maxSkew 5), ScheduleAnyway.
-DEFAULT_SPREAD_KEYS = (HOSTNAME, ZONE_LABELS[0])
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,7 @@ class CycleState:
     anti_domains: list[tuple[str, set[str]]] = field(default_factory=list)
     spread: list[SpreadState] = field(default_factory=list)
     spread_eligible: set[str] | None = None
+    filter: Callable[[NodeInfo], Failure | None] | None = None
 
 
 class Framework:
@@ -175,31 +175,77 @@ class Framework:
     # ---- filter ------------------------------------------------------------------------------
 
     def filter(self, state: CycleState, node: NodeInfo) -> Failure | None:
+        return self.compiled(state)(node)
+
+    def compiled(self, state: CycleState) -> Callable[[NodeInfo], Failure | None]:
+        if state.filter is None:
+            state.filter = self._compile(state)
+        return state.filter
+
+    def _compile(self, state: CycleState) -> Callable[[NodeInfo], Failure | None]:
+        """The filter chain specialised to one pod: checks the pod cannot fail are left out, so the
+        common case costs a few attribute reads per node."""
         p = state.pod
-        if node.unschedulable and not any(
-                tolerates(t, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}) for t in p.tolerations):
-            return _fail(ERR_UNSCHEDULABLE)
-        if p.node_name and p.node_name != node.name:
-            return _fail(ERR_NODE_NAME)
-        if node.taints:
-            taint = untolerated(node.taints, p.tolerations)
-            if taint is not None:
-                return _fail(f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}")
-        if state.check_node_affinity and not matches_node_selector(p, node):
-            return _fail(ERR_NODE_AFFINITY)
-        if p.host_ports and node.ports and ports_conflict(p.host_ports, node.ports):
-            return _fail(ERR_PORTS, True)
-        extra, extra_pods = None, 0
-        if state.nominated_extra and node.nominated:
-            extra, extra_pods = self._nominated_extra(p, node)
-        lacking = insufficient(p, node, extra, extra_pods)
-        if lacking:
-            return Failure(tuple(lacking), True)
-        if state.spread:
-            failure = self._filter_spread(state, node)
-            if failure is not None:
+        unsched_ok = any(tolerates(t, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}) for t in p.tolerations)
+        selector = list(p.node_selector.items())
+        terms = p.required_node_terms
+        tolerations = p.tolerations
+        ports = p.host_ports
+        requests = list(p.requests.items())
+        node_name = p.node_name
+        spread = state.spread
+        affinity = bool(state.existing_anti or state.affinity_domains is not None or state.anti_domains)
+        nominated = state.nominated_extra
+        fail_unsched, fail_name, fail_aff = _fail(ERR_UNSCHEDULABLE), _fail(ERR_NODE_NAME), _fail(ERR_NODE_AFFINITY)
+        fail_ports = _fail(ERR_PORTS, True)
+        lacking_cache: dict[tuple, Failure] = {}
+        filter_spread, filter_affinity, nominated_extra = self._filter_spread, self._filter_affinity, self._nominated_extra
+
+        def check(node: NodeInfo) -> Failure | None:
+            if node.unschedulable and not unsched_ok:
+                return fail_unsched
+            if node_name and node_name != node.name:
+                return fail_name
+            if node.taints:
+                taint = untolerated(node.taints, tolerations)
+                if taint is not None:
+                    return _fail(f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}")
+            if selector or terms is not None:
+                labels = node.labels
+                for k, v in selector:
+                    if labels.get(k) != v:
+                        return fail_aff
+                if terms is not None and not any(t.matches(labels, node.name) for t in terms):
+                    return fail_aff
+            if ports and node.ports and ports_conflict(ports, node.ports):
+                return fail_ports
+            if nominated and node.nominated:
+                extra, extra_pods = nominated_extra(p, node)
+                lacking = insufficient(p, node, extra, extra_pods)
+            else:
+                lacking = None
+                if len(node.pods) >= node.allocatable.get(PODS, 0):
+                    lacking = [ERR_TOO_MANY_PODS]
+                alloc, used = node.allocatable, node.requested
+                for k, want in requests:
+                    if alloc.get(k, 0) < want + used.get(k, 0):
+                        if lacking is None:
+                            lacking = []
+                        lacking.append(f"Insufficient {k}")
+            if lacking:
+                key = tuple(lacking)
+                failure = lacking_cache.get(key)
+                if failure is None:
+                    failure = lacking_cache[key] = Failure(key, True)
                 return failure
-        return self._filter_affinity(state, node)
+            if spread:
+                failure = filter_spread(state, node)
+                if failure is not None:
+                    return failure
+            if affinity:
+                return filter_affinity(state, node)
+            return None
+        return check
 
     @staticmethod
     def _nominated_extra(p: PodInfo, node: NodeInfo) -> tuple[dict[str, int], int]:
@@ -246,20 +292,22 @@ class Framework:
     # ---- score -------------------------------------------------------------------------------
 
     def score(self, state: CycleState, nodes: list[NodeInfo]) -> list[float]:
+        """Weighted sum of the plugin scores (each 0-100) per node. A plugin whose score would be
+        the same on every node (no PreferNoSchedule taints, no preferences) is skipped: it cannot
+        change the choice."""
         p = state.pod
-        totals = [0.0] * len(nodes)
         cpu, mem = p.nonzero_cpu, p.nonzero_memory
         wf, wb = WEIGHTS["fit"], WEIGHTS["balanced"]
-        for i, n in enumerate(nodes):
-            acpu = n.allocatable.get(CPU, 0)
-            amem = n.allocatable.get(MEMORY, 0)
-            rcpu = n.nonzero_cpu + cpu
-            rmem = n.nonzero_memory + mem
-            fcpu = rcpu / acpu if acpu else 1.0
-            fmem = rmem / amem if amem else 1.0
-            least = ((max(0.0, 1 - fcpu) + max(0.0, 1 - fmem)) / 2) * MAX_SCORE
-            balanced = (1 - abs(min(fcpu, 1.0) - min(fmem, 1.0)) / 2) * MAX_SCORE
-            totals[i] = wf * int(least) + wb * int(balanced)
+        totals = []
+        append = totals.append
+        for n in nodes:
+            acpu, amem = n.alloc_cpu, n.alloc_memory
+            fcpu = (n.nonzero_cpu + cpu) / acpu if acpu else 1.0
+            fmem = (n.nonzero_memory + mem) / amem if amem else 1.0
+            fcpu = 1.0 if fcpu > 1.0 else fcpu
+            fmem = 1.0 if fmem > 1.0 else fmem
+            # least allocated: mean free share; balanced: 1 - std of the used shares (|a-b|/2 for two)
+            append(wf * int((2 - fcpu - fmem) * 50) + wb * int((1 - abs(fcpu - fmem) / 2) * MAX_SCORE))
         self._score_taints(p, nodes, totals)
         if p.preferred_node_terms:
             raw = [sum(w for w, t in p.preferred_node_terms if t.matches(n.labels, n.name)) for n in nodes]
@@ -271,46 +319,71 @@ class Framework:
     @staticmethod
     def _score_taints(p: PodInfo, nodes: list[NodeInfo], totals: list[float]) -> None:
         if not any(n.prefer_taints for n in nodes):
-            for i in range(len(totals)):
-                totals[i] += WEIGHTS["taint"] * MAX_SCORE
             return
         tols = [t for t in p.tolerations if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
         raw = [sum(1 for taint in n.prefer_taints if not any(tolerates(t, taint) for t in tols)) for n in nodes]
         _add_normalized(totals, raw, WEIGHTS["taint"], reverse=True)
 
     def _score_spread(self, state: CycleState, nodes: list[NodeInfo], totals: list[float]) -> None:
+        """Fewer pods of the same group in a node's domain score higher: the pod's own soft and hard
+        constraints, else upstream's default spreading (by host and by zone) of the pods of its
+        controller, or of the Services selecting it."""
         p = state.pod
-        if p.spread:
-            constraints = [(c.topology_key, self.cache.matching_counts(c.selector, lambda ns: ns == p.namespace))
-                           for c in p.spread]
-        else:
-            peers = self.default_spread(p)
-            if peers is None:
-                return
-            counts = peers()
-            constraints = [(key, counts) for key in DEFAULT_SPREAD_KEYS]
         raw = [0.0] * len(nodes)
-        for key, node_counts in constraints:
-            if key == HOSTNAME:
-                domains = len(self.cache.node_order)
-                per_domain = node_counts
-                value_of = lambda n: n.name  # noqa: E731
+        if p.spread:
+            for c in p.spread:
+                counts = self.cache.matching_counts(c.selector, lambda ns: ns == p.namespace)
+                if c.topology_key == HOSTNAME:
+                    self._spread_by_host(nodes, counts, raw)
+                elif counts:
+                    value_of = functools.partial(_label, c.topology_key)
+                    self._spread_by_domain(nodes, self._per_domain(counts, value_of), value_of, raw)
+        else:
+            if p.controller_uid:
+                counts = self.cache.controller_counts(p.controller_uid)
+                zones = self.cache.controller_zone_counts(p.controller_uid)
             else:
-                if not any(key in n.labels for n in nodes):
-                    continue
-                per_domain = Counter()
-                for node_name, c in node_counts.items():
-                    info = self.cache.nodes.get(node_name)
-                    if info is not None and key in info.labels:
-                        per_domain[info.labels[key]] += c
-                domains = len({n.labels[key] for n in nodes if key in n.labels})
-                value_of = lambda n, key=key: n.labels.get(key)  # noqa: E731
-            weight = math.log(domains + 2)
-            for i, n in enumerate(nodes):
-                value = value_of(n)
-                if value is not None:
-                    raw[i] += weight * per_domain.get(value, 0)
+                peers = self.default_spread(p)
+                if peers is None:
+                    return
+                counts = peers()
+                zones = self._per_domain(counts, lambda n: n.zone) if self.cache.zones else Counter()
+            if not counts:
+                return
+            self._spread_by_host(nodes, counts, raw)
+            if self.cache.zones:
+                self._spread_by_domain(nodes, zones, lambda n: n.zone, raw, len(self.cache.zones))
         _add_normalized(totals, raw, WEIGHTS["spread"], reverse=True)
+
+    def _per_domain(self, counts: Counter, value_of: Callable[[NodeInfo], str | None]) -> Counter:
+        out: Counter = Counter()
+        for node_name, c in counts.items():
+            info = self.cache.nodes.get(node_name)
+            value = value_of(info) if info is not None else None
+            if value:
+                out[value] += c
+        return out
+
+    def _spread_by_host(self, nodes: list[NodeInfo], counts: Counter, raw: list[float]) -> None:
+        weight = math.log(len(self.cache.node_order) + 2)  # upstream weighs a constraint by log(domains + 2)
+        get = counts.get
+        for i, n in enumerate(nodes):
+            c = get(n.name)
+            if c:
+                raw[i] += weight * c
+
+    @staticmethod
+    def _spread_by_domain(nodes: list[NodeInfo], per_domain: Counter, value_of: Callable[[NodeInfo], str | None],
+                          raw: list[float], domains: int = 0) -> None:
+        if not per_domain:
+            return
+        values = [value_of(n) for n in nodes]
+        weight = math.log((domains or len(set(values) - {None})) + 2)
+        get = per_domain.get
+        for i, v in enumerate(values):
+            c = get(v)
+            if c:
+                raw[i] += weight * c
 
     def _score_pod_affinity(self, p: PodInfo, nodes: list[NodeInfo], totals: list[float]) -> None:
         terms = [(t, t.weight) for t in p.preferred_affinity] + [(t, -t.weight) for t in p.preferred_anti_affinity]
@@ -349,6 +422,10 @@ class Framework:
         _add_normalized(totals, raw, WEIGHTS["pod_affinity"], min_max=True)
 
 
+def _label(key: str, node: NodeInfo) -> str | None:
+    return node.labels.get(key)
+
+
 def _add_normalized(totals: list[float], raw: list[float], weight: int, reverse: bool = False,
                     min_max: bool = False) -> None:
     if not raw:
@@ -365,16 +442,10 @@ def _add_normalized(totals: list[float], raw: list[float], weight: int, reverse:
 
 
 def select_host(nodes: list[NodeInfo], scores: list[float]) -> NodeInfo:
-    """The best-scored node; ties broken at random (reservoir sampling, as upstream's selectHost)."""
-    best_i, best, ties = 0, scores[0], 1
-    for i in range(1, len(scores)):
-        if scores[i] > best:
-            best_i, best, ties = i, scores[i], 1
-        elif scores[i] == best:
-            ties += 1
-            if random.randrange(ties) == 0:
-                best_i = i
-    return nodes[best_i]
+    """The best-scored node; ties broken at random (as upstream's selectHost)."""
+    best = max(scores)
+    ties = [i for i, s in enumerate(scores) if s == best]
+    return nodes[ties[0] if len(ties) == 1 else random.choice(ties)]
 
 
 def nodes_to_find(num_nodes: int, percentage: int = 0) -> int:

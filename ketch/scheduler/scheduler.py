@@ -142,10 +142,7 @@ class Scheduler:
         return (ns or {}).get("metadata", {}).get("labels") or {}
 
     def _default_spread(self, p):  # noqa: ANN001, ANN202 - PodInfo -> counter factory or None
-        """Peers to spread a pod from: its controller's pods, else those of the Services selecting it."""
-        if p.controller_uid:
-            uid = p.controller_uid
-            return lambda: self.cache.controller_counts(uid)
+        """Peers to spread a pod without a controller from: the pods of the Services selecting it."""
         selectors = []
         for svc in self.services.by_index("namespace", p.namespace):
             sel = (svc.get("spec") or {}).get("selector")
@@ -230,12 +227,11 @@ class Scheduler:
         want = plugins.nodes_to_find(n, self.percentage)
         feasible, statuses = [], {}
         start = self._next_start % n
-        flt = self.framework.filter
+        check = self.framework.compiled(state)
         checked = 0
-        for i in range(n):
-            node = nodes[(start + i) % n]
+        for node in nodes[start:] + nodes[:start] if start else nodes:
             checked += 1
-            failure = flt(state, node)
+            failure = check(node)
             if failure is None:
                 feasible.append(node)
                 if len(feasible) >= want:
