@@ -115,8 +115,7 @@ class ReplicaSetController(Controller):
         self.pod_control = PodControl(client, self.recorder)
         self.expectations = Expectations()
         self._soon: set[str] = set()
-        self.informer.add_handlers(on_add=self.enqueue, on_update=lambda _old, new: self.enqueue(new),
-                                   on_delete=self._owner_deleted)
+        self.informer.add_handlers(on_add=self.enqueue, on_update=self._owner_updated, on_delete=self._owner_deleted)
         self.pods.add_handlers(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
 
     # ---- what differs between ReplicaSet and ReplicationController -------------------------------
@@ -142,6 +141,13 @@ class ReplicaSetController(Controller):
             self.enqueue(key)
         else:
             self._enqueue_soon(key)
+
+    def _owner_updated(self, old: dict, owner: dict) -> None:
+        # A status-only change (most often our own write) needs no sync.
+        if old.get("spec") != owner.get("spec") or \
+                old["metadata"].get("deletionTimestamp") != owner["metadata"].get("deletionTimestamp") or \
+                old["metadata"].get("resourceVersion") == owner["metadata"].get("resourceVersion"):
+            self.enqueue(owner)
 
     def _owner_deleted(self, owner: dict) -> None:
         self.expectations.forget(object_key(owner))
@@ -252,9 +258,11 @@ class ReplicaSetController(Controller):
         deleting = podutil.is_terminating(owner)
         owned, adopt, release = [], [], []
         for pod in self.pods.by_index(OWNER_INDEX, uid):
-            if not podutil.is_active(pod) or (podutil.controller_ref(pod) or {}).get("uid") != uid:
+            pmeta = pod["metadata"]
+            if pmeta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in podutil.TERMINAL_PHASES \
+                    or (podutil.controller_ref(pod) or {}).get("uid") != uid:
                 continue
-            if selector.matches(pod["metadata"].get("labels")):
+            if selector.matches(pmeta.get("labels")):
                 owned.append(pod)
             elif not deleting:
                 release.append(pod)
@@ -354,20 +362,27 @@ class ReplicaSetController(Controller):
         min_ready = int(spec.get("minReadySeconds") or 0)
         template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         now = podutil.now()
+        wanted = tuple(template_labels.items())
         fully = ready = available = 0
         again: float | None = None
-        for pod in pods:
+        for pod in pods:  # one pass, the Ready condition looked up once (this runs for every pod, often)
             labels = pod["metadata"].get("labels") or {}
-            if all(labels.get(k) == v for k, v in template_labels.items()):
+            if all(labels.get(k) == v for k, v in wanted):
                 fully += 1
-            if podutil.is_ready(pod):
-                ready += 1
-                if podutil.is_available(pod, min_ready, now):
-                    available += 1
-                else:
-                    since = podutil.ready_since(pod) or now
-                    wait = (since + datetime.timedelta(seconds=min_ready) - now).total_seconds() + 0.05
-                    again = wait if again is None else min(again, wait)
+            cond = next((c for c in (pod.get("status") or {}).get("conditions") or () if c.get("type") == "Ready"),
+                        None)
+            if cond is None or cond.get("status") != "True":
+                continue
+            ready += 1
+            if min_ready <= 0:
+                available += 1
+                continue
+            since = podutil.parse_time(cond.get("lastTransitionTime")) or now
+            wait = (since + datetime.timedelta(seconds=min_ready) - now).total_seconds()
+            if wait <= 0:
+                available += 1
+            else:
+                again = wait + 0.05 if again is None else min(again, wait + 0.05)
         old = owner.get("status") or {}
         status: dict = {"replicas": len(pods)}
         for field, value in (("fullyLabeledReplicas", fully), ("readyReplicas", ready),
