@@ -123,7 +123,8 @@ class GarbageCollector(Controller):
         if _deleting_with(obj, FOREGROUND) or _deleting_with(obj, ORPHAN):
             if old is None or not (_deleting_with(old, FOREGROUND) or _deleting_with(old, ORPHAN)):
                 self.enqueue(self._item(idx, obj))
-                for dep_idx, dep in self._dependents(obj["metadata"]["uid"]):
+            if _deleting_with(obj, FOREGROUND) and (old is None or not _deleting_with(old, FOREGROUND)):
+                for dep_idx, dep in self._dependents(obj["metadata"]["uid"]):  # they go first
                     self.enqueue(self._item(dep_idx, dep))
         refs = _refs(obj)
         old_refs = _refs(old) if old is not None else []
