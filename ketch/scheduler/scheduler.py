@@ -93,17 +93,30 @@ class Scheduler:
                 self.queue.move_all(lambda qp: bool(((qp.pod.get("spec") or {}).get("affinity") or {})
                                                     .get("podAffinity")))
         elif responsible(pod, self.name) and pending(pod):
-            self.queue.add(pod, key)
+            self._pending_seen(pod, key)
+
+    def _pending_seen(self, pod: dict, key: str) -> None:
+        if (pod.get("spec") or {}).get("schedulingGates"):
+            self.queue.delete(key)
+            self._mark_gated(pod)
+            return
+        self.queue.add(pod, key)
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        if nominated and key not in self.cache.nominated:  # a preemptor seen after a restart
+            self.cache.nominate(pod_info(pod), nominated)
 
     def _pod_updated(self, old: dict, pod: dict) -> None:
         key = object_key(pod)
         node = (pod.get("spec") or {}).get("nodeName")
+        old_meta, meta = old.get("metadata") or {}, pod["metadata"]
+        changed = old.get("spec") != pod.get("spec") or old_meta.get("labels") != meta.get("labels")
         if node:
             self.queue.delete(key)
             if (pod.get("status") or {}).get("phase") in TERMINAL:
                 if self.cache.remove_pod(key) is not None:
                     self.queue.move_all()
-            else:
+            elif changed or self.cache.node_of(key) != node or self.cache.is_assumed(key) or \
+                    bool(meta.get("deletionTimestamp")) != bool(old_meta.get("deletionTimestamp")):
                 self.cache.add_pod(pod_info(pod), node)
             return
         if not responsible(pod, self.name) or not pending(pod):
@@ -112,9 +125,22 @@ class Scheduler:
             return
         if self.cache.is_assumed(key):
             return  # being bound; the informer will show it assigned
-        old_meta, meta = old.get("metadata") or {}, pod["metadata"]
-        changed = old.get("spec") != pod.get("spec") or old_meta.get("labels") != meta.get("labels")
+        if (pod.get("spec") or {}).get("schedulingGates"):
+            self.queue.delete(key)
+            self._mark_gated(pod)
+            return
         self.queue.update(pod, key, changed)
+
+    def _mark_gated(self, pod: dict) -> None:
+        """PodScheduled=False, SchedulingGated: what upstream shows for a pod that may not be tried yet."""
+        old = next((c for c in (pod.get("status") or {}).get("conditions") or () if c.get("type") == "PodScheduled"),
+                   None)
+        if old is not None and old.get("reason") == "SchedulingGated":
+            return
+        cond = {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates", "lastProbeTime": None,
+                "lastTransitionTime": _now()}
+        self._spawn(self._write_status(pod, {"conditions": [cond]}))
 
     def _pod_deleted(self, pod: dict) -> None:
         key = object_key(pod)

@@ -312,3 +312,15 @@ def test_restart_does_not_double_bind(fresh_server):
     for n in ("p0", "p1"):
         events = c.events(n, "Scheduled")
         assert len(events) == 1 and events[0]["count"] == 1
+
+
+def test_scheduling_gates_hold_a_pod_back(cluster):
+    node = cluster.node("a")
+    cluster.pod("gated", schedulingGates=[{"name": "example.com/wait"}])
+    cond = wait(lambda: (c := cluster.condition("gated")) and c["reason"] == "SchedulingGated" and c, TIMEOUT,
+                "gated condition")
+    assert cond["message"] == "Scheduling is blocked due to non-empty scheduling gates"
+    assert cluster.node_of("gated") is None
+    cluster.req("PATCH", f"/api/v1/namespaces/{cluster.ns}/pods/gated", {"spec": {"schedulingGates": None}},
+                content_type="application/merge-patch+json", expect=200)
+    assert cluster.wait_bound("gated")["gated"] == node
