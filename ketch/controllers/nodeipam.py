@@ -133,7 +133,7 @@ class NodeIPAMController(Controller):
         try:
             cidr = self.cidrs.allocate()
         except CIDRNotAvailable as e:
-            log.warning("node %s: %s", name, e)
+            log.info("node %s: %s", name, e)
             self.recorder.event(node, NORMAL, "CIDRNotAvailable", f"Node {name} status is now: CIDRNotAvailable")
             self.waiting.add(name)
             return RETRY_EXHAUSTED

@@ -171,15 +171,23 @@ class NodeLifecycleController(Controller):
         return want
 
     async def swap_taints(self, node: dict, add: list[dict], remove: list[tuple[str, str]]) -> dict:
-        """Add and remove taints in one write, guarded by the node's resourceVersion (a conflict
-        re-queues the work: the cache was behind)."""
-        taints = [t for t in (node.get("spec") or {}).get("taints") or ()
-                  if (t.get("key"), t.get("effect")) not in remove
-                  and not any(a["key"] == t.get("key") and a["effect"] == t.get("effect") for a in add)]
-        now = _rfc3339(time.time())
-        taints += [{**a, "timeAdded": now} if a["effect"] == "NoExecute" else a for a in add]
-        body = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": taints or None}}
-        return await self.node_api.patch(node["metadata"]["name"], body, "merge")
+        """Add and remove taints in one write, guarded by the node's resourceVersion; on a conflict
+        (the cache was behind) once more from a fresh read, as upstream's taint helpers retry."""
+        for attempt in range(3):
+            taints = [t for t in (node.get("spec") or {}).get("taints") or ()
+                      if (t.get("key"), t.get("effect")) not in remove
+                      and not any(a["key"] == t.get("key") and a["effect"] == t.get("effect") for a in add)]
+            now = _rfc3339(time.time())
+            taints += [{**a, "timeAdded": now} if a["effect"] == "NoExecute" else a for a in add]
+            body = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                    "spec": {"taints": taints or None}}
+            try:
+                return await self.node_api.patch(node["metadata"]["name"], body, "merge")
+            except ApiError as e:
+                if e.code != 409 or attempt == 2:
+                    raise
+                node = await self.node_api.get(node["metadata"]["name"])
+        raise AssertionError("not reached")
 
     # ---- the periodic health pass (monitorNodeHealth) -----------------------------------------
 

@@ -95,7 +95,10 @@ class Simulator:
     def __init__(self, client: Client, config: SimulatorConfig):
         self.client = client
         self.config = config
+        # Requests in flight: pods and registration share `slots`; the node heartbeats (leases,
+        # status) have their own few, so neither starves the other when the API server is slow.
         self.slots = asyncio.Semaphore(config.concurrency)
+        self.heartbeat_slots = asyncio.Semaphore(max(2, config.concurrency // 5))
         self.nodes: dict[str, SimNode] = {
             f"{config.name_prefix}{i}": SimNode(f"{config.name_prefix}{i}", i) for i in range(config.nodes)}
         self.node_api = client.resource("v1", "Node")
@@ -110,8 +113,8 @@ class Simulator:
         self.ready = asyncio.Event()      # set once every node is registered and the caches synced
         self._tasks: set[asyncio.Task] = set()
 
-    async def call(self, coro):
-        async with self.slots:
+    async def call(self, coro, heartbeat: bool = False):
+        async with self.heartbeat_slots if heartbeat else self.slots:
             return await coro
 
     def spawn(self, coro) -> None:
@@ -218,12 +221,12 @@ class Simulator:
         try:
             await self.call(self.lease_api.patch(node.name, {"spec": {
                 "holderIdentity": node.name, "leaseDurationSeconds": simnodes.LEASE_DURATION_SECONDS,
-                "renewTime": now}}))
+                "renewTime": now}}), heartbeat=True)
         except ApiError as e:
             if e.code != 404:
                 raise
             lease = simnodes.lease_object({"metadata": {"name": node.name, "uid": node.uid}}, now)
-            await self.call(self.lease_api.create(lease))
+            await self.call(self.lease_api.create(lease), heartbeat=True)
 
     async def _heartbeat(self, node: SimNode) -> None:
         now = time.time()
@@ -234,7 +237,7 @@ class Simulator:
         conditions = simnodes.node_conditions(_rfc3339(now), since)
         try:
             await self.call(self.node_api.patch(node.name, {"status": {"conditions": conditions}}, "strategic",
-                                                subresource="status"))
+                                                subresource="status"), heartbeat=True)
             node.last_heartbeat = now
         except ApiError as e:
             log.info("heartbeat of %s: %s", node.name, e.message)

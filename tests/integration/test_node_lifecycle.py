@@ -96,6 +96,10 @@ def test_dead_node_is_tainted_and_its_pods_evicted(cluster, simulator):
     assert cluster.kubectl("get", "node", "dead-0", "--no-headers").stdout.split()[1] == "Ready"
     _poll(lambda: cluster.kubectl("get", "pod", "short", check=False).returncode != 0)
     cluster.kubectl("wait", "--for=condition=Ready", "pod/forever", "--timeout=20s")
+    # The pod that tolerated 300 s is no longer to be deleted.
+    _poll(lambda: any(e["reason"] == "TaintManagerEviction" and e["message"] == "Cancelling deletion of Pod default/default"
+                      for e in cluster.kubectl_json("get", "events", "--field-selector",
+                                                    "involvedObject.name=default")["items"]))
 
 
 def test_cordon_taints_unschedulable(cluster, simulator):
