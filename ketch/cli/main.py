@@ -38,21 +38,24 @@ def _server(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         server = APIServer(config)
         await server.start()
-        from ..controllers import manager
-        controllers = asyncio.create_task(manager.run(
-            server.component_kubeconfig("controller-manager", "system:kube-controller-manager")))
-        from ..scheduler import scheduler as kube_scheduler
-        scheduler = asyncio.create_task(kube_scheduler.run(
-            server.component_kubeconfig("scheduler", "system:kube-scheduler")))
+        components = []
+        if not args.disable_controller_manager:
+            from ..controllers import manager
+            components.append(asyncio.create_task(manager.run(
+                server.component_kubeconfig("controller-manager", "system:kube-controller-manager"))))
+        if not args.disable_scheduler:
+            from ..scheduler import scheduler as kube_scheduler
+            components.append(asyncio.create_task(kube_scheduler.run(
+                server.component_kubeconfig("scheduler", "system:kube-scheduler"))))
         print(f"ketch: API server (Kubernetes v{schema.KUBERNETES_VERSION}) is serving on {config.url}", flush=True)
         print(f"ketch: point kubectl at it with:  export KUBECONFIG={kubeconfig}", flush=True)
         try:
             await stop.wait()
         finally:
             print("ketch: shutting down", flush=True)
-            controllers.cancel()
-            scheduler.cancel()
-            await asyncio.gather(controllers, scheduler, return_exceptions=True)
+            for task in components:
+                task.cancel()
+            await asyncio.gather(*components, return_exceptions=True)
             await server.stop()
 
     _run(run())
@@ -156,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--datastore-endpoint", help="sqlite:///path/to/state.db (default DATA_DIR/state.db)")
     server.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
     server.add_argument("--disable-agent", action="store_true", help="run no node agent (the only mode so far)")
+    server.add_argument("--disable-controller-manager", action="store_true",
+                        help="run no controllers in-process (run `ketch controller-manager` instead)")
+    server.add_argument("--disable-scheduler", action="store_true",
+                        help="run no scheduler in-process (run `ketch scheduler` instead)")
     server.add_argument("--metrics-resolution", type=_duration, default=15.0, metavar="DURATION",
                         help="how often kubelets are scraped for metrics.k8s.io, e.g. 15s (default), 2s, 500ms")
     server.add_argument("--metrics-allow-remote-kubelets", action="store_true",
