@@ -331,3 +331,12 @@ def test_kubectl_deployment_cascades_on_simulated_nodes(server, api, ns, simulat
     wait_for(lambda: not pods(api, ns, "app=web") and
              not api.request("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")[1]["items"], timeout=30,
              what="the deployment's replica sets and pods to go")
+
+
+def test_kubectl_delete_deployment_in_the_foreground_on_simulated_nodes(server, api, ns, simulated_nodes):
+    server.kubectl("create", "deployment", "fg", "--image=busybox", "--replicas=2", "-n", ns)
+    server.kubectl("rollout", "status", "deployment/fg", "-n", ns, "--timeout=30s")
+    # kubectl waits until the Deployment is gone, which is after its ReplicaSet and pods.
+    server.kubectl("delete", "deployment", "fg", "-n", ns, "--cascade=foreground", "--timeout=30s")
+    assert not pods(api, ns, "app=fg")
+    assert not api.request("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")[1]["items"]
