@@ -8,6 +8,7 @@ Quantities are `Quantity` values; a resource list is a dict of them, keyed by re
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import Iterable
 
 from . import kinds
@@ -24,13 +25,22 @@ STORAGE_CLASS_SUFFIX = ".storageclass.storage.k8s.io/"
 
 # ---- resource lists --------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
+def _quantity(value: str | int | float) -> Quantity | None:
+    """Quantities are immutable and the same few strings recur across every pod: parse once."""
+    try:
+        return from_json(value)
+    except (QuantityError, TypeError):
+        return None  # validation refuses these; nothing to count
+
+
 def parse(values: dict | None) -> ResourceList:
     out: ResourceList = {}
     for name, value in (values or {}).items():
-        try:
-            out[name] = from_json(value)
-        except (QuantityError, TypeError):
-            continue  # validation refuses these; nothing to count
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        amount = _quantity(value) if ok else None
+        if amount is not None:
+            out[name] = amount
     return out
 
 
@@ -336,7 +346,9 @@ def usage_of(quota: dict, e: Evaluator, names: list[str], objects: Iterable[dict
     quota_scopes = scopes(quota)
     for obj in objects:
         if all(e.matches_scope(s, op, vals, obj) for s, op, vals in quota_scopes):
-            total = add(total, mask(e.usage(obj), names))
+            for name, amount in e.usage(obj).items():
+                if name in total:
+                    total[name] = total[name] + amount
     return total
 
 
