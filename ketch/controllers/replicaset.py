@@ -143,11 +143,13 @@ class ReplicaSetController(Controller):
             self._enqueue_soon(key)
 
     def _owner_updated(self, old: dict, owner: dict) -> None:
-        # A status-only change (most often our own write) needs no sync.
+        # A status-only change (most often the echo of our own write) joins the batch: it still
+        # needs a look, as a write decided on a stale cache may have been skipped meanwhile.
         if old.get("spec") != owner.get("spec") or \
-                old["metadata"].get("deletionTimestamp") != owner["metadata"].get("deletionTimestamp") or \
-                old["metadata"].get("resourceVersion") == owner["metadata"].get("resourceVersion"):
+                old["metadata"].get("deletionTimestamp") != owner["metadata"].get("deletionTimestamp"):
             self.enqueue(owner)
+        else:
+            self._enqueue_soon(object_key(owner))
 
     def _owner_deleted(self, owner: dict) -> None:
         self.expectations.forget(object_key(owner))
