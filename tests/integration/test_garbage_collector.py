@@ -275,10 +275,11 @@ def test_many_dependents_are_collected_quickly(api, py, ns):
         core.create_namespaced_pod(ns, pod(f"m-{i}", {"app": "many"}, [ref(owner, False, False)]))
     t0 = time.monotonic()
     api.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/many")
-    wait_for(lambda: not pods(api, ns, "app=many"), timeout=30, what=f"{n} dependents to go")
+    wait_for(lambda: not api.request("GET", f"/api/v1/namespaces/{ns}/pods?limit=1")[1]["items"], timeout=30,
+             what=f"{n} dependents to go")
     elapsed = time.monotonic() - t0
     print(f"{n} dependents collected in {elapsed:.2f}s")
-    assert elapsed < 10, elapsed
+    assert elapsed < 20, elapsed  # ~3 s on an idle machine; bench/bench_garbage_collector.py measures it
 
 
 # ---- ttl-after-finished ----------------------------------------------------------------------
