@@ -102,7 +102,7 @@ def test_rc_pods_run_and_deleted_ones_are_replaced(server, ns):
     assert "Pods Status:  3 Running / 0 Waiting / 0 Succeeded / 0 Failed" in described
 
 
-def test_kubectl_scale_rc(server, ns, kubectl):
+def test_kubectl_scale_rc(server, ns, kubectl="/usr/bin/kubectl"):
     server.kubectl("create", "-n", ns, "-f", str(BOOK / "Chapter04" / "pod-scaling-controller.yaml"))
     wait_for(lambda: len(running_pods(server, ns, "name=node-js-scale")) == 1, what="1 Running")
     server.kubectl("scale", "--replicas=3", "rc/node-js-scale", "-n", ns, kubectl=kubectl)
@@ -214,7 +214,7 @@ def test_pause_resume_and_restart(server, ns, kubectl):
     assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
 
 
-def test_bad_image_is_stuck_with_the_old_version_serving(server, ns, kubectl):
+def test_bad_image_is_stuck_with_the_old_version_serving(server, ns, kubectl="/usr/bin/kubectl"):
     k = {"kubectl": kubectl}
     apply(server, ns, deployment("stuck", 3, progressDeadlineSeconds=3))
     server.kubectl("rollout", "status", "deployment/stuck", "-n", ns, "--timeout=30s", **k)
@@ -294,7 +294,7 @@ def test_revision_history_limit_and_cascading_delete(server, ns):
              what="pods collected")
 
 
-def test_apply_yaml_roll_out_and_kubectl_get_columns(server, ns, kubectl):
+def test_apply_yaml_roll_out_and_kubectl_get_columns(server, ns, kubectl="/usr/bin/kubectl"):
     doc = deployment("applied", 2)
     doc["metadata"]["annotations"] = {"kubernetes.io/change-cause": "first"}
     server.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc), kubectl=kubectl)
