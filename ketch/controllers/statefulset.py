@@ -193,10 +193,11 @@ class StatefulSetController(Controller):
                 continue
             if pod is None:
                 revision = current if self._at_current(sts, ordinal - start) else update
-                created = await self._create_pod(sts, revision, ordinal)
-                if created is not None:
+                new_pod, created = await self._create_pod(sts, revision, ordinal)
+                replicas[ordinal] = new_pod  # counted as unavailable by the update below
+                if created:
                     status["replicas"] += 1
-                    counted(created, 1)
+                    counted(new_pod, 1)
                 if monotonic:
                     return status, again
                 continue
@@ -297,7 +298,8 @@ class StatefulSetController(Controller):
         pod["spec"]["volumes"] = volumes + [v for v in pod["spec"].get("volumes") or () if v["name"] not in claims]
         return pod
 
-    async def _create_pod(self, sts: dict, revision: dict, ordinal: int) -> dict | None:
+    async def _create_pod(self, sts: dict, revision: dict, ordinal: int) -> tuple[dict, bool]:
+        """Create the pod of `ordinal` (claims first); the pod, and whether this call made it."""
         pod = self._new_pod(sts, revision, ordinal)
         await self._create_claims(sts, pod["metadata"]["name"], ordinal)
         set_name, pod_name = sts["metadata"]["name"], pod["metadata"]["name"]
@@ -305,13 +307,13 @@ class StatefulSetController(Controller):
             created = await self.pod_api.create(pod, namespace=sts["metadata"]["namespace"])
         except ApiError as e:
             if e.code == 409:
-                return None  # made already; the cache has not seen it yet
+                return pod, False  # made already; the cache has not seen it yet
             self.recorder.event(sts, WARNING, "FailedCreate",
                                 f"create Pod {pod_name} in StatefulSet {set_name} failed error: {e.message}")
             raise
         self.recorder.event(sts, NORMAL, "SuccessfulCreate", f"create Pod {pod_name} in StatefulSet {set_name} "
                                                              f"successful")
-        return created
+        return created, True
 
     async def _create_claims(self, sts: dict, pod_name: str, ordinal: int) -> None:
         """Create the pod's missing claims; a claim still being deleted must go first."""

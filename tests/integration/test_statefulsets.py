@@ -328,3 +328,23 @@ def test_killed_mid_rollout_the_set_ends_exact(fresh_server, simulator):
     pvs = srv.kubectl_json("get", "pv")["items"]
     assert sorted(pv["spec"]["claimRef"]["name"] for pv in pvs) == [f"www-k-{i}" for i in range(5)]
     assert len(srv.kubectl_json("get", "controllerrevisions", "-n", "kill")["items"]) == 1
+
+
+def test_max_unavailable_replaces_several_at_once(server, api, ns):
+    apply(server, statefulset("mu", replicas=4, claims=False, podManagementPolicy="Parallel",
+                              updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}), ns)
+    for i in range(4):
+        make_ready(api, ns, f"mu-{i}")
+    first = wait_for(lambda: (s := sts(server, ns, "mu")["status"]).get("readyReplicas") == 4 and s)["updateRevision"]
+    server.kubectl("set", "image", "statefulset/mu", "c=busybox:2", "-n", ns)
+    second = wait_for(lambda: (r := sts(server, ns, "mu")["status"]["updateRevision"]) != first and r)
+
+    def revision(i):
+        p = pod(api, ns, f"mu-{i}")
+        return p and p["metadata"]["labels"]["controller-revision-hash"]
+    wait_for(lambda: revision(3) == second and revision(2) == second)
+    time.sleep(0.3)  # two unavailable: the lower ordinals wait
+    assert revision(1) == first and revision(0) == first
+    set_phase(api, ns, "mu-3")
+    set_phase(api, ns, "mu-2")
+    wait_for(lambda: revision(1) == second and revision(0) == second)
