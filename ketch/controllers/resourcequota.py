@@ -18,6 +18,7 @@ import logging
 import time
 
 from ..api import quota as q
+from ..client.informer import Informer
 from ..client.rest import Client
 from .base import Controller, InformerFactory, namespace_index, split_key
 from .events import EventRecorder
@@ -27,7 +28,7 @@ log = logging.getLogger("ketch.controllers.resourcequota")
 RESYNC_SECONDS = 30.0
 CONFIRM_SECONDS = 1.0
 NAMESPACE_INDEX = "namespace"
-# The kinds watched for changes; usage of other count/<resource> names is listed at each recount.
+# The kinds watched from the start; those of other count/<resource>.<group> names when first named.
 WATCHED = {("", "pods"): "Pod", ("", "services"): "Service", ("", "persistentvolumeclaims"): "PersistentVolumeClaim",
            ("", "replicationcontrollers"): "ReplicationController", ("", "secrets"): "Secret",
            ("", "configmaps"): "ConfigMap", ("", "resourcequotas"): "ResourceQuota"}
@@ -41,15 +42,32 @@ class ResourceQuotaController(Controller):
         self.quotas = informers.informer("v1", "ResourceQuota")
         self.quotas.add_index(NAMESPACE_INDEX, namespace_index)
         self.quotas.add_handlers(on_add=self.enqueue, on_update=self._quota_updated)
-        self.watched = {}
+        self.watched: dict[tuple[str, str], Informer] = {}
         for (group, resource), kind in WATCHED.items():
-            inf = informers.informer("v1", kind)
-            inf.add_index(NAMESPACE_INDEX, namespace_index)
-            evaluator = q.evaluator(group, resource)
-            inf.add_handlers(on_update=lambda old, new, e=evaluator: self._object_updated(e, old, new),
-                             on_delete=lambda obj, e=evaluator: self._release(e, obj))
-            self.watched[(group, resource)] = inf
+            self._observe(group, resource, informers.informer("v1", kind))
         self._decreased_at: dict[str, float] = {}
+
+    def _observe(self, group: str, resource: str, inf: Informer) -> Informer:
+        inf.add_index(NAMESPACE_INDEX, namespace_index)
+        evaluator = q.evaluator(group, resource)
+        inf.add_handlers(on_update=lambda old, new: self._object_updated(evaluator, old, new),
+                         on_delete=lambda obj: self._release(evaluator, obj))
+        self.watched[(group, resource)] = inf
+        return inf
+
+    async def _informer(self, group: str, resource: str) -> Informer | None:
+        """The informer for what a quota counts; one for a count/<resource>.<group> name is started
+        the first time a quota names it, so deletes release that usage at once too."""
+        inf = self.watched.get((group, resource))
+        if inf is None:
+            res = q.stored_resource(group, resource)
+            if res is None:
+                return None
+            inf = self._observe(group, resource, self.informers.informer(res.api_version, res.kind))
+            inf.start()
+        if not inf.synced.is_set():
+            await inf.wait_synced(timeout=30)
+        return inf
 
     # ---- what wakes a quota up -----------------------------------------------------------------
 
@@ -74,14 +92,8 @@ class ResourceQuotaController(Controller):
     # ---- the recount ---------------------------------------------------------------------------
 
     async def _objects(self, evaluator: q.Evaluator, namespace: str) -> list[dict]:
-        inf = self.watched.get((evaluator.group, evaluator.resource))
-        if inf is not None:
-            return inf.by_index(NAMESPACE_INDEX, namespace)
-        res = q.stored_resource(evaluator.group, evaluator.resource)
-        if res is None:
-            return []
-        listed = await self.client.resource(res.api_version, res.kind, namespace).list()
-        return listed.get("items") or []
+        inf = await self._informer(evaluator.group, evaluator.resource)
+        return inf.by_index(NAMESPACE_INDEX, namespace) if inf is not None else []
 
     async def usage(self, quota: dict) -> q.ResourceList:
         hard = q.parse((quota.get("spec") or {}).get("hard"))

@@ -230,6 +230,11 @@ def test_object_counts_services_and_claims(api, ns):
     assert refused(api, ns, "deployments", deploy, "/apis/apps/v1") == (
         'deployments.apps "d2" is forbidden: exceeded quota: objects, requested: count/deployments.apps=1, '
         "used: count/deployments.apps=1, limited: count/deployments.apps=1")
+    # Deleting releases it at once (well before the 30 s recount).
+    status, body, _ = api.request("DELETE", f"/apis/apps/v1/namespaces/{ns}/deployments/d1")
+    assert status == 200, body
+    wait_for(lambda: used(api, ns, "objects")["count/deployments.apps"] == "0", timeout=8, what="release")
+    create(api, ns, "deployments", deploy, "/apis/apps/v1")
 
     def claim(name, size, cls=None):
         spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
