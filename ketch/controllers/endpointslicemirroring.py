@@ -13,6 +13,7 @@ from .events import EventRecorder
 
 CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"
 SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"
+LEADER_ANNOTATION = "control-plane.alpha.kubernetes.io/leader"  # leader-election records, not endpoints
 MAX_MIRRORED = 1000
 NOT_MIRRORED_ANNOTATIONS = {TRIGGER_TIME, "kubectl.kubernetes.io/last-applied-configuration"}
 
@@ -75,7 +76,8 @@ class EndpointSliceMirroringController(Controller):
         if not self.reconciler.cache_current(key):
             return 0.05
         mirror = eps is not None and selector(svc) is None and \
-            (eps["metadata"].get("labels") or {}).get(SKIP_MIRROR) != "true"
+            (eps["metadata"].get("labels") or {}).get(SKIP_MIRROR) != "true" and \
+            LEADER_ANNOTATION not in (eps["metadata"].get("annotations") or {})
         if not mirror:
             await self.reconciler.reconcile(key, svc, [], {}, {}, placeholder=False)  # mirrored earlier
             return None
