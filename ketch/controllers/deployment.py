@@ -400,6 +400,10 @@ class DeploymentController(Controller):
             if du.replicas(rs) == 0 or du.replicas(rs) == available:
                 continue
             down = min(max_scaled_down - cleaned, du.replicas(rs) - available)
+            if down < 0:
+                # Its status is behind a scale-down (more available than wanted): upstream refuses
+                # to "clean up" upwards and retries; the status update will bring us back.
+                return cleaned > 0
             await self.scale_rs_and_record(rs_list, rs, du.replicas(rs) - down, d)
             cleaned += down
         old = [_current(rs_list, rs) for rs in old]
