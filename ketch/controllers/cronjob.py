@@ -106,6 +106,7 @@ class CronJobController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component("cronjob-controller")  # the "From" of kubectl describe
         self.cj_api = client.resource("batch/v1", "CronJob")
         self.jobs_api = client.resource("batch/v1", "Job")
         self.cronjobs = informers.informer("batch/v1", "CronJob")

@@ -158,7 +158,8 @@ class DaemonSetController(Controller):
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
         self.ds_api = client.resource("apps/v1", "DaemonSet")
-        self.pod_control = PodControl(client, recorder)
+        self.recorder = recorder.for_component("daemonset-controller")  # the "From" of kubectl describe
+        self.pod_control = PodControl(client, self.recorder)
         self.daemonsets = informers.informer("apps/v1", "DaemonSet")
         self.pods = informers.informer("v1", "Pod")
         self.pods.add_index("owner-uid", owner_uid_index)

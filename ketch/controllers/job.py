@@ -272,7 +272,8 @@ class JobController(Controller):
         super().__init__(client, informers, recorder)
         self.jobs_api = client.resource("batch/v1", "Job")
         self.pods_api = client.resource("v1", "Pod")
-        self.pod_control = PodControl(client, recorder)
+        self.recorder = recorder.for_component("job-controller")  # the "From" of kubectl describe
+        self.pod_control = PodControl(client, self.recorder)
         self.jobs = informers.informer("batch/v1", "Job")
         self.pods = informers.informer("v1", "Pod")
         self.pods.add_index("owner-uid", owner_uid_index)

@@ -94,7 +94,8 @@ def test_one_pod_per_node_then_nodes_come_and_go(cluster):
     events = srv.kubectl_json("get", "events", "--field-selector", "involvedObject.name=agent")["items"]
     reasons = {e["reason"] for e in events}
     assert {"SuccessfulCreate", "SuccessfulDelete"} <= reasons
-    assert any(e["message"].startswith("Created pod: agent-") for e in events)
+    assert any(e["message"].startswith("Created pod: agent-") and e["source"]["component"] == "daemonset-controller"
+               for e in events)
 
 
 def test_node_selector_daemonset_and_job_on_labelled_node(cluster):

@@ -126,6 +126,8 @@ def test_book_job_runs_to_completion(server, jobs):
     events = poll(lambda: (ev := jobs.events("long-task")) and len(ev) >= 2 and ev)
     assert ("Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}") in events
     assert ("Normal", "Completed", "Job completed") in events
+    out = server.kubectl("describe", "job", "long-task", "-n", jobs.ns).stdout
+    assert "job-controller  Created pod: " in out  # the event source, as upstream's
     out = server.kubectl("get", "jobs", "-n", jobs.ns).stdout
     assert "long-task" in out and "1/1" in out and "Complete" in out.replace("Completed", "Complete")
 
