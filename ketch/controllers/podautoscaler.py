@@ -17,9 +17,10 @@ AbleToScale, ScalingActive and ScalingLimited carry upstream's reasons and messa
 SuccessfulRescale event ("New size: 4; reason: cpu resource utilization (percentage of request)
 above target").
 
-Simplified: Pods, Object, External and ContainerResource metrics report as unsupported (a
-FailedGetPodsMetric-style condition); recommendations and scale events live in memory, as
-upstream's do, so a restarted controller starts a fresh stabilization window.
+Resource and ContainerResource metrics are computed; Pods, Object and External metrics need a
+custom or external metrics API, which ketch does not serve yet, and fail as they do on a cluster
+without an adapter. Recommendations and scale events live in memory, as upstream's do, so a
+restarted controller starts a fresh stabilization window.
 """
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ SCALE_UP_LIMIT_FACTOR = 2.0
 SCALE_UP_LIMIT_MINIMUM = 4
 NAMESPACE_INDEX = "namespace"
 HPA_API = "autoscaling/v2"
+
+
+CONTAINER_REASON = "FailedGetContainerResourceMetric"
+# Metric sources that need a custom or external metrics API, which ketch does not serve yet.
+_UNSERVED = {"Pods": ("FailedGetPodsMetric", "pods", "custom.metrics.k8s.io"),
+             "Object": ("FailedGetObjectMetric", "object", "custom.metrics.k8s.io"),
+             "External": ("FailedGetExternalMetric", "external", "external.metrics.k8s.io")}
 
 
 class MetricError(Exception):
@@ -153,7 +161,7 @@ def group_pods(pods: list[dict], metrics: dict[str, tuple[int, float, float]], r
     return ready, unready, missing, ignored
 
 
-def pod_requests(pods: list[dict], resource: str) -> dict[str, int]:
+def pod_requests(pods: list[dict], resource: str, container: str = "") -> dict[str, int]:
     """calculatePodRequests: the pods' summed container requests, in milli-units."""
     out = {}
     for pod in pods:
@@ -162,6 +170,8 @@ def pod_requests(pods: list[dict], resource: str) -> dict[str, int]:
         containers += [c for c in spec.get("initContainers") or () if c.get("restartPolicy") == "Always"]
         total = 0
         for c in containers:
+            if container and c.get("name") != container:
+                continue
             request = ((c.get("resources") or {}).get("requests") or {}).get(resource)
             if request is None:
                 raise MetricError(f"missing request for {resource} in container {c.get('name')} of Pod "
@@ -186,7 +196,8 @@ def utilization_ratio(metrics: dict[str, int], requests: dict[str, int], target:
 
 
 def resource_replicas(current: int, target_utilization: int, resource: str, pods: list[dict],
-                      metrics: dict[str, tuple[int, float, float]], now: float) -> tuple[int, int, int]:
+                      metrics: dict[str, tuple[int, float, float]], now: float, container: str = ""
+                      ) -> tuple[int, int, int]:
     """GetResourceReplicas: (proposal, utilization %, raw average milli-value)."""
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
@@ -194,7 +205,7 @@ def resource_replicas(current: int, target_utilization: int, resource: str, pods
     values = {n: m[0] for n, m in metrics.items() if n not in ignored and n not in unready}
     if not values:
         raise MetricError("did not receive metrics for targeted pods (pods might be unready)")
-    requests = pod_requests(pods, resource)
+    requests = pod_requests(pods, resource, container)
     ratio, utilization, raw = utilization_ratio(values, requests, target_utilization)
     scale_up_with_unready = bool(unready) and ratio > 1.0
     if not scale_up_with_unready and not missing:
@@ -250,6 +261,33 @@ def raw_resource_replicas(current: int, target_milli: int, resource: str, pods: 
             values[name] = 0
     new_ratio = (sum(values.values()) / len(values)) / target_milli
     return _adjusted(current, ratio, new_ratio, len(values)), usage
+
+
+def _resource_source(spec: dict) -> tuple[dict, str]:
+    """The resource source of a Resource or ContainerResource metric spec, and its container."""
+    kind = spec.get("type")
+    if kind == "Resource" and spec.get("resource"):
+        return spec["resource"], ""
+    if kind == "ContainerResource" and spec.get("containerResource"):
+        return spec["containerResource"], spec["containerResource"].get("container", "")
+    if kind in _UNSERVED:
+        reason, _, api = _UNSERVED[kind]
+        metric = ((spec.get(kind[0].lower() + kind[1:]) or {}).get("metric") or {}).get("name", "")
+        raise MetricError(f"unable to get metric {metric}: unable to fetch metrics from {api}: no such API is "
+                          "served by this cluster", reason)
+    raise MetricError(f'unknown metric source type "{kind}"', "InvalidMetricSourceType")
+
+
+def _wrapped(spec: dict, e: MetricError) -> str:
+    """computeReplicasForMetric's wording of a failed metric."""
+    kind = spec.get("type")
+    if kind == "Resource":
+        return f"failed to get {(spec.get('resource') or {}).get('name', '')} resource metric value: {e}"
+    if kind == "ContainerResource":
+        return f"failed to get {(spec.get('containerResource') or {}).get('name', '')} container metric value: {e}"
+    if kind in _UNSERVED:
+        return f"failed to get {_UNSERVED[kind][1]} metric value: {e}"
+    return str(e)
 
 
 # ---- scaling rules -------------------------------------------------------------------------------
@@ -458,17 +496,14 @@ class HorizontalPodAutoscalerController(Controller):
         for spec in specs:
             status: dict = {"type": ""}
             try:
-                if spec.get("type") != "Resource" or not spec.get("resource"):
-                    raise MetricError(f"unsupported metric source type {spec.get('type')!r} in ketch",
-                                      "FailedGetResourceMetric")
+                source, container = _resource_source(spec)
                 if metrics_cache is None:
                     metrics_cache = await self._pod_metrics(ns, selector_text)
-                proposal, name, status = self._resource_metric(spec["resource"], spec_replicas, pods,
+                proposal, name, status = self._resource_metric(source, container, spec_replicas, pods,
                                                                metrics_cache, now)
             except MetricError as e:
                 statuses.append(status)
-                resource = (spec.get("resource") or {}).get("name", "")
-                message = f"failed to get {resource} resource metric value: {e}" if resource else str(e)
+                message = _wrapped(spec, e)
                 self.event(hpa, "Warning", e.reason, str(e))
                 if invalid == 0:
                     first_error, first_condition = message, (e.reason, str(e))
@@ -497,14 +532,22 @@ class HorizontalPodAutoscalerController(Controller):
             raise MetricError("no metrics returned from resource metrics API")
         return {m["metadata"]["name"]: m for m in items}
 
-    def _resource_metric(self, source: dict, current: int, pods: list[dict], pod_metrics: dict[str, dict],
-                         now: float) -> tuple[int, str, dict]:
+    def _resource_metric(self, source: dict, container: str, current: int, pods: list[dict],
+                         pod_metrics: dict[str, dict], now: float) -> tuple[int, str, dict]:
+        """A Resource metric, or a ContainerResource one when `container` is named."""
         resource = source.get("name", "")
         target = source.get("target") or {}
         metrics: dict[str, tuple[int, float, float]] = {}
         for name, m in pod_metrics.items():
             total, complete = 0, True
-            for c in m.get("containers") or ():
+            containers = m.get("containers") or []
+            if container:
+                containers = [c for c in containers if c.get("name") == container]
+                if not containers:
+                    raise MetricError(f"failed to get {resource} utilization: unable to get metrics for resource "
+                                      f"{resource}: container {container} not present in metrics for pod "
+                                      f"{m['metadata'].get('namespace')}/{name}", CONTAINER_REASON)
+            for c in containers:
                 value = (c.get("usage") or {}).get(resource)
                 if value is None:
                     complete = False
@@ -518,7 +561,7 @@ class HorizontalPodAutoscalerController(Controller):
             try:
                 proposal, usage = raw_resource_replicas(current, target_milli, resource, pods, metrics, now)
             except MetricError as e:
-                raise MetricError(f"failed to get {resource} usage: {e}") from None
+                raise MetricError(f"failed to get {resource} usage: {e}", e.reason) from None
             current_status = {"averageValue": Quantity.from_milli(usage, DECIMAL_SI).canonical()}
             name = f"{resource} resource"
         else:
@@ -528,14 +571,16 @@ class HorizontalPodAutoscalerController(Controller):
                                   "average value (usage) target was set")
             try:
                 proposal, utilization, raw = resource_replicas(current, utilization_target, resource, pods, metrics,
-                                                               now)
+                                                               now, container)
             except MetricError as e:
-                raise MetricError(f"failed to get {resource} utilization: {e}") from None
+                raise MetricError(f"failed to get {resource} utilization: {e}", e.reason) from None
             current_status = {"averageUtilization": utilization,
                               "averageValue": Quantity.from_milli(raw, DECIMAL_SI).canonical()}
-            name = f"{resource} resource utilization (percentage of request)"
-        status = {"type": "Resource", "resource": {"name": resource, "current": current_status}}
-        return proposal, name, status
+            name = f"{resource} {'container ' if container else ''}resource utilization (percentage of request)"
+        if container:
+            return proposal, name, {"type": "ContainerResource", "containerResource": {
+                "name": resource, "container": container, "current": current_status}}
+        return proposal, name, {"type": "Resource", "resource": {"name": resource, "current": current_status}}
 
     # ---- normalisation ---------------------------------------------------------------------------
 

@@ -148,3 +148,22 @@ def test_scale_target_resolution():
     assert (r.group, r.version) == ("apps", "v1")
     assert hpa.scale_resource({"apiVersion": "apps/v1", "kind": "DaemonSet"}) is None
     assert hpa.scale_resource({"apiVersion": "batch/v1", "kind": "Deployment"}) is None
+
+
+def test_container_resource_metric_counts_one_container():
+    pods = [{"metadata": {"name": "a"},
+             "spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": "100m"}}},
+                                     {"name": "side", "resources": {"requests": {"cpu": "900m"}}}]},
+             "status": {"phase": "Running", "startTime": _ts(NOW - 600),
+                        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _ts(NOW - 600)}]}}]
+    pod_metrics = {"a": {"metadata": {"name": "a", "namespace": "ns"}, "timestamp": _ts(NOW - 1), "window": "15s",
+                         "containers": [{"name": "app", "usage": {"cpu": "200m"}},
+                                        {"name": "side", "usage": {"cpu": "0"}}]}}
+    calc = hpa.HorizontalPodAutoscalerController._resource_metric
+    source = {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}
+    proposal, name, status = calc(None, source, "app", 1, pods, pod_metrics, NOW)
+    assert (proposal, name) == (4, "cpu container resource utilization (percentage of request)")
+    assert status == {"type": "ContainerResource", "containerResource": {
+        "name": "cpu", "container": "app", "current": {"averageUtilization": 200, "averageValue": "200m"}}}
+    # The whole pod: 200m of 1000m is 20%, under the 50% target.
+    assert calc(None, source, "", 1, pods, pod_metrics, NOW)[0] == 1
