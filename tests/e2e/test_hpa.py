@@ -181,3 +181,37 @@ def test_missing_target_reports_failed_get_scale(cluster, ns):
     assert (able["status"], able["reason"]) == ("False", "FailedGetScale")
     assert able["message"] == ('the HPA controller was unable to get the target\'s current scale: '
                                'deployments.apps "nope" not found')
+
+
+WORKLOAD = """
+apiVersion: apps/v1
+kind: {kind}
+metadata: {{name: loaded}}
+spec:
+  replicas: 1
+  {extra}
+  selector: {{matchLabels: {{app: loaded}}}}
+  template:
+    metadata:
+      labels: {{app: loaded}}
+      annotations: {{ketch.io/simulate-cpu: 200m}}
+    spec:
+      containers:
+      - name: app
+        image: busybox
+        resources: {{requests: {{cpu: 100m}}}}
+"""
+
+
+@pytest.mark.parametrize("kind", ["ReplicaSet", "StatefulSet"])
+def test_other_scale_targets(cluster, ns, kind):
+    extra = "serviceName: loaded" if kind == "StatefulSet" else ""
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=WORKLOAD.format(kind=kind, extra=extra))
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "loaded"},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": "loaded"},
+                    "minReplicas": 1, "maxReplicas": 3,
+                    "metrics": [{"type": "Resource", "resource": {
+                        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
+    replicas_reach(cluster, ns, "loaded", 3)
+    assert cluster.kubectl_json("get", kind.lower(), "-n", ns, "loaded")["spec"]["replicas"] == 3
