@@ -14,6 +14,8 @@ object's own validation, just before it is stored). Security admission plugs in 
   their values; an unknown class is refused.
 - DefaultTolerationSeconds: tolerate not-ready and unreachable nodes for 300 s.
 - DefaultStorageClass: a PersistentVolumeClaim that asks for no class gets the default one.
+- StorageObjectInUseProtection: claims and volumes get the kubernetes.io/pvc-protection and
+  kubernetes.io/pv-protection finalizers (ketch/controllers/volumeprotection.py removes them).
 - ResourceQuota: refuses what would exceed a quota and charges the quota's usage (quota.py).
 
 A new namespace gets its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap at once
@@ -199,6 +201,20 @@ async def _default_storage_class_plugin(registry: "Registry", a: Attributes) -> 
         await _default_storage_class(registry, a.obj)
 
 
+async def _storage_object_in_use_protection(registry: "Registry", a: Attributes) -> None:
+    """StorageObjectInUseProtection: new claims and volumes carry the finalizers the pvc-protection
+    and pv-protection controllers remove once nothing uses them."""
+    if a.is_("", "PersistentVolumeClaim", CREATE):
+        finalizer = "kubernetes.io/pvc-protection"
+    elif a.is_("", "PersistentVolume", CREATE):
+        finalizer = "kubernetes.io/pv-protection"
+    else:
+        return
+    finalizers = a.obj["metadata"].setdefault("finalizers", [])
+    if finalizer not in finalizers:
+        finalizers.append(finalizer)
+
+
 # Upstream's recommended order (kube-apiserver --enable-admission-plugins).
 CHAIN: list[Plugin] = [
     Plugin("NamespaceLifecycle", admit=_namespace_lifecycle),
@@ -207,6 +223,7 @@ CHAIN: list[Plugin] = [
     Plugin("Priority", admit=_priority_plugin),
     Plugin("DefaultTolerationSeconds", admit=_default_toleration_seconds_plugin),
     Plugin("DefaultStorageClass", admit=_default_storage_class_plugin),
+    Plugin("StorageObjectInUseProtection", admit=_storage_object_in_use_protection),
     Plugin("ResourceQuota", validate=quota.validate),
 ]
 

@@ -34,6 +34,7 @@ from .replicaset import ReplicaSetController, ReplicationControllerController
 from .resourcequota import ResourceQuotaController
 from .statefulset import StatefulSetController
 from .ttlafterfinished import TTLAfterFinishedController
+from .volumeprotection import PVCProtectionController, PVProtectionController
 
 log = logging.getLogger("ketch.controllers.manager")
 USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
@@ -52,6 +53,8 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "tainteviction": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,
     "statefulset": StatefulSetController,
+    "pvc-protection": PVCProtectionController,
+    "pv-protection": PVProtectionController,
     "replicaset": ReplicaSetController,
     "replicationcontroller": ReplicationControllerController,
     "deployment": DeploymentController,

@@ -56,10 +56,16 @@ def _rv(obj: dict | None) -> int:
         return 0
 
 
-def _pod_claims(pod: dict) -> list[str]:
-    ns = pod["metadata"].get("namespace", "")
-    return [f"{ns}/{v['persistentVolumeClaim']['claimName']}" for v in (pod.get("spec") or {}).get("volumes") or ()
-            if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+def pod_claims(pod: dict) -> list[str]:
+    """The claims a pod uses, as namespace/name keys (an ephemeral volume's claim is `<pod>-<volume>`)."""
+    meta = pod["metadata"]
+    ns, out = meta.get("namespace", ""), []
+    for v in (pod.get("spec") or {}).get("volumes") or ():
+        if (v.get("persistentVolumeClaim") or {}).get("claimName"):
+            out.append(f"{ns}/{v['persistentVolumeClaim']['claimName']}")
+        elif v.get("ephemeral") is not None:
+            out.append(f"{ns}/{meta['name']}-{v['name']}")
+    return out
 
 
 def _storage(obj_resources: dict | None) -> object:
@@ -108,7 +114,7 @@ class PersistentVolumeController(Controller):
         self.claims = informers.informer("v1", "PersistentVolumeClaim")
         self.classes = informers.informer("storage.k8s.io/v1", "StorageClass")
         self.pods = informers.informer("v1", "Pod")
-        self.pods.add_index(CLAIM_INDEX, _pod_claims)
+        self.pods.add_index(CLAIM_INDEX, pod_claims)
         # What this controller wrote last, until the informers catch up (upstream keeps the same
         # cache): a sync right after a write must not act on the older cached copy.
         self._written: dict[str, dict] = {}
@@ -146,7 +152,7 @@ class PersistentVolumeController(Controller):
 
     def _pod_changed(self, pod: dict) -> None:
         if (pod.get("spec") or {}).get("nodeName"):
-            for key in _pod_claims(pod):
+            for key in pod_claims(pod):
                 self.enqueue("claim:" + key)
 
     # ---- cache with our own writes -------------------------------------------------------------
@@ -404,6 +410,8 @@ class PersistentVolumeController(Controller):
     # ---- volumes -------------------------------------------------------------------------------
 
     async def sync_volume(self, volume: dict) -> float | None:
+        if volume["metadata"].get("deletionTimestamp"):
+            return None  # going; pv-protection lets it go once it is not Bound
         ref = (volume.get("spec") or {}).get("claimRef")
         if not ref or not ref.get("uid"):
             await self._volume_phase(volume, "Available")  # unused, or pre-bound to a claim by name

@@ -257,3 +257,23 @@ def test_wait_for_first_consumer_binds_on_the_consumers_node(server, ns, cluster
     term = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
     assert term == {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-x"]}
     server.kubectl("delete", "pod", "user", "-n", ns, "--grace-period=0", "--force", check=False)
+
+
+def test_claims_in_use_are_protected_until_their_pod_goes(server, ns):
+    apply(server, claim("used"), ns)
+    wait_for(lambda: phase(server, "pvc", "used", ns) == "Bound")
+    pvc = get(server, "pvc", "used", ns)
+    assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    pv_name = pvc["spec"]["volumeName"]
+    assert get(server, "pv", pv_name)["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    apply(server, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user"},
+                   "spec": {"schedulerName": "no-such-scheduler", "containers": [{"name": "c", "image": "busybox"}],
+                            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "used"}}]}}, ns)
+    server.kubectl("delete", "pvc", "used", "-n", ns, "--wait=false")
+    time.sleep(0.5)
+    pvc = get(server, "pvc", "used", ns)
+    assert pvc["metadata"]["deletionTimestamp"] and pvc["status"]["phase"] == "Bound"
+    assert "Terminating" in server.kubectl("get", "pvc", "used", "-n", ns).stdout
+    server.kubectl("delete", "pod", "user", "-n", ns)
+    wait_for(lambda: get(server, "pvc", "used", ns) is None)
+    wait_for(lambda: get(server, "pv", pv_name) is None)  # Delete policy; pv-protection lets it go once Released
