@@ -7,6 +7,8 @@ them with the same reference), so the test holds whether the workload controller
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -14,7 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from helpers.cluster import unique
+from helpers.cluster import ROOT, start_server, unique
 from helpers.http import Api
 
 
@@ -341,3 +343,45 @@ def test_kubectl_delete_deployment_in_the_foreground_on_simulated_nodes(server, 
     server.kubectl("delete", "deployment", "fg", "-n", ns, "--cascade=foreground", "--timeout=30s")
     assert not pods(api, ns, "app=fg")
     assert not api.request("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets")[1]["items"]
+
+
+# ---- a collector started late finds the work that piled up -----------------------------------
+
+def test_a_collector_started_later_completes_what_waited(tmp_path):
+    srv = start_server(tmp_path, ["--disable-controller-manager", "--disable-scheduler"])
+    cm_proc = None
+    try:
+        api = Api(srv.kubeconfig)
+        ns = unique("late")
+        create(api, "/api/v1/namespaces", {"metadata": {"name": ns}})
+        cms = f"/api/v1/namespaces/{ns}/configmaps"
+        gone = create(api, cms, {"metadata": {"name": "gone"}})
+        gone.update(apiVersion="v1", kind="ConfigMap")
+        create(api, cms, {"metadata": {"name": "dep-of-gone", "ownerReferences": [ref(gone)]}})
+        api.request("DELETE", f"{cms}/gone")
+        fg = create(api, cms, {"metadata": {"name": "fg"}})
+        fg.update(apiVersion="v1", kind="ConfigMap")
+        create(api, cms, {"metadata": {"name": "dep-of-fg", "ownerReferences": [ref(fg)]}})
+        api.request("DELETE", f"{cms}/fg", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                            "propagationPolicy": "Foreground"})
+        orphaner = create(api, cms, {"metadata": {"name": "orphaner"}})
+        orphaner.update(apiVersion="v1", kind="ConfigMap")
+        create(api, cms, {"metadata": {"name": "dep-of-orphaner", "ownerReferences": [ref(orphaner)]}})
+        api.request("DELETE", f"{cms}/orphaner", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                                  "propagationPolicy": "Orphan"})
+        time.sleep(0.3)  # nothing collects without a controller manager
+        assert exists(api, f"{cms}/dep-of-gone") and exists(api, f"{cms}/fg") and exists(api, f"{cms}/orphaner")
+        cm_proc = subprocess.Popen([sys.executable, "-m", "ketch.cli.main", "controller-manager", "--kubeconfig",
+                                    str(srv.kubeconfig), "--no-leader-elect", "--controllers=garbagecollector"],
+                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: not exists(api, f"{cms}/dep-of-gone"), what="the dependent of a gone owner to go")
+        wait_for(lambda: not exists(api, f"{cms}/fg") and not exists(api, f"{cms}/dep-of-fg"),
+                 what="the foreground deletion to finish")
+        wait_for(lambda: not exists(api, f"{cms}/orphaner"), what="the orphaning to finish")
+        _, kept, _ = api.request("GET", f"{cms}/dep-of-orphaner")
+        assert not kept["metadata"].get("ownerReferences")
+    finally:
+        if cm_proc is not None:
+            cm_proc.terminate()
+            cm_proc.wait(10)
+        srv.stop()
