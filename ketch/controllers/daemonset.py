@@ -19,12 +19,14 @@ import logging
 import math
 import time
 
+from ..api import labels as labelsel
 from ..api.errors import ApiError
 from ..client.rest import Client
 from ..scheduler.podinfo import NodeSelectorTerm, tolerates
 from . import history, podutil
 from .base import Controller, Expectations, InformerFactory, PodControl, owner_uid_index
 from .events import EventRecorder
+from .replicaset import ORPHAN_INDEX, orphan_namespace_index
 
 log = logging.getLogger("ketch.controllers.daemonset")
 
@@ -163,6 +165,8 @@ class DaemonSetController(Controller):
         self.daemonsets = informers.informer("apps/v1", "DaemonSet")
         self.pods = informers.informer("v1", "Pod")
         self.pods.add_index("owner-uid", owner_uid_index)
+        self.pods.add_index(ORPHAN_INDEX, orphan_namespace_index)
+        self.pods_api = client.resource("v1", "Pod")
         self.nodes = informers.informer("v1", "Node")
         self.revisions = history.revision_informer(informers)
         self.expectations = Expectations()
@@ -216,8 +220,7 @@ class DaemonSetController(Controller):
             self.expectations.forget(key)
             return None
         ds = copy.deepcopy(ds)
-        uid = ds["metadata"]["uid"]
-        pods = [p for p in self.pods.by_index("owner-uid", uid) if (podutil.controller_ref(p) or {}).get("uid") == uid]
+        pods = await self._claim_pods(ds)
         nodes = self.nodes.list()
         current, old = await self._history(ds)
         hash_ = current["metadata"]["labels"][REVISION_HASH]
@@ -231,6 +234,44 @@ class DaemonSetController(Controller):
             await self._cleanup_history(ds, pods, old)
         again = await self._update_status(ds, nodes, self._pods_by_node(pods), hash_)
         return min((d for d in (requeue, again) if d is not None), default=None)
+
+    async def _claim_pods(self, ds: dict) -> list[dict]:
+        """The DaemonSet's pods, after adopting orphans its selector matches and releasing owned pods
+        it no longer matches (upstream's ClaimPods)."""
+        meta = ds["metadata"]
+        uid = meta["uid"]
+        try:
+            selector = labelsel.selector_from_label_selector(ds["spec"].get("selector"))
+        except labelsel.SelectorError:
+            return []
+        owned, release = [], []
+        for pod in self.pods.by_index("owner-uid", uid):
+            if (podutil.controller_ref(pod) or {}).get("uid") != uid:
+                continue
+            if selector.matches(pod["metadata"].get("labels")) or meta.get("deletionTimestamp"):
+                owned.append(pod)
+            else:
+                release.append(pod)
+        adopt = [] if meta.get("deletionTimestamp") or selector.empty else [
+            p for p in self.pods.by_index(ORPHAN_INDEX, meta["namespace"])
+            if not podutil.is_terminating(p) and selector.matches(p["metadata"].get("labels"))]
+        if adopt:
+            fresh = await self.ds_api.get(meta["name"], namespace=meta["namespace"])
+            if fresh["metadata"].get("uid") != uid or fresh["metadata"].get("deletionTimestamp"):
+                adopt = []
+        for pod, refs in [(p, [podutil.owner_reference(ds)]) for p in adopt] + \
+                [(p, [{"$patch": "delete", "uid": uid}]) for p in release]:
+            pmeta = pod["metadata"]
+            try:
+                patched = await self.pods_api.patch(pmeta["name"], {"metadata": {
+                    "ownerReferences": refs, "uid": pmeta["uid"]}}, "strategic", namespace=pmeta["namespace"])
+            except ApiError as e:
+                if e.code in (404, 409, 422):
+                    continue  # gone or changed meanwhile: the next sync sees
+                raise
+            if refs[0].get("controller"):
+                owned.append(patched)
+        return owned
 
     def _pods_by_node(self, pods: list[dict]) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}

@@ -197,3 +197,18 @@ def test_failed_daemon_pod_is_replaced(cluster):
     events = srv.kubectl_json("get", "events", "--field-selector", "involvedObject.name=flaky")["items"]
     assert any(e["reason"] == "FailedDaemonPod" and e["message"] == f"Found failed daemon pod default/{name} on node "
                f"{victim['spec']['nodeName']}, will try to kill it" for e in events)
+
+
+def test_orphaned_pods_are_adopted_again(cluster):
+    srv, _ = cluster
+    srv.kubectl("apply", "-f", "-", input=json.dumps(ds_manifest("keeper")))
+    srv.kubectl("rollout", "status", "ds/keeper", "--timeout=30s")
+    before = {p["metadata"]["name"] for p in pods_of(srv, "keeper")}
+    srv.kubectl("delete", "ds", "keeper", "--cascade=orphan", "--timeout=30s")
+    poll(lambda: all(not p["metadata"].get("ownerReferences") for p in pods_of(srv, "keeper")))
+    srv.kubectl("apply", "-f", "-", input=json.dumps(ds_manifest("keeper")))
+    uid = srv.kubectl_json("get", "ds", "keeper")["metadata"]["uid"]
+    poll(lambda: all((p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid
+                     for p in pods_of(srv, "keeper")))
+    poll(lambda: status(srv, "keeper").get("numberAvailable") == 3)
+    assert {p["metadata"]["name"] for p in pods_of(srv, "keeper")} == before  # adopted, not replaced
