@@ -88,6 +88,7 @@ class DisruptionController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component("controllermanager")  # the "From" of kubectl describe
         self.pdb_client = client.resource("policy/v1", "PodDisruptionBudget")
         self.pdbs = informers.informer("policy/v1", "PodDisruptionBudget")
         self.pods = informers.informer("v1", "Pod")

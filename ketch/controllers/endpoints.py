@@ -138,6 +138,7 @@ class EndpointsController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component("endpoint-controller")  # the "From" of kubectl describe
         self.endpoints = client.resource("v1", "Endpoints")
         self.services = informers.informer("v1", "Service")
         self.pods = informers.informer("v1", "Pod")

@@ -226,6 +226,7 @@ class EndpointSliceController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component("endpoint-slice-controller")  # the "From" of kubectl describe
         self.services = informers.informer("v1", "Service")
         self.pods = informers.informer("v1", "Pod")
         self.nodes = informers.informer("v1", "Node")

@@ -53,6 +53,7 @@ class EndpointSliceMirroringController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component("endpoint-slice-mirroring-controller")  # the "From" of kubectl describe
         self.services = informers.informer("v1", "Service")
         self.endpoints = informers.informer("v1", "Endpoints")
         self.slices = informers.informer("discovery.k8s.io/v1", "EndpointSlice")

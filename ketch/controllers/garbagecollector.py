@@ -62,6 +62,7 @@ class GarbageCollector(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
+        self.recorder = recorder.for_component("garbage-collector-controller")  # the "From" of kubectl describe
         self.watched: list[tuple[kinds.Resource, Informer]] = []
         self._by_kind: dict[tuple[str, str], int] = {}   # (group, kind) -> index into watched
         self.absent: OrderedDict[tuple[str, str], None] = OrderedDict()  # (namespace, uid) confirmed gone
