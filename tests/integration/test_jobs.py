@@ -230,6 +230,12 @@ def test_deleting_a_job_releases_its_pods(server, jobs):
     server.kubectl("delete", "job", "gone", "-n", jobs.ns, "--cascade=orphan", "--wait=false")
     # An orphaned pod loses the tracking finalizer so that it can be deleted later.
     poll(lambda: all(TRACKING not in (p["metadata"].get("finalizers") or []) for p in jobs.pods("gone")))
+    # Deleted the usual way (background): the garbage collector deletes the pods, and their
+    # finalizer does not hold them.
+    jobs.create(job_manifest("cascade"))
+    poll(lambda: jobs.live_pods("cascade"))
+    server.kubectl("delete", "job", "cascade", "-n", jobs.ns)
+    poll(lambda: jobs.pods("cascade") == [])
 
 
 def test_backoff_between_failures(tmp_path, monkeypatch):
