@@ -271,7 +271,7 @@ def test_python_client_background_deletes_daemonset_and_job_pods(api, py, ns):
 def test_many_dependents_are_collected_quickly(api, py, ns):
     owner = create(api, f"/api/v1/namespaces/{ns}/configmaps", {"metadata": {"name": "many"}})
     owner.update(apiVersion="v1", kind="ConfigMap")
-    n = 500
+    n = 300
     core = client.CoreV1Api(py)  # one kept-alive connection for the bulk creation
     for i in range(n):
         core.create_namespaced_pod(ns, pod(f"m-{i}", {"app": "many"}, [ref(owner, False, False)]))
