@@ -43,6 +43,13 @@ def _fail(reason: str, resolvable: bool = False) -> Failure:
     return Failure((reason,), resolvable)
 
 
+FAIL_UNSCHEDULABLE = _fail(ERR_UNSCHEDULABLE)
+FAIL_NODE_NAME = _fail(ERR_NODE_NAME)
+FAIL_NODE_AFFINITY = _fail(ERR_NODE_AFFINITY)
+FAIL_PORTS = _fail(ERR_PORTS, True)
+_UNSCHEDULABLE = {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
+
+
 def untolerated(taints: list[dict], tolerations: list[dict]) -> dict | None:
     for taint in taints:
         if not any(tolerates(t, taint) for t in tolerations):
@@ -186,7 +193,7 @@ class Framework:
         """The filter chain specialised to one pod: checks the pod cannot fail are left out, so the
         common case costs a few attribute reads per node."""
         p = state.pod
-        unsched_ok = any(tolerates(t, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}) for t in p.tolerations)
+        unsched_ok = any(tolerates(t, _UNSCHEDULABLE) for t in p.tolerations)
         selector = list(p.node_selector.items())
         terms = p.required_node_terms
         tolerations = p.tolerations
@@ -196,8 +203,7 @@ class Framework:
         spread = state.spread
         affinity = bool(state.existing_anti or state.affinity_domains is not None or state.anti_domains)
         nominated = state.nominated_extra
-        fail_unsched, fail_name, fail_aff = _fail(ERR_UNSCHEDULABLE), _fail(ERR_NODE_NAME), _fail(ERR_NODE_AFFINITY)
-        fail_ports = _fail(ERR_PORTS, True)
+        fail_unsched, fail_name, fail_aff, fail_ports = FAIL_UNSCHEDULABLE, FAIL_NODE_NAME, FAIL_NODE_AFFINITY, FAIL_PORTS
         lacking_cache: dict[tuple, Failure] = {}
         filter_spread, filter_affinity, nominated_extra = self._filter_spread, self._filter_affinity, self._nominated_extra
 

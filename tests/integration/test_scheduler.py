@@ -7,10 +7,12 @@ own); each test deletes its nodes when done, so the next sees only its own.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
-from helpers.cluster import BOOK, start_server, unique
+from helpers.cluster import BOOK, ROOT, start_server, unique
 from helpers.http import Api
 
 TIMEOUT = 15.0
@@ -295,25 +297,6 @@ def test_pending_pod_scheduled_when_a_node_is_added(cluster):
     assert cluster.wait_bound("early")["early"] == node
 
 
-def test_restart_does_not_double_bind(fresh_server):
-    c = Cluster(fresh_server)
-    c.node("a", cpu="1")
-    for i in range(2):
-        c.pod(f"p{i}", cpu="400m")
-    before = c.wait_bound("p0", "p1")
-    c.wait_event("p1", "Scheduled")
-    fresh_server.stop()
-    fresh_server.start()
-    # The restarted scheduler counts what is bound: a third pod does not fit.
-    c.pod("p2", cpu="400m")
-    cond = c.wait_unschedulable("p2")
-    assert "1 Insufficient cpu" in cond["message"]
-    assert {n: c.node_of(n) for n in ("p0", "p1")} == before
-    for n in ("p0", "p1"):
-        events = c.events(n, "Scheduled")
-        assert len(events) == 1 and events[0]["count"] == 1
-
-
 def test_scheduling_gates_hold_a_pod_back(cluster):
     node = cluster.node("a")
     cluster.pod("gated", schedulingGates=[{"name": "example.com/wait"}])
@@ -324,3 +307,44 @@ def test_scheduling_gates_hold_a_pod_back(cluster):
     cluster.req("PATCH", f"/api/v1/namespaces/{cluster.ns}/pods/gated", {"spec": {"schedulingGates": None}},
                 content_type="application/merge-patch+json", expect=200)
     assert cluster.wait_bound("gated")["gated"] == node
+
+
+def test_scheduler_subcommand_with_leader_election(cluster):
+    """`ketch scheduler` alone: it takes the kube-system Lease and schedules its profile's pods."""
+    node = cluster.node("a")
+    lease = unique("sched-lease")
+    log = open(cluster.server.data_dir / f"{lease}.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "ketch.cli.main", "scheduler", "--kubeconfig",
+                             str(cluster.server.kubeconfig), "--scheduler-name", "my-scheduler",
+                             "--lock-object-name", lease], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        cluster.pod("mine", schedulerName="my-scheduler")
+        assert cluster.wait_bound("mine", timeout=30)["mine"] == node
+        holder = cluster.req("GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}",
+                             expect=200)[1]["spec"]["holderIdentity"]
+        assert holder
+        ev = cluster.wait_event("mine", "Scheduled")
+        assert ev["source"]["component"] == "my-scheduler"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_restart_does_not_double_bind(cluster):
+    c, server = cluster, cluster.server
+    c.node("a", cpu="1")
+    for i in range(2):
+        c.pod(f"p{i}", cpu="400m")
+    before = c.wait_bound("p0", "p1")
+    c.wait_event("p1", "Scheduled")
+    server.stop()
+    server.start()
+    # The restarted scheduler counts what is bound: a third pod does not fit.
+    c.pod("p2", cpu="400m")
+    cond = c.wait_unschedulable("p2")
+    assert "1 Insufficient cpu" in cond["message"]
+    assert {n: c.node_of(n) for n in ("p0", "p1")} == before
+    for n in ("p0", "p1"):
+        events = c.events(n, "Scheduled")
+        assert len(events) == 1 and events[0]["count"] == 1
