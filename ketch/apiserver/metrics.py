@@ -122,7 +122,11 @@ _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 def _labels(text: str | None) -> dict[str, str]:
     if not text:
         return {}
-    return {m[1]: re.sub(r"\\[\\\"n]", lambda e: _UNESCAPE[e[0]], m[2]) for m in _LABEL.finditer(text)}
+    return {m[1]: _unescape(m[2]) if "\\" in m[2] else m[2] for m in _LABEL.finditer(text)}
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\[\\\"n]", lambda e: _UNESCAPE[e[0]], value)
 
 
 def parse_resource_metrics(text: str, now: float) -> NodeSample:

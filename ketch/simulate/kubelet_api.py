@@ -13,7 +13,6 @@ simulated usage.
 """
 from __future__ import annotations
 
-import decimal
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -29,7 +28,7 @@ KUBELET_URL_ANNOTATION = "ketch.io/kubelet-url"
 # What the node's own daemons use besides the pods, so an idle node does not read zero.
 NODE_BASE_CPU = 20_000_000        # nanocores (20m)
 NODE_BASE_MEMORY = 256 * 1024**2  # bytes
-INDEX_TTL = 0.5
+INDEX_TTL = 1.0
 
 _HELP = {
     "container_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the container in core-seconds"),
@@ -44,22 +43,25 @@ _HELP = {
 
 
 def go_float(v: float) -> str:
-    """strconv.FormatFloat(v, 'g', -1, 64), as Prometheus' text encoder writes sample values."""
+    """strconv.FormatFloat(v, 'g', -1, 64), as Prometheus' text encoder writes sample values:
+    the shortest digits that round-trip, in exponent form below 1e-4 and from 1e6."""
     if v == 0:
         return "0"
-    d = decimal.Decimal(repr(float(v)))
-    sign, digits, exponent = d.normalize().as_tuple()
-    text = "".join(map(str, digits))
-    exp10 = len(digits) + int(exponent) - 1
-    prefix = "-" if sign else ""
+    text = repr(float(v))
+    sign = "-" if text[0] == "-" else ""
+    mantissa, _, exp = text.lstrip("-").partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0").rstrip("0") or "0"
+    point = len(whole) if whole != "0" else -(len(frac) - len(frac.lstrip("0")))
+    exp10 = point - 1 + (int(exp) if exp else 0)
     if exp10 < -4 or exp10 >= 6:
-        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        return f"{prefix}{mantissa}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
+        lead = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{lead}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
     if exp10 < 0:
-        return f"{prefix}0.{'0' * (-exp10 - 1)}{text}"
-    if len(text) <= exp10 + 1:
-        return prefix + text + "0" * (exp10 + 1 - len(text))
-    return f"{prefix}{text[:exp10 + 1]}.{text[exp10 + 1:]}"
+        return f"{sign}0.{'0' * (-exp10 - 1)}{digits}"
+    if len(digits) <= exp10 + 1:
+        return sign + digits + "0" * (exp10 + 1 - len(digits))
+    return f"{sign}{digits[:exp10 + 1]}.{digits[exp10 + 1:]}"
 
 
 class _Counter:
@@ -127,9 +129,12 @@ class KubeletAPI:
         scrapes over 1,000 nodes walks 10,000 pods a few times, not once per node)."""
         if time.monotonic() - self._indexed_at > INDEX_TTL:
             index: dict[str, list[tuple[str, str]]] = {}
-            for key, pod_usage in list(self.sim.usage.pods.items()):  # type: ignore[union-attr]
+            pods = self.sim.usage.pods  # type: ignore[union-attr]
+            for key, pod_usage in list(pods.items()):
                 index.setdefault(pod_usage.node, []).append(key)
             self._by_node, self._indexed_at = index, time.monotonic()
+            for key in [k for k in self._containers if k[:2] not in pods]:
+                del self._containers[key]  # the pod is gone
         return self._by_node.get(node, [])
 
     def render(self, node: str, now: float) -> str:
@@ -169,9 +174,6 @@ class KubeletAPI:
             samples["pod_memory_working_set_bytes"].append(f"{{{pod_labels}}} {go_float(p.memory)} {ts}")
             node_cpu += p.cpu
             node_memory += p.memory
-        if usage is not None:
-            for key in [k for k in self._containers if k[:2] not in usage.pods]:
-                del self._containers[key]  # the pod is gone
         counter = self._nodes.get(node)
         if counter is None:
             counter = self._nodes[node] = _Counter(self.started)
