@@ -206,8 +206,21 @@ class EndpointsController(Controller):
         if not annotations:
             del meta["annotations"]
         new["subsets"] = subsets
-        if current is None:
-            await self.endpoints.create(new, ns)
-        else:
-            await self.endpoints.update(new)
+        try:
+            if current is None:
+                await self.endpoints.create(new, ns)
+            else:
+                await self.endpoints.update(new)
+        except ApiError as e:
+            if e.code == 403 and "NamespaceTerminating" in str(e.details):
+                return None  # the namespace is going away, and the Service with it
+            if e.code == 409:
+                raise  # the cache was behind: routine, tried again without an event
+            if current is None:
+                self.recorder.event(new, "Warning", "FailedToCreateEndpoint",
+                                    f"Failed to create endpoint for service {ns}/{name}: {e.message}")
+            else:
+                self.recorder.event(new, "Warning", "FailedToUpdateEndpoint",
+                                    f"Failed to update endpoint {ns}/{name}: {e.message}")
+            raise
         return None

@@ -310,7 +310,16 @@ class EndpointSliceController(Controller):
             group = groups.setdefault(ports_key(ports), Group("IPv4", ports))
             group.endpoints[pod["metadata"]["uid"]] = self.endpoint(pod, svc)
         trigger = self.tracker.compute(key, svc, pods)
-        await self.reconciler.reconcile(key, svc, list(groups.values()), endpoint_labels(svc),
-                                        {TRIGGER_TIME: trigger} if trigger else {})
+        try:
+            await self.reconciler.reconcile(key, svc, list(groups.values()), endpoint_labels(svc),
+                                            {TRIGGER_TIME: trigger} if trigger else {})
+        except ApiError as e:
+            if e.code == 403 and "NamespaceTerminating" in str(e.details):
+                return None  # the namespace is going away, and the Service with it
+            if e.code == 409:
+                raise  # the cache was behind: routine, tried again without an event
+            self.recorder.event(svc, "Warning", "FailedToUpdateEndpointSlices",
+                                f"Error updating Endpoint Slices for Service {key}: {e.message}")
+            raise
         return None
 
