@@ -103,13 +103,13 @@ def set_status(hpa: dict, current: int, desired: int, metrics: list[dict], resca
 # ---- the replica calculator -----------------------------------------------------------------------
 
 def scale_resource(ref: dict) -> kinds.Resource | None:
-    """The served resource with a scale subresource that scaleTargetRef names (RESTMapper: group and
-    kind, preferred version first). The book's `apiVersion: v1, kind: Deployment` (which 1.7's HPA
+    """The served resource that scaleTargetRef names (RESTMapper: group and kind, preferred version
+    first); the scale subresource is asked for next, as upstream does. The book's `apiVersion: v1, kind: Deployment` (which 1.7's HPA
     accepted, resolving the kind alone) finds the kind in the group that serves it today."""
     api_version, kind = ref.get("apiVersion", ""), ref.get("kind", "")
     group = api_version.split("/", 1)[0] if "/" in api_version else ""
     order = kinds.group_versions()
-    candidates = [r for r in kinds.RESOURCES if r.kind == kind and "scale" in r.subresources]
+    candidates = [r for r in kinds.RESOURCES if r.kind == kind and r.stored]  # its /scale may still 404
     for wanted_group in (group, None):
         for g, versions in order.items():
             if wanted_group is not None and g != wanted_group:

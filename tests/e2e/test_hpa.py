@@ -215,3 +215,13 @@ def test_other_scale_targets(cluster, ns, kind):
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
     replicas_reach(cluster, ns, "loaded", 3)
     assert cluster.kubectl_json("get", kind.lower(), "-n", ns, "loaded")["spec"]["replicas"] == 3
+
+
+def test_target_without_scale_subresource(cluster, ns):
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "ds"},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds"}, "maxReplicas": 3}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(hpa))
+    hpa = poll(lambda: (h := hpa_of(cluster, ns, "ds")).get("status", {}).get("conditions") and h)
+    able = condition(hpa, "AbleToScale")
+    assert (able["status"], able["reason"]) == ("False", "FailedGetScale")
+    assert able["message"].endswith("current scale: the server could not find the requested resource")

@@ -146,7 +146,7 @@ def test_scale_target_resolution():
     # The book's Listing 5-3 spells a Deployment "apiVersion: v1": found where Deployments live today.
     r = hpa.scale_resource({"apiVersion": "v1", "kind": "Deployment"})
     assert (r.group, r.version) == ("apps", "v1")
-    assert hpa.scale_resource({"apiVersion": "apps/v1", "kind": "DaemonSet"}) is None
+    assert hpa.scale_resource({"apiVersion": "apps/v1", "kind": "DaemonSet"}).plural == "daemonsets"  # no /scale
     assert hpa.scale_resource({"apiVersion": "batch/v1", "kind": "Deployment"}) is None
 
 
