@@ -326,3 +326,30 @@ def test_success_policy(jobs):
         ("SuccessCriteriaMet", "Matched rules at index 0"), ("Complete", "Matched rules at index 0")]
     assert status["completedIndexes"] == "0" and status["succeeded"] == 1 and "failed" not in status
     assert jobs.live_pods("leader") == []  # the other indexes were stopped, not counted as failures
+
+
+def test_counts_survive_a_control_plane_crash(tmp_path, monkeypatch):
+    """Finished pods are recorded before their finalizer goes, so a kill -9 at any point neither
+    loses nor double-counts them."""
+    monkeypatch.setenv("KETCH_JOB_BACKOFF_BASE", "1")
+    srv = start_server(tmp_path)
+    try:
+        jobs = Jobs(srv, "default")
+        jobs.create(job_manifest("durable", completions=4, parallelism=4))
+        pods = poll(lambda: len(p := jobs.live_pods("durable")) == 4 and p)
+        jobs.finish(pods[0])
+        jobs.finish(pods[1], "Failed", 1)
+        srv.kill9()
+        srv.start()
+        jobs.finish(pods[2])
+        poll(lambda: jobs.job("durable")["status"].get("succeeded") == 2)
+        jobs.finish(pods[3])
+        # One more pod replaces the failed one (after the back-off), then the Job completes.
+        new = poll(lambda: [p for p in jobs.live_pods("durable")], timeout=30)
+        jobs.finish(new[0])
+        poll(lambda: ("Complete", "True", "CompletionsReached") in jobs.conditions("durable"))
+        status = jobs.job("durable")["status"]
+        assert (status["succeeded"], status["failed"]) == (4, 1)
+        assert len(jobs.pods("durable")) == 5
+    finally:
+        srv.stop()
