@@ -16,7 +16,7 @@ import copy
 import functools
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from . import kinds, schema
+from . import kinds, metricsapi, schema
 
 REF_PREFIX = "#/definitions/"
 GVK = "x-kubernetes-group-version-kind"
@@ -435,6 +435,7 @@ def install() -> None:
     """Publish the legacy definitions in `ketch.api.schema`. Safe to call any number of times."""
     if not LEGACY_DEFINITIONS.keys() <= schema.definitions().keys():
         schema.add_definitions(LEGACY_DEFINITIONS)
+    metricsapi.install()  # metrics.k8s.io: also absent from upstream's release
 
 
 # --- legacy defaults ------------------------------------------------------------------------------

@@ -147,7 +147,6 @@ class APIServer:
         t0 = time.monotonic()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         legacy.install()
-        metrics.install_schema()
         ssl_ctx = self._pki()
         endpoint = self.config.datastore_endpoint or f"sqlite:///{(self.config.data_dir / 'state.db').resolve()}"
         self.store = open_store(endpoint)

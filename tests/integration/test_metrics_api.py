@@ -60,6 +60,8 @@ def test_discovery_lists_the_metrics_group(cluster):
     out = cluster.kubectl("api-resources", "--api-group=metrics.k8s.io").stdout
     assert _rows(out) == {"nodes": ["metrics.k8s.io/v1beta1", "false", "NodeMetrics"],
                           "pods": ["metrics.k8s.io/v1beta1", "true", "PodMetrics"]}
+    explained = cluster.kubectl("explain", "podmetrics.containers").stdout
+    assert "GROUP:      metrics.k8s.io" in explained and "ContainerMetrics" in explained
 
 
 @pytest.mark.parametrize("kubectl", ["/usr/bin/kubectl", "1.35"])
