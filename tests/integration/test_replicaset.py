@@ -239,7 +239,7 @@ def test_scale_down_picks_pods_in_upstream_order(server, api, ns):
     for victim in (unassigned, pending, running, restarted):
         want = len(pods(api, ns)) - 1
         server.kubectl("scale", "rs", "order", f"--replicas={want}", "-n", ns)
-        wait_for(lambda: len(pods(api, ns)) == want, what=f"{want} pods")
+        wait_for(lambda want=want: len(pods(api, ns)) == want, what=f"{want} pods")
         assert victim not in {p["metadata"]["name"] for p in pods(api, ns)}
     assert [p["metadata"]["name"] for p in pods(api, ns)] == [ready]
 
