@@ -23,11 +23,13 @@ import datetime
 import logging
 import os
 
+from ..api import labels as labelsel
 from ..api.errors import ApiError
 from ..client.rest import Client
 from . import podutil
-from .base import Controller, Expectations, InformerFactory, PodControl, owner_uid_index
+from .base import Controller, Expectations, InformerFactory, PodControl, namespace_index, owner_uid_index
 from .events import EventRecorder
+from .replicaset import ORPHAN_INDEX, orphan_namespace_index
 
 log = logging.getLogger("ketch.controllers.job")
 
@@ -278,6 +280,8 @@ class JobController(Controller):
         self.jobs = informers.informer("batch/v1", "Job")
         self.pods = informers.informer("v1", "Pod")
         self.pods.add_index("owner-uid", owner_uid_index)
+        self.pods.add_index(ORPHAN_INDEX, orphan_namespace_index)
+        self.jobs.add_index("namespace", namespace_index)
         self.expectations = Expectations()
         self.rm_finalizers: dict[str, set[str]] = {}  # job key -> pod uids whose finalizer removal is unseen
         self.backoff: dict[str, BackoffRecord] = {}
@@ -294,15 +298,31 @@ class JobController(Controller):
             return None
         return f"{pod['metadata']['namespace']}/{ref['name']}"
 
+    def _orphan_event(self, pod: dict) -> None:
+        """An orphan pod may be adopted by a Job with a manual selector that matches it."""
+        if podutil.controller_ref(pod) is not None or podutil.is_terminating(pod):
+            return
+        for job in self.jobs.by_index("namespace", pod["metadata"]["namespace"]):
+            if job["spec"].get("manualSelector"):
+                try:
+                    selector = labelsel.selector_from_label_selector(job["spec"].get("selector"))
+                except labelsel.SelectorError:
+                    continue
+                if not selector.empty and selector.matches(pod["metadata"].get("labels")):
+                    self.enqueue(job)
+
     def _pod_added(self, pod: dict) -> None:
         key = self._job_key(pod)
         if key is None:
+            self._orphan_event(pod)
             return
         self.expectations.observed_add(key)
         self._enqueue_for_pod(key, pod)
 
     def _pod_updated(self, old: dict, pod: dict) -> None:
         key = self._job_key(pod) or self._job_key(old)
+        if self._job_key(pod) is None:
+            self._orphan_event(pod)
         if key is not None:
             if not has_finalizer(pod):
                 self.rm_finalizers.get(key, set()).discard(pod["metadata"].get("uid"))
@@ -376,6 +396,45 @@ class JobController(Controller):
         await self.remove_finalizer(pod)
         return None
 
+    async def claim_pods(self, job: dict) -> list[dict]:
+        """The Job's pods, after adopting orphans its selector matches (they get the tracking
+        finalizer) and releasing owned pods it no longer matches (upstream's ClaimPods)."""
+        meta = job["metadata"]
+        uid = meta["uid"]
+        try:
+            selector = labelsel.selector_from_label_selector(job["spec"].get("selector"))
+        except labelsel.SelectorError:
+            selector = labelsel.NOTHING
+        deleting = bool(meta.get("deletionTimestamp"))
+        owned, release = [], []
+        for pod in self.pods.by_index("owner-uid", uid):
+            if (podutil.controller_ref(pod) or {}).get("uid") != uid:
+                continue
+            (owned if deleting or selector.matches(pod["metadata"].get("labels")) else release).append(pod)
+        adopt = [] if deleting or selector.empty else [
+            p for p in self.pods.by_index(ORPHAN_INDEX, meta["namespace"])
+            if not podutil.is_terminating(p) and selector.matches(p["metadata"].get("labels"))]
+        if adopt:
+            fresh = await self.jobs_api.get(meta["name"], namespace=meta["namespace"])
+            if fresh["metadata"].get("uid") != uid or fresh["metadata"].get("deletionTimestamp"):
+                adopt = []
+        patches = [(p, {"ownerReferences": [podutil.owner_reference(job)], "finalizers": [TRACKING_FINALIZER]})
+                   for p in adopt]
+        patches += [(p, {"ownerReferences": [{"$patch": "delete", "uid": uid}],
+                         "$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}) for p in release]
+        for pod, patch in patches:
+            pmeta = pod["metadata"]
+            try:
+                patched = await self.pods_api.patch(pmeta["name"], {"metadata": {**patch, "uid": pmeta["uid"]}},
+                                                    "strategic", namespace=pmeta["namespace"])
+            except ApiError as e:
+                if e.code in (404, 409, 422):
+                    continue  # gone or changed meanwhile: the next sync sees
+                raise
+            if "finalizers" in patch:
+                owned.append(patched)
+        return owned
+
     async def remove_finalizer(self, pod: dict) -> None:
         meta = pod["metadata"]
         try:
@@ -409,9 +468,8 @@ class JobSync:
 
     async def run(self) -> float | None:
         ctl, job, status, spec = self.ctl, self.job, self.status, self.spec
-        uid = job["metadata"]["uid"]
         satisfied = ctl.expectations.satisfied(self.key)
-        pods = [p for p in ctl.pods.by_index("owner-uid", uid) if (podutil.controller_ref(p) or {}).get("uid") == uid]
+        pods = await ctl.claim_pods(job)
         self.pods = pods
         pending_rm = ctl.rm_finalizers.setdefault(self.key, set())
         pending_rm &= {p["metadata"]["uid"] for p in pods if has_finalizer(p)}

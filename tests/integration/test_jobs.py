@@ -353,3 +353,28 @@ def test_counts_survive_a_control_plane_crash(tmp_path, monkeypatch):
         assert len(jobs.pods("durable")) == 5
     finally:
         srv.stop()
+
+
+def test_manual_selector_adopts_orphans(jobs):
+    orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray", "labels": {"app": "manual"}},
+              "spec": {"restartPolicy": "Never", "nodeSelector": {"ketch.test/no-node": "x"},
+                       "containers": [{"name": "work", "image": "busybox"}]}}
+    code, body, _ = jobs.api.request("POST", f"/api/v1/namespaces/{jobs.ns}/pods", orphan)
+    assert code == 201, body
+    m = job_manifest("manual", manualSelector=True, selector={"matchLabels": {"app": "manual"}})
+    m["spec"]["template"]["metadata"] = {"labels": {"app": "manual"}}
+    jobs.create(m)
+
+    def adopted():
+        code, pod, _ = jobs.api.request("GET", f"/api/v1/namespaces/{jobs.ns}/pods/stray")
+        refs = pod["metadata"].get("ownerReferences") or []
+        return refs and refs[0]["name"] == "manual" and TRACKING in pod["metadata"].get("finalizers", []) and pod
+    pod = poll(adopted)
+    poll(lambda: jobs.job("manual")["status"].get("active") == 1)
+
+    def live_names():
+        code, body, _ = jobs.api.request("GET", f"/api/v1/namespaces/{jobs.ns}/pods?labelSelector=app%3Dmanual")
+        return [p["metadata"]["name"] for p in body["items"] if not p["metadata"].get("deletionTimestamp")]
+    poll(lambda: live_names() == ["stray"])  # the orphan counts as the one pod (the older one stays)
+    jobs.finish(pod)
+    poll(lambda: ("Complete", "True", "CompletionsReached") in jobs.conditions("manual"))
