@@ -245,6 +245,22 @@ def test_bad_image_is_stuck_with_the_old_version_serving(server, ns, kubectl="/u
     wait_for(lambda: images(server, ns, "app=stuck") == ["jonbaier/pod-scaling:0.1"] * 3, what="recovered")
 
 
+def test_legacy_rollback_to(server, ns):
+    """extensions/v1beta1's spec.rollbackTo (what the old rollback subresource set) rolls back."""
+    server.kubectl("create", "-n", ns, "-f", str(BOOK / "Chapter05" / "node-js-deploy.yaml"))
+    server.kubectl("rollout", "status", "deployment/node-js-deploy", "-n", ns, "--timeout=30s")
+    server.kubectl("set", "image", "deployment/node-js-deploy", "node-js-deploy=jonbaier/pod-scaling:0.2", "-n", ns)
+    server.kubectl("rollout", "status", "deployment/node-js-deploy", "-n", ns, "--timeout=30s")
+    server.kubectl("patch", "deployments.v1beta1.extensions", "node-js-deploy", "-n", ns, "--type=merge",
+                   "-p", '{"spec": {"rollbackTo": {"revision": 1}}}')
+    wait_for(lambda: images(server, ns, "name=node-js-deploy") == ["jonbaier/pod-scaling:0.1"], what="rolled back")
+    d = get(server, ns, "deployment", "node-js-deploy")
+    assert "deprecated.deployment.rollback.to" not in d["metadata"].get("annotations", {})
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    events = get(server, ns, "events", "--field-selector", "reason=DeploymentRollback")["items"]
+    assert [e["message"] for e in events] == ['Rolled back deployment "node-js-deploy" to revision 1']
+
+
 def test_recreate_scales_old_down_before_new_up(server, ns):
     apply(server, ns, deployment("recreate", 2, strategy={"type": "Recreate"}))
     server.kubectl("rollout", "status", "deployment/recreate", "-n", ns, "--timeout=30s")
