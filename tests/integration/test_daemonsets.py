@@ -212,3 +212,14 @@ def test_orphaned_pods_are_adopted_again(cluster):
                      for p in pods_of(srv, "keeper")))
     poll(lambda: status(srv, "keeper").get("numberAvailable") == 3)
     assert {p["metadata"]["name"] for p in pods_of(srv, "keeper")} == before  # adopted, not replaced
+
+
+def test_daemon_pods_go_to_cordoned_nodes(cluster):
+    srv, _ = cluster
+    srv.kubectl("cordon", "node-0")
+    try:
+        srv.kubectl("apply", "-f", "-", input=json.dumps(ds_manifest("cordon")))
+        srv.kubectl("rollout", "status", "ds/cordon", "--timeout=30s")
+        assert sorted(p["spec"]["nodeName"] for p in pods_of(srv, "cordon")) == ["node-0", "node-1", "node-2"]
+    finally:
+        srv.kubectl("uncordon", "node-0")
