@@ -9,7 +9,8 @@ whose labels match the claim's selector; a volume pre-bound to the claim (claimR
 (spec.volumeName) is taken first. Binding writes, in order: the PV's claimRef, the PV's phase
 Bound, the PVC's volumeName with the bind-completed annotation, the PVC's status (Bound, capacity,
 access modes). Each step is a write with the cached resourceVersion, so a stale cache ends in a
-conflict and a retry, never a double binding; one worker serves claims and volumes alike.
+conflict and a retry, never a double binding. Choosing a volume and writing its claimRef happen
+under one lock, so two claims synced at once never pick the same volume; the rest runs in parallel.
 
 Without a volume, a claim of a class is provisioned (the built-in provisioner, or an
 ExternalProvisioning event naming the class's provisioner); a claim without a class waits with
@@ -21,6 +22,7 @@ A volume whose claim is deleted is Released; reclaim policy Delete removes a pro
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import logging
@@ -104,7 +106,7 @@ def mismatch(volume: dict, claim: dict) -> str:
 
 class PersistentVolumeController(Controller):
     name = "persistentvolume-binder"
-    workers = 1  # one binder at a time: two syncs must not hand one volume to two claims
+    workers = 4  # choosing a volume is serialized (self._choosing); provisioning and writes are not
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
@@ -118,6 +120,7 @@ class PersistentVolumeController(Controller):
         # What this controller wrote last, until the informers catch up (upstream keeps the same
         # cache): a sync right after a write must not act on the older cached copy.
         self._written: dict[str, dict] = {}
+        self._choosing = asyncio.Lock()
         self.claims.add_handlers(on_add=self._claim_changed, on_update=lambda _o, n: self._claim_changed(n),
                                  on_delete=self._claim_deleted)
         self.volumes.add_handlers(on_add=self._volume_changed, on_update=lambda _o, n: self._volume_changed(n),
@@ -216,7 +219,10 @@ class PersistentVolumeController(Controller):
                     claim["metadata"].setdefault("annotations", {})[SELECTED_NODE] = node
                     self._remember("claim", await self.pvcs.update(claim))
                     return None
-            volume = self.find_best_match(claim)
+            async with self._choosing:
+                volume = self.find_best_match(claim)
+                if volume is not None:
+                    volume = await self._bind_volume(volume, claim)
             if volume is not None:
                 await self.bind(volume, claim)
                 return None
@@ -301,19 +307,24 @@ class PersistentVolumeController(Controller):
 
     # ---- binding -------------------------------------------------------------------------------
 
-    async def bind(self, volume: dict, claim: dict) -> None:
+    async def _bind_volume(self, volume: dict, claim: dict) -> dict:
+        """The first step of binding: the volume's claimRef names this claim (with its uid)."""
         meta = claim["metadata"]
-        vol_name = volume["metadata"]["name"]
         ref = (volume.get("spec") or {}).get("claimRef")
-        if not ref or ref.get("uid") != meta["uid"] or ref.get("name") != meta["name"] \
-                or ref.get("namespace") != meta["namespace"]:
-            volume = copy.deepcopy(volume)
-            if not ref:
-                volume["metadata"].setdefault("annotations", {})[BOUND_BY_CONTROLLER] = "yes"
-            volume["spec"]["claimRef"] = {"kind": "PersistentVolumeClaim", "namespace": meta["namespace"],
-                                          "name": meta["name"], "uid": meta["uid"], "apiVersion": "v1",
-                                          "resourceVersion": meta.get("resourceVersion")}
-            volume = self._remember("volume", await self.pvs.update(volume))
+        if ref and ref.get("uid") == meta["uid"] and ref.get("name") == meta["name"] \
+                and ref.get("namespace") == meta["namespace"]:
+            return volume
+        volume = copy.deepcopy(volume)
+        if not ref:
+            volume["metadata"].setdefault("annotations", {})[BOUND_BY_CONTROLLER] = "yes"
+        volume["spec"]["claimRef"] = {"kind": "PersistentVolumeClaim", "namespace": meta["namespace"],
+                                      "name": meta["name"], "uid": meta["uid"], "apiVersion": "v1",
+                                      "resourceVersion": meta.get("resourceVersion")}
+        return self._remember("volume", await self.pvs.update(volume))
+
+    async def bind(self, volume: dict, claim: dict) -> None:
+        vol_name = volume["metadata"]["name"]
+        volume = await self._bind_volume(volume, claim)
         volume = await self._volume_phase(volume, "Bound")
         if (claim.get("spec") or {}).get("volumeName") != vol_name or BIND_COMPLETED not in _ann(claim):
             claim = copy.deepcopy(claim)

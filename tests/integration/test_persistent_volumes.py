@@ -277,3 +277,26 @@ def test_claims_in_use_are_protected_until_their_pod_goes(server, ns):
     server.kubectl("delete", "pod", "user", "-n", ns)
     wait_for(lambda: get(server, "pvc", "used", ns) is None)
     wait_for(lambda: get(server, "pv", pv_name) is None)  # Delete policy; pv-protection lets it go once Released
+
+
+def test_claims_racing_for_few_volumes_never_share_one(server, ns, cluster_objects):
+    tag = unique("race")
+    for i in range(3):
+        cluster_objects.append(("pv", f"{tag}-{i}"))
+        apply(server, volume(f"{tag}-{i}", "1Gi", labels={"race": tag}, storageClassName=""))
+    for i in range(3):
+        wait_for(lambda i=i: phase(server, "pv", f"{tag}-{i}") == "Available")
+    claims = [claim(f"c{i}", storageClassName="", selector={"matchLabels": {"race": tag}}) for i in range(6)]
+    server.kubectl("create", "-n", ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                    "items": claims}))
+
+    def bound():
+        items = server.kubectl_json("get", "pvc", "-n", ns)["items"]
+        return [c for c in items if c["status"].get("phase") == "Bound"]
+    wait_for(lambda: len(bound()) == 3)
+    time.sleep(0.5)
+    got = bound()
+    assert len(got) == 3 and len({c["spec"]["volumeName"] for c in got}) == 3
+    for c in got:
+        pv = get(server, "pv", c["spec"]["volumeName"])
+        assert pv["spec"]["claimRef"]["name"] == c["metadata"]["name"]
