@@ -595,7 +595,8 @@ class DeploymentController(Controller):
                 msg = f'ReplicaSet "{rs_name}" has timed out progressing.' if rs_name else \
                     f'Deployment "{d["metadata"]["name"]}" has timed out progressing.'
                 du.set_condition(status, du.new_condition("Progressing", "False", du.TIMED_OUT_REASON, msg))
-        failure = next((c for rs in all_rss if rs is not None
+        # The new ReplicaSet's failure first, then any old one's (upstream's getReplicaFailures).
+        failure = next((c for rs in [new, *all_rss] if rs is not None
                         for c in (rs.get("status") or {}).get("conditions") or () if c.get("type") == "ReplicaFailure"),
                        None)
         if failure is not None:

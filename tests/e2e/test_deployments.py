@@ -379,3 +379,19 @@ def test_rollout_survives_controller_manager_kills(fresh_server, simulator):
         cm.kill()
         cm.wait()
         log.close()
+
+
+def test_failed_pod_creation_shows_as_replica_failure(server, ns):
+    d = deployment("nosa", 2)
+    d["spec"]["template"]["spec"]["serviceAccountName"] = "missing"
+    apply(server, ns, d)
+
+    def failure():
+        conds = get(server, ns, "deployment", "nosa").get("status", {}).get("conditions", [])
+        return next((c for c in conds if c["type"] == "ReplicaFailure"), None)
+    cond = wait_for(failure, what="ReplicaFailure")
+    assert (cond["status"], cond["reason"]) == ("True", "FailedCreate")
+    assert cond["message"].endswith('serviceaccount "missing" not found')
+    server.kubectl("create", "serviceaccount", "missing", "-n", ns)
+    server.kubectl("rollout", "status", "deployment/nosa", "-n", ns, "--timeout=40s")
+    wait_for(lambda: failure() is None, what="ReplicaFailure cleared")
