@@ -78,17 +78,26 @@ class PodState:
     backoff_until: float | None = None      # in CrashLoopBackOff until then
 
 
-class PodCache(Informer):
-    """Pods bound to a node; only those on this simulator's nodes are kept, trimmed."""
+class TrimmedInformer(Informer):
+    """An informer that caches `trim(obj)` instead of the object (handlers still get it whole);
+    with `keep`, only the objects it accepts are cached at all."""
 
-    def __init__(self, client: Client, node_names: set[str]):
-        super().__init__(client.resource("v1", "Pod"), field_selector="spec.nodeName!=")
-        self.node_names = node_names
+    def __init__(self, resource, trim, keep=None, **kw):
+        super().__init__(resource, **kw)
+        self.trim, self.keep = trim, keep
 
     def _put(self, key: str, obj: dict) -> dict | None:
-        if (obj.get("spec") or {}).get("nodeName") not in self.node_names:
+        if self.keep is not None and not self.keep(obj):
             return None
-        return super()._put(key, simpods.trim(obj))
+        return super()._put(key, self.trim(obj))
+
+
+def trim_node(node: dict) -> dict:
+    """What the simulator reads of a Node: its podCIDR and Ready condition."""
+    meta, spec = node["metadata"], node.get("spec") or {}
+    ready = [c for c in (node.get("status") or {}).get("conditions") or () if c.get("type") == "Ready"]
+    return {"metadata": {"name": meta["name"], "resourceVersion": meta.get("resourceVersion")},
+            "spec": {"podCIDR": spec.get("podCIDR")}, "status": {"conditions": ready}}
 
 
 class Simulator:
@@ -96,16 +105,18 @@ class Simulator:
         self.client = client
         self.config = config
         # Requests in flight: pods and registration share `slots`; the node heartbeats (leases,
-        # status) have their own few, so neither starves the other when the API server is slow.
+        # status) have slots of their own, so neither starves the other when the API server is slow.
         self.slots = asyncio.Semaphore(config.concurrency)
-        self.heartbeat_slots = asyncio.Semaphore(max(2, config.concurrency // 5))
+        self.heartbeat_slots = asyncio.Semaphore(max(2, config.concurrency // 2))
         self.nodes: dict[str, SimNode] = {
             f"{config.name_prefix}{i}": SimNode(f"{config.name_prefix}{i}", i) for i in range(config.nodes)}
         self.node_api = client.resource("v1", "Node")
         self.lease_api = client.resource("coordination.k8s.io/v1", "Lease", simnodes.LEASE_NAMESPACE)
         self.pod_api = client.resource("v1", "Pod")
-        self.pods = PodCache(client, set(self.nodes))
-        self.node_informer = Informer(self.node_api)
+        # Pods bound to a node; only those on this simulator's nodes are kept, trimmed.
+        self.pods = TrimmedInformer(self.pod_api, simpods.trim, lambda p: (p.get("spec") or {}).get("nodeName")
+                                    in self.nodes, field_selector="spec.nodeName!=")
+        self.node_informer = TrimmedInformer(self.node_api, trim_node, lambda n: n["metadata"]["name"] in self.nodes)
         self.usage = UsageBook(config.pod_cpu, config.pod_memory) if config.metrics else None
         self.kubelet = PodSimulator(self)
         # With --metrics, the nodes' /metrics/resource endpoint (advertised in ketch.io/kubelet-url).
@@ -217,16 +228,17 @@ class Simulator:
             log.warning("node %s was deleted; no longer simulating it", obj["metadata"]["name"])
 
     async def _renew(self, node: SimNode) -> None:
-        now = _micro(time.time())
-        try:
-            await self.call(self.lease_api.patch(node.name, {"spec": {
-                "holderIdentity": node.name, "leaseDurationSeconds": simnodes.LEASE_DURATION_SECONDS,
-                "renewTime": now}}), heartbeat=True)
-        except ApiError as e:
-            if e.code != 404:
-                raise
-            lease = simnodes.lease_object({"metadata": {"name": node.name, "uid": node.uid}}, now)
-            await self.call(self.lease_api.create(lease), heartbeat=True)
+        async with self.heartbeat_slots:
+            now = _micro(time.time())   # stamped when sent, not when queued
+            try:
+                await self.lease_api.patch(node.name, {"spec": {
+                    "holderIdentity": node.name, "leaseDurationSeconds": simnodes.LEASE_DURATION_SECONDS,
+                    "renewTime": now}})
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+                lease = simnodes.lease_object({"metadata": {"name": node.name, "uid": node.uid}}, now)
+                await self.lease_api.create(lease)
 
     async def _heartbeat(self, node: SimNode) -> None:
         now = time.time()
