@@ -35,6 +35,9 @@ log = logging.getLogger("ketch.controllers.job")
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+IGNORED_FAILURE_COUNT = "batch.kubernetes.io/job-index-ignored-failure-count"
+MAX_GENERATED_PREFIX = 58  # generateName prefixes longer than this are cut (upstream's MaxGeneratedNameLength)
 MANAGED_BY = "kubernetes.io/job-controller"
 MAX_UNCOUNTED = 500
 MAX_CREATE_DELETE_PER_SYNC = 500
@@ -155,9 +158,9 @@ def past_backoff_limit_on_failure(job: dict, pods: list[dict]) -> bool:
 
 
 def add_completion_index_env(spec: dict) -> None:
-    """Every container of an Indexed Job's pod gets JOB_COMPLETION_INDEX from the annotation."""
+    """Every container of an Indexed Job's pod gets JOB_COMPLETION_INDEX from the index label."""
     env_var = {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
-        "apiVersion": "v1", "fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}}
+        "apiVersion": "v1", "fieldPath": f"metadata.labels['{INDEX_KEY}']"}}}
     for field in ("initContainers", "containers"):
         for c in spec.get(field) or ():
             env = c.setdefault("env", [])
@@ -181,11 +184,12 @@ def _failed_container(statuses: list, requirement: dict) -> dict | None:
     return None
 
 
-def match_pod_failure_policy(policy: dict | None, pod: dict) -> tuple[str | None, bool]:
+def match_pod_failure_policy(policy: dict | None, pod: dict) -> tuple[str | None, bool, str | None]:
     """Upstream's matchPodFailurePolicy for a failed pod: (the FailJob message if a FailJob rule
-    matched, whether the failure counts towards backoffLimit — not if an Ignore rule matched)."""
+    matched, whether the failure counts towards backoffLimit — not if an Ignore rule matched, the
+    action of the matching rule)."""
     if policy is None:
-        return None, True
+        return None, True, None
     status, meta = pod.get("status") or {}, pod["metadata"]
     for index, rule in enumerate(policy.get("rules") or ()):
         action = rule.get("action")
@@ -208,12 +212,28 @@ def match_pod_failure_policy(policy: dict | None, pod: dict) -> tuple[str | None
         else:
             continue
         if action == "Ignore":
-            return None, False
+            return None, False, action
         if action == "FailJob":
-            return message, True
+            return message, True, action
         if action in ("Count", "FailIndex"):
-            return None, True
-    return None, True
+            return None, True, action
+    return None, True, None
+
+
+def annotation_count(pod: dict, key: str) -> int:
+    """An index failure count annotation (0 when absent or not a valid int32)."""
+    value = (pod["metadata"].get("annotations") or {}).get(key, "")
+    return int(value) if value.isdigit() and int(value) <= 2**31 - 1 else 0
+
+
+def is_index_failed(job: dict, pod: dict) -> bool:
+    """backoffLimitPerIndex: whether this failed pod makes its index failed."""
+    if not is_pod_failed(pod, job):
+        return False
+    _, counts, action = match_pod_failure_policy(job["spec"].get("podFailurePolicy"), pod)
+    if action == "FailIndex":
+        return True
+    return counts and annotation_count(pod, FAILURE_COUNT) >= job["spec"]["backoffLimitPerIndex"]
 
 
 def match_success_policy(policy: dict | None, completions: int, succeeded: set[int]) -> str | None:
@@ -456,6 +476,9 @@ class JobSync:
         self.status = job.setdefault("status", {})
         self.indexed = self.spec.get("completionMode") == "Indexed"
         self.completions = self.spec.get("completions")
+        self.per_index = self.indexed and self.spec.get("backoffLimitPerIndex") is not None
+        self.failed_indexes: set[int] = set()
+        self.delayed: dict[int, dict] = {}  # index -> the failed pod kept until its replacement exists
         self.requeue: float | None = None
 
     def _requeue_in(self, delay: float) -> None:
@@ -521,6 +544,8 @@ class JobSync:
             self.indexes = self.prev_indexes | {completion_index(p) for p in pods if self._valid_index(p)
                                                 and p.get("status", {}).get("phase") == "Succeeded"}
             self.succeeded = len(self.indexes)
+            if self.per_index:
+                finished = self._failed_indexes(finished)
             if finished is None:
                 message = match_success_policy(spec.get("successPolicy"), self.completions or 0, self.indexes)
                 if message is not None:
@@ -574,6 +599,42 @@ class JobSync:
         if manage_error is not None:
             raise manage_error
         return self.requeue
+
+    def _failed_indexes(self, finished: dict | None) -> dict | None:
+        """backoffLimitPerIndex: the failed indexes, the pods whose deletion waits for their
+        replacement, and the Job's failure when too many indexes failed."""
+        completions = self.completions or 0
+        self.failed_indexes = parse_indexes(self.status.get("failedIndexes") or "", completions) | {
+            completion_index(p) for p in self.pods
+            if self._valid_index(p) and has_finalizer(p) and is_index_failed(self.job, p)}
+        active_indexes = {completion_index(p) for p in self.pods if podutil.is_active(p)}
+        for p in self.pods:
+            ix = completion_index(p)
+            if not (has_finalizer(p) and p["metadata"]["uid"] not in self.pending_rm and self._valid_index(p)
+                    and is_pod_failed(p, self.job)) or ix in self.indexes | self.failed_indexes | active_indexes:
+                continue
+            last = self.delayed.get(ix)
+            absolute = annotation_count(p, FAILURE_COUNT) + annotation_count(p, IGNORED_FAILURE_COUNT)
+            if last is None or (annotation_count(last, FAILURE_COUNT) + annotation_count(last, IGNORED_FAILURE_COUNT)
+                                <= absolute and finish_time(p) >= finish_time(last)):
+                self.delayed[ix] = p
+        if finished is not None:
+            return finished
+        max_failed = self.spec.get("maxFailedIndexes")
+        if max_failed is not None and len(self.failed_indexes) > max_failed:
+            return new_condition("FailureTarget", "MaxFailedIndexesExceeded",
+                                 "Job has exceeded the specified maximal number of failed indexes")
+        if self.failed_indexes and len(self.failed_indexes) + len(self.indexes) >= completions:
+            return new_condition("FailureTarget", "FailedIndexes", "Job has failed indexes")
+        return None
+
+    def _index_wait(self, index: int) -> float:
+        """backoffLimitPerIndex: seconds until index may get a new pod after its last failure."""
+        last = self.delayed.get(index)
+        if last is None:
+            return 0.0
+        failures = annotation_count(last, FAILURE_COUNT) + annotation_count(last, IGNORED_FAILURE_COUNT) + 1
+        return BackoffRecord(failures, finish_time(last)).remaining(self.ctl.backoff_base, self.ctl.backoff_cap)
 
     def _interim_from_status(self) -> dict | None:
         """A condition recorded by an earlier pass decides the outcome."""
@@ -660,15 +721,24 @@ class JobSync:
         diff = want - terminating - active
         if diff <= 0:
             return active, ready
-        wait = self.new_backoff.remaining(ctl.backoff_base, ctl.backoff_cap)
+        wait = 0.0 if self.per_index else self.new_backoff.remaining(ctl.backoff_base, ctl.backoff_cap)
         if wait > 0:
             self._requeue_in(wait)
             return active, ready
         diff = min(diff, MAX_CREATE_DELETE_PER_SYNC)
         indexes: list[int | None] = [None] * diff
         if self.indexed:
-            busy = self.indexes | {completion_index(p) for p in active_pods}
+            busy = self.indexes | self.failed_indexes | {completion_index(p) for p in active_pods}
+            if only_replace_failed(job):
+                busy |= {completion_index(p) for p in self.pods if podutil.is_terminating(p)}
             indexes = [i for i in range(self.completions or 0) if i not in busy][:diff]
+            if self.per_index and indexes:
+                waits = {i: self._index_wait(i) for i in indexes}
+                ready_now = [i for i in indexes if waits[i] <= 0]
+                if not ready_now:
+                    self._requeue_in(min(waits.values()))
+                    return active, ready
+                indexes = ready_now
             diff = len(indexes)
         ctl.expectations.expect(self.key, adds=diff)
         created, error = 0, None
@@ -704,7 +774,21 @@ class JobSync:
             tmeta.setdefault("annotations", {})[INDEX_KEY] = str(index)
             tmeta.setdefault("labels", {})[INDEX_KEY] = str(index)
             template["spec"]["hostname"] = f"{name}-{index}"
-            generate_name = f"{name}-{index}-"
+            suffix = f"-{index}-"
+            generate_name = name[:MAX_GENERATED_PREFIX - len(suffix)] + suffix
+            if self.per_index:
+                replaced = self.delayed.get(index)
+                failures = ignored = 0
+                if replaced is not None:
+                    failures = annotation_count(replaced, FAILURE_COUNT)
+                    ignored = annotation_count(replaced, IGNORED_FAILURE_COUNT)
+                    if match_pod_failure_policy(self.spec.get("podFailurePolicy"), replaced)[1]:
+                        failures += 1
+                    else:
+                        ignored += 1
+                tmeta["annotations"][FAILURE_COUNT] = str(failures)
+                if ignored:
+                    tmeta["annotations"][IGNORED_FAILURE_COUNT] = str(ignored)
         return podutil.pod_from_template(template, self.job, generate_name=generate_name)
 
     # ---- status and finalizers (upstream's trackJobStatusAndRemoveFinalizers) -----------------
@@ -729,6 +813,9 @@ class JobSync:
             phase = pod.get("status", {}).get("phase")
             if not (job["metadata"].get("deletionTimestamp") or finished is not None or phase == "Succeeded" or failed):
                 continue
+            if not (job["metadata"].get("deletionTimestamp") or finished is not None or phase == "Succeeded") \
+                    and self.delayed.get(completion_index(pod), {}).get("metadata", {}).get("uid") == uid:
+                continue  # its failure count passes to its replacement first
             to_remove.append(pod)
             if phase == "Succeeded" and uid not in uncounted.get("failed", ()):
                 if self.indexed:
@@ -754,6 +841,11 @@ class JobSync:
                 needs_flush = True
             status["completedIndexes"] = text
             status["succeeded"] = len(self.prev_indexes | new_indexes)
+            if self.per_index:
+                failed_text = format_indexes(self.failed_indexes)
+                if failed_text != status.get("failedIndexes"):
+                    status["failedIndexes"] = failed_text
+                    needs_flush = True
         if finished is not None and finished["type"] == "FailureTarget":
             status.setdefault("conditions", []).append(finished)
             needs_flush = True

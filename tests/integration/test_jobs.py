@@ -196,7 +196,7 @@ def test_indexed_job(jobs):
         assert pod["metadata"]["generateName"] == f"idx-{ix}-"
         env = pod["spec"]["containers"][0]["env"]
         assert {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
-            "apiVersion": "v1", "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}} in env
+            "apiVersion": "v1", "fieldPath": "metadata.labels['batch.kubernetes.io/job-completion-index']"}}} in env
         by_index[int(ix)] = pod
     assert sorted(by_index) == [0, 1, 2]
     jobs.finish(by_index[0])
@@ -378,3 +378,36 @@ def test_manual_selector_adopts_orphans(jobs):
     poll(lambda: live_names() == ["stray"])  # the orphan counts as the one pod (the older one stays)
     jobs.finish(pod)
     poll(lambda: ("Complete", "True", "CompletionsReached") in jobs.conditions("manual"))
+
+
+def test_backoff_limit_per_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("KETCH_JOB_BACKOFF_BASE", "0.5")
+    srv = start_server(tmp_path)
+    try:
+        jobs = Jobs(srv, "default")
+        jobs.create(job_manifest("perindex", completions=3, parallelism=3, completionMode="Indexed",
+                                 backoffLimitPerIndex=1))
+        assert jobs.job("perindex")["spec"]["backoffLimit"] == 2147483647
+
+        def pod_for(ix):
+            return [p for p in jobs.live_pods("perindex")
+                    if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == str(ix)]
+        first = poll(lambda: pod_for(1))[0]
+        assert first["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] == "0"
+        jobs.finish(first, "Failed", 1)
+        second = poll(lambda: pod_for(1))[0]  # the index gets another try, carrying its failure count
+        assert second["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] == "1"
+        poll(lambda: jobs.job("perindex")["status"].get("failed") == 1)
+        jobs.finish(second, "Failed", 1)
+        poll(lambda: jobs.job("perindex")["status"].get("failedIndexes") == "1")
+        time.sleep(0.8)
+        assert pod_for(1) == []  # a failed index is not retried
+        jobs.finish(pod_for(0)[0])
+        jobs.finish(pod_for(2)[0])
+        poll(lambda: ("Failed", "True", "FailedIndexes") in jobs.conditions("perindex"))
+        status = jobs.job("perindex")["status"]
+        assert status["conditions"][-1]["message"] == "Job has failed indexes"
+        assert (status["failed"], status["succeeded"], status["completedIndexes"], status["failedIndexes"]) == \
+            (2, 2, "0,2", "1")
+    finally:
+        srv.stop()
