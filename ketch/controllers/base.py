@@ -116,11 +116,14 @@ class Controller:
 
     name = "controller"
     workers = 2
+    # Events' source component, when it should be upstream's own (kubectl describe's "From", e.g.
+    # "node-controller"); empty: the manager's shared recorder.
+    component = ""
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         self.client = client
         self.informers = informers
-        self.recorder = recorder
+        self.recorder = EventRecorder(client, self.component) if self.component else recorder
         self.queue = WorkQueue()
 
     # ---- queueing ------------------------------------------------------------------------------
@@ -145,6 +148,8 @@ class Controller:
             self.queue.shut_down()
             for w in workers:
                 w.cancel()
+            if self.component:
+                await self.recorder.close()
 
     async def _worker(self) -> None:
         while True:

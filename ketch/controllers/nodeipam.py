@@ -78,6 +78,7 @@ class CIDRSet:
 
 class NodeIPAMController(Controller):
     name = "nodeipam"
+    component = "cidrAllocator"
     workers = 1   # allocation is a decision over all nodes; one worker keeps it simple and ordered
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):

@@ -120,6 +120,7 @@ class _Bucket:
 
 class NodeLifecycleController(Controller):
     name = "nodelifecycle"
+    component = "node-controller"
     workers = 4
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
@@ -387,6 +388,7 @@ def min_toleration_seconds(used: list[dict]) -> float:
 
 class TaintEvictionController(Controller):
     name = "tainteviction"
+    component = "taint-eviction-controller"
     workers = 4
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):

@@ -76,7 +76,7 @@ def test_dead_node_is_tainted_and_its_pods_evicted(cluster, simulator):
     assert target["message"] == "Taint manager: deleting due to NoExecute taint"
     events = cluster.kubectl_json("get", "events", "--field-selector", "involvedObject.name=short")["items"]
     assert any(e["reason"] == "TaintManagerEviction" and e["message"] == "Marking for deletion Pod default/short"
-               for e in events)
+               and e["source"]["component"] == "taint-eviction-controller" for e in events)
     # The others stay, but their pods are no longer Ready.
     for name in ("forever", "default"):
         pod = cluster.kubectl_json("get", "pod", name)
@@ -84,7 +84,7 @@ def test_dead_node_is_tainted_and_its_pods_evicted(cluster, simulator):
         assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "False"
     node_events = cluster.kubectl_json("get", "events", "--field-selector", "involvedObject.name=dead-0")["items"]
     assert any(e["reason"] == "NodeNotReady" and e["message"] == "Node dead-0 status is now: NodeNotReady"
-               for e in node_events)
+               and e["source"]["component"] == "node-controller" for e in node_events)
     # Healthy nodes are untouched.
     assert cluster.kubectl("get", "node", "live-0", "--no-headers").stdout.split()[1] == "Ready"
     assert _taints(cluster, "live-0") == set()
