@@ -13,6 +13,10 @@ each in a namespace of its own, timed from the first write to the last pod Runni
   rollout/10    the same rollout at N/10 replicas, times 10: the baseline showing how the rollout
                 scales (1.0x = linear)
 
+Each figure has a second row, the server process's CPU seconds over the same interval: on a busy
+machine the wall times stretch with the server's share of its core, the CPU seconds much less, so
+their ratio is the steadier comparison of what the controllers add.
+
     .venv/bin/python bench/bench_workloads.py            # 1,000 replicas
     .venv/bin/python bench/bench_workloads.py --quick    # 300 replicas
 """
@@ -122,8 +126,10 @@ async def namespace(client: Client, name: str) -> None:
             await asyncio.sleep(0.05)
 
 
-async def until_running(client: Client, ns: str, count: int, start, deadline: float) -> float:
-    """Run `start()`, then watch the namespace's pods until `count` of them are Running; seconds."""
+async def until_running(client: Client, ns: str, count: int, start, deadline: float,
+                        pid: int | None = None) -> tuple[float, float]:
+    """Run `start()`, then watch the namespace's pods until `count` of them are Running: seconds, and
+    the server's CPU seconds meanwhile."""
     pods = client.resource("v1", "Pod")
     rv = (await pods.list(ns, limit=1))["metadata"]["resourceVersion"]
     running: set[str] = set()
@@ -149,6 +155,7 @@ async def until_running(client: Client, ns: str, count: int, start, deadline: fl
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0.1)
+    cpu0 = common.cpu_seconds(pid) if pid else 0.0
     t0 = time.perf_counter()
     await start()
     try:
@@ -158,12 +165,13 @@ async def until_running(client: Client, ns: str, count: int, start, deadline: fl
     finally:
         watcher.cancel()
     elapsed = time.perf_counter() - t0
+    cpu = common.cpu_seconds(pid) - cpu0 if pid else 0.0
     if "created" in marks and count > 1:
         print(f"    ({count} pods existed after {marks['created'] - t0:.1f}s)", flush=True)
-    return elapsed
+    return elapsed, cpu
 
 
-async def bare_pods(client: Client, ns: str, n: int, deadline: float) -> float:
+async def bare_pods(client: Client, ns: str, n: int, deadline: float, pid: int | None = None) -> tuple[float, float]:
     await namespace(client, ns)
     pods = client.resource("v1", "Pod", ns)
     tmpl = template({"app": "bare"})
@@ -177,17 +185,17 @@ async def bare_pods(client: Client, ns: str, n: int, deadline: float) -> float:
                 await pods.create({"apiVersion": "v1", "kind": "Pod",
                                    "metadata": {"name": f"bare-{i:05d}", **tmpl["metadata"]}, "spec": tmpl["spec"]})
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return await until_running(client, ns, n, start, deadline)
+    return await until_running(client, ns, n, start, deadline, pid)
 
 
-async def replicaset(client: Client, ns: str, n: int, deadline: float) -> float:
+async def replicaset(client: Client, ns: str, n: int, deadline: float, pid: int) -> tuple[float, float]:
     await namespace(client, ns)
     rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "bench"},
           "spec": {"replicas": n, "selector": {"matchLabels": {"app": "rs"}}, "template": template({"app": "rs"})}}
 
     async def start() -> None:
         await client.resource("apps/v1", "ReplicaSet", ns).create(rs)
-    return await until_running(client, ns, n, start, deadline)
+    return await until_running(client, ns, n, start, deadline, pid)
 
 
 async def deployment_done(client: Client, ns: str, name: str, n: int, deadline: float) -> None:
@@ -203,8 +211,9 @@ async def deployment_done(client: Client, ns: str, name: str, n: int, deadline: 
     raise RuntimeError(f"deployment {ns}/{name} not rolled out after {deadline}s: {st}")
 
 
-async def rollout(client: Client, ns: str, n: int, deadline: float) -> float:
-    """Seconds for the image change of an N-replica Deployment to be rolled out."""
+async def rollout(client: Client, ns: str, n: int, deadline: float, pid: int) -> tuple[float, float]:
+    """Seconds for the image change of an N-replica Deployment to be rolled out, and the server's CPU
+    seconds meanwhile."""
     await namespace(client, ns)
     res = client.resource("apps/v1", "Deployment", ns)
     d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench"},
@@ -213,12 +222,13 @@ async def rollout(client: Client, ns: str, n: int, deadline: float) -> float:
                   "template": template({"app": "deploy"})}}
     await res.create(d)
     await deployment_done(client, ns, "bench", n, deadline)
+    cpu0 = common.cpu_seconds(pid)
     t0 = time.perf_counter()
     await res.patch("bench", {"spec": {"template": {"spec": {"containers": [
         {"name": d["spec"]["template"]["spec"]["containers"][0]["name"], "image": "jonbaier/pod-scaling:0.2"}]}}}},
         "strategic")
     await deployment_done(client, ns, "bench", n, deadline)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, common.cpu_seconds(pid) - cpu0
 
 
 async def main_async(plan: Plan, only: str | None = None) -> int:
@@ -237,22 +247,26 @@ async def main_async(plan: Plan, only: str | None = None) -> int:
         await bare_pods(client, "warm-up", 1, plan.deadline)
         if only in (None, "replicaset"):
             with CpuMeter(c.proc.pid) as meter:
-                t_bare = await bare_pods(client, "bench-bare", n, plan.deadline)
+                t_bare, cpu_bare = await bare_pods(client, "bench-bare", n, plan.deadline, c.proc.pid)
             print(f"  bare pods    {n} Running in {t_bare:5.1f}s; {meter}", flush=True)
             with CpuMeter(c.proc.pid) as meter:
-                t_rs = await replicaset(client, "bench-rs", n, plan.deadline)
+                t_rs, cpu_rs = await replicaset(client, "bench-rs", n, plan.deadline, c.proc.pid)
             print(f"  replicaset   {n} Running in {t_rs:5.1f}s; {meter}", flush=True)
-            figures.append(Figure(f"ReplicaSet of {n} created -> all Running", "s", 10.0 * n / 1000, False,
+            figures.append(Figure(f"ReplicaSet of {n} created -> all Running", "s", 10.0 if n == 1000 else None, False,
                                   t_rs, t_bare))
+            figures.append(Figure("  server CPU in that phase (vs the bare pods')", "s", None, False,
+                                  cpu_rs, cpu_bare))
         if only in (None, "rollout"):
             with CpuMeter(c.proc.pid) as meter:
-                t_small = await rollout(client, "bench-roll-small", small, plan.deadline)
+                t_small, cpu_small = await rollout(client, "bench-roll-small", small, plan.deadline, c.proc.pid)
             print(f"  rollout      {small} replicas in {t_small:5.1f}s; {meter}", flush=True)
             with CpuMeter(c.proc.pid) as meter:
-                t_roll = await rollout(client, "bench-roll", n, plan.deadline)
+                t_roll, cpu_roll = await rollout(client, "bench-roll", n, plan.deadline, c.proc.pid)
             print(f"  rollout      {n} replicas in {t_roll:5.1f}s; {meter}", flush=True)
-            figures.append(Figure(f"Deployment rolling update of {n}, maxSurge 25%", "s", 30.0 * n / 1000, False,
+            figures.append(Figure(f"Deployment rolling update of {n}, maxSurge 25%", "s", 30.0 if n == 1000 else None, False,
                                   t_roll, t_small * n / small))
+            figures.append(Figure("  server CPU in that phase (vs N/10 x10)", "s", None, False,
+                                  cpu_roll, cpu_small * n / small))
     common.stop(c.sim)
     common.stop(c.proc)
     print()
