@@ -20,7 +20,8 @@ UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 
 
 class NodeInfo:
-    __slots__ = ("name", "node", "labels", "allocatable", "alloc_cpu", "alloc_memory", "requested", "nonzero_cpu", "nonzero_memory",
+    __slots__ = ("name", "node", "labels", "allocatable", "alloc_cpu", "alloc_memory", "max_pods", "requested",
+                 "req_cpu", "req_memory", "nonzero_cpu", "nonzero_memory",
                  "pods", "ports", "taints", "prefer_taints", "unschedulable", "zone", "images", "nominated")
 
     def __init__(self, name: str):
@@ -28,7 +29,8 @@ class NodeInfo:
         self.node: dict | None = None
         self.labels: dict = {}
         self.allocatable: dict[str, int] = {}
-        self.alloc_cpu = self.alloc_memory = 0
+        self.alloc_cpu = self.alloc_memory = self.max_pods = 0
+        self.req_cpu = self.req_memory = 0  # requested[CPU] and requested[MEMORY], for the hot path
         self.requested: dict[str, int] = {}
         self.nonzero_cpu = 0
         self.nonzero_memory = 0
@@ -48,6 +50,7 @@ class NodeInfo:
         self.labels.setdefault(HOSTNAME, self.name)
         self.allocatable = resource_list(status.get("allocatable") or status.get("capacity"))
         self.alloc_cpu, self.alloc_memory = self.allocatable.get(CPU, 0), self.allocatable.get(MEMORY, 0)
+        self.max_pods = self.allocatable.get(PODS, 0)
         self.unschedulable = bool(spec.get("unschedulable"))
         taints = list(spec.get("taints") or ())
         # What the node lifecycle controller would taint a node with that is not Ready
@@ -65,6 +68,8 @@ class NodeInfo:
         self.pods[p.key] = p
         for k, v in p.requests.items():
             self.requested[k] = self.requested.get(k, 0) + v
+        self.req_cpu = self.requested.get(CPU, 0)
+        self.req_memory = self.requested.get(MEMORY, 0)
         self.nonzero_cpu += p.nonzero_cpu
         self.nonzero_memory += p.nonzero_memory
         for port in p.host_ports:
@@ -76,6 +81,8 @@ class NodeInfo:
             return None
         for k, v in p.requests.items():
             self.requested[k] = self.requested.get(k, 0) - v
+        self.req_cpu = self.requested.get(CPU, 0)
+        self.req_memory = self.requested.get(MEMORY, 0)
         self.nonzero_cpu -= p.nonzero_cpu
         self.nonzero_memory -= p.nonzero_memory
         for port in p.host_ports:
@@ -85,7 +92,7 @@ class NodeInfo:
         return p
 
     def allowed_pods(self) -> int:
-        return self.allocatable.get(PODS, 0)
+        return self.max_pods
 
     def clone(self) -> "NodeInfo":
         """A copy whose pods can be changed (preemption's what-if)."""

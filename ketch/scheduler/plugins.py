@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .cache import UNSCHEDULABLE_TAINT, Cache, NodeInfo
-from .podinfo import CPU, EPHEMERAL, HOSTNAME, MEMORY, PODS, AffinityTerm, PodInfo, SpreadConstraint, tolerates
+from .podinfo import CPU, EPHEMERAL, HOSTNAME, MEMORY, AffinityTerm, PodInfo, SpreadConstraint, tolerates
 
 MAX_SCORE = 100
 
@@ -24,6 +24,7 @@ ERR_NODE_NAME = "node(s) didn't match the requested node name"
 ERR_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 ERR_PORTS = "node(s) didn't have free ports for the requested pod ports"
 ERR_TOO_MANY_PODS = "Too many pods"
+ERR_CPU, ERR_MEMORY = f"Insufficient {CPU}", f"Insufficient {MEMORY}"
 ERR_SPREAD = "node(s) didn't match pod topology spread constraints"
 ERR_SPREAD_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
 ERR_AFFINITY = "node(s) didn't match pod affinity rules"
@@ -198,7 +199,8 @@ class Framework:
         terms = p.required_node_terms
         tolerations = p.tolerations
         ports = p.host_ports
-        requests = list(p.requests.items())
+        want_cpu, want_memory = p.requests.get(CPU, 0), p.requests.get(MEMORY, 0)
+        other_requests = [(k, v) for k, v in p.requests.items() if k not in (CPU, MEMORY)]
         node_name = p.node_name
         spread = state.spread
         affinity = bool(state.existing_anti or state.affinity_domains is not None or state.anti_domains)
@@ -230,14 +232,17 @@ class Framework:
                 lacking = insufficient(p, node, extra, extra_pods)
             else:
                 lacking = None
-                if len(node.pods) >= node.allocatable.get(PODS, 0):
+                if len(node.pods) >= node.max_pods:
                     lacking = [ERR_TOO_MANY_PODS]
-                alloc, used = node.allocatable, node.requested
-                for k, want in requests:
-                    if alloc.get(k, 0) < want + used.get(k, 0):
-                        if lacking is None:
-                            lacking = []
-                        lacking.append(f"Insufficient {k}")
+                if want_cpu and node.alloc_cpu < want_cpu + node.req_cpu:
+                    lacking = [*(lacking or ()), ERR_CPU]
+                if want_memory and node.alloc_memory < want_memory + node.req_memory:
+                    lacking = [*(lacking or ()), ERR_MEMORY]
+                if other_requests:
+                    alloc, used = node.allocatable, node.requested
+                    for k, want in other_requests:
+                        if alloc.get(k, 0) < want + used.get(k, 0):
+                            lacking = [*(lacking or ()), f"Insufficient {k}"]
             if lacking:
                 key = tuple(lacking)
                 failure = lacking_cache.get(key)
