@@ -125,6 +125,7 @@ class Controller:
         self.informers = informers
         self.recorder = EventRecorder(client, self.component) if self.component else recorder
         self.queue = WorkQueue()
+        self._batched_keys: set[Hashable] = set()
 
     # ---- queueing ------------------------------------------------------------------------------
 
@@ -133,6 +134,18 @@ class Controller:
 
     def enqueue_after(self, key: Hashable, delay: float) -> None:
         self.queue.add_after(key, delay)
+
+    def enqueue_batched(self, key: Hashable, period: float = 0.1) -> None:
+        """Queue `key` `period` seconds from now, once however many events ask meanwhile, so that a
+        burst of pod status changes is one sync (upstream's batched pod event handling)."""
+        if key in self._batched_keys:
+            return
+        self._batched_keys.add(key)
+
+        def fire() -> None:
+            self._batched_keys.discard(key)
+            self.enqueue(key)
+        asyncio.get_running_loop().call_later(period, fire)
 
     async def sync(self, key: str) -> float | None:
         raise NotImplementedError

@@ -194,7 +194,7 @@ class DaemonSetController(Controller):
             self.expectations.observed_add(key)
         if delete:
             self.expectations.observed_delete(key)
-        self.enqueue(key)
+        self.enqueue_batched(key)  # a burst of pod status changes is one sync and one status write
 
     def _owned_event(self, obj: dict) -> None:
         key = self._owner_key(obj)

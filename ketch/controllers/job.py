@@ -305,7 +305,6 @@ class JobController(Controller):
         self.expectations = Expectations()
         self.rm_finalizers: dict[str, set[str]] = {}  # job key -> pod uids whose finalizer removal is unseen
         self.backoff: dict[str, BackoffRecord] = {}
-        self._batched: set[str] = set()
         self.jobs.add_handlers(on_add=self.enqueue, on_update=lambda _o, n: self.enqueue(n),
                                on_delete=self._job_deleted)
         self.pods.add_handlers(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
@@ -354,24 +353,14 @@ class JobController(Controller):
             return
         self.expectations.observed_delete(key)
         self.rm_finalizers.get(key, set()).discard(pod["metadata"].get("uid"))
-        self._enqueue_batched(key)
+        self.enqueue_batched(key, POD_BATCH_PERIOD)
 
     def _enqueue_for_pod(self, key: str, pod: dict) -> None:
         job = self.jobs.get(key)
         ref = podutil.controller_ref(pod)
         if has_finalizer(pod) and (job is None or job["metadata"]["uid"] != ref.get("uid") or is_finished(job)):
             self.enqueue(("orphan", f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"))
-        self._enqueue_batched(key)
-
-    def _enqueue_batched(self, key: str) -> None:
-        if key in self._batched:
-            return
-        self._batched.add(key)
-
-        def fire() -> None:
-            self._batched.discard(key)
-            self.enqueue(key)
-        asyncio.get_running_loop().call_later(POD_BATCH_PERIOD, fire)
+        self.enqueue_batched(key, POD_BATCH_PERIOD)
 
     def _job_deleted(self, job: dict) -> None:
         key = f"{job['metadata']['namespace']}/{job['metadata']['name']}"
