@@ -114,7 +114,6 @@ class ReplicaSetController(Controller):
         self.pod_resource = client.resource("v1", "Pod")
         self.pod_control = PodControl(client, self.recorder)
         self.expectations = Expectations()
-        self._soon: set[str] = set()
         self.informer.add_handlers(on_add=self.enqueue, on_update=self._owner_updated, on_delete=self._owner_deleted)
         self.pods.add_handlers(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
 
@@ -125,22 +124,12 @@ class ReplicaSetController(Controller):
 
     # ---- event handlers (upstream's addPod/updatePod/deletePod) ----------------------------------
 
-    def _enqueue_soon(self, key: str) -> None:
-        if key in self._soon:
-            return
-        self._soon.add(key)
-
-        def fire() -> None:
-            self._soon.discard(key)
-            self.enqueue(key)
-        asyncio.get_running_loop().call_later(BATCH_SECONDS, fire)
-
     def _enqueue_observed(self, key: str) -> None:
         """After an observed creation or deletion: at once when it was the last one expected."""
         if self.expectations.satisfied(key):
             self.enqueue(key)
         else:
-            self._enqueue_soon(key)
+            self.enqueue_batched(key, BATCH_SECONDS)
 
     def _owner_updated(self, old: dict, owner: dict) -> None:
         # A status-only change (most often the echo of our own write) joins the batch: it still
@@ -149,7 +138,7 @@ class ReplicaSetController(Controller):
                 old["metadata"].get("deletionTimestamp") != owner["metadata"].get("deletionTimestamp"):
             self.enqueue(owner)
         else:
-            self._enqueue_soon(object_key(owner))
+            self.enqueue_batched(object_key(owner), BATCH_SECONDS)
 
     def _owner_deleted(self, owner: dict) -> None:
         self.expectations.forget(object_key(owner))
@@ -208,7 +197,7 @@ class ReplicaSetController(Controller):
         if ref is not None:
             owner = self._resolve(pod, ref)
             if owner is not None:
-                self._enqueue_soon(object_key(owner))
+                self.enqueue_batched(object_key(owner), BATCH_SECONDS)
                 min_ready = (owner.get("spec") or {}).get("minReadySeconds") or 0
                 if min_ready and not podutil.is_ready(old) and podutil.is_ready(pod):
                     self.enqueue_after(object_key(owner), min_ready + 1)
