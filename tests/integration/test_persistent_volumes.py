@@ -11,7 +11,7 @@ import pytest
 from helpers.cluster import BOOK, unique
 
 
-def wait_for(fn, timeout: float = 15.0, interval: float = 0.05):
+def wait_for(fn, timeout: float = 30.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

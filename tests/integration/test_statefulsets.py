@@ -13,7 +13,7 @@ from helpers.cluster import BOOK, unique
 from helpers.http import Api
 
 
-def wait_for(fn, timeout: float = 15.0, interval: float = 0.05):
+def wait_for(fn, timeout: float = 30.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -249,7 +249,7 @@ def test_book_chapter6_whaleset_on_simulated_nodes(server, simulated_nodes, ns):
         rv = list_rv(api, ns)
         server.kubectl("create", "-n", ns, "-f", str(BOOK / "Chapter06/sayhey-svc.yaml"))
         server.kubectl("create", "-n", ns, "-f", str(BOOK / "Chapter06/sayhey-statefulset.yaml"))
-        wait_for(lambda: sts(server, ns, "whaleset")["status"].get("readyReplicas") == 3, timeout=30)
+        wait_for(lambda: sts(server, ns, "whaleset")["status"].get("readyReplicas") == 3, timeout=45)
         # whaleset-0, -1, -2, in that order: each created only once the one before was Ready.
         added = [name for kind, name in watch_events(api, ns, rv, 1) if kind == "ADDED"]
         assert added == ["whaleset-0", "whaleset-1", "whaleset-2"]
@@ -290,7 +290,7 @@ def test_claim_retention_policy_delete(server, api, ns):
              == ["persistentvolumeclaim/www-ret-0"])
     # whenDeleted Delete: the garbage collector removes the claims with the set.
     server.kubectl("delete", "statefulset", "ret", "-n", ns)
-    wait_for(lambda: not server.kubectl("get", "pvc", "-n", ns, "-o", "name").stdout.split(), timeout=20)
+    wait_for(lambda: not server.kubectl("get", "pvc", "-n", ns, "-o", "name").stdout.split(), timeout=30)
 
 
 def test_orphans_named_as_members_are_adopted(server, api, ns):
@@ -317,10 +317,10 @@ def test_killed_mid_rollout_the_set_ends_exact(fresh_server, simulator):
     del doc["spec"]["template"]["spec"]["schedulerName"]
     apply(srv, doc, "kill")
     api = Api(srv.kubeconfig)
-    wait_for(lambda: len(pod_names(api, "kill")) >= 2, timeout=20)
+    wait_for(lambda: len(pod_names(api, "kill")) >= 2, timeout=30)
     srv.kill9()
     srv.start()
-    wait_for(lambda: sts(srv, "kill", "k")["status"].get("readyReplicas") == 5, timeout=30)
+    wait_for(lambda: sts(srv, "kill", "k")["status"].get("readyReplicas") == 5, timeout=45)
     assert pod_names(api, "kill") == [f"k-{i}" for i in range(5)]
     claims = srv.kubectl_json("get", "pvc", "-n", "kill")["items"]
     assert sorted(c["metadata"]["name"] for c in claims) == [f"www-k-{i}" for i in range(5)]
