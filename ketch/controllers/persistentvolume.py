@@ -106,6 +106,7 @@ def mismatch(volume: dict, claim: dict) -> str:
 
 class PersistentVolumeController(Controller):
     name = "persistentvolume-binder"
+    component = "persistentvolume-controller"  # kubectl describe's "From", as upstream
     workers = 4  # choosing a volume is serialized (self._choosing); provisioning and writes are not
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):

@@ -70,6 +70,7 @@ def scaled(value: int | str | None, total: int) -> int:
 
 class StatefulSetController(Controller):
     name = "statefulset"
+    component = "statefulset-controller"  # kubectl describe's "From", as upstream
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
