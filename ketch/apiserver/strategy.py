@@ -16,6 +16,7 @@ from ..api import defaults, kinds
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 CREATE_ON_UPDATE = {("", "Endpoints"), ("", "Event"), ("coordination.k8s.io", "Lease")}
 DEFAULT_POD_GRACE_SECONDS = 30
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 
 
 def canonicalize(res: kinds.Resource, obj: dict) -> None:
@@ -67,6 +68,8 @@ def prepare_for_create(res: kinds.Resource, obj: dict) -> None:
         obj["status"] = {"loadBalancer": {}}
     if tracks_generation(res):
         obj["metadata"]["generation"] = 1
+    if res.storage_group == "apps" and res.kind == "DaemonSet":
+        obj["metadata"].setdefault("annotations", {})[TEMPLATE_GENERATION] = "1"
     # Status defaults (a PV's phase, ...) come back, as upstream re-defaults what it stores.
     defaults.apply_defaults(obj, kinds.storage_resource(res).schema)
 
@@ -85,6 +88,21 @@ def prepare_for_update(res: kinds.Resource, obj: dict, old: dict) -> None:
         obj["metadata"]["generation"] = (generation or 1) + (1 if changed else 0)
     elif generation is not None:
         obj["metadata"]["generation"] = generation
+    if res.storage_group == "apps" and res.kind == "DaemonSet":
+        _keep_template_generation(obj, old)
+
+
+def _keep_template_generation(obj: dict, old: dict) -> None:
+    """A DaemonSet's template generation (upstream's internal spec.templateGeneration, shown in
+    apps/v1 as an annotation) counts changes of its pod template; clients cannot set it."""
+    old_value = (old["metadata"].get("annotations") or {}).get(TEMPLATE_GENERATION, "1")
+    try:
+        value = int(old_value)
+    except ValueError:
+        value = 1
+    if (obj.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+        value += 1
+    obj["metadata"].setdefault("annotations", {})[TEMPLATE_GENERATION] = str(value)
 
 
 def prepare_for_status_update(res: kinds.Resource, obj: dict, old: dict) -> dict:

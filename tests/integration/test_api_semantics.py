@@ -242,3 +242,22 @@ def test_odd_paths_answer_with_a_status(api, ns):
         assert status == code and body["kind"] == "Status" and body["reason"] == reason, (method, path, body)
     status, body, _ = api.request("GET", "/nosuchpath")
     assert (status, body) == (404, "404 page not found\n")
+
+
+def test_daemonset_template_generation_counts_template_changes(api, ns):
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d"},
+          "spec": {"selector": {"matchLabels": {"app": "d"}},
+                   "template": {"metadata": {"labels": {"app": "d"}},
+                                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
+    path = f"/apis/apps/v1/namespaces/{ns}/daemonsets"
+    status, created, _ = api.request("POST", path, ds)
+    assert status == 201
+    key = "deprecated.daemonset.template.generation"
+    assert created["metadata"]["annotations"][key] == "1"
+    merge = "application/merge-patch+json"
+    _, same, _ = api.request("PATCH", f"{path}/d", {"spec": {"minReadySeconds": 5},
+                                                      "metadata": {"annotations": {key: "7"}}}, content_type=merge)
+    assert same["metadata"]["annotations"][key] == "1"
+    _, changed, _ = api.request("PATCH", f"{path}/d", {"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}},
+                                content_type=merge)
+    assert changed["metadata"]["annotations"][key] == "2"
