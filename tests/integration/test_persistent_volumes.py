@@ -113,6 +113,7 @@ def test_local_path_provisions_binds_and_deletes_with_the_claim(server, ns):
     assert ("Normal", "ProvisioningSucceeded",
             f"Successfully provisioned volume {pv_name} using ketch.io/local-path") in \
         wait_for(lambda: (e := events(server, ns, "data")) and any(r == "ProvisioningSucceeded" for _, r, _ in e) and e)
+    assert "persistentvolume-controller" in server.kubectl("describe", "pvc", "data", "-n", ns).stdout
     # Reclaim policy Delete: the claim goes, the volume and its directory go too.
     server.kubectl("delete", "pvc", "data", "-n", ns)
     wait_for(lambda: get(server, "pv", pv_name) is None)

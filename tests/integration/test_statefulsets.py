@@ -147,6 +147,7 @@ def test_ordered_creation_identity_and_claims(server, api, ns):
     got = events(server, ns, "web")
     assert ("SuccessfulCreate", "create Claim www-web-0 Pod web-0 in StatefulSet web success") in got
     assert ("SuccessfulCreate", "create Pod web-2 in StatefulSet web successful") in got
+    assert "statefulset-controller" in server.kubectl("describe", "statefulset", "web", "-n", ns).stdout
     out = server.kubectl("rollout", "status", "statefulset/web", "-n", ns, "--timeout=10s").stdout
     # The defaulted partition (0) makes kubectl report a partitioned roll-out, as on any cluster.
     assert "partitioned roll out complete: 3 new pods have been updated" in out
