@@ -349,3 +349,21 @@ def test_max_unavailable_replaces_several_at_once(server, api, ns):
     set_phase(api, ns, "mu-3")
     set_phase(api, ns, "mu-2")
     wait_for(lambda: revision(1) == second and revision(0) == second)
+
+
+def test_revision_history_limit_keeps_live_revisions(server, api, ns):
+    apply(server, statefulset("hist", replicas=1, claims=False, revisionHistoryLimit=1,
+                              updateStrategy={"type": "OnDelete"}), ns)
+    make_ready(api, ns, "hist-0")
+    first = wait_for(lambda: sts(server, ns, "hist")["status"].get("readyReplicas") == 1 and
+                     sts(server, ns, "hist")["status"]["currentRevision"])
+    for tag in ("2", "3", "4"):
+        server.kubectl("set", "image", "statefulset/hist", f"c=busybox:{tag}", "-n", ns)
+        wait_for(lambda tag=tag: any(r["data"]["spec"]["template"]["spec"]["containers"][0]["image"] == f"busybox:{tag}"
+                                     for r in server.kubectl_json("get", "controllerrevisions", "-n", ns)["items"]))
+
+    def revisions():
+        return sorted(r["revision"] for r in server.kubectl_json("get", "controllerrevisions", "-n", ns)["items"])
+    # Live: the current revision (hist-0 still runs it) and the update revision; of the rest, one is kept.
+    wait_for(lambda: revisions() == [1, 3, 4])
+    assert sts(server, ns, "hist")["status"]["currentRevision"] == first
