@@ -222,6 +222,15 @@ class Cache:
             del self.nodes[node]
         return p
 
+    def confirm(self, key: str, pod: dict) -> None:
+        """The informer shows an assumed pod bound where it was assumed: it is now a bound pod."""
+        self.assumed.discard(key)
+        node = self.nodes.get(self.pod_node.get(key, ""))
+        p = node.pods.get(key) if node is not None else None
+        if p is not None:
+            p.pod = pod
+            p.node_name = pod["spec"].get("nodeName") or ""
+
     def is_assumed(self, key: str) -> bool:
         return key in self.assumed
 

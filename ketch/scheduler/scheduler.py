@@ -115,6 +115,10 @@ class Scheduler:
             if (pod.get("status") or {}).get("phase") in TERMINAL:
                 if self.cache.remove_pod(key) is not None:
                     self.queue.move_all()
+            elif self.cache.is_assumed(key) and self.cache.node_of(key) == node and \
+                    {**(old.get("spec") or {}), "nodeName": node} == pod.get("spec") and \
+                    old_meta.get("labels") == meta.get("labels") and not meta.get("deletionTimestamp"):
+                self.cache.confirm(key, pod)  # our own binding, observed: what was assumed stands
             elif changed or self.cache.node_of(key) != node or self.cache.is_assumed(key) or \
                     bool(meta.get("deletionTimestamp")) != bool(old_meta.get("deletionTimestamp")):
                 self.cache.add_pod(pod_info(pod), node)
