@@ -324,7 +324,7 @@ class ReplicaSetController(Controller):
             async def delete(pod: dict) -> None:
                 try:
                     gone = await self.pod_control.delete(owner, pod)
-                except ApiError:
+                except Exception:  # the informer will not see this deletion; do not wait for it
                     self.expectations.observed_delete(key, object_key(pod))
                     raise
                 if not gone:
