@@ -105,10 +105,12 @@ def test_killing_controllers_and_scheduler_mid_rollout_ends_in_the_desired_state
         victim.start()
     wait_for(lambda: rollout_done(srv, "web:2"), 120, "the rollout after the crashes", srv)
 
-    # Exactly the desired state, and it stays so (nothing left half-done by a dead process).
-    time.sleep(2)
-    pods = srv.kubectl_json("get", "pods", "-l", "app=web")["items"]
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    # Exactly the desired state once the old pods have finished terminating.
+    def settled() -> bool:
+        return not any(p["metadata"].get("deletionTimestamp")
+                       for p in srv.kubectl_json("get", "pods", "-l", "app=web")["items"])
+    wait_for(settled, 30, "terminating pods to go", srv)
+    live = srv.kubectl_json("get", "pods", "-l", "app=web")["items"]
     assert len(live) == REPLICAS, f"{len(live)} pods instead of {REPLICAS}"
     assert len({p["metadata"]["name"] for p in live}) == REPLICAS
     assert all(p["spec"]["containers"][0]["image"] == "web:2" for p in live)

@@ -322,65 +322,6 @@ def test_apply_yaml_roll_out_and_kubectl_get_columns(server, ns, kubectl="/usr/b
     assert "kubectl.kubernetes.io/last-applied-configuration" not in rs["metadata"]["annotations"]
 
 
-def test_rollout_survives_controller_manager_kills(fresh_server, simulator):
-    """The issue's restart test: a 200-replica rollout with the controller manager killed (SIGKILL)
-    at random points and restarted ends in exactly the desired state — no lost, duplicated or
-    orphaned pods."""
-    import random
-    import signal
-    import subprocess
-    import sys
-
-    from helpers.cluster import ROOT
-
-    srv = fresh_server
-    srv.stop()
-    srv.extra_args = ["--disable-controller-manager"]
-    srv.start()
-    simulator(srv, nodes=3, name_prefix="chaos-")
-    log = open(srv.data_dir / "controller-manager.log", "ab")
-
-    def start_cm() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "ketch.cli.main", "controller-manager", "--kubeconfig",
-                                 str(srv.kubeconfig), "--no-leader-elect"], stdout=log, stderr=subprocess.STDOUT,
-                                cwd=ROOT)
-    ns = unique("chaos")
-    srv.kubectl("create", "namespace", ns)
-    cm = start_cm()
-    try:
-        apply(srv, ns, deployment("chaos", 200))
-        srv.kubectl("rollout", "status", "deployment/chaos", "-n", ns, "--timeout=60s")
-        srv.kubectl("set", "image", "deployment/chaos", "app=jonbaier/pod-scaling:0.2", "-n", ns)
-        rng = random.Random(7)
-        for _ in range(4):
-            time.sleep(rng.uniform(0.2, 1.5))
-            cm.send_signal(signal.SIGKILL)
-            cm.wait()
-            cm = start_cm()
-        srv.kubectl("rollout", "status", "deployment/chaos", "-n", ns, "--timeout=90s")
-        d = get(srv, ns, "deployment", "chaos")
-        assert d["status"]["observedGeneration"] == d["metadata"]["generation"]
-        assert (d["status"]["replicas"], d["status"]["updatedReplicas"], d["status"]["availableReplicas"]) == \
-            (200, 200, 200)
-        rss = replicasets(srv, ns)
-        assert len(rss) == 2
-        new = next(rs for rs in rss.values() if rs["spec"]["template"]["spec"]["containers"][0]["image"].endswith("0.2"))
-        assert sorted(rs["spec"]["replicas"] for rs in rss.values()) == [0, 200]
-
-        def settled():
-            items = get(srv, ns, "pods")["items"]
-            return not [p for p in items if p["metadata"].get("deletionTimestamp")] and items
-        pods = wait_for(settled, timeout=30, what="terminating pods gone")
-        assert len(pods) == 200
-        assert {p["metadata"]["ownerReferences"][0]["uid"] for p in pods} == {new["metadata"]["uid"]}
-        assert all(p["spec"]["containers"][0]["image"].endswith("0.2") for p in pods)
-        assert all(p["status"]["phase"] == "Running" for p in pods)
-    finally:
-        cm.kill()
-        cm.wait()
-        log.close()
-
-
 def test_failed_pod_creation_shows_as_replica_failure(server, ns):
     d = deployment("nosa", 2)
     d["spec"]["template"]["spec"]["serviceAccountName"] = "missing"
