@@ -12,6 +12,7 @@ DURATION = PREFIX + "duration"
 EXIT_CODE = PREFIX + "exit-code"
 CPU = PREFIX + "cpu"
 MEMORY = PREFIX + "memory"
+TRIMMED = "_trimmed"   # marks an object already trimmed (a paged list trims before the informer does)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -66,6 +67,8 @@ def plan_for(pod: dict, default_start_delay: float = 0.0) -> Plan:
 
 def trim(pod: dict) -> dict:
     """The part of a Pod the simulator keeps in memory (10,000 pods must stay cheap)."""
+    if pod.get(TRIMMED):
+        return pod
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
     ann = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(PREFIX)}
     kept_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
@@ -76,6 +79,7 @@ def trim(pod: dict) -> dict:
                  "startedAt": ((c.get("state") or {}).get("running") or {}).get("startedAt")}
                 for c in status.get("containerStatuses") or ()]
     return {
+        TRIMMED: True,
         "metadata": kept_meta,
         "spec": {"nodeName": spec.get("nodeName"), "restartPolicy": spec.get("restartPolicy", "Always"),
                  "containers": [(c.get("name"), c.get("image", "")) for c in spec.get("containers") or ()],

@@ -13,6 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from ..api.errors import ApiError
 from ..client.informer import Informer, object_key
 from ..client.rest import Client
@@ -78,12 +80,39 @@ class PodState:
     backoff_until: float | None = None      # in CrashLoopBackOff until then
 
 
+class _PagedTrimmed:
+    """A ResourceClient whose list pages through the collection (500 a page, as client-go's
+    reflector) and keeps only trimmed accepted items, so a relist of 10,000 pods never holds them
+    all decoded at once."""
+
+    PAGE = 500
+
+    def __init__(self, resource, trim, keep):
+        self.resource, self.res, self.trim, self.keep = resource, resource.res, trim, keep
+
+    async def list(self, namespace=None, **params) -> dict:
+        items: list[dict] = []
+        first_rv, token = None, None
+        while True:
+            page = await self.resource.list(namespace, limit=self.PAGE, **({"continue": token} if token else {}),
+                                            **params)
+            meta = page.get("metadata") or {}
+            first_rv = first_rv or meta.get("resourceVersion")
+            items.extend(self.trim(o) for o in page.get("items", []) if self.keep is None or self.keep(o))
+            token = meta.get("continue")
+            if not token:
+                return {"metadata": {"resourceVersion": first_rv}, "items": items}
+
+    def watch(self, namespace=None, **params):
+        return self.resource.watch(namespace, **params)
+
+
 class TrimmedInformer(Informer):
     """An informer that caches `trim(obj)` instead of the object (handlers still get it whole);
-    with `keep`, only the objects it accepts are cached at all."""
+    with `keep`, only the objects it accepts are cached at all. `trim` must accept its own output."""
 
     def __init__(self, resource, trim, keep=None, **kw):
-        super().__init__(resource, **kw)
+        super().__init__(_PagedTrimmed(resource, trim, keep), **kw)
         self.trim, self.keep = trim, keep
 
     def _put(self, key: str, obj: dict) -> dict | None:
@@ -94,9 +123,11 @@ class TrimmedInformer(Informer):
 
 def trim_node(node: dict) -> dict:
     """What the simulator reads of a Node: its podCIDR and Ready condition."""
+    if node.get(simpods.TRIMMED):
+        return node
     meta, spec = node["metadata"], node.get("spec") or {}
     ready = [c for c in (node.get("status") or {}).get("conditions") or () if c.get("type") == "Ready"]
-    return {"metadata": {"name": meta["name"], "resourceVersion": meta.get("resourceVersion")},
+    return {simpods.TRIMMED: True, "metadata": {"name": meta["name"], "resourceVersion": meta.get("resourceVersion")},
             "spec": {"podCIDR": spec.get("podCIDR")}, "status": {"conditions": ready}}
 
 
@@ -131,7 +162,12 @@ class Simulator:
     def spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("simulator task failed: %s", task.exception())
 
     # ---- running -------------------------------------------------------------------------------
 
@@ -263,7 +299,7 @@ class Simulator:
         async def one(node: SimNode) -> None:
             try:
                 await action(node)
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
+            except (ApiError, OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
                 log.info("%s %s: %s", action.__name__, node.name, e)
             finally:
                 busy.discard(node.name)
