@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from ketch.api import schema
+from ketch.api import durations, schema
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -182,32 +182,6 @@ def _timestamp(seconds: int, nanos: int, micro: bool) -> str | None:
         raise ProtobufError(f"timestamp out of range: {seconds}s") from None
     text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
     return f"{text}.{t.microsecond:06d}Z" if micro else f"{text}Z"
-
-
-def _fraction(value: int, digits: int) -> tuple[str, int]:
-    """Go's fmtFrac: the last `digits` digits as a fraction without trailing zeros, and the rest."""
-    scale = 10 ** digits
-    frac = f"{value % scale:0{digits}d}".rstrip("0")
-    return ("." + frac if frac else ""), value // scale
-
-
-def go_duration(nanoseconds: int) -> str:
-    """time.Duration.String(): 1h0m0s, 1m30s, 1.5s, 500ms, 2µs, 7ns, 0s."""
-    if nanoseconds == 0:
-        return "0s"
-    sign, u = ("-" if nanoseconds < 0 else ""), abs(nanoseconds)
-    if u < 1_000_000_000:
-        digits, unit = (0, "ns") if u < 1_000 else (3, "µs") if u < 1_000_000 else (6, "ms")
-        frac, whole = _fraction(u, digits)
-        return f"{sign}{whole}{frac}{unit}"
-    frac, seconds = _fraction(u, 9)
-    minutes, hours = seconds // 60, seconds // 3600
-    text = f"{seconds % 60}{frac}s"
-    if minutes:
-        text = f"{minutes % 60}m{text}"
-    if hours:
-        text = f"{hours}h{text}"
-    return sign + text
 
 
 def _json_float(value: float) -> float | int:
@@ -402,7 +376,7 @@ def _int_or_string(decoder: _Decoder, buf: bytes, path: str) -> int | str:
 _SPECIAL = {
     TIME: _time,
     MICRO_TIME: lambda d, buf, path: _time(d, buf, path, micro=True),
-    DURATION: lambda d, buf, path: go_duration(d.plain(buf, DURATION).get("duration", 0)),
+    DURATION: lambda d, buf, path: durations.format_ns(d.plain(buf, DURATION).get("duration", 0)),
     QUANTITY: lambda d, buf, path: d.plain(buf, QUANTITY).get("string") or "0",
     INT_OR_STRING: _int_or_string,
     RAW_EXTENSION: lambda d, buf, path: _raw_json(d, d.plain(buf, RAW_EXTENSION).get("raw", b""), path),

@@ -24,7 +24,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from . import kinds, schema
+from . import durations, kinds, schema
 from .labels import SelectorError, selector_from_label_selector, selector_from_set, validate_label_selector
 from .names import (
     FieldError,
@@ -4269,7 +4269,6 @@ _CRON_FIELDS = (
     ("dow", 0, 6, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}),
 )
 _DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-_GO_DURATION = re.compile(r"([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+|0")
 
 
 def _go_atoi(text: str) -> tuple[int | None, str | None]:
@@ -4306,7 +4305,9 @@ def cron_schedule_error(spec: str) -> str | None:
             return None
         if spec.startswith("@every "):
             duration = spec[len("@every ") :]
-            if not _GO_DURATION.fullmatch(duration.lstrip("+-")):
+            try:
+                durations.parse(duration)
+            except ValueError:
                 return f"failed to parse duration {spec}: time: invalid duration {go_quote(duration)}"
             return None
         return f"unrecognized descriptor: {spec}"

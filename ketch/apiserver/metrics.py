@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from ..api import errors, kinds
+from ..api import durations, errors, kinds
 from ..api.quantity import BINARY_SI, Quantity, parse_quantity
 from .registry import ListOptions, Registry
 
@@ -118,19 +118,8 @@ def rfc3339(ts: float) -> str:
 
 
 def go_duration(seconds: float) -> str:
-    """time.Duration.String() at millisecond precision: "15.012s", "1m0.5s", "500ms"."""
-    ms = round(seconds * 1000)
-    if ms == 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, frac = divmod(rest, 1000)
-    text = f"{secs}" + (f".{frac:03d}".rstrip("0") if frac else "") + "s"
-    if hours or minutes:
-        text = f"{minutes}m{text}"
-    return f"{hours}h{text}" if hours else text
+    """A window as metrics-server writes it: time.Duration.String() at millisecond precision."""
+    return durations.format_seconds(seconds, precision_ns=1_000_000)
 
 
 def usage(prev: Point, last: Point) -> dict | None:

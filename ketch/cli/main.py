@@ -136,12 +136,15 @@ def _kubectl(args: list[str]) -> int:
 
 
 def _duration(text: str) -> float:
-    """Seconds from "15s", "1.5s", "500ms", "1m" or a bare number of seconds."""
-    import re
-    m = re.fullmatch(r"(\d+(?:\.\d*)?)(ms|s|m)?", text.strip())
-    if m is None or float(m[1]) <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
-    return float(m[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m[2]]
+    """A positive Go duration ("15s", "500ms", "1m30s") or a bare number of seconds."""
+    from ..api import durations
+    try:
+        seconds = durations.parse(text.strip(), bare_seconds=True)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text}")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:

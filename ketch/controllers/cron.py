@@ -10,18 +10,16 @@ robfig's do: if either field starts with `*` or `?` both must match, otherwise e
 from __future__ import annotations
 
 import datetime
-import re
 import zoneinfo
 from dataclasses import dataclass
 
+from ..api import durations
 from ..api.validation import _CRON_FIELDS, cron_schedule_error
 
 DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
 SEARCH_YEARS = 5  # robfig gives up (zero time) when nothing matches within five years
 UTC = datetime.timezone.utc
-_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 class ScheduleError(ValueError):
@@ -46,23 +44,6 @@ def _field(text: str, lo: int, hi: int, names: dict | None) -> tuple[frozenset[i
             end = num(bounds[1]) if len(bounds) == 2 else (hi if step_part else start)
         values.update(range(start, end + 1, step))
     return frozenset(values), star
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration ("1h30m", "90s", "1.5h") in seconds."""
-    sign = -1 if text.startswith("-") else 1
-    body = text.lstrip("+-")
-    if body == "0":
-        return 0.0
-    total, pos = 0.0, 0
-    for m in _DURATION_PART.finditer(body):
-        if m.start() != pos or m.group(1) in ("", "."):
-            raise ScheduleError(f"time: invalid duration {text!r}")
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if pos != len(body) or not body:
-        raise ScheduleError(f"time: invalid duration {text!r}")
-    return sign * total
 
 
 @dataclass(frozen=True)
@@ -121,7 +102,7 @@ def parse(spec: str) -> Schedule:
         zone = zoneinfo.ZoneInfo(head.split("=", 1)[1])
         spec = spec.strip()
     if spec.startswith("@every "):
-        seconds = parse_duration(spec[len("@every "):].strip())
+        seconds = durations.parse(spec[len("@every "):].strip())
         return Schedule(every=max(1.0, float(int(seconds))), zone=zone)
     spec = DESCRIPTORS.get(spec, spec)
     fields = [_field(text, lo, hi, names) for text, (_, lo, hi, names) in zip(spec.split(), _CRON_FIELDS)]

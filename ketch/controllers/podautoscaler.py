@@ -28,10 +28,9 @@ import copy
 import logging
 import math
 import os
-import re
 import time
 
-from ..api import kinds, labels
+from ..api import durations, kinds, labels
 from ..api.errors import ApiError
 from ..api.quantity import DECIMAL_SI, Quantity, parse_quantity
 from ..client.rest import Client
@@ -702,10 +701,9 @@ class HorizontalPodAutoscalerController(Controller):
         book[key] = events
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _seconds(duration: str) -> float:
-    """A Go duration as metrics.k8s.io writes its window ("15.012s", "1m0.5s", "500ms")."""
-    return sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(duration or ""))
+    """A metrics.k8s.io window ("15.012s", "1m0.5s", "500ms") in seconds; 0 when unreadable."""
+    try:
+        return durations.parse(duration or "0")
+    except ValueError:
+        return 0.0

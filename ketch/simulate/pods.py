@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
+
+from ..api import durations
 
 PREFIX = "ketch.io/simulate-"
 START_DELAY = PREFIX + "start-delay"
@@ -14,26 +15,9 @@ CPU = PREFIX + "cpu"
 MEMORY = PREFIX + "memory"
 TRIMMED = "_trimmed"   # marks an object already trimmed (a paged list trims before the informer does)
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str) -> float:
-    """Go's time.ParseDuration ("1m30s", "500ms"), or a bare number of seconds."""
-    text = text.strip()
-    try:
-        return max(float(text), 0.0)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(text):
-        if m.start() != pos:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {text!r}")
-    return total
+    """Go's time.ParseDuration ("1m30s", "500ms"), or a bare number of seconds; never negative."""
+    return max(durations.parse(text.strip(), bare_seconds=True), 0.0)
 
 
 @dataclass

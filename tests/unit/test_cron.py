@@ -69,14 +69,6 @@ def test_errors_are_robfigs(spec, message):
         cron.parse(spec)
 
 
-def test_go_durations():
-    assert cron.parse_duration("1h30m") == 5400
-    assert cron.parse_duration("1.5h") == 5400
-    assert cron.parse_duration("250ms") == 0.25
-    with pytest.raises(cron.ScheduleError):
-        cron.parse_duration("5 minutes")
-
-
 def cronjob(created, last=None, deadline=None):
     cj = {"metadata": {"creationTimestamp": created}, "spec": {}, "status": {}}
     if last:

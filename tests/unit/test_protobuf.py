@@ -22,7 +22,8 @@ import pytest
 from helpers.kubectl import CACHE, SDK
 
 from ketch.api import protobuf
-from ketch.api.protobuf import MAGIC, ProtobufError, decode, go_duration, message_type
+from ketch.api.durations import format_ns as go_duration
+from ketch.api.protobuf import MAGIC, ProtobufError, decode, message_type
 
 KUBECTL = "/usr/bin/kubectl"
 # kubectl sends protobuf from 1.32 on; 1.35 is used when a test run has already cached it.
