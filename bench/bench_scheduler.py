@@ -1,16 +1,16 @@
 """Scheduler benchmark: pods created against a real `ketch server` with many Ready nodes, timed
 until every one is bound.
 
-The server runs pinned to one core; the schedulers under test run as `ketch scheduler` processes on
-the other core, beside this load generator, each taking the pods of its own schedulerName (the
-server's in-process scheduler only takes "default-scheduler" pods). Phases, one after another on
-the same nodes:
+The server (`--disable-scheduler`) runs pinned to one core; the schedulers under test run as
+`ketch scheduler` processes on the other core, beside this load generator, each taking the pods of
+its own schedulerName. Phases, one after another on the same nodes:
 
   ketch          `ketch scheduler` as shipped: adaptive percentageOfNodesToScore (50% - nodes/125,
                  at least 5% and 100 nodes), binds in flight while the loop goes on
   baseline       the same scheduler with --percentage-of-nodes-to-score 100: every node filtered
                  and scored for every pod, as a scheduler without sampling does
-  in-process     the scheduler inside `ketch server` (same core as the API server), for reference
+  in-process     a second server, as shipped: the scheduler inside `ketch server` (same process and
+                 core as the API server), for reference
 
 Each phase creates its pods (the book's Chapter02 node-js pod with cpu and memory requests, owned
 by one object as a ReplicaSet's are) concurrently, 32 in flight, and counts them bound from a watch;
@@ -69,15 +69,15 @@ class Cluster:
         self.proc: subprocess.Popen | None = None
         self._ssl: ssl.SSLContext | None = None
 
-    def start(self) -> None:
+    def start(self, extra: list[str] | None = None) -> None:
         # The nodes are registered without kubelets renewing their Leases: keep the node lifecycle
         # controller from calling them unreachable (and tainting them) during the run.
         os.environ["KETCH_NODE_MONITOR_GRACE_PERIOD"] = "3600"
         os.environ["KETCH_NODE_STARTUP_GRACE_PERIOD"] = "3600"
         self.proc = common.spawn([sys.executable, "-m", "ketch.cli.main", "server", "--data-dir",
                                   str(self.work / "data"), "--bind-address", "127.0.0.1", "--secure-port",
-                                  str(self.port), "--write-kubeconfig", str(self.kubeconfig), "--disable-agent"],
-                                 self.log)
+                                  str(self.port), "--write-kubeconfig", str(self.kubeconfig), "--disable-agent",
+                                  *(extra or [])], self.log)
 
     def ssl(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -240,13 +240,13 @@ async def phase(c: Cluster, scheduler: str, plan: Plan, scheduler_pid: int = 0
 
 async def main_async(plan: Plan) -> int:
     common.pin_self_to_load_cpu()
-    work = common.temp_dir("ketch-bench-sched-")
-    c = Cluster(work)
-    c.start()
+    # The schedulers under test run as processes of their own beside a server without its own
+    # scheduler (`--disable-scheduler`, as a cluster whose kube-scheduler runs apart).
+    c = Cluster(common.temp_dir("ketch-bench-sched-"))
+    c.start(["--disable-scheduler"])
     await c.wait_ready()
     took = await make_nodes(c, plan.nodes)
     print(f"{plan.nodes} nodes registered in {took:.1f}s; {plan.pods} pods per phase", flush=True)
-    figures = []
     results, capacity = {}, {}
     for name, extra in (("ketch", []), ("baseline", ["--percentage-of-nodes-to-score", "100"])):
         proc = c.scheduler(name, extra)
@@ -257,17 +257,22 @@ async def main_async(plan: Plan) -> int:
         print(f"  {name:9s} {plan.pods} pods bound in {elapsed:5.1f}s ({results[name]:6.0f} pods/s; creates "
               f"alone took {created:.1f}s); {meter}; scheduler process {100 * cpu / elapsed:.0f}% "
               f"({cpu:.1f} CPU s)", flush=True)
+    common.stop(c.proc)
+    # `ketch server` as shipped: the scheduler in the API server's process, on its core.
+    c = Cluster(common.temp_dir("ketch-bench-sched-"))
+    c.start()
+    await c.wait_ready()
+    await make_nodes(c, plan.nodes)
     elapsed, created, meter, _ = await phase(c, "default-scheduler", plan)
     inproc = plan.pods / elapsed
     print(f"  in-process {plan.pods} pods bound in {elapsed:5.1f}s ({inproc:6.0f} pods/s; creates alone took "
           f"{created:.1f}s); {meter}", flush=True)
-    figures.append(Figure(f"end to end, {plan.pods} pods on {plan.nodes} nodes", "pods/s", TARGET, True,
-                          results["ketch"], results["baseline"]))
-    figures.append(Figure("same, scheduler inside ketch server", "pods/s", None, True, inproc, results["baseline"]))
-    # Pods placed per second of the scheduler's own CPU: what it could do with a core to itself,
-    # and a figure that other processes on the machine do not disturb.
-    figures.append(Figure("scheduler capacity", "pods per CPU s", None, True, capacity["ketch"],
-                          capacity["baseline"]))
+    figures = [Figure(f"end to end, {plan.pods} pods on {plan.nodes} nodes", "pods/s", TARGET, True,
+                      results["ketch"], results["baseline"]),
+               Figure("same, scheduler inside ketch server", "pods/s", None, True, inproc, results["baseline"]),
+               # Pods placed per second of the scheduler's own CPU: what it could do with a core to
+               # itself, and a figure that other processes on the machine do not disturb.
+               Figure("scheduler capacity", "pods per CPU s", None, True, capacity["ketch"], capacity["baseline"])]
     print()
     common.print_table(figures, "score-all baseline")
     if max(CpuMeter.others, default=0) > 15:
