@@ -25,7 +25,6 @@ def _server(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or default_data_dir())
     kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
-    os.environ["KETCH_DATA_DIR"] = str(data_dir.resolve())  # where the in-process provisioner keeps volumes
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
                           advertise_names=tuple(args.tls_san or ()), metrics_resolution=args.metrics_resolution,
@@ -41,8 +40,10 @@ def _server(args: argparse.Namespace) -> int:
         components = []
         if not args.disable_controller_manager:
             from ..controllers import manager
+            from ..controllers import options
             components.append(asyncio.create_task(manager.run(
-                server.component_kubeconfig("controller-manager", "system:kube-controller-manager"))))
+                server.component_kubeconfig("controller-manager", "system:kube-controller-manager"),
+                options=options.from_args(args, data_dir))))
         if not args.disable_scheduler:
             from ..scheduler import scheduler as kube_scheduler
             components.append(asyncio.create_task(kube_scheduler.run(
@@ -84,7 +85,10 @@ def _controller_manager(args: argparse.Namespace) -> int:
         print(f"ketch: unknown controllers {', '.join(unknown)}; known: {', '.join(manager.CONTROLLERS)}",
               file=sys.stderr)
         return 2
-    _until_signalled(manager.run(Path(args.kubeconfig), leader_elect=args.leader_elect, names=names))
+    from ..controllers import options
+    data_dir = Path(args.data_dir or default_data_dir())
+    _until_signalled(manager.run(Path(args.kubeconfig), leader_elect=args.leader_elect, names=names,
+                                 options=options.from_args(args, data_dir)))
     return 0
 
 
@@ -148,6 +152,7 @@ def _duration(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..controllers import options as controller_options
     parser = argparse.ArgumentParser(prog="ketch", description="Kubernetes, in Python.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how often kubelets are scraped for metrics.k8s.io, e.g. 15s (default), 2s, 500ms")
     server.add_argument("--metrics-allow-remote-kubelets", action="store_true",
                         help="scrape kubelets whose URL is not loopback (a multi-machine cluster)")
+    controller_options.add_flags(server)
     server.set_defaults(func=_server)
 
     cm = sub.add_parser("controller-manager", help="run the controllers alone against an API server")
@@ -178,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="elect one active copy through the kube-system/kube-controller-manager Lease "
                          "(default on)")
     cm.add_argument("--controllers", help="comma-separated controllers to run (default all)")
+    cm.add_argument("--data-dir", help="where the local-path provisioner keeps volumes, under storage/ "
+                                       "(default as ketch server's)")
+    controller_options.add_flags(cm)
     cm.set_defaults(func=_controller_manager)
 
     sim = sub.add_parser("simulate", help="run simulated nodes (as kwok does) against an API server")

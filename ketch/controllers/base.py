@@ -25,16 +25,19 @@ from ..client.informer import Informer, object_key
 from ..client.rest import Client
 from ..client.workqueue import ShutDown, WorkQueue
 from .events import EventRecorder
+from .options import ControllerOptions
 
 log = logging.getLogger("ketch.controllers")
 
 
 class InformerFactory:
-    """One informer per kind, shared by every controller of a process."""
+    """One informer per kind, shared by every controller of a process, and that process's
+    controller options (every controller reads them as `self.options`)."""
 
-    def __init__(self, client: Client, resync_period: float = 0.0):
+    def __init__(self, client: Client, resync_period: float = 0.0, options: ControllerOptions | None = None):
         self.client = client
         self.resync_period = resync_period
+        self.options = options or ControllerOptions()
         self._informers: dict[tuple[str, str], Informer] = {}
 
     def informer(self, api_version: str, kind: str) -> Informer:
@@ -123,6 +126,7 @@ class Controller:
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         self.client = client
         self.informers = informers
+        self.options = informers.options
         self.recorder = EventRecorder(client, self.component) if self.component else recorder
         self.queue = WorkQueue()
         self._batched_keys: set[Hashable] = set()

@@ -12,8 +12,7 @@ succeeded/failed counters — so no pod is counted twice or lost across restarts
 first gets the interim condition (SuccessCriteriaMet or FailureTarget), and the terminal one
 (Complete or Failed) once no pod is left terminating, as upstream 1.35 does.
 
-The back-off base is `JobController.backoff_base` (default 10 s; the environment variable
-KETCH_JOB_BACKOFF_BASE overrides it, which tests use to keep retries quick).
+The back-off base is the controller manager's --job-backoff-base (default 10 s; tests shorten it).
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ import asyncio
 import copy
 import datetime
 import logging
-import os
 
 from ..api import labels as labelsel
 from ..api.errors import ApiError
@@ -288,7 +286,6 @@ class BackoffRecord:
 class JobController(Controller):
     name = "job"
     workers = 4
-    backoff_base = float(os.environ.get("KETCH_JOB_BACKOFF_BASE", "10"))
     backoff_cap = 360.0
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
@@ -623,7 +620,7 @@ class JobSync:
         if last is None:
             return 0.0
         failures = annotation_count(last, FAILURE_COUNT) + annotation_count(last, IGNORED_FAILURE_COUNT) + 1
-        return BackoffRecord(failures, finish_time(last)).remaining(self.ctl.backoff_base, self.ctl.backoff_cap)
+        return BackoffRecord(failures, finish_time(last)).remaining(self.ctl.options.job_backoff_base, self.ctl.backoff_cap)
 
     def _interim_from_status(self) -> dict | None:
         """A condition recorded by an earlier pass decides the outcome."""
@@ -710,7 +707,7 @@ class JobSync:
         diff = want - terminating - active
         if diff <= 0:
             return active, ready
-        wait = 0.0 if self.per_index else self.new_backoff.remaining(ctl.backoff_base, ctl.backoff_cap)
+        wait = 0.0 if self.per_index else self.new_backoff.remaining(ctl.options.job_backoff_base, ctl.backoff_cap)
         if wait > 0:
             self._requeue_in(wait)
             return active, ready

@@ -5,12 +5,11 @@ It serves every StorageClass whose provisioner it owns: its own `ketch.io/local-
 names (`kubernetes.io/gce-pd` for its `solidstate` class, `kubernetes.io/aws-ebs`, ...), for which a
 local directory stands in on a cluster without a cloud. The volume is a hostPath PV
 (`DirectoryOrCreate`) at `<data dir>/storage/pvc-<uid>_<namespace>_<claim>`; the data dir is
-KETCH_DATA_DIR (set by `ketch server`). When the claim was bound to a node (WaitForFirstConsumer),
+the controller manager's --data-dir (`ketch server`'s own). When the claim was bound to a node (WaitForFirstConsumer),
 the PV's node affinity pins it there. Deleting the PV (reclaim policy Delete) removes the directory.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -31,24 +30,20 @@ class ProvisioningError(Exception):
     pass
 
 
-def storage_root() -> Path:
-    data_dir = os.environ.get("KETCH_DATA_DIR")
-    if not data_dir:
-        from ..cli.main import default_data_dir
-        data_dir = str(default_data_dir())
-    return Path(data_dir).resolve() / "storage"
+def storage_root(data_dir: Path) -> Path:
+    return data_dir / "storage"
 
 
 def owns(provisioner: str) -> bool:
     return provisioner in OWNED
 
 
-def provision(claim: dict, storage_class: dict, pv_name: str) -> dict:
+def provision(claim: dict, storage_class: dict, pv_name: str, data_dir: Path) -> dict:
     """Make the directory and return the PersistentVolume for `claim` (pre-bound to it)."""
     meta, spec = claim["metadata"], claim.get("spec") or {}
     if spec.get("volumeMode") == "Block":
         raise ProvisioningError("the local-path provisioner supports only volumeMode Filesystem")
-    path = storage_root() / f"{pv_name}_{meta['namespace']}_{meta['name']}"
+    path = storage_root(data_dir) / f"{pv_name}_{meta['namespace']}_{meta['name']}"
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o777)  # any container user may write, as k3s's provisioner allows
     pv_spec: dict = {
@@ -74,12 +69,12 @@ def provision(claim: dict, storage_class: dict, pv_name: str) -> dict:
             "spec": pv_spec}
 
 
-def delete(volume: dict) -> None:
+def delete(volume: dict, data_dir: Path) -> None:
     """Remove a provisioned volume's directory (only ever one under the storage root)."""
     path = ((volume.get("spec") or {}).get("hostPath") or {}).get("path")
     if not path:
         return
-    root, target = storage_root(), Path(path).resolve()
+    root, target = storage_root(data_dir).resolve(), Path(path).resolve()
     if target.parent != root:
         raise ProvisioningError(f"{path} is not a directory this provisioner made")
     shutil.rmtree(target, ignore_errors=True)

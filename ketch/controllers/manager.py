@@ -26,6 +26,7 @@ from .events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
+from .options import ControllerOptions
 from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController, TaintEvictionController
 from .persistentvolume import PersistentVolumeController
@@ -42,15 +43,15 @@ USER_AGENT = "kube-controller-manager/v1.35.0 (ketch)"
 # name -> controller class; `--controllers` selects among these names.
 CONTROLLERS: dict[str, type[Controller]] = {
     "namespace": NamespaceController,
-    "ttlafterfinished": TTLAfterFinishedController,
+    "ttl-after-finished": TTLAfterFinishedController,
     "disruption": DisruptionController,
     "horizontalpodautoscaling": HorizontalPodAutoscalerController,
     "endpointslicemirroring": EndpointSliceMirroringController,
     "endpointslice": EndpointSliceController,
-    "endpoints": EndpointsController,
+    "endpoint": EndpointsController,
     "nodeipam": NodeIPAMController,
     "nodelifecycle": NodeLifecycleController,
-    "tainteviction": TaintEvictionController,
+    "taint-eviction-controller": TaintEvictionController,
     "persistentvolume-binder": PersistentVolumeController,
     "statefulset": StatefulSetController,
     "pvc-protection": PVCProtectionController,
@@ -70,9 +71,10 @@ def identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
-async def run_controllers(client: Client, names: list[str] | None = None) -> None:
+async def run_controllers(client: Client, names: list[str] | None = None,
+                          options: ControllerOptions | None = None) -> None:
     """Run the selected controllers (all by default) until cancelled."""
-    informers = InformerFactory(client)
+    informers = InformerFactory(client, options=options)
     recorder = EventRecorder(client, "controller-manager")
     selected = [CONTROLLERS[n](client, informers, recorder) for n in (names or CONTROLLERS)]
     informers.start()
@@ -84,15 +86,15 @@ async def run_controllers(client: Client, names: list[str] | None = None) -> Non
 
 
 async def run(kubeconfig_path: Path, *, leader_elect: bool = False, names: list[str] | None = None,
-              lease_name: str = "kube-controller-manager") -> None:
+              lease_name: str = "kube-controller-manager", options: ControllerOptions | None = None) -> None:
     client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT)
     try:
         if not leader_elect:
-            await run_controllers(client, names)
+            await run_controllers(client, names, options)
             return
         elector = LeaderElector(client, lease_name, "kube-system", identity())
         try:
-            await elector.run(lambda: run_controllers(client, names))
+            await elector.run(lambda: run_controllers(client, names, options))
         finally:
             await elector.release()
     finally:

@@ -5,13 +5,12 @@ anything is handed out; a deleted node's range is free again, handed out last (t
 from the last range given, as upstream's cidrset does). When the cluster CIDR is used up the node
 gets a CIDRNotAvailable event and waits for a range to be freed.
 
-KETCH_CLUSTER_CIDR and KETCH_NODE_CIDR_MASK_SIZE change the defaults (a /16 holds 256 nodes of /24).
+--cluster-cidr and --node-cidr-mask-size change the defaults (a /16 holds 256 nodes of /24).
 """
 from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 
 from ..api.errors import ApiError
 from ..client.rest import Client
@@ -20,8 +19,6 @@ from .events import NORMAL, EventRecorder
 
 log = logging.getLogger("ketch.controllers.nodeipam")
 
-DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
-DEFAULT_MASK_SIZE = 24
 RETRY_EXHAUSTED = 60.0   # seconds; a freed range retries the waiting nodes at once
 
 
@@ -83,8 +80,7 @@ class NodeIPAMController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
-        self.cidrs = CIDRSet(os.environ.get("KETCH_CLUSTER_CIDR", DEFAULT_CLUSTER_CIDR),
-                             int(os.environ.get("KETCH_NODE_CIDR_MASK_SIZE", DEFAULT_MASK_SIZE)))
+        self.cidrs = CIDRSet(self.options.cluster_cidr, self.options.node_cidr_mask_size)
         self.node_api = client.resource("v1", "Node")
         self.nodes = informers.informer("v1", "Node")
         self.assigned: dict[str, tuple[str, str]] = {}   # node name -> (CIDR, node uid)

@@ -19,16 +19,15 @@ never for tolerations without seconds. The pod first gets the DisruptionTarget c
 (DeletionByTaintManager). Pods stuck terminating on a dead node stay, as upstream; their
 controllers replace them.
 
-Timing is configurable through the environment (seconds), for tests and small clusters:
-KETCH_NODE_MONITOR_GRACE_PERIOD (default 50, upstream's since 1.32), KETCH_NODE_STARTUP_GRACE_PERIOD
-(60), KETCH_NODE_MONITOR_PERIOD (5), KETCH_NODE_EVICTION_RATE (0.1 nodes/s per zone).
+Timing comes from upstream's flags (ketch.controllers.options): --node-monitor-grace-period
+(default 50s, upstream's since 1.32), --node-startup-grace-period (1m), --node-monitor-period (5s),
+--node-eviction-rate (0.1 nodes/s per zone).
 """
 from __future__ import annotations
 
 import asyncio
 import copy
 import logging
-import os
 import time
 
 from ..api.errors import ApiError
@@ -60,13 +59,6 @@ LARGE_CLUSTER = 50
 UNHEALTHY_ZONE_THRESHOLD = 0.55
 SECONDARY_EVICTION_RATE = 0.01
 MONITOR = ("monitor",)  # the work-queue key of the periodic health pass
-
-
-def _env_seconds(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 def _rfc3339(t: float) -> str:
@@ -125,10 +117,10 @@ class NodeLifecycleController(Controller):
 
     def __init__(self, client: Client, informers: InformerFactory, recorder: EventRecorder):
         super().__init__(client, informers, recorder)
-        self.grace_period = _env_seconds("KETCH_NODE_MONITOR_GRACE_PERIOD", 50.0)
-        self.startup_grace_period = _env_seconds("KETCH_NODE_STARTUP_GRACE_PERIOD", 60.0)
-        self.monitor_period = _env_seconds("KETCH_NODE_MONITOR_PERIOD", 5.0)
-        self.eviction_rate = _env_seconds("KETCH_NODE_EVICTION_RATE", 0.1)
+        self.grace_period = self.options.node_monitor_grace_period
+        self.startup_grace_period = self.options.node_startup_grace_period
+        self.monitor_period = self.options.node_monitor_period
+        self.eviction_rate = self.options.node_eviction_rate
         self.node_api = client.resource("v1", "Node")
         self.pod_api = client.resource("v1", "Pod")
         self.nodes = informers.informer("v1", "Node")

@@ -402,7 +402,7 @@ class PersistentVolumeController(Controller):
         if self._volume(pv_name) is not None:
             return None  # provisioned already; the volume's events bind it
         try:
-            pv = localpath.provision(claim, sc, pv_name)
+            pv = localpath.provision(claim, sc, pv_name, self.options.data_dir)
         except (localpath.ProvisioningError, OSError) as e:
             self.recorder.event(claim, WARNING, "ProvisioningFailed",
                                 f'Failed to provision volume with StorageClass "{cls_name}": {e}')
@@ -484,7 +484,7 @@ class PersistentVolumeController(Controller):
                 self.recorder.event(volume, WARNING, "VolumeFailedDelete", message)
             return None
         try:
-            localpath.delete(volume)
+            localpath.delete(volume, self.options.data_dir)
         except (localpath.ProvisioningError, OSError) as e:
             self.recorder.event(volume, WARNING, "VolumeFailedDelete", str(e))
             await self._volume_phase(volume, "Failed", str(e))

@@ -1,6 +1,6 @@
 """HorizontalPodAutoscaler controller: upstream's podautoscaler (horizontal.go, replica_calculator.go).
 
-Every sync period (15 s; KETCH_HPA_SYNC_PERIOD for tests) each HPA reads its target's scale
+Every sync period (--horizontal-pod-autoscaler-sync-period, 15 s) each HPA reads its target's scale
 subresource (Deployment, ReplicaSet, ReplicationController, StatefulSet, or anything with one), asks
 metrics.k8s.io for the usage of the pods its selector picks, and computes
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
 
 from ..api import durations, kinds, labels
@@ -40,8 +39,6 @@ from .podutil import condition, parse_time
 
 log = logging.getLogger("ketch.controllers.podautoscaler")
 
-SYNC_PERIOD = float(os.environ.get("KETCH_HPA_SYNC_PERIOD", "15"))
-DOWNSCALE_STABILIZATION = float(os.environ.get("KETCH_HPA_DOWNSCALE_STABILIZATION", "300"))
 TOLERANCE = 0.1
 CPU_INITIALIZATION_PERIOD = 300.0
 INITIAL_READINESS_DELAY = 30.0
@@ -376,7 +373,7 @@ class HorizontalPodAutoscalerController(Controller):
         hpa = copy.deepcopy(cached)
         hpa["apiVersion"], hpa["kind"] = HPA_API, "HorizontalPodAutoscaler"
         await self.reconcile(key, hpa)
-        return SYNC_PERIOD
+        return self.options.horizontal_pod_autoscaler_sync_period
 
     async def _update_status(self, hpa: dict, original: dict) -> None:
         if hpa.get("status") == original:
@@ -589,7 +586,7 @@ class HorizontalPodAutoscalerController(Controller):
         recs = self.recommendations.setdefault(key, [])
         old_index = None
         for i, (at, rec) in enumerate(recs):
-            if at < now - DOWNSCALE_STABILIZATION:
+            if at < now - self.options.horizontal_pod_autoscaler_downscale_stabilization:
                 old_index = i
             elif rec > stabilized:
                 stabilized = rec
@@ -630,7 +627,7 @@ class HorizontalPodAutoscalerController(Controller):
         up_window = up.get("stabilizationWindowSeconds") or 0
         down_window = down.get("stabilizationWindowSeconds")
         if down_window is None:
-            down_window = DOWNSCALE_STABILIZATION
+            down_window = self.options.horizontal_pod_autoscaler_downscale_stabilization
         up_rec = down_rec = desired
         recs = self.recommendations.setdefault(key, [])
         old_index = None

@@ -5,7 +5,6 @@ second, HPAs synced every second; load is the pods' ketch.io/simulate-cpu annota
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -15,17 +14,9 @@ from helpers.kubectl import kubectl_135
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    env = {"KETCH_HPA_SYNC_PERIOD": "1", "KETCH_HPA_DOWNSCALE_STABILIZATION": "3"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # read by the server's controller manager at start
-    try:
-        srv = start_server(tmp_path_factory.mktemp("hpa"), extra_args=["--metrics-resolution", "1s"])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    srv = start_server(tmp_path_factory.mktemp("hpa"), extra_args=[
+        "--metrics-resolution", "1s", "--horizontal-pod-autoscaler-sync-period", "1s",
+        "--horizontal-pod-autoscaler-downscale-stabilization", "3s"])
     sim = Simulator(srv, nodes=2, name_prefix="h-", extra_args=["--metrics"])
     try:
         sim.start()

@@ -2,7 +2,7 @@
 
 Pods finish here the way a kubelet reports it: through pods/status (tests that need nodes use the
 simulator). The session server runs every controller; back-off timing uses a server of its own
-with a short KETCH_JOB_BACKOFF_BASE."""
+with a short --job-backoff-base."""
 from __future__ import annotations
 
 import json
@@ -238,9 +238,8 @@ def test_deleting_a_job_releases_its_pods(server, jobs):
     poll(lambda: jobs.pods("cascade") == [])
 
 
-def test_backoff_between_failures(tmp_path, monkeypatch):
-    monkeypatch.setenv("KETCH_JOB_BACKOFF_BASE", "2")
-    srv = start_server(tmp_path)
+def test_backoff_between_failures(tmp_path):
+    srv = start_server(tmp_path, ["--job-backoff-base", "2"])
     try:
         jobs = Jobs(srv, "default")
         jobs.create(job_manifest("retry", backoffLimit=2))
@@ -328,11 +327,10 @@ def test_success_policy(jobs):
     assert jobs.live_pods("leader") == []  # the other indexes were stopped, not counted as failures
 
 
-def test_counts_survive_a_control_plane_crash(tmp_path, monkeypatch):
+def test_counts_survive_a_control_plane_crash(tmp_path):
     """Finished pods are recorded before their finalizer goes, so a kill -9 at any point neither
     loses nor double-counts them."""
-    monkeypatch.setenv("KETCH_JOB_BACKOFF_BASE", "1")
-    srv = start_server(tmp_path)
+    srv = start_server(tmp_path, ["--job-backoff-base", "1"])
     try:
         jobs = Jobs(srv, "default")
         jobs.create(job_manifest("durable", completions=4, parallelism=4))
@@ -380,9 +378,8 @@ def test_manual_selector_adopts_orphans(jobs):
     poll(lambda: ("Complete", "True", "CompletionsReached") in jobs.conditions("manual"))
 
 
-def test_backoff_limit_per_index(tmp_path, monkeypatch):
-    monkeypatch.setenv("KETCH_JOB_BACKOFF_BASE", "0.5")
-    srv = start_server(tmp_path)
+def test_backoff_limit_per_index(tmp_path):
+    srv = start_server(tmp_path, ["--job-backoff-base", "0.5"])
     try:
         jobs = Jobs(srv, "default")
         jobs.create(job_manifest("perindex", completions=3, parallelism=3, completionMode="Indexed",

@@ -20,11 +20,9 @@ def _poll(fn, timeout: float = 20.0, interval: float = 0.2):
 
 
 @pytest.fixture
-def cluster(tmp_path, monkeypatch):
+def cluster(tmp_path):
     """A server whose node lifecycle controller gives up on a node after 3 s of silence."""
-    monkeypatch.setenv("KETCH_NODE_MONITOR_GRACE_PERIOD", "3")
-    monkeypatch.setenv("KETCH_NODE_MONITOR_PERIOD", "0.5")
-    srv = start_server(tmp_path)
+    srv = start_server(tmp_path, ["--node-monitor-grace-period", "3s", "--node-monitor-period", "500ms"])
     try:
         yield srv
     finally:
@@ -157,9 +155,8 @@ def test_nodes_get_distinct_pod_cidrs_that_survive_a_restart(cluster, simulator)
     assert {k: after[k] for k in cidrs} == cidrs
 
 
-def test_cluster_cidr_used_up(tmp_path, monkeypatch):
-    monkeypatch.setenv("KETCH_CLUSTER_CIDR", "10.42.0.0/23")   # room for two nodes
-    srv = start_server(tmp_path)
+def test_cluster_cidr_used_up(tmp_path):
+    srv = start_server(tmp_path, ["--cluster-cidr", "10.42.0.0/23"])   # room for two nodes
     try:
         for i in range(3):
             srv.kubectl("create", "-f", "-", input=_node(f"n-{i}"))
