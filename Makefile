@@ -4,8 +4,11 @@ PY := .venv/bin/python
 setup:
 	@scripts/setup.sh
 
+# Until the node agent runs real containers, `make up` brings simulated nodes (NODES=0 for none).
+NODES ?= 3
 up: setup
-	.venv/bin/ketch server --write-kubeconfig $(CURDIR)/.ketch/kubeconfig --data-dir $(CURDIR)/.ketch/data
+	.venv/bin/ketch server --write-kubeconfig $(CURDIR)/.ketch/kubeconfig --data-dir $(CURDIR)/.ketch/data \
+		--simulate-nodes $(NODES)
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not fuzz" tests

@@ -48,6 +48,12 @@ def _server(args: argparse.Namespace) -> int:
             from ..scheduler import scheduler as kube_scheduler
             components.append(asyncio.create_task(kube_scheduler.run(
                 server.component_kubeconfig("scheduler", "system:kube-scheduler"))))
+        if args.simulate_nodes:
+            from ..simulate.run import run as simulate
+            from ..simulate.simulator import SimulatorConfig
+            components.append(asyncio.create_task(simulate(
+                server.component_kubeconfig("simulator", "system:node:simulator"),
+                SimulatorConfig(nodes=args.simulate_nodes, metrics=True))))
         print(f"ketch: API server (Kubernetes v{schema.KUBERNETES_VERSION}) is serving on {config.url}", flush=True)
         print(f"ketch: point kubectl at it with:  export KUBECONFIG={kubeconfig}", flush=True)
         try:
@@ -171,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run no controllers in-process (run `ketch controller-manager` instead)")
     server.add_argument("--disable-scheduler", action="store_true",
                         help="run no scheduler in-process (run `ketch scheduler` instead)")
+    server.add_argument("--simulate-nodes", type=int, default=0, metavar="N",
+                        help="register N simulated nodes in-process (sim-0..), as `ketch simulate --metrics` "
+                             "does, so pods run as far as the API can tell (default 0)"),
     server.add_argument("--metrics-resolution", type=_duration, default=15.0, metavar="DURATION",
                         help="how often kubelets are scraped for metrics.k8s.io, e.g. 15s (default), 2s, 500ms")
     server.add_argument("--metrics-allow-remote-kubelets", action="store_true",

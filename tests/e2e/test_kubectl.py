@@ -229,3 +229,25 @@ def test_config_set_context_namespace(server, ns, tmp_path):
     run("config", "set-context", "--current", f"--namespace={ns}")
     run("create", "configmap", "in-ns", "--from-literal=a=b")
     assert run("get", "configmap", "in-ns", "-o", "jsonpath={.metadata.namespace}").stdout == ns
+
+
+def test_server_with_simulated_nodes_runs_the_book_rc(tmp_path):
+    """`ketch server --simulate-nodes N` (what `make up` runs): nodes register, the book's RC gets
+    Running pods spread over them, and `kubectl top` answers."""
+    from helpers.cluster import start_server
+    srv = start_server(tmp_path, ["--simulate-nodes", "2", "--metrics-resolution", "1s"])
+    try:
+        srv.kubectl("wait", "--for=condition=Ready", "node/sim-0", "node/sim-1", "--timeout=30s")
+        srv.kubectl("create", "-f", str(BOOK / "Chapter02/nodejs-controller.yaml"))
+        srv.kubectl("wait", "--for=condition=Ready", "pod", "-l", "name=node-js", "--timeout=30s")
+        pods = srv.kubectl_json("get", "pods", "-l", "name=node-js")["items"]
+        assert len(pods) == 3 and {p["spec"]["nodeName"] for p in pods} == {"sim-0", "sim-1"}
+        deadline = time.monotonic() + 30
+        while True:
+            top = srv.kubectl("top", "nodes", check=False)
+            if top.returncode == 0 and "sim-1" in top.stdout:
+                break
+            assert time.monotonic() < deadline, top.stderr
+            time.sleep(0.5)
+    finally:
+        srv.stop()
