@@ -477,6 +477,17 @@ def histogram(statuses: dict[str, Failure]) -> str:
     return ", ".join(sorted(f"{v} {k}" for k, v in counts.items()))
 
 
+def prefilter_error(num_nodes: int, message: str, preemption_policy: str) -> str:
+    """A PreFilter rejected the pod for every node: its message stands for the histogram; preemption
+    finds nothing to evict for it (the form upstream prints)."""
+    if preemption_policy == "Never":
+        post = "preemption: not eligible due to preemptionPolicy=Never."
+    else:
+        post = f"preemption: 0/{num_nodes} nodes are available: {num_nodes} No preemption victims found for " \
+               "incoming pod."
+    return f"0/{num_nodes} nodes are available: {message}. {post}."
+
+
 def fit_error(num_nodes: int, statuses: dict[str, Failure], post_filter_msg: str = "") -> str:
     """FitError.Error(): "0/N nodes are available: <sorted reason histogram>. <postfilter>."."""
     msg = f"0/{num_nodes} nodes are available:"

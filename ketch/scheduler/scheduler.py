@@ -67,6 +67,8 @@ class Scheduler:
         self.nodes = self.informers.informer("v1", "Node")
         self.services = self.informers.informer("v1", "Service")
         self.namespaces = self.informers.informer("v1", "Namespace")
+        self.claims = self.informers.informer("v1", "PersistentVolumeClaim")
+        self.classes = self.informers.informer("storage.k8s.io/v1", "StorageClass")
         self.services.add_index("namespace", lambda o: [o["metadata"].get("namespace", "")])
         self.recorder = recorder or EventRecorder(client, scheduler_name)
         self.cache = Cache()
@@ -81,6 +83,7 @@ class Scheduler:
         self.scheduled = 0
         self.pods.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_handlers(self._node_added, self._node_updated, self._node_deleted)
+        self.claims.add_handlers(lambda c: self.queue.move_all(), lambda o, c: self.queue.move_all())
 
     # ---- informer events -----------------------------------------------------------------------
 
@@ -234,6 +237,10 @@ class Scheduler:
         if not nodes:
             self._failed(pod, NO_NODES, cycle)
             return False
+        volume_problem = self._volume_prefilter(pod)
+        if volume_problem:
+            self._failed(pod, plugins.prefilter_error(len(nodes), volume_problem, p.preemption_policy), cycle)
+            return False
         state = self.framework.prefilter(p)
         feasible, statuses = self._find_nodes(state, nodes)
         if not feasible:
@@ -250,6 +257,27 @@ class Scheduler:
         self.queue.done(key)
         self._spawn(self._bind(pod, host.name))
         return True
+
+    def _volume_prefilter(self, pod: dict) -> str:
+        """VolumeBinding's PreFilter: every claim the pod uses must exist, and be bound unless its
+        class binds on first consumer (then binding follows the pod's placement)."""
+        ns = pod["metadata"].get("namespace", "")
+        for vol in (pod.get("spec") or {}).get("volumes") or ():
+            name = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            if not name:
+                continue
+            claim = self.claims.get(f"{ns}/{name}")
+            if claim is None:
+                return f'persistentvolumeclaim "{name}" not found'
+            if claim["metadata"].get("deletionTimestamp"):
+                return f'persistentvolumeclaim "{name}" is being deleted'
+            spec = claim.get("spec") or {}
+            if spec.get("volumeName"):
+                continue
+            sc = self.classes.get(spec.get("storageClassName") or "")
+            if not sc or sc.get("volumeBindingMode") != "WaitForFirstConsumer":
+                return "pod has unbound immediate PersistentVolumeClaims"
+        return ""
 
     def _find_nodes(self, state: plugins.CycleState, nodes: list) -> tuple[list, dict]:
         """Filter from where the last cycle stopped until enough feasible nodes are found."""

@@ -349,3 +349,16 @@ def test_restart_does_not_double_bind(cluster):
     for n in ("p0", "p1"):
         events = c.events(n, "Scheduled")
         assert len(events) == 1 and events[0]["count"] == 1
+
+
+def test_pod_with_missing_claim_waits_for_it(cluster):
+    node = cluster.node("a")
+    cluster.pod("db", volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}}])
+    cond = cluster.wait_unschedulable("db")
+    assert cond["message"] == ('0/1 nodes are available: persistentvolumeclaim "db-data" not found. preemption: '
+                               '0/1 nodes are available: 1 No preemption victims found for incoming pod..')
+    # A claim of the default (local-path, WaitForFirstConsumer) class lets the pod be placed.
+    cluster.req("POST", f"/api/v1/namespaces/{cluster.ns}/persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "db-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}, expect=201)
+    assert cluster.wait_bound("db")["db"] == node
