@@ -12,13 +12,24 @@ from helpers.cluster import Server, Simulator, start_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
-    """One API server for the whole session (tests use their own namespaces)."""
+def _session_cluster(tmp_path_factory) -> tuple[Server, Simulator]:
     srv = start_server(tmp_path_factory.mktemp("ketch"))
+    sim = None
     try:
-        yield srv
+        sim = Simulator(srv, nodes=3, name_prefix="sim-").start()
+        yield srv, sim
     finally:
+        if sim is not None:
+            sim.stop()
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server(_session_cluster) -> Server:
+    """One API server for the whole session (tests use their own namespaces). It always has three
+    simulated nodes, as a cluster has nodes: pods are scheduled and run unless a test keeps them
+    from it (a scheduler name nobody serves, a nodeSelector no node matches)."""
+    return _session_cluster[0]
 
 
 @pytest.fixture
@@ -32,14 +43,10 @@ def fresh_server(tmp_path) -> Server:
 
 
 @pytest.fixture(scope="session")
-def simulated_nodes(server) -> Simulator:
-    """Three simulated nodes, sim-0..sim-2 (zones sim-a..sim-c, 4 cpu, 16Gi, 110 pods), on the session
-    server: pods bound to them go Running and Ready at once (see ketch/simulate for annotations)."""
-    sim = Simulator(server, nodes=3, name_prefix="sim-").start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def simulated_nodes(_session_cluster) -> Simulator:
+    """The session server's three simulated nodes, sim-0..sim-2 (zones sim-a..sim-c, 4 cpu, 16Gi,
+    110 pods): pods bound to them go Running and Ready at once (see ketch/simulate for annotations)."""
+    return _session_cluster[1]
 
 
 @pytest.fixture

@@ -70,9 +70,9 @@ def test_core_workflow_every_kubectl(server, ns, version):
     assert proc.stdout.split()[:5] == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
     assert proc.stdout.split()[5:7] == ["node-js", "3"]
     no_warnings(proc)
-    # The replication controller makes the pods (no node runs them here, so none is ready).
-    k("wait", "--for=jsonpath={.status.replicas}=3", "rc/node-js", "--timeout=30s")
-    assert k("get", "rc", "node-js").stdout.split()[5:9] == ["node-js", "3", "3", "0"]
+    # The replication controller makes the pods and the (simulated) nodes run them.
+    k("wait", "--for=jsonpath={.status.readyReplicas}=3", "rc/node-js", "--timeout=30s")
+    assert k("get", "rc", "node-js").stdout.split()[5:9] == ["node-js", "3", "3", "3"]
     live = json.loads(k("get", "rc", "node-js", "-o", "json").stdout)
     assert live["spec"]["template"]["spec"]["restartPolicy"] == "Always"
     proc = k("apply", "-f", "-", input=DEPLOYMENT)

@@ -196,7 +196,8 @@ def test_secret_string_data_is_stored_base64(core, ns):
 
 
 def test_pod_defaults_and_delete(core, ns):
-    pod = client.V1Pod(metadata=meta("p"), spec=client.V1PodSpec(containers=[
+    # A node selector no node matches keeps the pod Pending, never bound.
+    pod = client.V1Pod(metadata=meta("p"), spec=client.V1PodSpec(node_selector={"no-such": "node"}, containers=[
         client.V1Container(name="web", image="nginx"),
         client.V1Container(name="tool", image="busybox:1.36", command=["sleep", "3600"])]))
     created = core.create_namespaced_pod(ns, pod)

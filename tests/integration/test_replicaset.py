@@ -109,16 +109,18 @@ def test_book_rc_creates_its_pods_with_events_and_status(server, api, ns):
         assert ref["controller"] is True and ref["blockOwnerDeletion"] is True
     status = wait_for(lambda: (s := rs_status(server, ns, "node-js", "rc")).get("observedGeneration") == 1
                       and s.get("replicas") == 3 and s, what="rc status")
-    assert status["fullyLabeledReplicas"] == 3 and "readyReplicas" not in status
+    assert status["fullyLabeledReplicas"] == 3
+    # The session's simulated nodes run the pods: the RC reports them ready, as the book shows.
+    wait_for(lambda: rs_status(server, ns, "node-js", "rc").get("readyReplicas") == 3, what="ready pods")
     out = server.kubectl("get", "rc", "node-js", "-n", ns).stdout.split("\n")[1].split()
-    assert out[:4] == ["node-js", "3", "3", "0"]
+    assert out[:4] == ["node-js", "3", "3", "3"]
     wait_for(lambda: len([e for e in events(api, ns, "node-js") if e["reason"] == "SuccessfulCreate"]) == 3,
              what="three SuccessfulCreate events")
     messages = sorted(e["message"] for e in events(api, ns, "node-js"))
     assert messages == sorted(f"Created pod: {p['metadata']['name']}" for p in created)
     assert {e["source"]["component"] for e in events(api, ns, "node-js")} == {"replication-controller"}
     described = server.kubectl("describe", "rc", "node-js", "-n", ns).stdout
-    assert "Pods Status:  0 Running / 3 Waiting / 0 Succeeded / 0 Failed" in described
+    assert "Pods Status:  3 Running / 0 Waiting / 0 Succeeded / 0 Failed" in described
     assert "SuccessfulCreate" in described
 
 
