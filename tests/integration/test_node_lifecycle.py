@@ -169,3 +169,29 @@ def test_cluster_cidr_used_up(tmp_path):
         _poll(lambda: _pod_cidrs(srv).get(left))
     finally:
         srv.stop()
+
+
+def test_pods_of_a_dead_node_are_replaced_on_the_others(cluster, simulator):
+    """The issue's promise: a node that stops renewing its Lease has its pods replaced elsewhere."""
+    fast = ["--lease-interval", "0.5"]
+    simulator(cluster, nodes=1, name_prefix="keep-", extra_args=fast)
+    dead = simulator(cluster, nodes=1, name_prefix="lost-", extra_args=fast)
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "web"},
+          "spec": {"replicas": 4, "selector": {"app": "web"}, "template": {
+              "metadata": {"labels": {"app": "web"}},
+              "spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                        "effect": "NoExecute", "tolerationSeconds": 1}],
+                       "containers": [{"name": "web", "image": "busybox:1.36"}]}}}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(rc))
+
+    def placement() -> dict[str, str]:
+        items = cluster.kubectl_json("get", "pods", "-l", "app=web")["items"]
+        return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in items
+                if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") == "Running"}
+    before = _poll(lambda: len(p := placement()) == 4 and p)
+    on_lost = {name for name, node in before.items() if node == "lost-0"}
+    assert on_lost, f"the spread put nothing on lost-0: {before}"
+
+    dead.kill9()
+    after = _poll(lambda: len(p := placement()) == 4 and set(p.values()) == {"keep-0"} and p, timeout=30)
+    assert not on_lost & set(after), "the lost node's pods were replaced by new ones"
