@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import ssl
 import subprocess
 import sys
@@ -72,12 +71,11 @@ class Cluster:
     def start(self, extra: list[str] | None = None) -> None:
         # The nodes are registered without kubelets renewing their Leases: keep the node lifecycle
         # controller from calling them unreachable (and tainting them) during the run.
-        os.environ["KETCH_NODE_MONITOR_GRACE_PERIOD"] = "3600"
-        os.environ["KETCH_NODE_STARTUP_GRACE_PERIOD"] = "3600"
+        grace = ["--node-monitor-grace-period", "3600s", "--node-startup-grace-period", "3600s"]
         self.proc = common.spawn([sys.executable, "-m", "ketch.cli.main", "server", "--data-dir",
                                   str(self.work / "data"), "--bind-address", "127.0.0.1", "--secure-port",
                                   str(self.port), "--write-kubeconfig", str(self.kubeconfig), "--disable-agent",
-                                  *(extra or [])], self.log)
+                                  *grace, *(extra or [])], self.log)
 
     def ssl(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -190,23 +188,35 @@ async def phase(c: Cluster, scheduler: str, plan: Plan, scheduler_pid: int = 0
         done = asyncio.Event()
 
         async def watch() -> None:
+            """Count bound pods from a watch; if the server ends the stream (a slow reader), list
+            once to catch up and watch again from there."""
             url = f"{c.base}/api/v1/namespaces/{ns}/pods"
-            params = {"watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true"}
-            async with http.get(url, params=params) as r:
-                buffer = b""
-                async for chunk in r.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if b'"nodeName"' not in line:
-                            continue
-                        ev = orjson.loads(line)
-                        obj = ev["object"]
-                        if obj.get("spec", {}).get("nodeName") and obj["metadata"]["name"] != "pod-99999":
-                            bound.add(obj["metadata"]["name"])
-                            if len(bound) >= pods:
-                                done.set()
-                                return
+            since = rv
+            while True:
+                params = {"watch": "true", "resourceVersion": since, "allowWatchBookmarks": "true"}
+                async with http.get(url, params=params) as r:
+                    buffer = b""
+                    async for chunk in r.content.iter_any():
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for line in lines:
+                            if b'"nodeName"' not in line:
+                                continue
+                            obj = orjson.loads(line)["object"]
+                            if obj.get("spec", {}).get("nodeName") and obj["metadata"]["name"] != "pod-99999":
+                                bound.add(obj["metadata"]["name"])
+                                if len(bound) >= pods:
+                                    done.set()
+                                    return
+                async with http.get(url) as r:
+                    listed = orjson.loads(await r.read())
+                since = listed["metadata"]["resourceVersion"]
+                for obj in listed["items"]:
+                    if obj["spec"].get("nodeName") and obj["metadata"]["name"] != "pod-99999":
+                        bound.add(obj["metadata"]["name"])
+                if len(bound) >= pods:
+                    done.set()
+                    return
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.2)
