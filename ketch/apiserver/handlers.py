@@ -594,6 +594,8 @@ async def watch(ctx: Context) -> web.StreamResponse:
             if ev.revision:
                 last_rv = str(ev.revision)
             pending = asyncio.ensure_future(events.__anext__())
+    except ConnectionResetError:
+        pass  # the client went away: the end of its watch, not an error
     finally:
         # Finish the generator's current step before closing it.
         pending.cancel()

@@ -355,7 +355,8 @@ class JobController(Controller):
     def _enqueue_for_pod(self, key: str, pod: dict) -> None:
         job = self.jobs.get(key)
         ref = podutil.controller_ref(pod)
-        if has_finalizer(pod) and (job is None or job["metadata"]["uid"] != ref.get("uid") or is_finished(job)):
+        if has_finalizer(pod) and (job is None or ref is None or job["metadata"]["uid"] != ref.get("uid")
+                                   or is_finished(job)):
             self.enqueue(("orphan", f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"))
         self.enqueue_batched(key, POD_BATCH_PERIOD)
 
