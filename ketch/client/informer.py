@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..api.errors import ApiError
-from .rest import ResourceClient
+from .rest import Client, ResourceClient
 
 log = logging.getLogger("ketch.client.informer")
 
@@ -222,3 +222,29 @@ class Informer:
                     fn(*args)
                 except Exception:  # noqa: BLE001 - one bad handler must not stop the informer
                     log.exception("informer handler %s failed", which)
+
+
+class SharedInformers:
+    """One informer per kind, shared by every component of a process (controllers, scheduler), so
+    each kind is listed and watched once."""
+
+    def __init__(self, client: Client, resync_period: float = 0.0):
+        self.client = client
+        self.resync_period = resync_period
+        self._informers: dict[tuple[str, str], Informer] = {}
+
+    def informer(self, api_version: str, kind: str) -> Informer:
+        key = (api_version, kind)
+        if key not in self._informers:
+            self._informers[key] = Informer(self.client.resource(api_version, kind), resync_period=self.resync_period)
+        return self._informers[key]
+
+    def start(self) -> None:
+        for inf in self._informers.values():
+            inf.start()
+
+    async def wait_synced(self) -> None:
+        await asyncio.gather(*(inf.synced.wait() for inf in self._informers.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(inf.stop() for inf in self._informers.values()))

@@ -9,12 +9,19 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import socket
+import uuid
 from typing import Awaitable, Callable
 
 from ..api.errors import ApiError
 from .rest import Client
 
 log = logging.getLogger("ketch.client.leader")
+
+
+def identity() -> str:
+    """A candidate's name, unique per process (upstream: hostname + "_" + a UUID)."""
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
 def _now() -> datetime.datetime:

@@ -21,40 +21,22 @@ import aiohttp
 
 from ..api import kinds
 from ..api.errors import ApiError
-from ..client.informer import Informer, object_key
+from ..client.informer import SharedInformers, object_key
 from ..client.rest import Client
 from ..client.workqueue import ShutDown, WorkQueue
-from .events import EventRecorder
+from ..client.events import EventRecorder
 from .options import ControllerOptions
 
 log = logging.getLogger("ketch.controllers")
 
 
-class InformerFactory:
-    """One informer per kind, shared by every controller of a process, and that process's
-    controller options (every controller reads them as `self.options`)."""
+class InformerFactory(SharedInformers):
+    """The shared informers of a controller-manager process, and its controller options (every
+    controller reads them as `self.options`)."""
 
     def __init__(self, client: Client, resync_period: float = 0.0, options: ControllerOptions | None = None):
-        self.client = client
-        self.resync_period = resync_period
+        super().__init__(client, resync_period)
         self.options = options or ControllerOptions()
-        self._informers: dict[tuple[str, str], Informer] = {}
-
-    def informer(self, api_version: str, kind: str) -> Informer:
-        key = (api_version, kind)
-        if key not in self._informers:
-            self._informers[key] = Informer(self.client.resource(api_version, kind), resync_period=self.resync_period)
-        return self._informers[key]
-
-    def start(self) -> None:
-        for inf in self._informers.values():
-            inf.start()
-
-    async def wait_synced(self) -> None:
-        await asyncio.gather(*(inf.synced.wait() for inf in self._informers.values()))
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(inf.stop() for inf in self._informers.values()))
 
 
 def namespace_index(obj: dict) -> list[str]:

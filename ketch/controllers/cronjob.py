@@ -20,7 +20,7 @@ from ..api.validation import go_quote
 from ..client.rest import Client
 from . import cron, podutil
 from .base import Controller, InformerFactory, owner_uid_index
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.cronjob")
 

@@ -22,10 +22,10 @@ import time
 from ..api import labels as labelsel
 from ..api.errors import ApiError
 from ..client.rest import Client
-from ..scheduler.podinfo import NodeSelectorTerm, tolerates
+from ..api.scheduling import NodeSelectorTerm, tolerates
 from . import history, podutil
 from .base import Controller, Expectations, InformerFactory, PodControl, owner_uid_index
-from .events import EventRecorder
+from ..client.events import EventRecorder
 from .replicaset import ORPHAN_INDEX, orphan_namespace_index
 
 log = logging.getLogger("ketch.controllers.daemonset")

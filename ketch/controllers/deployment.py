@@ -19,7 +19,7 @@ from ..client.rest import Client
 from . import deployutil as du
 from . import podutil
 from .base import Controller, InformerFactory, namespace_index, owner_uid_index
-from .events import EventRecorder
+from ..client.events import EventRecorder
 from .replicaset import NAMESPACE_INDEX, ORPHAN_INDEX, OWNER_INDEX, orphan_namespace_index
 
 log = logging.getLogger("ketch.controllers.deployment")

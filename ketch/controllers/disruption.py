@@ -21,7 +21,7 @@ from ..api.errors import ApiError
 from ..client.rest import Client
 from . import podutil
 from .base import Controller, InformerFactory, namespace_index, split_key
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 DELETION_TIMEOUT = datetime.timedelta(minutes=2)
 STALE_DISRUPTION_TIMEOUT = datetime.timedelta(minutes=2)

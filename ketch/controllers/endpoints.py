@@ -15,7 +15,7 @@ from .base import Controller, InformerFactory, namespace_index, split_key
 from .endpointutil import (NAMESPACE_INDEX, TRIGGER_TIME, TriggerTimeTracker, endpoint_labels, find_port,
                            is_headless, managed, pod_ipv4, pod_signature, selected_pods, services_for_pod,
                            should_be_endpoint, should_set_hostname, target_ref)
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.endpoints")
 MAX_CAPACITY = 1000

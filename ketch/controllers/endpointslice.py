@@ -22,7 +22,7 @@ from .base import Controller, InformerFactory, namespace_index, split_key
 from .endpointutil import (NAMESPACE_INDEX, TRIGGER_TIME, TriggerTimeTracker, endpoint_labels, find_port, managed,
                            pod_ipv4, pod_signature, selected_pods, services_for_pod, should_be_endpoint,
                            should_set_hostname, target_ref)
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 SERVICE_NAME = "kubernetes.io/service-name"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"

@@ -9,7 +9,7 @@ from .base import Controller, InformerFactory
 from .endpointslice import (MANAGED_BY, SERVICE_NAME, SLICE_INDEX, Group, SliceReconciler, endpoint_key, ports_key,
                             slice_index)
 from .endpointutil import TRIGGER_TIME, address_type, selector
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"
 SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"

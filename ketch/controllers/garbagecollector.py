@@ -25,7 +25,7 @@ from ..api.errors import ApiError
 from ..client.informer import Informer, object_key
 from ..client.rest import Client
 from .base import Controller, InformerFactory, owner_uid_index, stored_resources
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.garbagecollector")
 

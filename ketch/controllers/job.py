@@ -26,7 +26,7 @@ from ..api.errors import ApiError
 from ..client.rest import Client
 from . import podutil
 from .base import Controller, Expectations, InformerFactory, PodControl, namespace_index, owner_uid_index
-from .events import EventRecorder
+from ..client.events import EventRecorder
 from .replicaset import ORPHAN_INDEX, orphan_namespace_index
 
 log = logging.getLogger("ketch.controllers.job")

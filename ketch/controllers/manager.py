@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import uuid
 from pathlib import Path
 
 from ..client import kubeconfig
+from ..client import leader
 from ..client.leader import LeaderElector
 from ..client.rest import Client
 from .base import Controller, InformerFactory
@@ -22,7 +21,7 @@ from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
 from .endpointslicemirroring import EndpointSliceMirroringController
-from .events import EventRecorder
+from ..client.events import EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .namespace import NamespaceController
@@ -67,10 +66,6 @@ CONTROLLERS: dict[str, type[Controller]] = {
 }
 
 
-def identity() -> str:
-    return f"{socket.gethostname()}_{uuid.uuid4()}"
-
-
 async def run_controllers(client: Client, names: list[str] | None = None,
                           options: ControllerOptions | None = None) -> None:
     """Run the selected controllers (all by default) until cancelled."""
@@ -92,7 +87,7 @@ async def run(kubeconfig_path: Path, *, leader_elect: bool = False, names: list[
         if not leader_elect:
             await run_controllers(client, names, options)
             return
-        elector = LeaderElector(client, lease_name, "kube-system", identity())
+        elector = LeaderElector(client, lease_name, "kube-system", leader.identity())
         try:
             await elector.run(lambda: run_controllers(client, names, options))
         finally:

@@ -13,7 +13,7 @@ from ..api import kinds
 from ..api.errors import ApiError
 from ..client.rest import Client
 from .base import Controller, InformerFactory, stored_resources
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.namespace")
 FINALIZER = "kubernetes"

@@ -15,7 +15,7 @@ import logging
 from ..api.errors import ApiError
 from ..client.rest import Client
 from .base import Controller, InformerFactory
-from .events import NORMAL, EventRecorder
+from ..client.events import NORMAL, EventRecorder
 
 log = logging.getLogger("ketch.controllers.nodeipam")
 

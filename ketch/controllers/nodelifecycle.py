@@ -33,9 +33,9 @@ import time
 from ..api.errors import ApiError
 from ..client.informer import object_key
 from ..client.rest import Client
-from ..scheduler.podinfo import tolerates
+from ..api.scheduling import tolerates
 from .base import Controller, InformerFactory, split_key
-from .events import NORMAL, WARNING, EventRecorder
+from ..client.events import NORMAL, WARNING, EventRecorder
 from .podutil import parse_time
 
 log = logging.getLogger("ketch.controllers.nodelifecycle")

@@ -34,7 +34,7 @@ from ..api.quantity import parse_quantity
 from ..client.rest import Client
 from . import localpath
 from .base import Controller, InformerFactory
-from .events import NORMAL, WARNING, EventRecorder
+from ..client.events import NORMAL, WARNING, EventRecorder
 
 log = logging.getLogger("ketch.controllers.persistentvolume")
 

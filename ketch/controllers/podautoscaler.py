@@ -34,7 +34,7 @@ from ..api.errors import ApiError
 from ..api.quantity import DECIMAL_SI, Quantity, parse_quantity
 from ..client.rest import Client
 from .base import Controller, InformerFactory, namespace_index, split_key
-from .events import EventRecorder
+from ..client.events import EventRecorder
 from .podutil import condition, parse_time
 
 log = logging.getLogger("ketch.controllers.podautoscaler")

@@ -23,7 +23,7 @@ from ..client.informer import object_key
 from ..client.rest import Client
 from . import podutil
 from .base import Controller, Expectations, InformerFactory, PodControl, namespace_index, owner_uid_index
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.replicaset")
 

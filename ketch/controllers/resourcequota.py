@@ -21,7 +21,7 @@ from ..api import quota as q
 from ..client.informer import Informer
 from ..client.rest import Client
 from .base import Controller, InformerFactory, namespace_index, split_key
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.resourcequota")
 

@@ -24,7 +24,7 @@ from ..api.labels import selector_from_label_selector
 from ..client.rest import Client
 from . import history
 from .base import Controller, InformerFactory, namespace_index, owner_uid_index
-from .events import NORMAL, WARNING, EventRecorder
+from ..client.events import NORMAL, WARNING, EventRecorder
 from .podutil import (controller_ref, is_available, is_ready, is_terminating, now, owner_reference, pod_from_template,
                       ready_since)
 from .replicaset import ORPHAN_INDEX, orphan_namespace_index

@@ -13,7 +13,7 @@ from ..api.errors import ApiError
 from ..client.rest import Client
 from . import podutil
 from .base import Controller, InformerFactory, split_key
-from .events import EventRecorder
+from ..client.events import EventRecorder
 
 log = logging.getLogger("ketch.controllers.ttlafterfinished")
 

@@ -13,7 +13,7 @@ import copy
 from ..api.errors import ApiError
 from ..client.rest import Client
 from .base import Controller, InformerFactory, split_key
-from .events import EventRecorder
+from ..client.events import EventRecorder
 from .persistentvolume import CLAIM_INDEX, pod_claims
 from .podutil import TERMINAL_PHASES
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .cache import UNSCHEDULABLE_TAINT, Cache, NodeInfo
-from .podinfo import CPU, EPHEMERAL, HOSTNAME, MEMORY, AffinityTerm, PodInfo, SpreadConstraint, tolerates
+from ..api.scheduling import tolerates
+from .podinfo import CPU, EPHEMERAL, HOSTNAME, MEMORY, AffinityTerm, PodInfo, SpreadConstraint
 
 MAX_SCORE = 100
 

@@ -22,8 +22,8 @@ from ..api import labels as labelsel
 from ..api.errors import ApiError
 from ..client.informer import object_key
 from ..client.rest import Client
-from ..controllers.base import InformerFactory
-from ..controllers.events import EventRecorder
+from ..client.informer import SharedInformers
+from ..client.events import EventRecorder
 from . import plugins, preemption
 from .binder import Binder
 from .cache import Cache
@@ -62,7 +62,7 @@ class Scheduler:
                  scheduler_name: str = SCHEDULER_NAME, recorder: EventRecorder | None = None):
         self.client = client
         self.name = scheduler_name
-        self.informers = InformerFactory(client)
+        self.informers = SharedInformers(client)
         self.pods = self.informers.informer("v1", "Pod")
         self.nodes = self.informers.informer("v1", "Node")
         self.services = self.informers.informer("v1", "Service")
@@ -375,8 +375,7 @@ async def run_scheduler(client: Client, **options) -> None:
 async def run(kubeconfig_path, *, leader_elect: bool = False, lease_name: str = "kube-scheduler",  # noqa: ANN001
               **options) -> None:
     from ..client import kubeconfig
-    from ..client.leader import LeaderElector
-    from ..controllers.manager import identity
+    from ..client.leader import LeaderElector, identity
 
     client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT)
     try:

@@ -19,7 +19,7 @@ from ..api.errors import ApiError
 from ..client.informer import Informer, object_key
 from ..client.rest import Client
 from ..controllers.base import Controller, InformerFactory
-from ..controllers.events import EventRecorder
+from ..client.events import EventRecorder
 from ..controllers.podutil import TERMINAL_PHASES, parse_time
 from . import nodes as simnodes
 from . import pods as simpods

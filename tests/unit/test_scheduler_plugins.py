@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ketch.scheduler import plugins, preemption
 from ketch.scheduler.cache import Cache
-from ketch.scheduler.podinfo import pod_info, pod_requests, tolerates
+from ketch.api.scheduling import tolerates
+from ketch.scheduler.podinfo import pod_info, pod_requests
 
 
 def node(name: str, cpu: str = "2", memory: str = "4Gi", pods: int = 110, labels=None, taints=None,

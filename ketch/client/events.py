@@ -18,9 +18,9 @@ import time
 from collections import OrderedDict
 
 from ..api.errors import ApiError
-from ..client.rest import Client
+from .rest import Client
 
-log = logging.getLogger("ketch.controllers.events")
+log = logging.getLogger("ketch.client.events")
 
 NORMAL, WARNING = "Normal", "Warning"
 MAX_BACKLOG = 1000
