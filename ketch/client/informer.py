@@ -20,6 +20,7 @@ log = logging.getLogger("ketch.client.informer")
 
 Handler = Callable[..., None]
 IndexFn = Callable[[dict], "list[str] | tuple[str, ...]"]
+LIST_PAGE_SIZE = 500
 
 
 def object_key(obj: dict) -> str:
@@ -37,8 +38,10 @@ class Handlers:
 
 class Informer:
     def __init__(self, resource: ResourceClient, *, namespace: str | None = None, label_selector: str = "",
-                 field_selector: str = "", resync_period: float = 0.0, watch_timeout: int = 300):
+                 field_selector: str = "", resync_period: float = 0.0, watch_timeout: int = 300,
+                 transform: Callable[[dict], dict] | None = None):
         self.resource = resource
+        self.transform = transform  # applied to each object before it is cached and handed out
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -131,17 +134,26 @@ class Informer:
         return {"labelSelector": self.label_selector or None, "fieldSelector": self.field_selector or None}
 
     async def _list(self) -> None:
-        result = await self.resource.list(self.namespace, **self._params())
+        # In pages of LIST_PAGE_SIZE, as client-go's pager does: one snapshot (the continue token
+        # pins the revision) without holding the whole collection's JSON at once.
+        fresh: dict[str, dict] = {}
+        token = None
+        while True:
+            result = await self.resource.list(self.namespace, **self._params(), limit=LIST_PAGE_SIZE,
+                                              **({"continue": token} if token else {}))
+            for o in result.get("items", []):
+                o.setdefault("kind", self.resource.res.kind)
+                o.setdefault("apiVersion", self.resource.res.api_version)
+                fresh[object_key(o)] = self.transform(o) if self.transform is not None else o
+            token = result.get("metadata", {}).get("continue")
+            if not token:
+                break
         self.relists += 1
-        fresh = {object_key(o): o for o in result.get("items", [])}
         for key, old in list(self.cache.items()):
             if key not in fresh:
                 self._pop(key)
                 self._emit("on_delete", old)
         for key, obj in fresh.items():
-            # Items of a list carry no kind; fill them so handlers see complete objects.
-            obj.setdefault("kind", self.resource.res.kind)
-            obj.setdefault("apiVersion", self.resource.res.api_version)
             old = self._put(key, obj)
             if old is None:
                 self._emit("on_add", obj)
@@ -199,6 +211,8 @@ class Informer:
                 self._pop(key)
                 self._emit("on_delete", obj)
             else:
+                if self.transform is not None:
+                    obj = self.transform(obj)
                 old = self._put(key, obj)
                 if old is None:
                     self._emit("on_add", obj)
@@ -224,9 +238,17 @@ class Informer:
                     log.exception("informer handler %s failed", which)
 
 
+def strip_managed_fields(obj: dict) -> dict:
+    """client-go's TransformStripManagedFields: no component but the API server reads
+    managedFields, and they are often the larger part of an object."""
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
 class SharedInformers:
     """One informer per kind, shared by every component of a process (controllers, scheduler), so
-    each kind is listed and watched once."""
+    each kind is listed and watched once. Cached objects carry no managedFields, as upstream's
+    controller manager and scheduler drop them."""
 
     def __init__(self, client: Client, resync_period: float = 0.0):
         self.client = client
@@ -236,7 +258,8 @@ class SharedInformers:
     def informer(self, api_version: str, kind: str) -> Informer:
         key = (api_version, kind)
         if key not in self._informers:
-            self._informers[key] = Informer(self.client.resource(api_version, kind), resync_period=self.resync_period)
+            self._informers[key] = Informer(self.client.resource(api_version, kind), resync_period=self.resync_period,
+                                            transform=strip_managed_fields)
         return self._informers[key]
 
     def start(self) -> None:

@@ -91,6 +91,8 @@ class _PagedTrimmed:
         self.resource, self.res, self.trim, self.keep = resource, resource.res, trim, keep
 
     async def list(self, namespace=None, **params) -> dict:
+        params.pop("limit", None)      # the informer's own paging: this one pages and trims instead
+        params.pop("continue", None)
         items: list[dict] = []
         first_rv, token = None, None
         while True:
