@@ -15,7 +15,7 @@ import time
 import pytest
 import yaml
 
-from helpers.cluster import BOOK, unique
+from helpers.cluster import BOOK, unique, wait_for
 from helpers.kubectl import kubectl_135
 
 NEVER_READY = {"ketch.io/simulate-ready-after": "1h"}
@@ -37,17 +37,6 @@ def kubectl(request) -> str:
     if path is None:
         pytest.skip("kubectl 1.35 unavailable")
     return path
-
-
-def wait_for(fn, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {value!r}")
 
 
 def get(server, ns: str, *what: str) -> dict:

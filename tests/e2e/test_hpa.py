@@ -4,12 +4,14 @@ second, HPAs synced every second; load is the pods' ketch.io/simulate-cpu annota
 5-3 (a Deployment, autoscaling/v1 with `apiVersion: v1` in its target) are used verbatim."""
 from __future__ import annotations
 
+import functools
 import json
-import time
 
 import pytest
-from helpers.cluster import BOOK, Simulator, start_server, unique
+from helpers.cluster import BOOK, Simulator, start_server, unique, wait_for
 from helpers.kubectl import kubectl_135
+
+poll = functools.partial(wait_for, interval=0.3)  # kubectl-heavy polls: not too often
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +34,6 @@ def ns(cluster):
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def poll(fn, timeout: float = 30.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def hpa_of(cluster, ns: str, name: str) -> dict:

@@ -102,6 +102,18 @@ def start_server(base: Path, extra_args: list[str] | None = None) -> Server:
     return srv
 
 
+def wait_for(fn, timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
+    """Poll `fn` until it returns something truthy and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
+        time.sleep(interval)
+
+
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

@@ -4,24 +4,16 @@ if the controller had been down) makes it fire without waiting for the clock; on
 for a real minute boundary."""
 from __future__ import annotations
 
+import functools
 import datetime
 import json
 import time
 
 import pytest
-from helpers.cluster import BOOK, unique
+from helpers.cluster import BOOK, unique, wait_for
 from helpers.http import Api
 
-
-def poll(fn, timeout=15.0, interval=0.1):
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < timeout:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out; last value: {last!r}")
+poll = functools.partial(wait_for, interval=0.1)  # kubectl-heavy polls: not too often
 
 
 def ago(**kw) -> str:

@@ -2,23 +2,15 @@
 placed by the scheduler through a metadata.name node affinity, rolled out node by node."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 import pytest
-from helpers.cluster import BOOK, Simulator, start_server, unique
+from helpers.cluster import BOOK, Simulator, start_server, unique, wait_for
 from helpers.http import Api
 
-
-def poll(fn, timeout=20.0, interval=0.1):
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < timeout:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out; last value: {last!r}")
+poll = functools.partial(wait_for, interval=0.1)  # kubectl-heavy polls: not too often
 
 
 @pytest.fixture(scope="module")

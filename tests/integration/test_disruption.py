@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers.cluster import unique
+from helpers.cluster import unique, wait_for
 from helpers.http import Api
 
 MERGE = "application/merge-patch+json"
@@ -28,17 +28,6 @@ def ns(api):
     assert status == 201, body
     yield name
     api.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
-def wait_for(fn, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {fn()!r}")
-        time.sleep(0.05)
 
 
 def running_pod(api, ns: str, name: str, labels: dict, ready: bool = True, owners: list | None = None) -> dict:

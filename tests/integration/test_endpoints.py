@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from helpers.cluster import BOOK, unique
+from helpers.cluster import BOOK, unique, wait_for
 from helpers.http import Api
 
 MERGE = "application/merge-patch+json"
@@ -40,17 +40,6 @@ def node(api):
     assert status == 201, body
     yield name
     api.request("DELETE", f"/api/v1/nodes/{name}")
-
-
-def wait_for(fn, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {fn()!r}")
-        time.sleep(0.05)
 
 
 def make_pod(api, ns: str, name: str, labels: dict, node: str | None, ip: str | None, ready: bool,

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from helpers.cluster import ROOT, start_server, unique
+from helpers.cluster import ROOT, start_server, unique, wait_for
 from helpers.http import Api
 
 
@@ -32,17 +32,6 @@ def ns(api):
     assert status == 201, body
     yield name
     api.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
-def wait_for(fn, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def pod(name: str, labels: dict, owners: list[dict] | None = None) -> dict:

@@ -11,20 +11,10 @@ import time
 import pytest
 import yaml
 from helpers.cluster import BOOK, start_server, unique
+from helpers.cluster import wait_for as poll
 from helpers.http import Api
 
 TRACKING = "batch.kubernetes.io/job-tracking"
-
-
-def poll(fn, timeout=15.0, interval=0.05):
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < timeout:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out; last value: {last!r}")
 
 
 class Jobs:
@@ -111,7 +101,7 @@ def test_book_job_runs_to_completion(server, jobs):
     assert TRACKING in pod["metadata"]["finalizers"]
     ref = pod["metadata"]["ownerReferences"][0]
     assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("Job", "long-task", uid, True)
-    status = poll(lambda: jobs.job("long-task")["status"].get("active") == 1 and jobs.job("long-task")["status"])
+    status = poll(lambda: jobs.job("long-task").get("status", {}).get("active") == 1 and jobs.job("long-task")["status"])
     assert status["ready"] == 0 and status["startTime"] and status["uncountedTerminatedPods"] == {}
 
     jobs.finish(pod)
@@ -151,7 +141,7 @@ def test_work_queue_job_completes_when_one_succeeds_and_none_active(jobs):
     assert jobs.job("queue")["spec"].get("completions") is None
     a, b = poll(lambda: len(p := jobs.live_pods("queue")) == 2 and p)
     jobs.finish(a)
-    poll(lambda: jobs.job("queue")["status"].get("succeeded") == 1)
+    poll(lambda: jobs.job("queue").get("status", {}).get("succeeded") == 1)
     time.sleep(0.3)
     assert jobs.conditions("queue") == [] and len(jobs.pods("queue")) == 2  # no new pod after a success
     jobs.finish(b)
@@ -201,7 +191,7 @@ def test_indexed_job(jobs):
     assert sorted(by_index) == [0, 1, 2]
     jobs.finish(by_index[0])
     jobs.finish(by_index[2])
-    poll(lambda: jobs.job("idx")["status"].get("completedIndexes") == "0,2")
+    poll(lambda: jobs.job("idx").get("status", {}).get("completedIndexes") == "0,2")
     jobs.finish(by_index[1])
     poll(lambda: ("Complete", "True", "CompletionsReached") in jobs.conditions("idx"))
     status = jobs.job("idx")["status"]
@@ -340,7 +330,7 @@ def test_counts_survive_a_control_plane_crash(tmp_path):
         srv.kill9()
         srv.start()
         jobs.finish(pods[2])
-        poll(lambda: jobs.job("durable")["status"].get("succeeded") == 2)
+        poll(lambda: jobs.job("durable").get("status", {}).get("succeeded") == 2)
         jobs.finish(pods[3])
         # One more pod replaces the failed one (after the back-off), then the Job completes.
         new = poll(lambda: [p for p in jobs.live_pods("durable")], timeout=30)
@@ -368,7 +358,7 @@ def test_manual_selector_adopts_orphans(jobs):
         refs = pod["metadata"].get("ownerReferences") or []
         return refs and refs[0]["name"] == "manual" and TRACKING in pod["metadata"].get("finalizers", []) and pod
     pod = poll(adopted)
-    poll(lambda: jobs.job("manual")["status"].get("active") == 1)
+    poll(lambda: jobs.job("manual").get("status", {}).get("active") == 1)
 
     def live_names():
         code, body, _ = jobs.api.request("GET", f"/api/v1/namespaces/{jobs.ns}/pods?labelSelector=app%3Dmanual")
@@ -394,9 +384,9 @@ def test_backoff_limit_per_index(tmp_path):
         jobs.finish(first, "Failed", 1)
         second = poll(lambda: pod_for(1))[0]  # the index gets another try, carrying its failure count
         assert second["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] == "1"
-        poll(lambda: jobs.job("perindex")["status"].get("failed") == 1)
+        poll(lambda: jobs.job("perindex").get("status", {}).get("failed") == 1)
         jobs.finish(second, "Failed", 1)
-        poll(lambda: jobs.job("perindex")["status"].get("failedIndexes") == "1")
+        poll(lambda: jobs.job("perindex").get("status", {}).get("failedIndexes") == "1")
         time.sleep(0.8)
         assert pod_for(1) == []  # a failed index is not retried
         jobs.finish(pod_for(0)[0])

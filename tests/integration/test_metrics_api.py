@@ -2,12 +2,14 @@
 (`kubectl top`, 1.32 and 1.35) and over the raw API."""
 from __future__ import annotations
 
+import functools
 import json
-import time
 
 import pytest
-from helpers.cluster import Simulator, start_server, unique
+from helpers.cluster import Simulator, start_server, unique, wait_for
 from helpers.kubectl import kubectl_135
+
+poll = functools.partial(wait_for, interval=0.3)  # kubectl-heavy polls: not too often
 
 NODES = ["m-0", "m-1"]
 
@@ -22,16 +24,6 @@ def cluster(tmp_path_factory):
     finally:
         sim.stop()
         srv.stop()
-
-
-def poll(fn, timeout: float = 20.0, interval: float = 0.3):
-    """fn() until it returns something truthy; its last value otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def _rows(output: str) -> dict[str, list[str]]:

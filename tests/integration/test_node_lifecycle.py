@@ -1,22 +1,14 @@
 """The node lifecycle and taint-eviction controllers against simulated nodes that die and come back."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 import pytest
-from helpers.cluster import start_server
+from helpers.cluster import start_server, wait_for
 
-
-def _poll(fn, timeout: float = 20.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
-        time.sleep(interval)
+_poll = functools.partial(wait_for, interval=0.2)  # kubectl-heavy polls: not too often
 
 
 @pytest.fixture

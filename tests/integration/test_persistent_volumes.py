@@ -8,18 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cluster import BOOK, unique
-
-
-def wait_for(fn, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out; last value: {last!r}")
+from helpers.cluster import BOOK, unique, wait_for
 
 
 @pytest.fixture

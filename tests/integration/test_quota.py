@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import pytest
 import yaml
 
-from helpers.cluster import BOOK, unique
+from helpers.cluster import BOOK, unique, wait_for
 from helpers.http import Api
 
 
@@ -28,17 +27,6 @@ def ns(server, api):
     server.kubectl("create", "namespace", name)
     yield name
     api.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
-def wait_for(fn, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {value!r}")
-        time.sleep(0.05)
 
 
 def pod(name: str, **resources) -> dict:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers.cluster import BOOK, unique
+from helpers.cluster import BOOK, unique, wait_for
 from helpers.http import Api
 
 
@@ -28,17 +28,6 @@ def ns(server, api):
     server.kubectl("create", "namespace", name)
     yield name
     api.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
-def wait_for(fn, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {value!r}")
-        time.sleep(0.05)
 
 
 def now() -> str:

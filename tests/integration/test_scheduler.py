@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from helpers.cluster import BOOK, ROOT, start_server, unique
+from helpers.cluster import wait_for as wait
 from helpers.http import Api
 
 TIMEOUT = 30.0
@@ -107,17 +107,6 @@ class Cluster:
         for n in self.nodes:
             self.api.request("DELETE", f"/api/v1/nodes/{n}")
         self.api.request("DELETE", f"/api/v1/namespaces/{self.ns}")
-
-
-def wait(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

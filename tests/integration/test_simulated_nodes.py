@@ -1,22 +1,14 @@
 """`ketch simulate`: simulated nodes register as a kubelet would, and play the kubelet for their pods."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 import pytest
-from helpers.cluster import unique
+from helpers.cluster import unique, wait_for
 
-
-def _poll(fn, timeout: float = 15.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
-        time.sleep(interval)
+_poll = functools.partial(wait_for, interval=0.1)  # kubectl-heavy polls: not too often
 
 
 @pytest.fixture

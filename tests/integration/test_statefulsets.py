@@ -9,19 +9,8 @@ import time
 
 import pytest
 
-from helpers.cluster import BOOK, unique
+from helpers.cluster import BOOK, unique, wait_for
 from helpers.http import Api
-
-
-def wait_for(fn, timeout: float = 30.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out; last value: {last!r}")
 
 
 @pytest.fixture(scope="module")
