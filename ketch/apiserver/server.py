@@ -230,14 +230,24 @@ class APIServer:
                                   "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
                      "subsets": [{"addresses": [{"ip": host}],
                                   "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]}]}
+        port = {"name": "https", "port": self.config.secure_port, "protocol": "TCP"}
+        endpoint_slice = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                          "metadata": {"name": "kubernetes", "namespace": "default",
+                                       "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                          "addressType": "IPv4", "ports": [port],
+                          "endpoints": [{"addresses": [host], "conditions": {"ready": True}}]}
         # Written as the apiserver's endpoint reconciler does, trusted: on a loopback-only server the
         # address is loopback, which validation rejects for user-written Endpoints.
-        current = await reg.get_or_none(ep_res, "default", "kubernetes")
-        if current is None:
-            await reg.create(ep_res, endpoints, trusted=True)
-        elif current.get("subsets") != endpoints["subsets"]:
-            await reg.update(ep_res, "default", "kubernetes",
-                             lambda cur: {**cur, "subsets": endpoints["subsets"]}, trusted=True)
+        for res, obj, fields in ((ep_res, endpoints, ("subsets",)),
+                                 (kinds.lookup("discovery.k8s.io", "v1", "endpointslices"), endpoint_slice,
+                                  ("addressType", "ports", "endpoints"))):
+            current = await reg.get_or_none(res, "default", "kubernetes")
+            if current is None:
+                await reg.create(res, obj, trusted=True)
+            elif any(current.get(f) != obj[f] for f in fields):
+                await reg.update(res, "default", "kubernetes",
+                                 lambda cur, obj=obj, fields=fields: {**cur, **{f: obj[f] for f in fields}},
+                                 trusted=True)
 
     async def _compactor(self) -> None:
         """Compact history periodically, keeping recent revisions for watchers and paging."""

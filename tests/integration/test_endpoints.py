@@ -247,6 +247,10 @@ def test_the_kubernetes_service_is_left_to_the_apiserver(server, api):
     ep = get(api, "/api/v1/namespaces/default/endpoints/kubernetes")
     assert ep["subsets"][0]["ports"][0]["port"] == server.port
     assert not slices(api, "default", "kubernetes", "endpointslicemirroring-controller.k8s.io")
+    # The apiserver writes the service's EndpointSlice too, as upstream's endpoint reconciler does.
+    eps = get(api, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+    assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+    assert eps["ports"][0]["port"] == server.port and eps["endpoints"][0]["addresses"] == ["127.0.0.1"]
 
 
 def test_deployment_and_service_on_simulated_nodes(server, api, ns, simulated_nodes):
