@@ -425,7 +425,10 @@ class Registry:
             policy = opts.propagation_policy
             if opts.orphan_dependents is not None and policy is None:
                 policy = "Orphan" if opts.orphan_dependents else "Background"
-            if policy is None and not finalizers_pending(obj):
+            if policy is not None:
+                # An explicit policy replaces an earlier one, as upstream's deletion finalizers do.
+                finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
+            elif not finalizers_pending(obj):
                 policy = strategy.default_propagation(res)
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
@@ -433,6 +436,8 @@ class Registry:
                 finalizers.append("orphan")
             if finalizers:
                 umeta["finalizers"] = finalizers
+            else:
+                umeta.pop("finalizers", None)
             graceful = strategy.deletes_gracefully(res, obj)
             grace = strategy.pod_grace_period(obj, opts.grace_period_seconds) if graceful else 0
             namespace_terminating = res.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers")

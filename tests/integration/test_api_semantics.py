@@ -261,3 +261,18 @@ def test_daemonset_template_generation_counts_template_changes(api, ns):
     _, changed, _ = api.request("PATCH", f"{path}/d", {"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}},
                                 content_type=merge)
     assert changed["metadata"]["annotations"][key] == "2"
+
+
+def test_a_second_delete_with_another_policy_replaces_the_gc_finalizer(api, ns):
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    body = cm("held")
+    body["metadata"]["finalizers"] = ["test.ketch.io/hold"]
+    assert api.request("POST", path, body)[0] == 201
+    status, first, _ = api.request("DELETE", f"{path}/held", {"propagationPolicy": "Orphan"})
+    assert status == 200 and "orphan" in first["metadata"]["finalizers"]
+    status, second, _ = api.request("DELETE", f"{path}/held", {"propagationPolicy": "Foreground"})
+    assert status == 200
+    assert "foregroundDeletion" in second["metadata"]["finalizers"]
+    assert "orphan" not in second["metadata"]["finalizers"] and "test.ketch.io/hold" in second["metadata"]["finalizers"]
+    api.request("PATCH", f"{path}/held", {"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json")
