@@ -5,6 +5,7 @@ Every process started here is recorded and killed by PID on exit, whatever the w
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import shutil
@@ -47,6 +48,31 @@ def spawn(argv: list[str], log_path: Path, cwd: Path = ROOT) -> subprocess.Popen
                                 stdin=subprocess.DEVNULL)
     _children.append(proc)
     return proc
+
+
+def start_server(work: Path, *extra: str, timeout: float = 30.0) -> tuple[subprocess.Popen, Path]:
+    """`ketch server` on SERVER_CPU with its data under `work`; returns it and its kubeconfig once
+    the kubeconfig is written."""
+    cfg = work / "kubeconfig.yaml"
+    proc = spawn([sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(work / "data"),
+                  "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
+                  "--write-kubeconfig", str(cfg), "--disable-agent", *extra], work / "server.log")
+    deadline = time.monotonic() + timeout
+    while not cfg.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"server did not start:\n{log_tail(work / 'server.log')}")
+        time.sleep(0.05)
+    return proc, cfg
+
+
+async def in_flight(n: int, fn, concurrency: int = 32) -> None:
+    """`await fn(i)` for i in range(n), `concurrency` at a time."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await fn(i)
+    await asyncio.gather(*(one(i) for i in range(n)))
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -26,32 +26,8 @@ from bench._common import Figure  # noqa: E402
 from ketch.client import kubeconfig  # noqa: E402
 from ketch.client.rest import Client  # noqa: E402
 
-CONCURRENCY = 32
 NODES = 100
 PER_SET = 100
-
-
-def start_server(work: Path) -> tuple[subprocess.Popen, Path]:
-    cfg = work / "kubeconfig.yaml"
-    proc = common.spawn([sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(work / "data"),
-                         "--bind-address", "127.0.0.1", "--secure-port", str(common.free_port()),
-                         "--write-kubeconfig", str(cfg), "--disable-agent", "--disable-controller-manager",
-                         "--disable-scheduler"], work / "server.log")
-    deadline = time.monotonic() + 30
-    while not cfg.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"server did not start:\n{common.log_tail(work / 'server.log')}")
-        time.sleep(0.05)
-    return proc, cfg
-
-
-async def in_flight(n: int, fn) -> None:
-    sem = asyncio.Semaphore(CONCURRENCY)
-
-    async def one(i: int) -> None:
-        async with sem:
-            await fn(i)
-    await asyncio.gather(*(one(i) for i in range(n)))
 
 
 async def populate(client: Client, n: int) -> None:
@@ -63,7 +39,7 @@ async def populate(client: Client, n: int) -> None:
                              "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
                              "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
         await nodes.update_status(created)
-    await in_flight(NODES, node)
+    await common.in_flight(NODES, node)
     sets = client.resource("apps/v1", "ReplicaSet", "default")
     owners = []
     for s in range(max(1, n // PER_SET)):
@@ -83,7 +59,7 @@ async def populate(client: Client, n: int) -> None:
                                                 "controller": True, "blockOwnerDeletion": True}]
         body["spec"]["nodeName"] = f"n{i % NODES}"
         await pods.create(body)
-    await in_flight(n, pod)
+    await common.in_flight(n, pod)
 
 
 def settle(procs: dict[str, subprocess.Popen], quiet_for: float = 3.0, timeout: float = 300.0) -> None:
@@ -123,7 +99,7 @@ async def main_async(n: int) -> int:
     common.pin_self_to_load_cpu()
     figures = []
     work = common.temp_dir("ketch-bench-cpmem-")
-    proc, cfg = start_server(work)
+    proc, cfg = common.start_server(work, "--disable-controller-manager", "--disable-scheduler")
     try:
         empty = measure(work, cfg, "empty")
         async with Client(kubeconfig.load(cfg), user_agent="bench-cpmem") as client:

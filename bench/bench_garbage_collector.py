@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,28 +29,6 @@ from ketch.client.rest import Client  # noqa: E402
 CONCURRENCY = 32
 
 
-def start_server(work: Path) -> tuple[subprocess.Popen, Path]:
-    cfg = work / "kubeconfig.yaml"
-    proc = common.spawn([sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(work / "data"),
-                         "--bind-address", "127.0.0.1", "--secure-port", str(common.free_port()),
-                         "--write-kubeconfig", str(cfg), "--disable-agent"], work / "server.log")
-    deadline = time.monotonic() + 30
-    while not cfg.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"server did not start:\n{common.log_tail(work / 'server.log')}")
-        time.sleep(0.05)
-    return proc, cfg
-
-
-async def in_flight(n: int, fn) -> None:
-    sem = asyncio.Semaphore(CONCURRENCY)
-
-    async def one(i: int) -> None:
-        async with sem:
-            await fn(i)
-    await asyncio.gather(*(one(i) for i in range(n)))
-
-
 async def make_pods(client: Client, ns: str, n: int, owner: dict | None) -> None:
     pods = client.resource("v1", "Pod", ns)
     meta_extra = {"ownerReferences": [owner]} if owner else {}
@@ -59,7 +36,7 @@ async def make_pods(client: Client, ns: str, n: int, owner: dict | None) -> None
     async def create(i: int) -> None:
         await pods.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}", **meta_extra},
                            "spec": {"schedulerName": "none", "containers": [{"name": "c", "image": "busybox"}]}})
-    await in_flight(n, create)
+    await common.in_flight(n, create, CONCURRENCY)
 
 
 async def until_no_pods(client: Client, ns: str) -> None:
@@ -79,7 +56,7 @@ async def until_no_pods(client: Client, ns: str) -> None:
 async def main_async(n: int) -> int:
     common.pin_self_to_load_cpu()
     work = common.temp_dir("ketch-bench-gc-")
-    proc, cfg = start_server(work)
+    proc, cfg = common.start_server(work)
     figures = []
     async with Client(kubeconfig.load(cfg), user_agent="bench-gc") as client:
         namespaces = client.resource("v1", "Namespace")
@@ -90,7 +67,7 @@ async def main_async(n: int) -> int:
         pods = client.resource("v1", "Pod", "bench-direct")
         t0 = time.monotonic()
         with CpuMeter(proc.pid) as meter:
-            await in_flight(n, lambda i: pods.delete(f"p{i}"))
+            await common.in_flight(n, lambda i: pods.delete(f"p{i}"), CONCURRENCY)
             await until_no_pods(client, "bench-direct")
         t_direct = time.monotonic() - t0
         print(f"  direct       {n} pods deleted by the script in {t_direct:5.1f}s; {meter}", flush=True)
