@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from helpers.cluster import ROOT, start_server
+from helpers.cluster import ROOT, ManagedProcess, start_server
 
 REPLICAS = 200
 
 
-class Component:
+class Component(ManagedProcess):
     """`ketch controller-manager` or `ketch scheduler` as a process of its own."""
 
     def __init__(self, server, command: str):
@@ -29,22 +29,6 @@ class Component:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ketch.cli.main", self.command, "--kubeconfig", str(self.server.kubeconfig),
              "--no-leader-elect"], stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def kill9(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 @pytest.fixture

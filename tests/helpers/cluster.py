@@ -24,8 +24,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ManagedProcess:
+    """What every `ketch` process a test starts shares: its log, a clean stop (SIGTERM, then
+    SIGKILL after 10 s) and a crash (kill -9), each of this PID only. Subclasses set `proc` and
+    `log_path`."""
+
+    proc: subprocess.Popen | None
+    log_path: Path | None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self) -> None:
+        """Die as a crashed process does (a simulator's leases stop being renewed, its nodes stay)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
 @dataclass
-class Server:
+class Server(ManagedProcess):
     data_dir: Path
     port: int
     kubeconfig: Path
@@ -61,25 +90,6 @@ class Server:
                 pass
             time.sleep(0.02)
         raise RuntimeError(f"ketch server not ready after {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path and self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def kill9(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
     def kubectl(self, *args: str, kubectl: str = "/usr/bin/kubectl", input: str | None = None,
                 check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -119,7 +129,7 @@ def unique(prefix: str = "t") -> str:
 
 
 @dataclass
-class Simulator:
+class Simulator(ManagedProcess):
     """A `ketch simulate` process registering simulated nodes (PREFIX0..PREFIXn-1) on a Server."""
     server: Server
     nodes: int = 3
@@ -158,22 +168,3 @@ class Simulator:
             time.sleep(0.1)
         raise RuntimeError(f"simulated nodes not Ready after {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path and self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def kill9(self) -> None:
-        """Die as a crashed kubelet would: leases stop being renewed, nodes stay."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
