@@ -1,0 +1,1 @@
+"""The node agent: kubelet, container runtime, volumes, probes and streaming."""
