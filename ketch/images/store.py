@@ -1,0 +1,422 @@
+"""The machine's content-addressed OCI image store, shared by every agent and `ketch image`.
+
+Layout under the root (`<data-dir>/images`):
+  blobs/sha256/<hex>    manifests, configs and layer blobs as a registry serves them
+  layers/<hex>          each layer unpacked once, keyed by its diff id, ready as an overlay lowerdir
+  index.json            image records: id (config digest), manifest digest, layers, names
+  used/<hex>            touched when a container root is mounted: the image GC's "last used"
+  tmp/                  downloads and unpacking in progress (same filesystem, so renames are atomic)
+  lock                  flock held while the index or the set of layers changes
+Every write lands in tmp/ first and is renamed into place, so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import layers, reference
+from .errors import ImageError, ImageNotFound
+
+if TYPE_CHECKING:
+    from .registry import Progress
+
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+@dataclass
+class Image:
+    id: str                       # "sha256:<config digest>"
+    repo_tags: list[str]          # normalised: docker.io/library/busybox:latest
+    repo_digests: list[str]       # docker.io/library/busybox@sha256:<manifest digest>
+    config: dict[str, Any]        # the OCI config's `config`: Env, Entrypoint, Cmd, WorkingDir, User, ...
+    layer_dirs: list[Path]        # unpacked layers, lowest first
+    size: int                     # bytes of the manifest's config and layer blobs
+    manifest_digest: str = ""
+    created: str = ""             # RFC 3339, from the image config
+    diff_ids: list[str] = field(default_factory=list)
+    spec: dict[str, Any] = field(default_factory=dict)  # the whole image config (for inspect)
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _hex(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or not reference.is_sha256_digest(digest):
+        raise ImageError(f"unsupported digest {digest!r}")
+    return hexpart
+
+
+def canonical_json(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_MNT_DETACH = 2
+
+
+def _mount_overlay(target: Path, options: str) -> None:
+    if _libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise ImageError(f"mount overlay on {target}: {os.strerror(err)}")
+
+
+class ImageStore:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        for sub in ("blobs/sha256", "layers", "used", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._empty_layer = self.root / "layers" / "empty"
+        self._empty_layer.mkdir(exist_ok=True)
+        self._index_path = self.root / "index.json"
+        self._cache: tuple[float, int, dict[str, Any]] | None = None
+
+    # ---- locking and the index --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise changes to the index and the layer set across processes on this machine."""
+        with open(self.root / "lock", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            st = self._index_path.stat()
+        except FileNotFoundError:
+            return {"images": {}}
+        if self._cache and self._cache[:2] == (st.st_mtime, st.st_size):
+            return self._cache[2]
+        data = orjson.loads(self._index_path.read_bytes())
+        self._cache = (st.st_mtime, st.st_size, data)
+        return data
+
+    def _write_index(self, data: dict[str, Any]) -> None:
+        self._write_atomic(self._index_path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        self._cache = None
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    # ---- blobs ------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / _hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).exists()
+
+    def read_blob(self, digest: str) -> bytes:
+        try:
+            return self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise ImageNotFound(f"blob {digest} not found") from None
+
+    def temp_path(self, prefix: str = "tmp-") -> Path:
+        """A fresh name under tmp/ for a download or an unpacking in progress (caller removes it)."""
+        fd, path = tempfile.mkstemp(dir=self.root / "tmp", prefix=prefix)
+        os.close(fd)
+        return Path(path)
+
+    def put_blob_bytes(self, data: bytes, expected: str | None = None) -> str:
+        digest = sha256_bytes(data)
+        if expected and expected != digest:
+            raise ImageError(f"digest mismatch: expected {expected}, got {digest}")
+        if not self.has_blob(digest):
+            self._write_atomic(self.blob_path(digest), data)
+        return digest
+
+    def put_blob_file(self, path: Path, expected: str | None = None, move: bool = False) -> str:
+        """Add the file at `path` as a blob, verifying `expected`; `move` renames it (it must be
+        under tmp/), else it is copied."""
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+        digest = "sha256:" + sha.hexdigest()
+        if expected and expected != digest:
+            raise ImageError(f"digest mismatch: expected {expected}, got {digest}")
+        if self.has_blob(digest):
+            if move:
+                os.unlink(path)
+            return digest
+        if move:
+            os.replace(path, self.blob_path(digest))
+        else:
+            tmp = self.temp_path()
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, self.blob_path(digest))
+        return digest
+
+    # ---- layers -----------------------------------------------------------------------------
+
+    def layer_dir(self, diff_id: str) -> Path:
+        return self.root / "layers" / _hex(diff_id)
+
+    def _ensure_layer(self, blob_digest: str, diff_id: str) -> None:
+        final = self.layer_dir(diff_id)
+        if final.exists():
+            return
+        work = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix="layer-"))
+        try:
+            got = layers.unpack(self.blob_path(blob_digest), work)
+            if got != diff_id:
+                raise ImageError(f"layer {blob_digest}: diff id {got} does not match the config's {diff_id}")
+            os.chmod(work, 0o755)
+            try:
+                os.rename(work, final)
+            except OSError as e:  # another process unpacked it meanwhile
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+
+    def adopt_layer_dir(self, directory: Path, diff_id: str) -> None:
+        """Take an already unpacked layer directory (the builder's upper dir) as `diff_id`'s."""
+        final = self.layer_dir(diff_id)
+        if final.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+        try:
+            os.rename(directory, final)
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            shutil.rmtree(directory, ignore_errors=True)
+
+    # ---- images -----------------------------------------------------------------------------
+
+    def commit(self, manifest: bytes, names: list[str] = (), digest_names: bool = False) -> Image:
+        """Record the image whose manifest is `manifest` (its config and layer blobs already in
+        the store): unpack missing layers, then name it. `names` are references to tag; with
+        `digest_names` each name's repository also gets a `repo@<manifest digest>` entry (a pull)."""
+        manifest_digest = self.put_blob_bytes(manifest)
+        doc = orjson.loads(manifest)
+        config_digest = doc["config"]["digest"]
+        spec = orjson.loads(self.read_blob(config_digest))
+        diff_ids = list(spec.get("rootfs", {}).get("diff_ids", []))
+        layer_descs = doc.get("layers", [])
+        if len(diff_ids) != len(layer_descs):
+            raise ImageError(f"image config lists {len(diff_ids)} layers, the manifest {len(layer_descs)}")
+        for desc, diff_id in zip(layer_descs, diff_ids):
+            self._ensure_layer(desc["digest"], diff_id)
+        size = doc["config"].get("size", 0) + sum(d.get("size", 0) for d in layer_descs)
+        tags = [str(reference.parse(n)) for n in names]
+        repo_digests = [f"{reference.parse(n).name}@{manifest_digest}" for n in names] if digest_names else []
+        with self.locked():
+            index = self._read_index()
+            images = index.setdefault("images", {})
+            # A layer removed by a concurrent prune between unpacking and this lock comes back.
+            for desc, diff_id in zip(layer_descs, diff_ids):
+                self._ensure_layer(desc["digest"], diff_id)
+            for other in images.values():
+                other["repo_tags"] = [t for t in other["repo_tags"] if t not in tags]
+            record = images.get(config_digest) or {
+                "id": config_digest, "repo_tags": [], "repo_digests": [], "loaded_at": time.time()}
+            record.update({"manifest_digest": manifest_digest, "config_digest": config_digest,
+                           "layers": [d["digest"] for d in layer_descs], "diff_ids": diff_ids, "size": size})
+            record["repo_tags"] += [t for t in tags if t not in record["repo_tags"]]
+            record["repo_digests"] += [d for d in repo_digests if d not in record["repo_digests"]]
+            images[config_digest] = record
+            self._write_index(index)
+        return self._image(record)
+
+    def _image(self, record: dict[str, Any]) -> Image:
+        spec = orjson.loads(self.read_blob(record["config_digest"]))
+        return Image(id=record["id"], repo_tags=list(record["repo_tags"]),
+                     repo_digests=list(record["repo_digests"]), config=spec.get("config") or {},
+                     layer_dirs=[self.layer_dir(d) for d in record["diff_ids"]], size=record["size"],
+                     manifest_digest=record["manifest_digest"], created=spec.get("created", ""),
+                     diff_ids=list(record["diff_ids"]), spec=spec)
+
+    @staticmethod
+    def _name_of(ref: str) -> str:
+        """The index's spelling of a reference (repo:tag, or repo@digest), "" for an id."""
+        if reference.is_image_id(ref):
+            return ""
+        try:
+            parsed = reference.parse(ref)
+        except reference.InvalidReference:
+            return ""
+        return f"{parsed.name}@{parsed.digest}" if parsed.digest and not parsed.tag else str(parsed)
+
+    def _find(self, images: dict[str, Any], ref: str) -> dict[str, Any] | None:
+        if reference.is_image_id(ref):
+            return images.get(ref if ref.startswith("sha256:") else f"sha256:{ref}")
+        wanted = self._name_of(ref)
+        if wanted:
+            for record in images.values():
+                if wanted in record["repo_tags"] or wanted in record["repo_digests"]:
+                    return record
+        # A short id prefix, as docker and crictl accept (`ketch image rm 3f57d9401f8d`).
+        hexpart = ref.removeprefix("sha256:")
+        if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+            matches = [r for k, r in images.items() if k.removeprefix("sha256:").startswith(hexpart)]
+            if len(matches) == 1:
+                return matches[0]
+        return None
+
+    def resolve(self, ref: str) -> Image | None:
+        """The local image `ref` names (a reference, an image id or a unique id prefix), or None."""
+        record = self._find(self._read_index().get("images", {}), ref)
+        if record is None:
+            return None
+        try:
+            return self._image(record)
+        except ImageNotFound:
+            return None
+
+    def list(self) -> list[Image]:
+        return [self._image(r) for r in self._read_index().get("images", {}).values()]
+
+    def tag(self, source: str, target: str) -> Image:
+        record = self._find(self._read_index().get("images", {}), source)
+        if record is None:
+            raise ImageNotFound(f"image {source!r} not found")
+        return self.commit(self.read_blob(record["manifest_digest"]), [target])
+
+    def remove(self, ref: str) -> tuple[list[str], str | None]:
+        """Untag `ref`; the image goes when no name is left or `ref` is its id. Returns (untagged
+        names, deleted id or None)."""
+        with self.locked():
+            index = self._read_index()
+            images = index.get("images", {})
+            record = self._find(images, ref)
+            if record is None:
+                raise ImageNotFound(f"image {ref!r} not found")
+            name = self._name_of(ref)
+            by_name = name in record["repo_tags"] or name in record["repo_digests"]
+            if by_name:
+                untagged = [name]
+                for key in ("repo_tags", "repo_digests"):
+                    if name in record[key]:
+                        record[key].remove(name)
+            else:
+                untagged = record["repo_tags"] + record["repo_digests"]
+            deleted = None
+            if not by_name or not (record["repo_tags"] or record["repo_digests"]):
+                del images[record["id"]]
+                deleted = record["id"]
+            self._write_index(index)
+            if deleted:
+                self._sweep(index)
+        return untagged, deleted
+
+    def _sweep(self, index: dict[str, Any]) -> None:
+        """Delete blobs, layers and usage marks no image references (the lock is held)."""
+        images = index.get("images", {}).values()
+        blobs = {_hex(d) for r in images for d in (r["manifest_digest"], r["config_digest"], *r["layers"])}
+        layer_set = {_hex(d) for r in images for d in r["diff_ids"]}
+        ids = {_hex(r["id"]) for r in images}
+        for path in (self.root / "blobs" / "sha256").iterdir():
+            if path.name not in blobs:
+                path.unlink(missing_ok=True)
+        for path in (self.root / "layers").iterdir():
+            if path.name not in layer_set and path != self._empty_layer:
+                shutil.rmtree(path, ignore_errors=True)
+        for path in (self.root / "used").iterdir():
+            if path.name not in ids:
+                path.unlink(missing_ok=True)
+
+    # ---- usage and garbage collection -------------------------------------------------------
+
+    def last_used(self, image_id: str) -> float:
+        try:
+            return (self.root / "used" / _hex(image_id)).stat().st_mtime
+        except FileNotFoundError:
+            record = self._read_index().get("images", {}).get(image_id, {})
+            return record.get("loaded_at", 0.0)
+
+    def mark_used(self, image_id: str) -> None:
+        (self.root / "used" / _hex(image_id)).touch()
+
+    def disk_usage(self) -> int:
+        """Bytes the store's blobs and layers occupy (what the image GC frees)."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+        return total
+
+    def prune(self, keep: set[str], target_bytes: int) -> list[str]:
+        """Remove images not in `keep` (ids in use by containers), least recently used first,
+        until their sizes add up to `target_bytes` (the kubelet's bytes to free). Returns the ids."""
+        removed: list[str] = []
+        freed = 0
+        candidates = sorted((i for i in self.list() if i.id not in keep), key=lambda i: self.last_used(i.id))
+        for image in candidates:
+            if freed >= target_bytes:
+                break
+            with contextlib.suppress(ImageNotFound):
+                self.remove(image.id)
+                removed.append(image.id)
+                freed += image.size
+        return removed
+
+    # ---- container root filesystems ---------------------------------------------------------
+
+    def mount_rootfs(self, image: Image, target_dir: Path | str, work_dir_parent: Path | str) -> None:
+        """Mount `image` at `target_dir` as overlayfs: its layers read-only (top first), the
+        container's writes in `work_dir_parent`/upper (with `work_dir_parent`/work beside it)."""
+        target, parent = Path(target_dir), Path(work_dir_parent)
+        upper, work = parent / "upper", parent / "work"
+        for d in (target, upper, work):
+            d.mkdir(parents=True, exist_ok=True)
+        lowers = [str(d) for d in reversed(image.layer_dirs)] or [str(self._empty_layer)]
+        for d in lowers:
+            if not os.path.isdir(d):
+                raise ImageError(f"layer {d} of image {image.id} is missing")
+        _mount_overlay(target, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
+        with contextlib.suppress(OSError):
+            self.mark_used(image.id)
+
+    @staticmethod
+    def unmount_rootfs(target_dir: Path | str) -> None:
+        target = os.fsencode(target_dir)
+        if _libc.umount2(target, 0) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EBUSY and _libc.umount2(target, _MNT_DETACH) == 0:
+            return
+        if err not in (errno.EINVAL, errno.ENOENT):  # not mounted: nothing to do
+            raise ImageError(f"unmount {target_dir}: {os.strerror(err)}")
+
+    async def pull(self, ref: str, auth: tuple[str, str] | None = None, progress: Progress | None = None,
+                   plain_http: bool | None = None, insecure: bool = False) -> Image:
+        """Pull `ref` from its registry into the store (ImagePullError on failure)."""
+        from .registry import pull
+        return await pull(self, ref, auth=auth, progress=progress, plain_http=plain_http, insecure=insecure)
