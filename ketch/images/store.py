@@ -392,17 +392,22 @@ class ImageStore:
     def mount_rootfs(self, image: Image, target_dir: Path | str, work_dir_parent: Path | str) -> None:
         """Mount `image` at `target_dir` as overlayfs: its layers read-only (top first), the
         container's writes in `work_dir_parent`/upper (with `work_dir_parent`/work beside it)."""
+        self.mount_layers(image.layer_dirs, target_dir, work_dir_parent)
+        with contextlib.suppress(OSError):
+            self.mark_used(image.id)
+
+    def mount_layers(self, layer_dirs: list[Path], target_dir: Path | str, work_dir_parent: Path | str,
+                     options: str = "") -> None:
         target, parent = Path(target_dir), Path(work_dir_parent)
         upper, work = parent / "upper", parent / "work"
         for d in (target, upper, work):
             d.mkdir(parents=True, exist_ok=True)
-        lowers = [str(d) for d in reversed(image.layer_dirs)] or [str(self._empty_layer)]
+        lowers = [str(d) for d in reversed(layer_dirs)] or [str(self._empty_layer)]
         for d in lowers:
             if not os.path.isdir(d):
-                raise ImageError(f"layer {d} of image {image.id} is missing")
-        _mount_overlay(target, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}")
-        with contextlib.suppress(OSError):
-            self.mark_used(image.id)
+                raise ImageError(f"layer {d} is missing from the image store")
+        extra = f",{options}" if options else ""
+        _mount_overlay(target, f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}{extra}")
 
     @staticmethod
     def unmount_rootfs(target_dir: Path | str) -> None:
