@@ -219,10 +219,10 @@ class ImageStore:
 
     # ---- images -----------------------------------------------------------------------------
 
-    def commit(self, manifest: bytes, names: list[str] = (), digest_names: bool = False) -> Image:
+    def commit(self, manifest: bytes, names: list[str] = (), repo_digests: list[str] = ()) -> Image:
         """Record the image whose manifest is `manifest` (its config and layer blobs already in
-        the store): unpack missing layers, then name it. `names` are references to tag; with
-        `digest_names` each name's repository also gets a `repo@<manifest digest>` entry (a pull)."""
+        the store): unpack missing layers, then name it. `names` are references to tag;
+        `repo_digests` are `repo@sha256:…` names a pull gives (the digest the registry serves)."""
         manifest_digest = self.put_blob_bytes(manifest)
         doc = orjson.loads(manifest)
         config_digest = doc["config"]["digest"]
@@ -235,7 +235,6 @@ class ImageStore:
             self._ensure_layer(desc["digest"], diff_id)
         size = doc["config"].get("size", 0) + sum(d.get("size", 0) for d in layer_descs)
         tags = [str(reference.parse(n)) for n in names]
-        repo_digests = [f"{reference.parse(n).name}@{manifest_digest}" for n in names] if digest_names else []
         with self.locked():
             index = self._read_index()
             images = index.setdefault("images", {})
