@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     kubectl.set_defaults(func=lambda a: _kubectl(a.args))
 
+    from ..images import cli as image_cli
+    image_cli.add_parser(sub, default_data_dir)
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda a: print(f"ketch {__version__}") or 0)
     return parser
