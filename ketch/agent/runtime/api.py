@@ -73,6 +73,12 @@ class LinuxPodSandboxConfig:
     cgroup_parent: str = ""
     qos_class: str = ""  # "Guaranteed" | "Burstable" | "BestEffort"; "" = Guaranteed
     sysctls: dict[str, str] = field(default_factory=dict)
+    # Pod-level cgroup limits, the sums the kubelet computes (0 = none): shares from the
+    # containers' cpu requests, quota and memory only when every container has a limit.
+    cpu_shares: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    memory_limit_bytes: int = 0
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""Network namespaces: create them as bind-mounted files, and run code inside one from a thread.
+
+Python 3.11 has no os.setns, so a thread enters a namespace through libc. A network namespace
+is per thread, and sockets opened inside it stay usable from any thread afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Callable, TypeVar
+
+CLONE_NEWNET = 0x40000000
+MNT_DETACH = 2
+
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _setns(fd: int, nstype: int) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def umount(path: str | os.PathLike, lazy: bool = True) -> None:
+    """Unmount path (lazily); a path that is not a mount point is left alone."""
+    if _libc.umount2(os.fsencode(str(path)), MNT_DETACH if lazy else 0) != 0:
+        err = ctypes.get_errno()
+        if err not in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
+            raise OSError(err, os.strerror(err), str(path))
+
+
+def create_netns(path: Path) -> None:
+    """A new, empty network namespace pinned by a bind mount at path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    # util-linux unshare pins the namespace on the file for us.
+    proc = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise OSError(f"creating network namespace {path}: {proc.stderr.strip()}")
+    # The pod's loopback is up from the start (CNI's loopback plugin would do the same).
+    run_in_netns_sync(str(path), _loopback_up)
+
+
+def _loopback_up() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+
+
+def remove_netns(path: Path) -> None:
+    umount(path)
+    path.unlink(missing_ok=True)
+
+
+def _enter_and_call(netns: str | None, fn: Callable[[], T]) -> T:
+    """Enter netns in the calling thread, which must be a dedicated one, then call fn."""
+    if netns is not None:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(fd, CLONE_NEWNET)
+        finally:
+            os.close(fd)
+    return fn()
+
+
+def run_in_netns_sync(netns: str | None, fn: Callable[[], T]) -> T:
+    """Run fn in a fresh thread that has entered netns (None: this process's own)."""
+    if netns is None:
+        return fn()
+    result: dict = {}
+
+    def body() -> None:
+        try:
+            result["value"] = _enter_and_call(netns, fn)
+        except BaseException as e:  # handed to the caller's thread
+            result["error"] = e
+
+    # A thread of its own: it never returns to a pool with the wrong namespace.
+    t = threading.Thread(target=body, name="netns", daemon=True)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+async def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
+    """Run fn inside netns (in a thread of its own) without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future = loop.create_future()
+
+    def body() -> None:
+        try:
+            value = _enter_and_call(netns, fn)
+        except BaseException as e:
+            loop.call_soon_threadsafe(_settle, fut, None, e)
+        else:
+            loop.call_soon_threadsafe(_settle, fut, value, None)
+
+    threading.Thread(target=body, name="netns-call", daemon=True).start()
+    return await fut
+
+
+def _settle(fut: asyncio.Future, value, error) -> None:
+    if fut.cancelled():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)
+
+
+def nsenter_prefix(netns: str | None) -> list[str]:
+    """argv prefix that runs a command inside netns (nothing for the current one)."""
+    return ["nsenter", f"--net={netns}", "--"] if netns else []

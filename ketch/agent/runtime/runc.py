@@ -1,0 +1,721 @@
+"""RuntimeService on runc and conmon: OCI bundles, CNI networking, cgroups, and state on disk.
+
+Layout under the runtime root:
+  runc/                     runc's own state (--root)
+  state/sandboxes/ID.json   what a new agent needs to adopt a sandbox
+  state/containers/ID.json  ... and a container
+  sandboxes/ID/             netns (bind mount), shm (tmpfs), hosts, resolv.conf, hostname,
+                            pause/ (the pause container's bundle)
+  containers/ID/            config.json, rootfs (overlay), overlay/{upper,work}, attach, ctl
+  exits/ID                  conmon's record of an exit code
+  persist/ID/               conmon's persist dir (its "oom" and "exit" files)
+  cni/networks/             host-local's leases
+  pause-rootfs/             busybox for pause processes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import api
+from .api import (ContainerConfig, ContainerStats, ContainerStatus, NotFound, PodSandboxConfig,
+                  PodSandboxStats, PodSandboxStatus, RuntimeFailure, RuntimeService, RuntimeStatus,
+                  VersionInfo)
+from .cgroups import CgroupLayout, pod_cgroup
+from .cni import CNI, CNIConfig, CNIError, port_mappings_for_cni, result_ips
+from .conmon import (RUNC, MonitorError, MonitorPaths, conmon_pid, create_container, read_exit_code,
+                     runc, send_ctl)
+from .namespaces import create_netns, remove_netns, run_in_netns, umount
+from .oci import SandboxNamespaces, container_spec, pause_spec
+from .state import RecordStore, write_atomic
+from .streams import (ConmonAttachSession, PipeExecSession, TtyExecSession, connect_seqpacket,
+                      kill_pid_file, set_winsize)
+
+log = logging.getLogger("ketch.agent.runtime")
+
+RUNTIME_NAME = "ketch-runc"
+RUNTIME_VERSION = "0.1.0"
+SHM_SIZE = 64 * 1024 * 1024
+BUSYBOX = "/bin/busybox"
+DEFAULT_HOSTS = """# Kubernetes-managed hosts file.
+127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+fe00::0\tip6-mcastprefix
+fe00::1\tip6-allnodes
+fe00::2\tip6-allrouters
+"""
+EXIT_POLL = 0.02
+
+
+def _now() -> int:
+    return time.time_ns()
+
+
+def _new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of a live, non-zombie process, else None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _alive(pid: int, start_time: int | None) -> bool:
+    if pid <= 0:
+        return False
+    st = process_start_time(pid)
+    return st is not None and (start_time is None or st == start_time)
+
+
+class RuncRuntime(RuntimeService):
+    def __init__(self, root: Path | str, image_store: Any, cni: CNIConfig | None = None,
+                 host_netns: str | None = None, cgroup_root: str = "kubepods"):
+        self.root = Path(root)
+        self.image_store = image_store
+        self.host_netns = host_netns
+        self.cgroup_root = cgroup_root
+        self.cgroups = CgroupLayout.detect()
+        for sub in ("runc", "sandboxes", "containers", "exits", "persist", "cni/networks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.runc_root = self.root / "runc"
+        self.cni = CNI(cni or CNIConfig(), self.root / "cni", host_netns)
+        self._sandbox_store = RecordStore(self.root / "state" / "sandboxes")
+        self._container_store = RecordStore(self.root / "state" / "containers")
+        # Adoption: whatever an earlier agent left is ours now.
+        self._sandboxes: dict[str, dict] = self._sandbox_store.load_all()
+        self._containers: dict[str, dict] = self._container_store.load_all()
+        self._locks: dict[str, asyncio.Lock] = {}
+        # An earlier agent that died half-way through a creation leaves records to clean up:
+        # they show as not ready / exited, so the kubelet removes them.
+        for rec in self._sandboxes.values():
+            if rec.get("state") == "creating":
+                rec["state"] = api.SANDBOX_NOTREADY
+        for rec in self._containers.values():
+            if rec.get("state") == "creating":
+                rec.update(state=api.CONTAINER_EXITED, exit_code=255, reason="Error",
+                           message="the runtime restarted while creating this container",
+                           finished_at=_now())
+        self._pause_rootfs = self._ensure_pause_rootfs()
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def _ensure_pause_rootfs(self) -> Path:
+        rootfs = self.root / "pause-rootfs"
+        if not (rootfs / "bin" / "sh").exists():
+            tmp = self.root / f".pause-rootfs-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "bin").mkdir(parents=True)
+            for d in ("proc", "dev", "sys", "etc"):
+                (tmp / d).mkdir()
+            shutil.copy2(BUSYBOX, tmp / "bin" / "busybox")
+            for applet in ("sh", "sleep"):
+                (tmp / "bin" / applet).symlink_to("busybox")
+            shutil.rmtree(rootfs, ignore_errors=True)
+            os.replace(tmp, rootfs)
+        return rootfs
+
+    def _sandbox(self, sandbox_id: str) -> dict:
+        rec = self._sandboxes.get(sandbox_id)
+        if rec is None:
+            raise NotFound(f"pod sandbox {sandbox_id} not found")
+        return rec
+
+    def _container(self, container_id: str) -> dict:
+        rec = self._containers.get(container_id)
+        if rec is None:
+            raise NotFound(f"container {container_id} not found")
+        return rec
+
+    def _save_sandbox(self, rec: dict) -> None:
+        self._sandbox_store.save(rec["id"], rec)
+
+    def _save_container(self, rec: dict) -> None:
+        self._container_store.save(rec["id"], rec)
+
+    def _monitor_paths(self, rec: dict) -> MonitorPaths:
+        return MonitorPaths(bundle=Path(rec["bundle"]), log_path=rec["log_path"],
+                            exit_dir=self.root / "exits", persist_dir=self.root / "persist" / rec["id"],
+                            conmon_pidfile=Path(rec["bundle"]) / "conmon.pid")
+
+    # --- version / status -------------------------------------------------------------
+
+    async def version(self) -> VersionInfo:
+        return VersionInfo(version="v1", runtime_name=RUNTIME_NAME, runtime_version=RUNTIME_VERSION)
+
+    async def status(self) -> RuntimeStatus:
+        runtime_ready = os.access(RUNC, os.X_OK)
+        network_ready = self.cni.ready
+        msg = ""
+        if not network_ready:
+            msg = ("container runtime network not ready: NetworkReady=false "
+                   "reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized")
+        return RuntimeStatus(runtime_ready=runtime_ready, network_ready=network_ready, message=msg)
+
+    async def update_runtime_config(self, pod_cidr: str) -> None:
+        self.cni.config.pod_cidr = pod_cidr
+
+    # --- sandboxes --------------------------------------------------------------------
+
+    async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
+        sid = _new_id()
+        sdir = self.root / "sandboxes" / sid
+        sdir.mkdir(parents=True)
+        lx = config.linux
+        rec: dict = {
+            "id": sid, "name": config.name, "namespace": config.namespace, "uid": config.uid,
+            "attempt": config.attempt, "labels": dict(config.labels),
+            "annotations": dict(config.annotations), "created_at": _now(), "state": "creating",
+            "dir": str(sdir), "host_network": lx.host_network, "host_pid": lx.host_pid,
+            "host_ipc": lx.host_ipc, "hostname": config.hostname or config.name,
+            "netns": None, "own_netns": False, "ips": [], "cni_result": None,
+            "port_mappings": port_mappings_for_cni(config.port_mappings),
+            "cgroup": lx.cgroup_parent or pod_cgroup(self.cgroup_root, lx.qos_class, config.uid),
+        }
+        self._sandboxes[sid] = rec
+        self._save_sandbox(rec)
+        async with self._lock(sid):
+            try:
+                await self._setup_sandbox(rec, config)
+            except Exception as e:
+                log.warning("pod sandbox %s/%s failed: %s", config.namespace, config.name, e)
+                await self._teardown_sandbox(rec)
+                await self._forget_sandbox(rec)
+                if isinstance(e, api.RuntimeError_):
+                    raise
+                raise RuntimeFailure(f"failed to create pod sandbox: {e}") from e
+        return sid
+
+    async def _setup_sandbox(self, rec: dict, config: PodSandboxConfig) -> None:
+        sdir = Path(rec["dir"])
+        lx = config.linux
+        # network namespace and CNI
+        if lx.host_network:
+            rec["netns"] = self.host_netns
+        else:
+            netns = sdir / "netns"
+            await asyncio.to_thread(create_netns, netns)
+            rec["netns"], rec["own_netns"] = str(netns), True
+            self._save_sandbox(rec)
+            try:
+                result = await self.cni.add(rec["id"], str(netns), rec["port_mappings"],
+                                            config.name, config.namespace, config.uid)
+            except CNIError as e:
+                raise RuntimeFailure(
+                    f'failed to setup network for sandbox "{rec["id"]}": {e}') from e
+            rec["cni_result"] = result
+            rec["ips"] = result_ips(result)
+            self._save_sandbox(rec)
+        # cgroup of the pod
+        await asyncio.to_thread(self.cgroups.create, rec["cgroup"], lx.cpu_shares, lx.cpu_quota,
+                                lx.cpu_period, lx.memory_limit_bytes)
+        rec["cgroup_dirs"] = {k: str(v) for k, v in self.cgroups.dirs(rec["cgroup"]).items()}
+        # per-pod files
+        self._write_pod_files(rec, config)
+        if not lx.host_ipc:
+            shm = sdir / "shm"
+            shm.mkdir(exist_ok=True)
+            r = await asyncio.create_subprocess_exec(
+                "mount", "-t", "tmpfs", "-o", f"nosuid,nodev,noexec,mode=1777,size={SHM_SIZE}",
+                "shm", str(shm), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, err = await r.communicate()
+            if r.returncode != 0:
+                raise RuntimeFailure(f"mounting the pod's /dev/shm: {err.decode().strip()}")
+            rec["shm"] = str(shm)
+        # the pause process
+        pause_dir = sdir / "pause"
+        pause_dir.mkdir()
+        ns = SandboxNamespaces(network=rec["netns"], ipc=None if lx.host_ipc else "",
+                               uts=None if lx.host_network else "", host_pid=lx.host_pid,
+                               hostname=rec["hostname"], sysctls=dict(lx.sysctls))
+        spec = pause_spec(self._pause_rootfs, ns, f"{rec['cgroup']}/{rec['id']}", lx.host_ipc)
+        (pause_dir / "config.json").write_bytes(orjson.dumps(spec))
+        rec["bundle"] = str(pause_dir)
+        rec["log_path"] = str(pause_dir / "pause.log")
+        self._save_sandbox(rec)
+        try:
+            pid = await create_container(rec["id"], f"k8s_POD_{config.name}_{config.namespace}",
+                                         self.runc_root, self._monitor_paths(rec))
+            await runc(self.runc_root, "start", rec["id"])
+        except MonitorError as e:
+            raise RuntimeFailure(f"failed to start the pod's pause process: {e}") from e
+        rec["pause_pid"], rec["pause_start"] = pid, process_start_time(pid)
+        rec["state"] = api.SANDBOX_READY
+        self._save_sandbox(rec)
+
+    def _write_pod_files(self, rec: dict, config: PodSandboxConfig) -> None:
+        sdir = Path(rec["dir"])
+        hostname_file = sdir / "hostname"
+        write_atomic(hostname_file, f"{rec['hostname']}\n".encode())
+        rec["hostname_file"] = str(hostname_file)
+        if config.hosts_file:
+            rec["hosts"] = config.hosts_file
+        elif rec["host_network"]:
+            rec["hosts"] = "/etc/hosts"
+        else:
+            hosts = DEFAULT_HOSTS + "".join(f"{ip}\t{rec['hostname']}\n" for ip in rec["ips"][:1])
+            write_atomic(sdir / "hosts", hosts.encode())
+            rec["hosts"] = str(sdir / "hosts")
+        if config.resolv_conf:
+            rec["resolv_conf"] = config.resolv_conf
+        elif config.dns is not None:
+            lines = [f"nameserver {s}" for s in config.dns.servers]
+            if config.dns.searches:
+                lines.append("search " + " ".join(config.dns.searches))
+            if config.dns.options:
+                lines.append("options " + " ".join(config.dns.options))
+            write_atomic(sdir / "resolv.conf", ("\n".join(lines) + "\n").encode())
+            rec["resolv_conf"] = str(sdir / "resolv.conf")
+        elif os.path.exists("/etc/resolv.conf"):
+            rec["resolv_conf"] = "/etc/resolv.conf"
+
+    async def _teardown_sandbox(self, rec: dict) -> None:
+        """Kill the pause process, release the network and unmount; keep the record."""
+        if rec.get("bundle"):
+            await self._kill_and_wait(rec, signal.SIGKILL, 10.0)
+        if rec.get("cni_result") is not None or (rec.get("own_netns") and rec.get("netns")):
+            try:
+                await self.cni.delete(rec["id"], rec.get("netns"), rec["port_mappings"],
+                                      rec.get("cni_result"), rec["name"], rec["namespace"], rec["uid"])
+            except CNIError as e:
+                log.warning("CNI DEL for sandbox %s: %s", rec["id"], e)
+            rec["cni_result"] = None
+        if rec.get("own_netns") and rec.get("netns"):
+            await asyncio.to_thread(remove_netns, Path(rec["netns"]))
+        if rec.get("shm"):
+            umount(rec["shm"])
+
+    async def _forget_sandbox(self, rec: dict) -> None:
+        if rec.get("bundle"):
+            await runc(self.runc_root, "delete", "--force", rec["id"], check=False)
+        if rec.get("cgroup"):
+            await asyncio.to_thread(self.cgroups.remove, rec["cgroup"])
+        self._cleanup_monitor_files(rec["id"])
+        shutil.rmtree(rec["dir"], ignore_errors=True)
+        self._sandboxes.pop(rec["id"], None)
+        self._sandbox_store.delete(rec["id"])
+
+    def _cleanup_monitor_files(self, key: str) -> None:
+        (self.root / "exits" / key).unlink(missing_ok=True)
+        shutil.rmtree(self.root / "persist" / key, ignore_errors=True)
+
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        rec = self._sandboxes.get(sandbox_id)
+        if rec is None:
+            return  # CRI: stopping what is gone is not an error
+        for c in [c for c in self._containers.values() if c["sandbox_id"] == sandbox_id]:
+            await self.stop_container(c["id"], 0)
+        async with self._lock(sandbox_id):
+            await self._teardown_sandbox(rec)
+            rec["state"] = api.SANDBOX_NOTREADY
+            self._save_sandbox(rec)
+
+    async def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        rec = self._sandboxes.get(sandbox_id)
+        if rec is None:
+            return
+        for c in [c for c in self._containers.values() if c["sandbox_id"] == sandbox_id]:
+            await self.remove_container(c["id"])
+        async with self._lock(sandbox_id):
+            await self._teardown_sandbox(rec)
+            await self._forget_sandbox(rec)
+
+    def _sandbox_state(self, rec: dict) -> str:
+        if rec.get("state") != api.SANDBOX_READY:
+            return api.SANDBOX_NOTREADY
+        if not _alive(rec.get("pause_pid", 0), rec.get("pause_start")):
+            return api.SANDBOX_NOTREADY
+        return api.SANDBOX_READY
+
+    def _sandbox_status(self, rec: dict) -> PodSandboxStatus:
+        ips = list(rec.get("ips") or [])
+        return PodSandboxStatus(
+            id=rec["id"], name=rec["name"], namespace=rec["namespace"], uid=rec["uid"],
+            attempt=rec["attempt"], state=self._sandbox_state(rec), created_at=rec["created_at"],
+            ip=ips[0] if ips else "", ips=ips, netns=rec.get("netns") or "/proc/self/ns/net",
+            labels=dict(rec["labels"]), annotations=dict(rec["annotations"]),
+            host_network=rec["host_network"])
+
+    async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus:
+        return self._sandbox_status(self._sandbox(sandbox_id))
+
+    async def list_pod_sandboxes(self, labels: dict[str, str] | None = None) -> list[PodSandboxStatus]:
+        out = []
+        for rec in list(self._sandboxes.values()):
+            if rec.get("state") == "creating":
+                continue
+            if labels and any(rec["labels"].get(k) != v for k, v in labels.items()):
+                continue
+            out.append(self._sandbox_status(rec))
+        return out
+
+    # --- containers -------------------------------------------------------------------
+
+    async def create_container(self, sandbox_id: str, config: ContainerConfig,
+                               sandbox_config: PodSandboxConfig) -> str:
+        sb = self._sandbox(sandbox_id)
+        if self._sandbox_state(sb) != api.SANDBOX_READY:
+            raise RuntimeFailure(f"pod sandbox {sandbox_id} is not ready")
+        image = config.image
+        cid = _new_id()
+        cdir = self.root / "containers" / cid
+        cdir.mkdir(parents=True)
+        rec: dict = {
+            "id": cid, "sandbox_id": sandbox_id, "name": config.name, "attempt": config.attempt,
+            "image_id": getattr(image, "id", ""), "image_ref": _image_ref(image),
+            "labels": dict(config.labels), "annotations": dict(config.annotations),
+            "log_path": config.log_path or str(cdir / "container.log"), "created_at": _now(),
+            "bundle": str(cdir), "rootfs": str(cdir / "rootfs"), "state": "creating",
+            "tty": config.tty, "stdin": config.stdin, "host_pid": sb["host_pid"],
+            "cgroup": f"{sb['cgroup']}/{cid}",
+        }
+        stop_signal = config.stop_signal or (getattr(image, "config", {}) or {}).get("StopSignal") or "SIGTERM"
+        rec["stop_signal"] = stop_signal
+        async with self._lock(cid):
+            self._containers[cid] = rec
+            try:
+                await asyncio.to_thread(self.image_store.mount_rootfs, image, cdir / "rootfs", cdir / "overlay")
+                rec["rootfs_mounted"] = True
+                ns = SandboxNamespaces(
+                    network=sb.get("netns"),
+                    ipc=None if sb["host_ipc"] else f"/proc/{sb['pause_pid']}/ns/ipc",
+                    uts=None if sb["host_network"] else f"/proc/{sb['pause_pid']}/ns/uts",
+                    host_pid=sb["host_pid"], shm=sb.get("shm"), hosts=sb.get("hosts"),
+                    resolv_conf=sb.get("resolv_conf"), hostname_file=sb.get("hostname_file"),
+                    hostname=sb["hostname"])
+                spec = container_spec(config, getattr(image, "config", {}) or {}, cdir / "rootfs", ns,
+                                      rec["cgroup"], sb["host_ipc"], stop_signal)
+                (cdir / "config.json").write_bytes(orjson.dumps(spec))
+                rec["cgroup_dirs"] = {k: str(v) for k, v in self.cgroups.dirs(rec["cgroup"]).items()}
+                self._save_container(rec)
+                pid = await create_container(
+                    cid, f"k8s_{config.name}_{sandbox_config.name}_{sandbox_config.namespace}",
+                    self.runc_root, self._monitor_paths(rec), stdin=config.stdin,
+                    stdin_once=config.stdin_once, tty=config.tty)
+            except Exception as e:
+                await self._forget_container(rec)
+                if isinstance(e, api.RuntimeError_):
+                    raise
+                raise RuntimeFailure(f"failed to create containerd task: {e}") from e
+            rec["pid"], rec["pid_start"] = pid, process_start_time(pid)
+            rec["state"] = api.CONTAINER_CREATED
+            self._save_container(rec)
+        return cid
+
+    async def start_container(self, container_id: str) -> None:
+        rec = self._container(container_id)
+        async with self._lock(container_id):
+            if rec["state"] != api.CONTAINER_CREATED:
+                raise RuntimeFailure(f"container {container_id} is not in created state: {rec['state']}")
+            try:
+                await runc(self.runc_root, "start", container_id)
+            except MonitorError as e:
+                raise RuntimeFailure(f"failed to start container {container_id}: {e}") from e
+            rec["state"] = api.CONTAINER_RUNNING
+            rec["started_at"] = _now()
+            self._save_container(rec)
+
+    async def _kill_and_wait(self, rec: dict, sig: int, timeout: float) -> bool:
+        """Signal a container's init and wait for conmon to record its exit."""
+        paths = self._monitor_paths(rec)
+        pid, start = rec.get("pid") or rec.get("pause_pid", 0), rec.get("pid_start", rec.get("pause_start"))
+        if read_exit_code(paths, rec["id"]) is not None:
+            return True
+        if _alive(pid, start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            if sig == signal.SIGKILL and rec.get("host_pid"):
+                await runc(self.runc_root, "kill", "--all", rec["id"], "KILL", check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if read_exit_code(paths, rec["id"]) is not None:
+                return True
+            if not _alive(pid, start) and not _alive(conmon_pid(paths), None):
+                return True  # no monitor left to write an exit file
+            await asyncio.sleep(EXIT_POLL)
+        return False
+
+    async def stop_container(self, container_id: str, timeout_seconds: float) -> None:
+        rec = self._container(container_id)
+        async with self._lock(container_id):
+            if self._refresh(rec) not in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED):
+                return
+            sig = _signal_number(rec.get("stop_signal", "SIGTERM"))
+            if timeout_seconds > 0 and rec["state"] == api.CONTAINER_RUNNING:
+                if await self._kill_and_wait(rec, sig, timeout_seconds):
+                    self._refresh(rec)
+                    return
+            if not await self._kill_and_wait(rec, signal.SIGKILL, 10.0):
+                raise RuntimeFailure(f"container {container_id} did not exit after SIGKILL")
+            self._refresh(rec)
+
+    async def remove_container(self, container_id: str) -> None:
+        rec = self._containers.get(container_id)
+        if rec is None:
+            return
+        await self.stop_container(container_id, 0)
+        async with self._lock(container_id):
+            await self._forget_container(rec)
+
+    async def _forget_container(self, rec: dict) -> None:
+        await runc(self.runc_root, "delete", "--force", rec["id"], check=False)
+        if rec.get("rootfs_mounted"):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.image_store.unmount_rootfs, rec["rootfs"])
+        await asyncio.to_thread(self.cgroups.remove, rec["cgroup"])
+        self._cleanup_monitor_files(rec["id"])
+        await asyncio.to_thread(shutil.rmtree, rec["bundle"], True)
+        self._containers.pop(rec["id"], None)
+        self._container_store.delete(rec["id"])
+
+    def _refresh(self, rec: dict) -> str:
+        """Bring a container record up to date with conmon's exit file and the process table."""
+        state = rec.get("state")
+        if state in (api.CONTAINER_EXITED, "creating"):
+            return state
+        paths = self._monitor_paths(rec)
+        exited = read_exit_code(paths, rec["id"])
+        if exited is None:
+            if _alive(rec.get("pid", 0), rec.get("pid_start")) or _alive(conmon_pid(paths), None):
+                return state
+            exited = (255, _now())  # process and monitor both gone without a word
+            rec["message"] = "container's monitor exited without recording an exit code"
+        code, finished = exited
+        rec["exit_code"], rec["finished_at"] = code, finished
+        oom = (paths.persist_dir / "oom").exists() or self.cgroups.oom_kills(rec.get("cgroup_dirs", {})) > 0
+        if oom:
+            rec["reason"] = "OOMKilled"
+        else:
+            rec["reason"] = "Completed" if code == 0 else "Error"
+        if state == api.CONTAINER_CREATED:
+            rec.setdefault("started_at", 0)
+        rec["state"] = api.CONTAINER_EXITED
+        self._save_container(rec)
+        return api.CONTAINER_EXITED
+
+    def _container_status(self, rec: dict) -> ContainerStatus:
+        state = self._refresh(rec)
+        return ContainerStatus(
+            id=rec["id"], sandbox_id=rec["sandbox_id"], name=rec["name"], attempt=rec["attempt"],
+            state=api.CONTAINER_UNKNOWN if state == "creating" else state,
+            created_at=rec["created_at"], started_at=rec.get("started_at", 0),
+            finished_at=rec.get("finished_at", 0), exit_code=rec.get("exit_code", 0),
+            reason=rec.get("reason", ""), message=rec.get("message", ""), image_id=rec["image_id"],
+            image_ref=rec["image_ref"], log_path=rec["log_path"], labels=dict(rec["labels"]),
+            annotations=dict(rec["annotations"]),
+            pid=rec.get("pid", 0) if state == api.CONTAINER_RUNNING else 0)
+
+    async def container_status(self, container_id: str) -> ContainerStatus:
+        return self._container_status(self._container(container_id))
+
+    async def list_containers(self, sandbox_id: str | None = None,
+                              labels: dict[str, str] | None = None) -> list[ContainerStatus]:
+        out = []
+        for rec in list(self._containers.values()):
+            if rec.get("state") == "creating":
+                continue
+            if sandbox_id and rec["sandbox_id"] != sandbox_id:
+                continue
+            if labels and any(rec["labels"].get(k) != v for k, v in labels.items()):
+                continue
+            out.append(self._container_status(rec))
+        return out
+
+    async def wait_container(self, container_id: str) -> ContainerStatus:
+        """Until the container has exited (for attach and tests)."""
+        while True:
+            rec = self._container(container_id)
+            if self._refresh(rec) == api.CONTAINER_EXITED:
+                return self._container_status(rec)
+            await asyncio.sleep(EXIT_POLL * 5)
+
+    async def reopen_container_log(self, container_id: str) -> None:
+        rec = self._container(container_id)
+        if self._refresh(rec) != api.CONTAINER_RUNNING:
+            raise RuntimeFailure(f"container {container_id} is not running")
+        send_ctl(self._monitor_paths(rec), 2)
+
+    # --- streaming --------------------------------------------------------------------
+
+    def _running(self, container_id: str) -> dict:
+        rec = self._container(container_id)
+        if self._refresh(rec) != api.CONTAINER_RUNNING:
+            raise RuntimeFailure(f"container {container_id} is not running")
+        return rec
+
+    def _exec_pid_file(self, rec: dict) -> Path:
+        return Path(rec["bundle"]) / f"exec-{secrets.token_hex(6)}.pid"
+
+    async def exec_sync(self, container_id: str, cmd: list[str],
+                        timeout: float | None = None) -> tuple[int, bytes, bytes]:
+        rec = self._running(container_id)
+        pid_file = self._exec_pid_file(rec)
+        proc = await asyncio.create_subprocess_exec(
+            RUNC, "--root", str(self.runc_root), "exec", "--pid-file", str(pid_file), container_id, *cmd,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout if timeout else None)
+        except asyncio.TimeoutError:
+            kill_pid_file(pid_file)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.communicate(), 5)
+            raise
+        finally:
+            pid_file.unlink(missing_ok=True)
+        return proc.returncode, out, err
+
+    async def exec(self, container_id: str, cmd: list[str], tty: bool = False,
+                   stdin: bool = False) -> api.ExecSession:
+        rec = self._running(container_id)
+        pid_file = self._exec_pid_file(rec)
+        base = [RUNC, "--root", str(self.runc_root), "exec", "--pid-file", str(pid_file)]
+        if not tty:
+            proc = await asyncio.create_subprocess_exec(
+                *base, container_id, *cmd,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            return PipeExecSession(proc, pid_file)
+        master, slave = os.openpty()
+        try:
+            set_winsize(master, 80, 24)
+            # setsid --ctty: our pty becomes runc's controlling terminal, so a resize of it
+            # reaches runc as SIGWINCH and runc resizes the container's console.
+            proc = await asyncio.create_subprocess_exec(
+                "setsid", "--ctty", *base, "-t", container_id, *cmd,
+                stdin=slave, stdout=slave, stderr=slave)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        return TtyExecSession(proc, master, pid_file)
+
+    async def attach(self, container_id: str, stdin: bool = False, tty: bool = False) -> api.AttachSession:
+        rec = self._running(container_id)
+        paths = self._monitor_paths(rec)
+        try:
+            sock = connect_seqpacket(paths.attach_socket)
+        except OSError as e:
+            raise RuntimeFailure(f"failed to attach to container {container_id}: {e}") from e
+
+        def resize(width: int, height: int) -> None:
+            send_ctl(paths, 1, height, width)
+
+        async def exited() -> None:
+            await self.wait_container(container_id)
+
+        return ConmonAttachSession(sock, rec["tty"], stdin and rec["stdin"], resize, exited)
+
+    async def open_connection(self, sandbox_id: str, port: int, host: str = "127.0.0.1"
+                              ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        rec = self._sandbox(sandbox_id)
+        if self._sandbox_state(rec) != api.SANDBOX_READY:
+            raise RuntimeFailure(f"pod sandbox {sandbox_id} is not ready")
+
+        def connect() -> socket.socket:
+            s = socket.create_connection((host, port), timeout=10)
+            s.setblocking(False)
+            return s
+
+        sock = await run_in_netns(rec.get("netns"), connect)
+        return await asyncio.open_connection(sock=sock)
+
+    # --- stats ------------------------------------------------------------------------
+
+    async def container_stats(self, container_id: str) -> ContainerStats:
+        rec = self._container(container_id)
+        u = await asyncio.to_thread(self.cgroups.usage, rec.get("cgroup_dirs", {}))
+        upper = Path(rec["bundle"]) / "overlay" / "upper"
+        return ContainerStats(
+            id=container_id, timestamp=_now(), cpu_usage_core_nanoseconds=u.cpu_usage_ns,
+            memory_working_set_bytes=u.memory_working_set, memory_usage_bytes=u.memory_usage,
+            memory_rss_bytes=u.memory_rss, memory_page_faults=u.page_faults,
+            memory_major_page_faults=u.major_page_faults,
+            writable_layer_bytes=await asyncio.to_thread(_disk_usage, upper))
+
+    async def pod_sandbox_stats(self, sandbox_id: str) -> PodSandboxStats:
+        rec = self._sandbox(sandbox_id)
+        u = await asyncio.to_thread(self.cgroups.usage, rec.get("cgroup_dirs", {}))
+        stats = PodSandboxStats(
+            id=sandbox_id, timestamp=_now(), cpu_usage_core_nanoseconds=u.cpu_usage_ns,
+            memory_working_set_bytes=u.memory_working_set, memory_usage_bytes=u.memory_usage,
+            memory_rss_bytes=u.memory_rss, memory_page_faults=u.page_faults,
+            memory_major_page_faults=u.major_page_faults)
+        if not rec["host_network"] and _alive(rec.get("pause_pid", 0), rec.get("pause_start")):
+            dev = _net_dev(rec["pause_pid"]).get("eth0")
+            if dev:
+                (stats.network_rx_bytes, stats.network_rx_errors,
+                 stats.network_tx_bytes, stats.network_tx_errors) = dev
+        for c in list(self._containers.values()):
+            if c["sandbox_id"] == sandbox_id and self._refresh(c) == api.CONTAINER_RUNNING:
+                stats.containers.append(await self.container_stats(c["id"]))
+        return stats
+
+
+def _net_dev(pid: int) -> dict[str, tuple[int, int, int, int]]:
+    """/proc/PID/net/dev shows the interfaces of that process's network namespace."""
+    out = {}
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return out
+    for line in lines:
+        name, _, rest = line.partition(":")
+        f = rest.split()
+        if len(f) >= 16:
+            out[name.strip()] = (int(f[0]), int(f[2]), int(f[8]), int(f[10]))
+    return out
+
+
+def _disk_usage(path: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for f in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+    return total
+
+
+def _signal_number(name: str) -> int:
+    name = str(name).upper()
+    if name.isdigit():
+        return int(name)
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    return int(getattr(signal.Signals, name, signal.SIGTERM))
+
+
+def _image_ref(image: Any) -> str:
+    digests = getattr(image, "repo_digests", None) or []
+    if digests:
+        return digests[0]
+    return getattr(image, "id", "")
