@@ -183,6 +183,12 @@ class MetricsStore:
 
 # ---- the scraper -------------------------------------------------------------------------------
 
+def kubelet_url(node: dict) -> str:
+    """The base URL of a node's kubelet API, from its `ketch.io/kubelet-url` annotation ("" if none);
+    the metrics scraper and the pods/log, exec, attach, portforward and nodes/proxy proxy use it."""
+    return (node["metadata"].get("annotations") or {}).get(KUBELET_URL_ANNOTATION, "")
+
+
 def is_loopback_url(url: str) -> bool:
     try:
         host = urlsplit(url).hostname or ""
@@ -233,7 +239,7 @@ class Scraper:
     async def _scrape(self, session: aiohttp.ClientSession, limit: asyncio.Semaphore,
                       node: dict) -> tuple[str, NodeSample | None]:
         name = node["metadata"]["name"]
-        base = (node["metadata"].get("annotations") or {}).get(KUBELET_URL_ANNOTATION, "")
+        base = kubelet_url(node)
         if not base:
             return name, None
         if not self.allow_remote and not is_loopback_url(base):

@@ -20,7 +20,7 @@ from ..api import discovery, errors, kinds, legacy, openapi, schema
 from ..client import kubeconfig
 from ..storage import open_store
 from ..storage.interface import Store
-from . import admission, certs, codec, handlers, metrics
+from . import admission, certs, codec, handlers, metrics, proxy
 from .allocators import KUBERNETES_SERVICE_IP
 from .registry import Registry
 from .request import PageNotFound, parse_resource_path
@@ -170,6 +170,7 @@ class APIServer:
                                   allow_remote=self.config.metrics_allow_remote_kubelets,
                                   ca_file=self.config.tls_dir / "ca.crt")
         self._tasks.append(asyncio.create_task(scraper.run()))
+        self.kubelet_proxy = proxy.KubeletProxy(self.registry, allow_remote=self.config.metrics_allow_remote_kubelets)
         _tune_gc()
         self.ready = True
         log.info("serving on %s (ready in %.2fs)", self.config.url, time.monotonic() - t0)
@@ -192,6 +193,8 @@ class APIServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
+        if getattr(self, "kubelet_proxy", None) is not None:
+            await self.kubelet_proxy.close()
         if self.store is not None:
             await self.store.close()
 
@@ -335,6 +338,8 @@ class APIServer:
         ctx = handlers.Context(request, info, self.registry)  # type: ignore[arg-type]
         if info.resource.group == metrics.GROUP:
             return await self.metrics_api.serve(ctx)
+        if info.subresource in proxy.SUBRESOURCES and info.resource.plural in ("pods", "nodes"):
+            return await self.kubelet_proxy.serve(ctx)
         return await handlers.dispatch(ctx)
 
     def _discovery(self, request: web.Request, path: str) -> web.Response:

@@ -1,0 +1,80 @@
+"""A kubelet API server (ketch.agent.server) on loopback in a thread of the test process, backed by
+host processes (helpers.host_backend), registered as a Node of a real `ketch server`, with pods
+bound to it and marked Running so the API server's checks pass."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+from helpers.cluster import unique
+from helpers.host_backend import HostBackend
+
+from ketch.agent.server import KubeletServer
+
+
+class KubeletThread:
+    def __init__(self, root: Path):
+        self.root = root
+        self.loop = asyncio.new_event_loop()
+        self.backend: HostBackend | None = None
+        self.server: KubeletServer | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> "KubeletThread":
+        self._thread.start()
+        self.call(self._start())
+        return self
+
+    async def _start(self):
+        self.backend = HostBackend(self.root)
+        self.server = KubeletServer(self.backend, "127.0.0.1", 0, cert_dir=self.root / "tls", node_name="streaming")
+        await self.server.start()
+
+    def call(self, coro, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        try:
+            self.call(self.backend.runtime.stop())
+            self.call(self.server.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def register_node(server, name: str, url: str) -> None:
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {"ketch.io/kubelet-url": url},
+                         "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"taints": [{"key": "ketch.io/streaming-test", "effect": "NoSchedule"}]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "ok"}]}}
+    server.kubectl("create", "-f", "-", input=json.dumps(node))
+
+
+def create_running_pod(server, kubelet: KubeletThread, ns: str, node: str, containers: list[str],
+                       name: str | None = None) -> str:
+    """A pod bound to `node` whose containers are host processes, with status Running."""
+    name = name or unique("p")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+           "spec": {"nodeName": node, "containers": [{"name": c, "image": "busybox"} for c in containers],
+                    "tolerations": [{"operator": "Exists"}]}}
+    server.kubectl("create", "-f", "-", input=json.dumps(pod))
+    for c in containers:
+        kubelet.backend.add_container(ns, name, c)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                         "containerStatuses": [
+                             {"name": c, "ready": True, "restartCount": 0, "image": "busybox", "imageID": "",
+                              "containerID": f"host://{ns}-{name}-{c}", "state": {"running": {"startedAt": now}}}
+                             for c in containers]}}
+    server.kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    return name
