@@ -47,9 +47,10 @@ class _State:
 
 
 def build(store: ImageStore, context: Path | str, tags: list[str], containerfile_path: Path | str | None = None,
-          build_args: dict[str, str] | None = None, out: TextIO | None = None) -> Image:
+          build_args: dict[str, str] | None = None, out: TextIO | None = None,
+          labels: dict[str, str] | None = None) -> Image:
     """Build the Containerfile (default CONTEXT/Containerfile, else CONTEXT/Dockerfile) and tag
-    the result; progress goes to `out` as podman prints it."""
+    the result; progress goes to `out` as podman prints it. `labels` are added to the image's."""
     context = Path(context).resolve()
     if containerfile_path is None:
         containerfile_path = next((context / n for n in ("Containerfile", "Dockerfile")
@@ -60,13 +61,16 @@ def build(store: ImageStore, context: Path | str, tags: list[str], containerfile
         raise BuildError(f"reading {containerfile_path}: {e.strerror}") from None
     for tag in tags:
         reference.parse(tag)
-    return _Builder(store, context, build_args or {}, out or sys.stdout).run(containerfile.parse(text), tags)
+    builder = _Builder(store, context, build_args or {}, out or sys.stdout)
+    builder.extra_labels = labels or {}
+    return builder.run(containerfile.parse(text), tags)
 
 
 class _Builder:
     def __init__(self, store: ImageStore, context: Path, build_args: dict[str, str], out: TextIO):
         self.store, self.context, self.build_args, self.out = store, context, build_args, out
         self.state = _State()
+        self.extra_labels: dict[str, str] = {}
         self.work = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix="build-"))
 
     def say(self, text: str) -> None:
@@ -312,6 +316,8 @@ class _Builder:
         self.state.history.append(entry)
 
     def _commit(self, tags: list[str]) -> Image:
+        if self.extra_labels:
+            self.state.config.setdefault("Labels", {}).update(self.extra_labels)
         spec = {"created": _now(), "architecture": "amd64", "os": "linux", "config": self.state.config,
                 "rootfs": {"type": "layers", "diff_ids": self.state.diff_ids}, "history": self.state.history}
         config_bytes = canonical_json(spec)

@@ -253,6 +253,22 @@ class ImageStore:
             self._write_index(index)
         return self._image(record)
 
+    def copy_from(self, other: ImageStore, image: Image) -> Image:
+        """Copy `image` (with its names) from another store: blobs hard-linked where the two share
+        a filesystem, layers unpacked here."""
+        manifest = other.read_blob(image.manifest_digest)
+        doc = orjson.loads(manifest)
+        for desc in (doc["config"], *doc.get("layers", [])):
+            if self.has_blob(desc["digest"]):
+                continue
+            try:
+                os.link(other.blob_path(desc["digest"]), self.blob_path(desc["digest"]))
+            except FileExistsError:
+                pass
+            except OSError:
+                self.put_blob_file(other.blob_path(desc["digest"]), expected=desc["digest"])
+        return self.commit(manifest, image.repo_tags, image.repo_digests)
+
     def _image(self, record: dict[str, Any]) -> Image:
         spec = orjson.loads(self.read_blob(record["config_digest"]))
         return Image(id=record["id"], repo_tags=list(record["repo_tags"]),

@@ -1,0 +1,1 @@
+console.log("stand-in: ketch runs this image with busybox httpd (see /usr/local/bin/node)");
