@@ -1,4 +1,4 @@
-.PHONY: setup up test test-fast fuzz bench clean
+.PHONY: setup up test test-fast fuzz bench clean images
 PY := .venv/bin/python
 
 setup:
@@ -9,6 +9,10 @@ NODES ?= 3
 up: setup
 	.venv/bin/ketch server --write-kubeconfig $(CURDIR)/.ketch/kubeconfig --data-dir $(CURDIR)/.ketch/data \
 		--simulate-nodes $(NODES)
+
+# The bundled images (busybox and the book's stand-ins) in the store of DATA_DIR (default as ketch server's).
+images: setup
+	scripts/build-images.sh $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not fuzz" tests
