@@ -10,9 +10,9 @@ up: setup
 	.venv/bin/ketch server --write-kubeconfig $(CURDIR)/.ketch/kubeconfig --data-dir $(CURDIR)/.ketch/data \
 		--simulate-nodes $(NODES)
 
-# The bundled images (busybox and the book's stand-ins) in the store of DATA_DIR (default as ketch server's).
+# The bundled images (busybox and the book's stand-ins) in the image store `make up` uses.
 images: setup
-	scripts/build-images.sh $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	scripts/build-images.sh --data-dir $(CURDIR)/.ketch/data
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not fuzz" tests
