@@ -92,23 +92,31 @@ class _Joiner:
 
 
 def _tail_offset(f, lines: int) -> int:
-    """Offset where the file's last `lines` records start (counted as the kubelet does: by
-    newlines from the end, a record still being written counting as one)."""
+    """Offset where the file's last `lines` whole lines start: a line ends at an `F` record, so
+    partial records count with the line they belong to (a line still being written counts too)."""
     end = f.seek(0, os.SEEK_END)
-    if lines <= 0 or end == 0:
+    if lines <= 0:
         return end
-    f.seek(end - 1)
-    wanted = lines + (1 if f.read(1) == b"\n" else 0)  # the last newline ends, not starts, a line
-    pos, seen = end, 0
+    pos, seen, carry = end, 0, b""
     while pos > 0:
         start = max(0, pos - (1 << 16))
         f.seek(start)
-        chunk = f.read(pos - start)
-        idx = len(chunk)
-        while (idx := chunk.rfind(b"\n", 0, idx)) >= 0:
-            seen += 1
-            if seen == wanted:
-                return start + idx + 1
+        data = f.read(pos - start) + carry
+        records = data.split(b"\n")
+        carry = records[0] if start > 0 else b""
+        offset = start + len(records[0]) + 1  # start of records[1]
+        starts = []
+        for rec in records[1:]:
+            starts.append((offset, rec))
+            offset += len(rec) + 1
+        if start == 0:
+            starts.insert(0, (0, records[0]))
+        for rec_start, rec in reversed(starts):
+            fields = rec.split(b" ", 3)
+            if len(fields) >= 3 and fields[2] == b"F" and rec_start + len(rec) < end:
+                seen += 1
+                if seen == lines + 1:
+                    return rec_start + len(rec) + 1
         pos = start
     return 0
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import ssl
 from dataclasses import dataclass
@@ -122,7 +121,7 @@ class KubeletServer:
     def app(self) -> web.Application:
         app = web.Application()
         r = app.router
-        r.add_get("/healthz", lambda _: web.Response(text="ok"))
+        r.add_get("/healthz", self._healthz)
         r.add_get("/pods", self._pods)
         r.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         for verb in ("exec", "attach"):
@@ -162,6 +161,9 @@ class KubeletServer:
         return web.Response(status=e.status, text=e.message)
 
     # ---- plain endpoints -------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     async def _pods(self, request: web.Request) -> web.Response:
         pods = getattr(self.backend, "pods", None)
@@ -397,6 +399,3 @@ def log_options(query) -> logs.LogOptions:
                            since_ns=since_ns, timestamps=_bool(query, "timestamps"),
                            limit_bytes=number("limitBytes"))
 
-
-def json_dumps(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"))
