@@ -53,6 +53,10 @@ class CgroupLayout:
         own: dict[str, Path] = {}
         hierarchies: list[Path] = []
         for root, mountpoint, fstype, options in mounts:
+            if fstype == "cgroup2":  # hybrid layout: runc makes its cgroups there too
+                if "" in memberships:
+                    hierarchies.append(_join(mountpoint, root, memberships[""]))
+                continue
             if fstype != "cgroup":
                 continue
             controllers = [o for o in options if o in _KNOWN_V1 or o.startswith("name=")]

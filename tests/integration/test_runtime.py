@@ -1,0 +1,297 @@
+"""The runc/conmon runtime with real runc, conmon and CNI plugins, each test on its own "node"
+(a network namespace of its own standing in for the node's host namespace)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from ketch.agent.runtime import api
+from helpers.runtime_node import destroy_node, make_node
+
+CRI_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) (stdout|stderr) [FP] (.*)$")
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = make_node(tmp_path)
+    try:
+        yield n
+    finally:
+        destroy_node(n)
+
+
+@pytest.fixture
+def rt(node):
+    return node.runtime()
+
+
+def sandbox_config(name: str, **linux) -> api.PodSandboxConfig:
+    return api.PodSandboxConfig(name=name, namespace="default", uid=f"uid-{name}", hostname=name,
+                                labels={"app": name}, linux=api.LinuxPodSandboxConfig(**linux))
+
+
+async def run_pod(rt, name: str, **linux) -> tuple[str, api.PodSandboxConfig]:
+    cfg = sandbox_config(name, **linux)
+    return await rt.run_pod_sandbox(cfg), cfg
+
+
+async def run_container(rt, node, sid, scfg, name, command, start=True, **kw) -> str:
+    linux = kw.pop("linux", None) or api.LinuxContainerConfig()
+    cfg = api.ContainerConfig(name=name, image=node.image, command=command,
+                              log_path=str(node.base / "logs" / f"{scfg.name}_{name}.log"),
+                              labels={"container": name}, linux=linux, **kw)
+    cid = await rt.create_container(sid, cfg, scfg)
+    if start:
+        await rt.start_container(cid)
+    return cid
+
+
+async def wait_exit(rt, cid, timeout=10.0) -> api.ContainerStatus:
+    return await asyncio.wait_for(rt.wait_container(cid), timeout)
+
+
+async def sh(rt, cid, script: str, timeout=10.0) -> tuple[int, str, str]:
+    code, out, err = await rt.exec_sync(cid, ["sh", "-c", script], timeout)
+    return code, out.decode(), err.decode()
+
+
+HTTPD = ["httpd", "-f", "-h", "/www", "-p"]
+
+
+async def test_sandbox_ip_shared_localhost_and_hostname(rt, node):
+    sid, scfg = await run_pod(rt, "web")
+    st = await rt.pod_sandbox_status(sid)
+    assert st.state == api.SANDBOX_READY
+    assert ipaddress.ip_address(st.ip) in ipaddress.ip_network(node.pod_cidr)
+    server = await run_container(rt, node, sid, scfg, "server", HTTPD + ["127.0.0.1:8080"])
+    client = await run_container(rt, node, sid, scfg, "client", ["sleep", "1000"])
+    # the second container reaches the first on the pod's own localhost
+    code, out, _ = await sh(rt, client, "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1")
+    assert code == 0 and "hello from busybox" in out
+    for cid in (server, client):
+        _, out, _ = await sh(rt, cid, "hostname; cat /etc/hostname")
+        assert out.split() == ["web", "web"]
+    _, hosts, _ = await sh(rt, client, "cat /etc/hosts")
+    assert f"{st.ip}\tweb" in hosts
+    # the bridge lives in the node's namespace, with the pod's gateway address
+    link = node.in_node("ip", "-4", "addr", "show", "cni0")
+    assert "10.250.0.1/24" in link.stdout
+    statuses = {c.name: c.state for c in await rt.list_containers(sandbox_id=sid)}
+    assert statuses == {"server": "running", "client": "running"}
+    await rt.stop_pod_sandbox(sid)
+    assert (await rt.pod_sandbox_status(sid)).state == api.SANDBOX_NOTREADY
+    assert {c.state for c in await rt.list_containers(sandbox_id=sid)} == {"exited"}
+    await rt.remove_pod_sandbox(sid)
+    assert await rt.list_pod_sandboxes() == []
+    assert await rt.list_containers() == []
+    # the pod's IP went back to host-local
+    assert not any(p.name == st.ip for p in (node.root / "cni" / "networks").rglob("*"))
+
+
+async def test_pod_to_pod_over_the_bridge_and_network_stats(rt, node):
+    a, acfg = await run_pod(rt, "a")
+    b, bcfg = await run_pod(rt, "b")
+    await run_container(rt, node, a, acfg, "httpd", HTTPD + ["80"])
+    client = await run_container(rt, node, b, bcfg, "client", ["sleep", "1000"])
+    ip = (await rt.pod_sandbox_status(a)).ip
+    code, out, _ = await sh(rt, client, f"for i in $(seq 20); do wget -qO- http://{ip}/ && exit 0; sleep 0.1; done; exit 1")
+    assert code == 0 and out == "hello from busybox\n"
+    stats = await rt.pod_sandbox_stats(a)
+    assert stats.network_rx_bytes > 0 and stats.network_tx_bytes > 0
+    assert [c.id for c in stats.containers] and stats.memory_working_set_bytes > 0
+
+
+async def test_logs_exit_codes_and_reasons(rt, node):
+    sid, scfg = await run_pod(rt, "job")
+    failing = await run_container(rt, node, sid, scfg, "fail", ["sh", "-c", "echo out; echo err >&2; printf partial; exit 3"])
+    ok = await run_container(rt, node, sid, scfg, "ok", ["true"])
+    st = await wait_exit(rt, failing)
+    assert (st.state, st.exit_code, st.reason) == ("exited", 3, "Error")
+    assert st.finished_at >= st.started_at > st.created_at > 0
+    st_ok = await wait_exit(rt, ok)
+    assert (st_ok.exit_code, st_ok.reason) == (0, "Completed")
+    lines = Path(st.log_path).read_text().splitlines()
+    parsed = [CRI_LOG_LINE.match(ln) for ln in lines]
+    assert all(parsed), lines
+    entries = sorted((m.group(2), m.group(3)) for m in parsed)
+    assert ("stdout", "out") in entries and ("stderr", "err") in entries
+    assert any(m.group(2) == "stdout" and m.group(3) == "partial" for m in parsed)
+
+
+async def test_oom_killed_under_memory_limit(rt, node):
+    sid, scfg = await run_pod(rt, "hog", qos_class="Burstable")
+    cid = await run_container(rt, node, sid, scfg, "hog", ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"],
+                              linux=api.LinuxContainerConfig(memory_limit_bytes=32 * 1024 * 1024))
+    st = await wait_exit(rt, cid)
+    assert (st.exit_code, st.reason) == (137, "OOMKilled")
+
+
+async def test_stop_sigkill_fallback_and_graceful_stop(rt, node):
+    sid, scfg = await run_pod(rt, "stop")
+    stubborn = await run_container(rt, node, sid, scfg, "stubborn", ["sleep", "1000"])  # PID 1 ignores SIGTERM
+    graceful = await run_container(rt, node, sid, scfg, "graceful",
+                                   ["sh", "-c", "trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"])
+    await asyncio.sleep(0.3)  # let the trap be installed
+    t = time.monotonic()
+    await rt.stop_container(graceful, 5)
+    assert time.monotonic() - t < 2
+    st = await rt.container_status(graceful)
+    assert (st.state, st.exit_code, st.reason) == ("exited", 0, "Completed")
+    t = time.monotonic()
+    await rt.stop_container(stubborn, 1)
+    took = time.monotonic() - t
+    assert 0.9 < took < 3
+    st = await rt.container_status(stubborn)
+    assert (st.state, st.exit_code, st.reason) == ("exited", 137, "Error")
+    await rt.stop_container(stubborn, 1)  # idempotent
+    await rt.remove_container(stubborn)
+    with pytest.raises(api.NotFound):
+        await rt.container_status(stubborn)
+
+
+async def test_exec_codes_stdin_and_tty(rt, node):
+    sid, scfg = await run_pod(rt, "exec")
+    cid = await run_container(rt, node, sid, scfg, "main", ["sleep", "1000"])
+    assert await sh(rt, cid, "echo hi; echo oops >&2; exit 7") == (7, "hi\n", "oops\n")
+    with pytest.raises(asyncio.TimeoutError):
+        await rt.exec_sync(cid, ["sleep", "30"], timeout=0.5)
+    _, ps, _ = await sh(rt, cid, "ps -o comm")
+    assert "sleep" in ps.split()[1:] and ps.split().count("sleep") == 1  # the timed-out one is gone
+    # streaming exec with stdin
+    s = await rt.exec(cid, ["sh", "-c", "read x; echo got:$x; exit 5"], stdin=True)
+    s.stdin.write(b"value\n")
+    await s.stdin.drain()
+    assert await asyncio.wait_for(s.stdout.read(), 5) == b"got:value\n"
+    assert await asyncio.wait_for(s.wait(), 5) == 5
+    # with a TTY: a terminal of the size we set, and the exit code
+    t = await rt.exec(cid, ["sh"], tty=True, stdin=True)
+    assert t.stderr is None
+    await t.resize(100, 40)
+    await asyncio.sleep(0.2)
+    t.stdin.write(b"[ -t 0 ] && echo IS-A-TTY; stty size; exit 4\n")
+    out = await asyncio.wait_for(t.stdout.read(), 5)
+    assert await asyncio.wait_for(t.wait(), 5) == 4
+    assert b"IS-A-TTY" in out and b"40 100" in out
+
+
+async def test_attach_to_stdin_and_stdout(rt, node):
+    sid, scfg = await run_pod(rt, "attach")
+    cid = await run_container(rt, node, sid, scfg, "echoer",
+                              ["sh", "-c", "while read l; do echo got:$l; echo err:$l >&2; done; echo done"],
+                              stdin=True)
+    a = await rt.attach(cid, stdin=True)
+    a.stdin.write(b"one\n")
+    assert await asyncio.wait_for(a.stdout.readline(), 5) == b"got:one\n"
+    assert await asyncio.wait_for(a.stderr.readline(), 5) == b"err:one\n"
+    await a.close()  # detaching does not stop the container
+    assert (await rt.container_status(cid)).state == "running"
+    log = Path((await rt.container_status(cid)).log_path).read_text()
+    assert "stdout F got:one" in log
+    b = await rt.attach(cid, stdin=True)
+    b.stdin.write(b"two\n")
+    assert await asyncio.wait_for(b.stdout.readline(), 5) == b"got:two\n"
+    await rt.stop_container(cid, 0)
+    await asyncio.wait_for(b.wait(), 5)  # returns once the container has exited
+    await b.close()
+
+
+async def test_open_connection_inside_the_pod(rt, node):
+    sid, scfg = await run_pod(rt, "pf")
+    await run_container(rt, node, sid, scfg, "httpd", HTTPD + ["127.0.0.1:8080"])
+    for _ in range(50):
+        try:
+            reader, writer = await rt.open_connection(sid, 8080)
+            break
+        except ConnectionRefusedError:
+            await asyncio.sleep(0.05)
+    else:
+        pytest.fail("httpd never listened")
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n")[0]
+    assert reply.endswith(b"hello from busybox\n")
+
+
+async def test_limits_security_and_user(rt, node):
+    sid, scfg = await run_pod(rt, "sec", qos_class="Burstable")
+    limited = await run_container(
+        rt, node, sid, scfg, "limited", ["sleep", "1000"],
+        linux=api.LinuxContainerConfig(memory_limit_bytes=64 * 1024 * 1024, pids_limit=8, cpu_shares=512,
+                                       cpu_quota=50_000, cpu_period=100_000))
+    _, out, _ = await sh(rt, limited, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                                       "/sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+                         if rt.cgroups.version == 1 else "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
+    if rt.cgroups.version == 1:
+        assert out.split() == [str(64 * 1024 * 1024), "8", "512", "50000"]
+    code, _, err = await sh(rt, limited, "for i in $(seq 12); do sleep 5 & done; wait")
+    assert code != 0 or "fork" in err.lower() or "resource" in err.lower()
+    # the pod's cgroup is where the kubelet would put a Burstable pod
+    dirs = rt._container(limited)["cgroup_dirs"]
+    assert "/kubepods/burstable/poduid-sec/" in next(iter(dirs.values()))
+    # default capabilities (containerd's set), dropping ALL, a user from /etc/passwd and its groups
+    _, caps, _ = await sh(rt, limited, "grep CapEff /proc/self/status")
+    assert caps.split()[1] == "00000000a80425fb"
+    app = await run_container(
+        rt, node, sid, scfg, "app", ["sleep", "1000"],
+        linux=api.LinuxContainerConfig(run_as_username="app", capabilities_drop=["ALL"],
+                                       readonly_rootfs=True, no_new_privs=True))
+    _, ids, _ = await sh(rt, app, "id -u; id -g; id -G; grep -E 'CapBnd|NoNewPrivs' /proc/self/status")
+    assert ids.split()[:5] == ["1000", "1000", "1000", "2000", "CapBnd:"]
+    assert "0000000000000000" in ids and ids.split()[-1] == "1"
+    code, _, _ = await sh(rt, app, "touch /newfile")
+    assert code != 0
+    code, _, _ = await sh(rt, app, "touch /tmp/x")  # /tmp is part of the (read-only) rootfs too
+    assert code != 0
+
+
+async def test_host_network_pod_sees_the_node(rt, node):
+    pod, pcfg = await run_pod(rt, "normal")  # creates the node's bridge
+    hsid, hcfg = await run_pod(rt, "hostnet", host_network=True)
+    cid = await run_container(rt, node, hsid, hcfg, "c", ["sleep", "1000"])
+    _, links, _ = await sh(rt, cid, "ip link")
+    assert "cni0" in links
+    assert (await rt.pod_sandbox_status(hsid)).netns == node.netns
+
+
+async def test_adoption_after_the_agent_is_killed(node):
+    rt1 = node.runtime()
+    sid, scfg = await run_pod(rt1, "survivor")
+    long = await run_container(rt1, node, sid, scfg, "long", ["sleep", "1000"])
+    short = await run_container(rt1, node, sid, scfg, "short", ["sh", "-c", "sleep 1; exit 4"])
+    pid = (await rt1.container_status(long)).pid
+    del rt1  # the agent "dies": nothing is stopped, no method is called
+    await asyncio.sleep(1.5)  # "short" exits while no agent is running
+    rt2 = node.runtime()
+    sandboxes = await rt2.list_pod_sandboxes()
+    assert [(s.id, s.state) for s in sandboxes] == [(sid, "ready")]
+    by_name = {c.name: c for c in await rt2.list_containers()}
+    assert by_name["long"].id == long and by_name["long"].state == "running" and by_name["long"].pid == pid
+    assert (by_name["short"].id, by_name["short"].state, by_name["short"].exit_code) == (short, "exited", 4)
+    assert await sh(rt2, long, "echo still here") == (0, "still here\n", "")
+    await rt2.stop_container(long, 0)
+    assert (await rt2.container_status(long)).exit_code == 137
+    await rt2.remove_pod_sandbox(sid)
+    assert await rt2.list_pod_sandboxes() == []
+
+
+async def test_stats_after_burning_cpu(rt, node):
+    sid, scfg = await run_pod(rt, "burn")
+    cid = await run_container(rt, node, sid, scfg, "burn", ["sh", "-c", "while :; do :; done"])
+    await asyncio.sleep(0.5)
+    s1 = await rt.container_stats(cid)
+    await asyncio.sleep(0.3)
+    s2 = await rt.container_stats(cid)
+    assert s1.cpu_usage_core_nanoseconds > 100_000_000
+    assert s2.cpu_usage_core_nanoseconds > s1.cpu_usage_core_nanoseconds and s2.timestamp > s1.timestamp
+    assert s2.memory_working_set_bytes > 0 and s2.memory_usage_bytes >= s2.memory_working_set_bytes
+    pod = await rt.pod_sandbox_stats(sid)
+    assert pod.cpu_usage_core_nanoseconds >= s2.cpu_usage_core_nanoseconds
+    assert [c.id for c in await rt.list_container_stats()] == [cid]
