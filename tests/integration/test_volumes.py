@@ -109,6 +109,7 @@ async def test_config_map_update_is_atomic_and_seen_through_a_bind_mount(root, t
                 seen.add("<missing>")
 
     thread = threading.Thread(target=reader)
+    held = os.open(path, os.O_RDONLY | os.O_DIRECTORY)  # as a process whose cwd is the volume
     thread.start()
     try:
         assert await vm.refresh(pod) == set()  # unchanged content: nothing rewritten
@@ -116,9 +117,13 @@ async def test_config_map_update_is_atomic_and_seen_through_a_bind_mount(root, t
         for i in range(20):
             src.add(config_map("default", "cfg", version=f"v{i}" * 1000))
             assert await vm.refresh(pod) == {"cfg"}
+        fd = os.open("version", os.O_RDONLY, dir_fd=held)
+        with os.fdopen(fd) as f:
+            assert f.read() == "v19" * 1000
     finally:
         stop.set()
         thread.join()
+        os.close(held)
     assert (container_view / "version").read_text() == "v19" * 1000
     assert seen <= {"one" * 1000} | {f"v{i}" * 1000 for i in range(20)}  # never torn, never missing
     assert not (container_view / "stale").exists() and not os.path.lexists(path / "stale")

@@ -144,6 +144,12 @@ class VolumeManager:
         self.pods_dir = self.root / "pods"
         self.source = source
         self.tokens = TokenCache()
+        # One pod's setup, refresh and teardown never interleave (two AtomicWriters on one
+        # directory would race on ..data); different pods proceed concurrently.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, pod_uid: str) -> asyncio.Lock:
+        return self._locks.setdefault(pod_uid, asyncio.Lock())
 
     def pod_dir(self, pod_uid: str) -> Path:
         return self.pods_dir / pod_uid
@@ -161,21 +167,23 @@ class VolumeManager:
     async def setup(self, pod: dict) -> dict[str, Path]:
         """Every volume of the pod, ready to mount: name → host path. Idempotent."""
         paths = {}
-        for vol in (pod.get("spec") or {}).get("volumes") or []:
-            paths[vol["name"]] = await self._setup_volume(pod, vol)
+        async with self._lock(pod["metadata"]["uid"]):
+            for vol in (pod.get("spec") or {}).get("volumes") or []:
+                paths[vol["name"]] = await self._setup_volume(pod, vol)
         return paths
 
     async def refresh(self, pod: dict) -> set[str]:
         """Re-project configMap, secret, downwardAPI and projected volumes; names whose content changed."""
         changed, errors = set(), []
-        for vol in (pod.get("spec") or {}).get("volumes") or []:
-            if not any(k in vol for k in PROJECTED_KINDS):
-                continue
-            try:
-                if await self._project(pod, vol):
-                    changed.add(vol["name"])
-            except VolumeError as err:
-                errors.append(err)
+        async with self._lock(pod["metadata"]["uid"]):
+            for vol in (pod.get("spec") or {}).get("volumes") or []:
+                if not any(k in vol for k in PROJECTED_KINDS):
+                    continue
+                try:
+                    if await self._project(pod, vol):
+                        changed.add(vol["name"])
+                except VolumeError as err:
+                    errors.append(err)
         if errors:
             raise errors[0]
         return changed
@@ -183,15 +191,17 @@ class VolumeManager:
     async def teardown(self, pod_uid: str) -> None:
         """Unmount whatever is mounted under the pod's directory, then remove it. Idempotent."""
         pod_dir = self.pod_dir(pod_uid)
-        self.tokens.forget(pod_uid)
-        if not pod_dir.exists():
-            return
-        for point, _ in mounts_under(pod_dir):
-            unmount(point)
-        left = mounts_under(pod_dir)
-        if left:  # never rmtree through a mount: it could reach a host directory
-            raise VolumeError("", f"UnmountVolume.TearDown failed for pod {pod_uid}: {left[0][0]} is still mounted")
-        await asyncio.to_thread(shutil.rmtree, pod_dir)
+        async with self._lock(pod_uid):
+            self.tokens.forget(pod_uid)
+            if pod_dir.exists():
+                for point, _ in mounts_under(pod_dir):
+                    unmount(point)
+                left = mounts_under(pod_dir)
+                if left:  # never rmtree through a mount: it could reach a host directory
+                    raise VolumeError("", f"UnmountVolume.TearDown failed for pod {pod_uid}: "
+                                          f"{left[0][0]} is still mounted")
+                await asyncio.to_thread(shutil.rmtree, pod_dir)
+        self._locks.pop(pod_uid, None)
 
     # --- per plugin ---
 
@@ -376,12 +386,19 @@ class VolumeManager:
             return p == base or p.startswith(base.rstrip("/") + "/")
 
         if not os.path.lexists(target):
-            if not inside(os.path.realpath(target)):
-                raise ConfigError(f'failed to create subPath directory for volumeMount "{mount_name}" '
-                                  f'of container "{container_name}"')
+            # SafeMakeDir: one component at a time, each with the volume's mode, none leading out.
             perm = stat.S_IMODE(os.stat(volume).st_mode)
-            os.makedirs(target, exist_ok=True)
-            os.chmod(target, perm)
+            current = volume
+            for part in sub.split("/"):
+                if part in ("", "."):
+                    continue
+                current = current / part
+                if not os.path.lexists(current):
+                    os.mkdir(current)
+                    os.chmod(current, perm)
+                if not inside(os.path.realpath(current)):
+                    raise ConfigError(f'failed to create subPath directory for volumeMount "{mount_name}" '
+                                      f'of container "{container_name}"')
         real = os.path.realpath(target)
         if not inside(real):
             raise ConfigError(f'failed to prepare subPath for volumeMount "{mount_name}" of container '
