@@ -15,6 +15,7 @@ it — loopback in tests.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import ssl
@@ -102,6 +103,8 @@ class KubeletServer:
         self.cert_dir = Path(cert_dir)
         self.node_name = node_name
         self._runner: web.AppRunner | None = None
+        # "<websocket|spdy>:<subprotocol>" -> sessions served: which protocol each client chose
+        self.sessions_by_protocol: collections.Counter[str] = collections.Counter()
 
     @property
     def url(self) -> str:
@@ -249,6 +252,7 @@ class KubeletServer:
         ws = web.WebSocketResponse(protocols=channels.EXEC_PROTOCOLS, max_msg_size=0, autoping=True)
         await ws.prepare(request)
         sock = channels.ChannelSocket(ws, 5)
+        self.sessions_by_protocol[f"websocket:{sock.protocol}"] += 1
         pump = asyncio.create_task(sock.run())
         gone = asyncio.Event()
         pump.add_done_callback(lambda _: gone.set())
@@ -274,6 +278,7 @@ class KubeletServer:
                                      f"server accepts {list(SPDY_EXEC_PROTOCOLS)}")
         resp, reader, writer = await hijack.switch_protocols(
             request, {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": version})
+        self.sessions_by_protocol[f"spdy:{version}"] += 1
         arrived: asyncio.Queue[spdy.Stream] = asyncio.Queue()
 
         async def write(frame: bytes) -> None:
@@ -326,7 +331,9 @@ class KubeletServer:
         if upgrade == "websocket":
             ws = web.WebSocketResponse(protocols=(portforward.TUNNEL_PROTOCOL, *channels.PORTFORWARD_PROTOCOLS),
                                        max_msg_size=0)
-            if ws.can_prepare(request).protocol == portforward.TUNNEL_PROTOCOL:
+            chosen = ws.can_prepare(request).protocol
+            self.sessions_by_protocol[f"websocket:{chosen or ''}"] += 1
+            if chosen == portforward.TUNNEL_PROTOCOL:
                 await ws.prepare(request)
                 await portforward.serve_tunnel(ws, connect, ref.sandbox_id)
                 await ws.close()
@@ -344,6 +351,7 @@ class KubeletServer:
                 return web.Response(status=403, text="unable to upgrade: unable to negotiate protocol")
             resp, reader, writer = await hijack.switch_protocols(
                 request, {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": version})
+            self.sessions_by_protocol[f"spdy:{version}"] += 1
 
             async def write(frame: bytes) -> None:
                 writer.write(frame)

@@ -20,6 +20,26 @@ from streaming_env import KubeletThread, create_running_pod, register_node
 from ketch.agent import logs
 
 VERSIONS = {v: p for v, p in kubectl_versions.versions().items() if v in ("1.27", "1.32", "1.35")}
+# What each kubectl speaks: 1.27 SPDY/3.1 only; from 1.30 exec over WebSocket v5, from 1.31
+# port-forward as SPDY tunneled in WebSocket.
+EXEC_PROTOCOL = {"1.27": "spdy:v4.channel.k8s.io", "1.32": "websocket:v5.channel.k8s.io",
+                 "1.35": "websocket:v5.channel.k8s.io"}
+PORTFORWARD_PROTOCOL = {"1.27": "spdy:portforward.k8s.io", "1.32": "websocket:SPDY/3.1+portforward.k8s.io",
+                        "1.35": "websocket:SPDY/3.1+portforward.k8s.io"}
+
+
+class protocol_used:
+    """The kubelet sessions a block opened, by protocol."""
+
+    def __init__(self, kubelet):
+        self.counter = kubelet.server.sessions_by_protocol
+
+    def __enter__(self):
+        self.before = dict(self.counter)
+        return self
+
+    def __exit__(self, *exc):
+        self.used = {k for k, v in self.counter.items() if v > self.before.get(k, 0)}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +74,11 @@ def kubectl_env(server) -> dict:
 # ---- exec -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
-def test_exec_passes_output_and_exit_code(server, ns, pod, version):
-    p = server.kubectl("exec", pod, "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3",
-                       kubectl=VERSIONS[version], check=False)
+def test_exec_passes_output_and_exit_code(server, kubelet, ns, pod, version):
+    with protocol_used(kubelet) as used:
+        p = server.kubectl("exec", pod, "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3",
+                           kubectl=VERSIONS[version], check=False)
+    assert used.used == {EXEC_PROTOCOL[version]}
     assert p.returncode == 3
     assert p.stdout == "out\n"
     assert "err\n" in p.stderr and "command terminated with exit code 3" in p.stderr
@@ -266,19 +288,21 @@ def _read_n(s, buf, n):
 
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
-def test_port_forward_moves_data_both_ways(server, ns, pod, echo, version):
-    proc = subprocess.Popen([VERSIONS[version], "port-forward", "-n", ns, f"pod/{pod}", ":80"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kubectl_env(server), text=True)
-    try:
-        line = proc.stdout.readline()  # Forwarding from 127.0.0.1:PORT -> 80
-        assert "Forwarding from 127.0.0.1:" in line, line + proc.stderr.read() if proc.poll() is not None else line
-        local = int(line.split("127.0.0.1:")[1].split()[0])
-        payload = os.urandom(2_000_000).hex().encode()[:2_000_000].lower()
-        for _ in range(2):  # two connections over the same session
-            assert _roundtrip(local, payload) == payload.upper()
-    finally:
-        proc.kill()
-        proc.wait()
+def test_port_forward_moves_data_both_ways(server, kubelet, ns, pod, echo, version):
+    with protocol_used(kubelet) as used:
+        proc = subprocess.Popen([VERSIONS[version], "port-forward", "-n", ns, f"pod/{pod}", ":80"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kubectl_env(server), text=True)
+        try:
+            line = proc.stdout.readline()  # Forwarding from 127.0.0.1:PORT -> 80
+            assert "Forwarding from 127.0.0.1:" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
+            local = int(line.split("127.0.0.1:")[1].split()[0])
+            payload = os.urandom(1_000_000).hex().encode()
+            for _ in range(2):  # two connections over the same session
+                assert _roundtrip(local, payload) == payload.upper()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert used.used == {PORTFORWARD_PROTOCOL[version]}
 
 
 def test_port_forward_to_a_closed_port_reports_the_error(server, ns, pod, kubelet):
