@@ -341,6 +341,18 @@ async def test_persistent_volume_claims(root, tmp_path):
             await vm.setup(pod_with(name))
         assert str(err.value) == message
 
+    # A generic ephemeral volume uses the claim `<pod>-<volume>`, which the pod must control.
+    owned = claim("vol-pod-scratch", volume="pv-d")
+    owned["metadata"]["ownerReferences"] = [{"kind": "Pod", "name": "vol-pod", "uid": "pod-uid-1", "controller": True}]
+    src.add(owned)
+    src.add(pv("pv-d", "c-vol-pod-scratch", hostPath={"path": str(tmp_path / "eph"), "type": "DirectoryOrCreate"}))
+    ephemeral = make_pod({"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}})
+    assert (await vm.setup(ephemeral))["scratch"] == tmp_path / "eph"
+    ephemeral["metadata"]["uid"] = "another-pod"
+    with pytest.raises(VolumeError) as err:
+        await vm.setup(ephemeral)
+    assert str(err.value) == "PVC default/vol-pod-scratch was not created for pod default/vol-pod (pod is not owner)"
+
 
 async def test_fs_group_ownership(root):
     src = DictSource([config_map("default", "cfg", key="v")])

@@ -233,7 +233,9 @@ class VolumeManager:
             await self._project(pod, vol)
             return self._projected_path(uid, vol)
         if "persistentVolumeClaim" in vol:
-            return await self._claim_path(pod, vol)
+            return await self._claim_path(pod, name, vol["persistentVolumeClaim"].get("claimName") or "")
+        if "ephemeral" in vol:  # a generic ephemeral volume: the claim the pod's controller made for it
+            return await self._claim_path(pod, name, f"{pod['metadata']['name']}-{name}", ephemeral=True)
         kinds = [k for k in vol if k != "name"]
         raise _setup_failed(name, f"volume type {kinds[0] if kinds else '?'} is not supported by ketch")
 
@@ -278,10 +280,8 @@ class VolumeManager:
                                               self.source)
         return await projected_payload(vol["projected"] or {}, pod, self.source, self.tokens, fs_user_of(pod), fs_group)
 
-    async def _claim_path(self, pod: dict, vol: dict) -> Path:
-        name = vol["name"]
+    async def _claim_path(self, pod: dict, name: str, claim_name: str, ephemeral: bool = False) -> Path:
         namespace = pod["metadata"].get("namespace") or "default"
-        claim_name = vol["persistentVolumeClaim"].get("claimName") or ""
         prefix = f"error processing PVC {namespace}/{claim_name}"
         claim = await self.source.persistent_volume_claim(namespace, claim_name)
         if claim is None:
@@ -291,6 +291,10 @@ class VolumeManager:
             raise VolumeError(name, f"{prefix}: PVC is being deleted")
         if (claim.get("status") or {}).get("phase") != "Bound":
             raise VolumeError(name, f"{prefix}: PVC is not bound")
+        if ephemeral and not any(ref.get("controller") and ref.get("uid") == pod["metadata"]["uid"]
+                                 for ref in claim["metadata"].get("ownerReferences") or []):
+            raise VolumeError(name, f"PVC {namespace}/{claim_name} was not created for pod "
+                                    f"{namespace}/{pod['metadata']['name']} (pod is not owner)")
         pv_name = (claim.get("spec") or {}).get("volumeName") or ""
         pv = await self.source.persistent_volume(pv_name) if pv_name else None
         if pv is None:
