@@ -295,3 +295,36 @@ async def test_stats_after_burning_cpu(rt, node):
     pod = await rt.pod_sandbox_stats(sid)
     assert pod.cpu_usage_core_nanoseconds >= s2.cpu_usage_core_nanoseconds
     assert [c.id for c in await rt.list_container_stats()] == [cid]
+
+
+async def test_host_port_through_portmap(rt, node):
+    cfg = sandbox_config("hp")
+    cfg.port_mappings = [api.PortMapping(container_port=80, host_port=18080)]
+    sid = await rt.run_pod_sandbox(cfg)
+    await run_container(rt, node, sid, cfg, "httpd", HTTPD + ["80"])
+    other, ocfg = await run_pod(rt, "client")
+    client = await run_container(rt, node, other, ocfg, "client", ["sleep", "1000"])
+    # another pod reaches the pod through the node's address (the bridge's) and the host port
+    code, out, _ = await sh(rt, client, "for i in $(seq 20); do wget -qO- http://10.250.0.1:18080/ && exit 0; sleep 0.1; done; exit 1")
+    assert code == 0 and out == "hello from busybox\n"
+    rules = node.in_node("iptables-save", "-t", "nat").stdout
+    assert "18080" in rules
+    await rt.remove_pod_sandbox(sid)
+    assert "18080" not in node.in_node("iptables-save", "-t", "nat").stdout
+
+
+async def test_privileged_and_tty_container(rt, node):
+    sid, scfg = await run_pod(rt, "priv")
+    cid = await run_container(rt, node, sid, scfg, "priv", ["sh", "-c", "stty size; grep CapEff /proc/self/status; sleep 1000"],
+                              tty=True, linux=api.LinuxContainerConfig(privileged=True))
+    # all the capabilities the agent itself holds
+    _, out, _ = await sh(rt, cid, "grep CapEff /proc/self/status")
+    own = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("CapBnd:"))
+    assert out.split()[1] == own.split()[1]
+    a = await rt.attach(cid, stdin=False, tty=True)
+    assert a.stderr is None
+    await a.close()
+    st = await rt.container_status(cid)
+    assert st.state == "running"
+    log = Path(st.log_path).read_text()
+    assert "stdout" in log  # a TTY's output is logged as stdout

@@ -180,6 +180,23 @@ def _read_db(path: Path) -> list[list[str]]:
         return []
 
 
+def _own_capability_mask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return (1 << len(ALL_CAPABILITIES)) - 1
+
+
+def host_capabilities() -> list[str]:
+    """What "all capabilities" means here: those the agent itself holds (as containerd does),
+    ALL_CAPABILITIES being in bit order."""
+    mask = _own_capability_mask()
+    return [c for bit, c in enumerate(ALL_CAPABILITIES) if mask >> bit & 1]
+
+
 def _cap(name: str) -> str:
     name = name.upper()
     return name if name.startswith("CAP_") else f"CAP_{name}"
@@ -187,10 +204,10 @@ def _cap(name: str) -> str:
 
 def capabilities(add: list[str], drop: list[str], privileged: bool) -> list[str]:
     if privileged:
-        return list(ALL_CAPABILITIES)
+        return host_capabilities()
     caps = list(DEFAULT_CAPABILITIES)
     if any(_cap(a) == "CAP_ALL" for a in add):
-        caps = list(ALL_CAPABILITIES)
+        caps = host_capabilities()
     else:
         for a in add:
             c = _cap(a)

@@ -298,6 +298,8 @@ class RuncRuntime(RuntimeService):
 
     async def _teardown_sandbox(self, rec: dict) -> None:
         """Kill the pause process, release the network and unmount; keep the record."""
+        if rec.get("torn_down"):
+            return
         if rec.get("bundle"):
             await self._kill_and_wait(rec, signal.SIGKILL, 10.0)
         if rec.get("cni_result") is not None or (rec.get("own_netns") and rec.get("netns")):
@@ -311,6 +313,8 @@ class RuncRuntime(RuntimeService):
             await asyncio.to_thread(remove_netns, Path(rec["netns"]))
         if rec.get("shm"):
             umount(rec["shm"])
+        rec["torn_down"] = True
+        self._save_sandbox(rec)
 
     async def _forget_sandbox(self, rec: dict) -> None:
         if rec.get("bundle"):
@@ -434,12 +438,13 @@ class RuncRuntime(RuntimeService):
         async with self._lock(container_id):
             if rec["state"] != api.CONTAINER_CREATED:
                 raise RuntimeFailure(f"container {container_id} is not in created state: {rec['state']}")
+            started = _now()  # before: a short-lived process may be gone when runc returns
             try:
                 await runc(self.runc_root, "start", container_id)
             except MonitorError as e:
                 raise RuntimeFailure(f"failed to start container {container_id}: {e}") from e
             rec["state"] = api.CONTAINER_RUNNING
-            rec["started_at"] = _now()
+            rec["started_at"] = started
             self._save_container(rec)
 
     async def _kill_and_wait(self, rec: dict, sig: int, timeout: float) -> bool:
@@ -508,6 +513,7 @@ class RuncRuntime(RuntimeService):
             exited = (255, _now())  # process and monitor both gone without a word
             rec["message"] = "container's monitor exited without recording an exit code"
         code, finished = exited
+        finished = max(finished, rec.get("started_at", 0))  # the exit file's mtime is coarser
         rec["exit_code"], rec["finished_at"] = code, finished
         oom = (paths.persist_dir / "oom").exists() or self.cgroups.oom_kills(rec.get("cgroup_dirs", {})) > 0
         if oom:
