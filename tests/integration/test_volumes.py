@@ -383,3 +383,17 @@ async def test_teardown_after_an_agent_restart(root):
     assert mounts_under(root) == [] and not (root / "pods/pod-uid-1").exists()
     await restarted.teardown("pod-uid-1")  # idempotent
     assert restarted.pod_uids_on_disk() == []
+
+
+@pytest.mark.parametrize("path,message", [
+    ("..hidden", "invalid path: must not start with '..': ..hidden"),
+    ("a/../../b", "invalid path: must not contain '..': a/../../b"),
+    ("/abs", "invalid path: must be relative path: /abs"),
+    ("x" * 256, "invalid path: filenames must be less than or equal to 255 characters"),
+])
+async def test_item_paths_the_writer_refuses(root, path, message):
+    src = DictSource([config_map("default", "cfg", a="1")])
+    pod = make_pod({"name": "v", "configMap": {"name": "cfg", "items": [{"key": "a", "path": path}]}})
+    with pytest.raises(VolumeError) as err:
+        await VolumeManager(root, src).setup(pod)
+    assert str(err.value) == f'MountVolume.SetUp failed for volume "v" : {message}'
