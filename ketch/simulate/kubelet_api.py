@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..agent.resource_metrics import ContainerUsage, PodUsage, render
+
 if TYPE_CHECKING:
     from .simulator import Simulator
 
@@ -29,40 +31,6 @@ KUBELET_URL_ANNOTATION = "ketch.io/kubelet-url"
 NODE_BASE_CPU = 20_000_000        # nanocores (20m)
 NODE_BASE_MEMORY = 256 * 1024**2  # bytes
 INDEX_TTL = 1.0
-
-_HELP = {
-    "container_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the container in core-seconds"),
-    "container_memory_working_set_bytes": ("gauge", "Current working set of the container in bytes"),
-    "container_start_time_seconds": ("gauge", "Start time of the container since unix epoch in seconds"),
-    "node_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the node in core-seconds"),
-    "node_memory_working_set_bytes": ("gauge", "Current working set of the node in bytes"),
-    "pod_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the pod in core-seconds"),
-    "pod_memory_working_set_bytes": ("gauge", "Current working set of the pod in bytes"),
-    "resource_scrape_error": ("gauge", "1 if there was an error while getting container metrics, 0 otherwise"),
-}
-
-
-def go_float(v: float) -> str:
-    """strconv.FormatFloat(v, 'g', -1, 64), as Prometheus' text encoder writes sample values:
-    the shortest digits that round-trip, in exponent form below 1e-4 and from 1e6."""
-    if v == 0:
-        return "0"
-    text = repr(float(v))
-    sign = "-" if text[0] == "-" else ""
-    mantissa, _, exp = text.lstrip("-").partition("e")
-    whole, _, frac = mantissa.partition(".")
-    digits = (whole + frac).lstrip("0").rstrip("0") or "0"
-    point = len(whole) if whole != "0" else -(len(frac) - len(frac.lstrip("0")))
-    exp10 = point - 1 + (int(exp) if exp else 0)
-    if exp10 < -4 or exp10 >= 6:
-        lead = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{lead}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
-    if exp10 < 0:
-        return f"{sign}0.{'0' * (-exp10 - 1)}{digits}"
-    if len(digits) <= exp10 + 1:
-        return sign + digits + "0" * (exp10 + 1 - len(digits))
-    return f"{sign}{digits[:exp10 + 1]}.{digits[exp10 + 1:]}"
-
 
 class _Counter:
     """Cumulative core-seconds of something whose rate may change between reads."""
@@ -151,44 +119,21 @@ class KubeletAPI:
                     usage.record(cached)  # re-read its annotations: load may change at runtime
                     pod_usage = usage.pods[(ns, name)]
                 pods.append(pod_usage)
-        pods.sort(key=lambda p: (p.namespace, p.name))
-        ts = str(round(now * 1000))
-        samples: dict[str, list[str]] = {name: [] for name in _HELP}
         node_cpu, node_memory = NODE_BASE_CPU, NODE_BASE_MEMORY
+        rendered = []
         for p in pods:
-            pod_labels = f'namespace="{_escape(p.namespace)}",pod="{_escape(p.name)}"'
-            pod_cpu = 0.0
+            containers = []
             for container, (cpu, memory) in sorted(p.containers.items()):
                 key = (p.namespace, p.name, container)
                 counter = self._containers.get(key)
                 if counter is None:
                     counter = self._containers[key] = _Counter(p.since)
-                seconds = counter.read(cpu, now)
-                pod_cpu += seconds
-                labels = f'{{container="{_escape(container)}",{pod_labels}}}'
-                samples["container_cpu_usage_seconds_total"].append(f"{labels} {go_float(seconds)} {ts}")
-                samples["container_memory_working_set_bytes"].append(f"{labels} {go_float(memory)} {ts}")
-                start_ms = int(p.since * 1000)
-                samples["container_start_time_seconds"].append(f"{labels} {go_float(p.since)} {start_ms}")
-            samples["pod_cpu_usage_seconds_total"].append(f"{{{pod_labels}}} {go_float(pod_cpu)} {ts}")
-            samples["pod_memory_working_set_bytes"].append(f"{{{pod_labels}}} {go_float(p.memory)} {ts}")
+                containers.append(ContainerUsage(container, counter.read(cpu, now), memory, p.since))
+            rendered.append(PodUsage(p.namespace, p.name, sum(c.cpu_seconds for c in containers), p.memory,
+                                     containers))
             node_cpu += p.cpu
             node_memory += p.memory
         counter = self._nodes.get(node)
         if counter is None:
             counter = self._nodes[node] = _Counter(self.started)
-        samples["node_cpu_usage_seconds_total"].append(f" {go_float(counter.read(node_cpu, now))} {ts}")
-        samples["node_memory_working_set_bytes"].append(f" {go_float(node_memory)} {ts}")
-        samples["resource_scrape_error"].append(" 0")
-        out = []
-        for name, (kind, text) in _HELP.items():
-            lines = samples[name]
-            if not lines:
-                continue
-            out.append(f"# HELP {name} [STABLE] {text}\n# TYPE {name} {kind}\n")
-            out.extend(f"{name}{line}\n" for line in lines)
-        return "".join(out)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return render(rendered, counter.read(node_cpu, now), node_memory, now)

@@ -2,7 +2,7 @@
 formats metrics.k8s.io answers in, and the HPA's replica calculator."""
 from ketch.apiserver import metrics
 from ketch.controllers import podautoscaler as hpa
-from ketch.simulate.kubelet_api import go_float
+from ketch.agent.resource_metrics import go_float
 
 KUBELET_TEXT = """\
 # HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds
