@@ -403,6 +403,8 @@ class RuntimeService(ABC):
 
     async def update_runtime_config(self, pod_cidr: str) -> None:
         """The node's podCIDR, once the control plane has assigned it (CRI UpdateRuntimeConfig)."""
+        return None
 
     async def close(self) -> None:
         """Release in-process resources; containers keep running."""
+        return None

@@ -83,7 +83,7 @@ class CgroupLayout:
     def create(self, relative: str, cpu_shares: int = 0, cpu_quota: int = 0, cpu_period: int = 0,
                memory_limit: int = 0) -> None:
         """Make a cgroup (and its parents) with the given limits (0 = leave the default)."""
-        for c, d in self.dirs(relative).items():
+        for d in self.dirs(relative).values():
             d.mkdir(parents=True, exist_ok=True)
         period = cpu_period or CPU_PERIOD_DEFAULT
         if self.version == 1:
@@ -112,7 +112,7 @@ class CgroupLayout:
             top = base / relative
             if not top.is_dir():
                 continue
-            for dirpath, dirnames, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
                 try:
                     os.rmdir(dirpath)
                 except OSError as e:

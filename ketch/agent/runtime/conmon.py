@@ -181,7 +181,7 @@ async def runc(runc_root: Path, *args: str, check: bool = True, timeout: float =
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()
-        raise MonitorError(f"runc {args[0]} timed out")
+        raise MonitorError(f"runc {args[0]} timed out") from None
     if check and proc.returncode != 0:
         raise MonitorError(_clean_runc_message(err.decode(errors="replace")) or f"runc {args[0]} failed")
     return proc.returncode, out.decode(errors="replace")

@@ -23,8 +23,6 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -704,7 +702,7 @@ def _net_dev(pid: int) -> dict[str, tuple[int, int, int, int]]:
 
 def _disk_usage(path: Path) -> int:
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _, filenames in os.walk(path):
         for f in filenames:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
