@@ -217,7 +217,9 @@ def rotate(path: str | Path, max_size: int, max_files: int) -> Path | None:
         n += 1
         target = path.with_name(f"{path.name}.{stamp}.{n}")
     os.rename(path, target)
-    rotated = sorted(p for p in path.parent.glob(path.name + ".*") if p.is_file())
+    # oldest first: by when they were last written (names can repeat within a second)
+    rotated = sorted((p for p in path.parent.glob(path.name + ".*") if p.is_file()),
+                     key=lambda p: (p.stat().st_mtime_ns, p.name))
     for old in rotated[:max(0, len(rotated) - max(max_files - 1, 1))]:
         old.unlink(missing_ok=True)
     return target
