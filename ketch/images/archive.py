@@ -21,9 +21,9 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-def load(store: ImageStore, path: Path | str, name: str | None = None) -> list[Image]:
-    """Load every image of the archive or layout at `path`. `name` tags an OCI image whose
-    index carries only a tag (or nothing) as its name."""
+def load(store: ImageStore, path: Path | str, name: str | None = None) -> list[tuple[Image, list[str]]]:
+    """Load every image of the archive or layout at `path`; returns each with the names the
+    archive gave it. `name` names an OCI image whose index carries only a tag (or nothing)."""
     path = Path(path)
     if path.is_dir():
         return _load_layout(store, path, name)
@@ -43,7 +43,7 @@ def load(store: ImageStore, path: Path | str, name: str | None = None) -> list[I
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _load_docker_archive(store: ImageStore, work: Path) -> list[Image]:
+def _load_docker_archive(store: ImageStore, work: Path) -> list[tuple[Image, list[str]]]:
     loaded = []
     for entry in orjson.loads((work / "manifest.json").read_bytes()):
         config_bytes = _read_inside(work, entry["Config"]).read_bytes()
@@ -59,11 +59,12 @@ def _load_docker_archive(store: ImageStore, work: Path) -> list[Image]:
         manifest = {"schemaVersion": 2, "mediaType": MEDIA_OCI_MANIFEST,
                     "config": {"mediaType": MEDIA_OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
                     "layers": descriptors}
-        loaded.append(store.commit(canonical_json(manifest), names=_valid_names(entry.get("RepoTags") or [])))
+        names = _valid_names(entry.get("RepoTags") or [])
+        loaded.append((store.commit(canonical_json(manifest), names=names), names))
     return loaded
 
 
-def _load_layout(store: ImageStore, layout: Path, name: str | None) -> list[Image]:
+def _load_layout(store: ImageStore, layout: Path, name: str | None) -> list[tuple[Image, list[str]]]:
     if not (layout / "oci-layout").exists() or not (layout / "index.json").exists():
         raise ImageError(f"{layout}: not an OCI image layout (oci-layout and index.json expected)")
     loaded = []
@@ -76,7 +77,7 @@ def _load_layout(store: ImageStore, layout: Path, name: str | None) -> list[Imag
             if not store.has_blob(blob["digest"]):
                 store.put_blob_file(_layout_blob(layout, blob["digest"]), expected=blob["digest"])
         names = _valid_names([_layout_name(annotations, name)])
-        loaded.append(store.commit(manifest_bytes, names=names))
+        loaded.append((store.commit(manifest_bytes, names=names), names))
     return loaded
 
 

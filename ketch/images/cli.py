@@ -190,9 +190,9 @@ def _load(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         print(f"Error: open {path}: no such file or directory", file=sys.stderr)
         return 1
-    for image in load(args.store, path, name=args.name):
-        if image.repo_tags:
-            for tag in image.repo_tags:
+    for image, names in load(args.store, path, name=args.name):
+        if names:
+            for tag in names:
                 print(f"Loaded image: {tag}")
         else:
             print(f"Loaded image ID: {image.id}")

@@ -15,6 +15,8 @@ class ImagePullError(ImageError):
     """`code` is the gRPC status a CRI runtime gives the kubelet ("NotFound", "Unknown", ...), so
     the kubelet can say `rpc error: code = NotFound desc = <message>` as upstream events do."""
 
+    unreachable = False   # True when no registry answered at all
+
     def __init__(self, message: str, code: str = "Unknown"):
         super().__init__(message)
         self.code = code

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import ipaddress
 import os
+import socket
 import re
 import ssl
 from collections.abc import Callable
@@ -41,6 +42,10 @@ Progress = Callable[[str, str, int, int], None]
 
 class _NotFound(Exception):
     pass
+
+
+class _Unreachable(ImageError):
+    """The registry could not be reached at all (no route, no name, no answer in time)."""
 
 
 class _Unauthorized(Exception):
@@ -98,10 +103,12 @@ class RegistryClient:
             try:
                 resp = await self._session.request(method, url, headers=hdrs, data=data, ssl=self._ssl,
                                                    allow_redirects=True)
+            except aiohttp.ClientConnectorError as e:
+                raise _Unreachable(f"failed to do request: {method.title()} \"{url}\": {_describe(e)}") from None
             except aiohttp.ClientError as e:
                 raise ImageError(f"failed to do request: {method.title()} \"{url}\": {_describe(e)}") from None
             except asyncio.TimeoutError:
-                raise ImageError(f"failed to do request: {method.title()} \"{url}\": i/o timeout") from None
+                raise _Unreachable(f"failed to do request: {method.title()} \"{url}\": i/o timeout") from None
             if resp.status == 401 and attempt == 0 and await self._authenticate(resp, scope):
                 resp.release()
                 continue
@@ -230,6 +237,8 @@ def _push_scope(repository: str) -> str:
 def _describe(e: BaseException) -> str:
     if isinstance(e, aiohttp.ClientConnectorError):
         os_error = e.os_error
+        if isinstance(os_error, socket.gaierror):
+            return f"dial tcp: lookup {e.host}: no such host"
         if isinstance(os_error, OSError) and os_error.errno:
             return f"dial tcp {e.host}:{e.port}: connect: {os.strerror(os_error.errno).lower()}"
         if isinstance(os_error, OSError) and "Name or service not known" in str(os_error):
@@ -267,6 +276,10 @@ async def pull(store: ImageStore, ref: str, auth: tuple[str, str] | None = None,
         except _Unauthorized as e:
             raise ImagePullError(f"{resolve_prefix}: pull access denied, repository does not exist or may require "
                                  f"authorization: {e}") from None
+        except _Unreachable as e:
+            error = ImagePullError(f"{resolve_prefix}: {e}")
+            error.unreachable = True   # the kubelet may then use a stored copy (ketch.agent.imagepull)
+            raise error from None
         except ImageError as e:
             raise ImagePullError(f"{resolve_prefix}: {e}") from None
         try:

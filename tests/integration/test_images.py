@@ -18,7 +18,7 @@ import pytest
 
 from ketch.images import bundled
 from ketch.images.archive import load
-from ketch.images.build import build, run_spec
+from ketch.images.build import DEFAULT_PATH, build, run_spec
 from ketch.images.errors import BuildError
 from ketch.images.store import ImageStore
 from ketch.images.store import canonical_json
@@ -72,7 +72,10 @@ class Container:
             subprocess.run(["ip", "netns", "add", self.name], check=True)
             subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
         self.store.mount_rootfs(self.image, self.rootfs, self.dir)
-        spec = run_spec(self.rootfs, self.args, self.image.config.get("Env", []),
+        env = self.image.config.get("Env", [])
+        if not any(e.startswith("PATH=") for e in env):  # as containerd, a default PATH
+            env = [f"PATH={DEFAULT_PATH}", *env]
+        spec = run_spec(self.rootfs, self.args, env,
                         self.image.config.get("WorkingDir") or "/", 0, 0, self.netns, self.name)
         (self.dir / "config.json").write_bytes(canonical_json(spec))
         return self
@@ -198,3 +201,172 @@ def test_nginx_multi_and_httpwhalesay(book_store, tmp_path):
                    ["bash", "-c", ". /etc/os-release && echo $VERSION_CODENAME && curl -s 127.0.0.1:9"]) as c:
         result = c.run()
         assert result.stdout.strip() == "bookworm" and "Connection refused" in result.stderr
+
+
+def _umoci_layout(tmp: Path, files: dict[str, str]) -> Path:
+    """An OCI layout `layout:app` made by umoci: Debian's busybox plus `files`, CMD sh."""
+    layout = tmp / "layout"
+    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
+    subprocess.run(["umoci", "new", "--image", f"{layout}:app"], check=True)
+    bundle = tmp / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:app", str(bundle)], check=True, capture_output=True)
+    (bundle / "rootfs" / "bin").mkdir(parents=True)
+    subprocess.run(["cp", "/bin/busybox", str(bundle / "rootfs" / "bin" / "busybox")], check=True)
+    os.symlink("busybox", bundle / "rootfs" / "bin" / "sh")
+    for name, text in files.items():
+        (bundle / "rootfs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / "rootfs" / name).write_text(text)
+    subprocess.run(["umoci", "repack", "--image", f"{layout}:app", str(bundle)], check=True)
+    subprocess.run(["umoci", "config", "--image", f"{layout}:app", "--config.cmd", "sh",
+                    "--config.env", "GREETING=hi"], check=True)
+    subprocess.run(["rm", "-rf", str(bundle)], check=True)
+    return layout
+
+
+def test_load_skopeo_archives_and_layouts(tmp_path, store):
+    layout = _umoci_layout(tmp_path, {"etc/motd": "from umoci\n"})
+    docker_tar, oci_tar = tmp_path / "app-docker.tar", tmp_path / "app-oci.tar"
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:app", f"docker-archive:{docker_tar}:team/app:1.0"], check=True)
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:app", f"oci-archive:{oci_tar}:team/app:2.0"], check=True)
+    data_dir = store.root.parent
+
+    assert ketch_image(data_dir, "load", str(docker_tar)).stdout == "Loaded image: docker.io/team/app:1.0\n"
+    assert ketch_image(data_dir, "load", "-i", str(oci_tar)).stdout == "Loaded image: docker.io/team/app:2.0\n"
+    assert ketch_image(data_dir, "load", str(layout), "--name", "local/app").stdout == \
+        "Loaded image: docker.io/local/app:app\n"
+    listing = ketch_image(data_dir, "ls").stdout.splitlines()
+    assert listing[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    rows = {tuple(line.split()[:2]) for line in listing[1:]}
+    assert {("docker.io/team/app", "1.0"), ("docker.io/team/app", "2.0"), ("docker.io/local/app", "app")} <= rows
+    # One image (one config) whatever the archive format; its layer unpacked once.
+    image = store.resolve("team/app:1.0")
+    assert store.resolve("team/app:2.0").id == image.id
+    assert len(list((store.root / "layers").iterdir())) == 2  # the layer and the empty one
+    inspected = json.loads(ketch_image(data_dir, "inspect", "team/app:1.0").stdout)[0]
+    assert inspected["Id"] == image.id and inspected["Config"]["Cmd"] == ["sh"]
+    assert "GREETING=hi" in inspected["Config"]["Env"]
+
+    with Container(store, image, tmp_path, ["sh", "-c", "cat /etc/motd; echo $GREETING"]) as c:
+        result = c.run()
+    assert result.returncode == 0 and result.stdout == "from umoci\nhi\n"
+
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar")
+    failed = ketch_image(data_dir, "load", str(bad), check=False)
+    assert failed.returncode == 1 and "not an image archive" in failed.stderr
+
+
+def test_tag_rm_and_ids(tmp_path, store):
+    layout = _umoci_layout(tmp_path, {})
+    [(image, names)] = load(store, layout, name="team/app:ignored")
+    assert names == ["docker.io/team/app:app"]
+    data_dir = store.root.parent
+    ketch_image(data_dir, "tag", "team/app:app", "127.0.0.1:5000/team/app:v2")
+    assert store.resolve("127.0.0.1:5000/team/app:v2").id == image.id
+    assert store.resolve(image.short_id).id == image.id
+    assert ketch_image(data_dir, "ls", "-q").stdout.split() == [image.short_id]
+    out = ketch_image(data_dir, "rm", "team/app:app").stdout
+    assert out == "Untagged: docker.io/team/app:app\n"  # another name is left: the image stays
+    assert store.resolve(image.id) is not None
+    out = ketch_image(data_dir, "rm", "127.0.0.1:5000/team/app:v2").stdout
+    assert out == f"Untagged: 127.0.0.1:5000/team/app:v2\nDeleted: {image.id}\n"
+    assert store.list() == [] and list((store.root / "blobs" / "sha256").iterdir()) == []
+    assert [p.name for p in (store.root / "layers").iterdir()] == ["empty"]
+    missing = ketch_image(data_dir, "rm", "nope", check=False)
+    assert missing.returncode == 1 and missing.stderr == "Error: No such image: nope\n"
+
+
+def test_build_instructions_layers_and_whiteouts(tmp_path, book_store):
+    context = tmp_path / "ctx"
+    (context / "site").mkdir(parents=True)
+    (context / "site" / "index.html").write_text("<h1>hi</h1>\n")
+    (context / "run.sh").write_text("#!/bin/sh\necho running\n")
+    (context / "run.sh").chmod(0o755)
+    with tarfile.open(context / "extra.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("extra/readme")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    (context / "Containerfile").write_text("""\
+FROM busybox
+ARG GREETING=hello
+LABEL org.example.team="book club" version=1
+ENV APP_HOME=/app PATH=/app/bin:/usr/local/bin:/usr/bin:/bin
+WORKDIR $APP_HOME
+COPY site/ ./www/
+COPY run.sh bin/
+ADD extra.tar.gz /opt/
+RUN echo "$GREETING" > greeting && mkdir -p /var/cache/junk && touch /var/cache/junk/a /etc/deleteme
+RUN rm -rf /etc/deleteme /var/cache/junk && rm /bin/vi && ip route > /app/routes && ip -o link > /app/links
+USER nobody
+EXPOSE 8080 9000/udp
+ENTRYPOINT run.sh
+""")
+    out = io.StringIO()
+    image = build(book_store, context, ["team/built:1"], build_args={"GREETING": "bonjour"}, out=out)
+    log = out.getvalue()
+    assert log.startswith("STEP 1/13: FROM busybox\n") and "STEP 13/13: ENTRYPOINT run.sh" in log
+    assert "Successfully tagged docker.io/team/built:1" in log and log.rstrip().endswith(image.id[7:])
+    config = image.config
+    assert config["Entrypoint"] == ["/bin/sh", "-c", "run.sh"] and "Cmd" not in config
+    assert config["User"] == "nobody" and config["WorkingDir"] == "/app"
+    assert config["ExposedPorts"] == {"8080/tcp": {}, "9000/udp": {}}
+    assert config["Labels"]["org.example.team"] == "book club"
+    assert "APP_HOME=/app" in config["Env"] and not any(e.startswith("GREETING=") for e in config["Env"])
+    base = book_store.resolve("busybox")
+    assert image.diff_ids[:len(base.diff_ids)] == base.diff_ids
+    assert len(image.layer_dirs) == len(base.layer_dirs) + 6  # WORKDIR, COPY, COPY, ADD, RUN, RUN
+
+    with Container(book_store, image, tmp_path, ["sh", "-c", "true"]) as c:
+        root = c.rootfs
+        assert (root / "app/www/index.html").read_text() == "<h1>hi</h1>\n"
+        assert os.access(root / "app/bin/run.sh", os.X_OK)
+        assert (root / "opt/extra/readme").read_text() == "abc"
+        assert (root / "app/greeting").read_text() == "bonjour\n"
+        assert not (root / "etc/deleteme").exists() and not (root / "var/cache/junk").exists()
+        assert not (root / "bin/vi").exists() and (root / "bin/ls").exists()
+        assert (root / "app/routes").read_text() == ""  # RUN had no network but loopback
+        assert [line.split(":")[1].strip() for line in (root / "app/links").read_text().splitlines()] == ["lo"]
+        # The entrypoint runs as nobody from /app.
+        spec = json.loads((c.dir / "config.json").read_text())
+    assert spec["process"]["cwd"] == "/app"
+    with Container(book_store, image, tmp_path) as c:
+        result = c.run()
+    assert result.returncode == 0 and result.stdout == "running\n"
+
+
+def test_build_failure_reports_step_and_cleans_up(tmp_path, book_store):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Containerfile").write_text("FROM busybox\nRUN touch /x && exit 3\n")
+    before = set((book_store.root / "layers").iterdir())
+    with pytest.raises(BuildError, match=r'building at STEP "RUN touch /x && exit 3": .*exit status 3'):
+        build(book_store, context, ["team/broken:1"], out=io.StringIO())
+    assert book_store.resolve("team/broken:1") is None
+    assert list((book_store.root / "tmp").iterdir()) == []
+    assert set((book_store.root / "layers").iterdir()) == before
+    assert not _mounts_under(book_store.root)
+    (context / "Containerfile").write_text("FROM nosuch/image\n")
+    with pytest.raises(BuildError, match="docker.io/nosuch/image:latest.*not found"):
+        build(book_store, context, ["team/broken:1"], out=io.StringIO())
+    cli = subprocess.run([*KETCH, "image", "build", "--data-dir", str(book_store.root.parent), "-t", "x", str(context)],
+                         capture_output=True, text=True)
+    assert cli.returncode == 1 and cli.stderr.startswith("Error: building at STEP \"FROM nosuch/image\"")
+
+
+def test_prune_removes_least_recently_used_unused_images(tmp_path, book_store):
+    store = ImageStore(tmp_path / "images")
+    bundled.ensure(store, ["busybox", "nginx", "jonbaier/pod-scaling:0.1", "jonbaier/pod-scaling:0.2"])
+    nginx, v1, v2 = (store.resolve(n) for n in ("nginx", "jonbaier/pod-scaling:0.1", "jonbaier/pod-scaling:0.2"))
+    with Container(store, v1, tmp_path, ["true"]):
+        pass  # mounting marks v1 used now
+    time.sleep(0.01)
+    with Container(store, v2, tmp_path, ["true"]):
+        pass
+    removed = store.prune(keep={store.resolve("busybox").id}, target_bytes=1)
+    assert len(removed) == 1 and removed[0] not in (v1.id, v2.id)  # never-used images go first
+    removed = store.prune(keep={store.resolve("busybox").id, v2.id}, target_bytes=10**12)
+    assert v1.id in removed and store.resolve("jonbaier/pod-scaling:0.2") is not None
+    assert store.resolve("busybox") is not None and store.resolve("nginx") is None
+    # Layers still used by the kept images stay; the removed images' own layers are gone.
+    assert all(d.is_dir() for d in store.resolve("jonbaier/pod-scaling:0.2").layer_dirs)
+    assert not any(d.exists() for d in nginx.layer_dirs if d not in v2.layer_dirs)
