@@ -328,3 +328,25 @@ async def test_privileged_and_tty_container(rt, node):
     assert st.state == "running"
     log = Path(st.log_path).read_text()
     assert "stdout" in log  # a TTY's output is logged as stdout
+
+
+async def test_dns_sysctls_and_log_reopen(rt, node):
+    cfg = sandbox_config("dns", sysctls={"net.ipv4.ip_unprivileged_port_start": "0"})
+    cfg.dns = api.DNSConfig(servers=["10.96.0.10"], searches=["default.svc.cluster.local", "svc.cluster.local"],
+                            options=["ndots:5"])
+    sid = await rt.run_pod_sandbox(cfg)
+    cid = await run_container(rt, node, sid, cfg, "ticker",
+                              ["sh", "-c", "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done"])
+    _, out, _ = await sh(rt, cid, "cat /etc/resolv.conf; cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
+    assert out.splitlines() == ["search default.svc.cluster.local svc.cluster.local", "nameserver 10.96.0.10",
+                                "options ndots:5", "0"]
+    # rotation as the kubelet does it: rename, then ask the monitor to reopen
+    log = Path((await rt.container_status(cid)).log_path)
+    await asyncio.sleep(0.3)
+    log.rename(log.with_name(log.name + ".1"))
+    await rt.reopen_container_log(cid)
+    await asyncio.sleep(0.3)
+    assert log.exists() and "stdout F line" in log.read_text()
+    old = log.with_name(log.name + ".1").read_text().splitlines()
+    new = log.read_text().splitlines()
+    assert int(new[0].rsplit("line", 1)[1]) == int(old[-1].rsplit("line", 1)[1]) + 1  # nothing lost

@@ -70,7 +70,7 @@ def _launch(container_id: str, name: str, runc_root: Path, paths: MonitorPaths, 
         env = dict(os.environ, _OCI_SYNCPIPE=str(sync_w), _OCI_STARTPIPE=str(start_r))
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, pass_fds=(sync_w, start_r), env=env,
-                                start_new_session=True)
+                                start_new_session=True, cwd=paths.bundle)  # conmon drops an "oom" file in its cwd
         os.close(sync_w)
         sync_w = -1
         os.close(start_r)

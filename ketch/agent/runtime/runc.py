@@ -284,9 +284,9 @@ class RuncRuntime(RuntimeService):
         if config.resolv_conf:
             rec["resolv_conf"] = config.resolv_conf
         elif config.dns is not None:
-            lines = [f"nameserver {s}" for s in config.dns.servers]
-            if config.dns.searches:
-                lines.append("search " + " ".join(config.dns.searches))
+            # containerd's layout: search, nameservers, options
+            lines = ["search " + " ".join(config.dns.searches)] if config.dns.searches else []
+            lines += [f"nameserver {s}" for s in config.dns.servers]
             if config.dns.options:
                 lines.append("options " + " ".join(config.dns.options))
             write_atomic(sdir / "resolv.conf", ("\n".join(lines) + "\n").encode())
