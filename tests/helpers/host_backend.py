@@ -209,7 +209,7 @@ class HostBackend:
     def __init__(self, root: Path):
         self.root = root
         self.runtime = HostRuntime(root)
-        self.pods: dict[tuple[str, str], dict[str, HostContainer]] = {}
+        self.by_pod: dict[tuple[str, str], dict[str, HostContainer]] = {}
 
     def add_container(self, namespace: str, pod: str, name: str) -> HostContainer:
         cid = f"{namespace}-{pod}-{name}"
@@ -218,12 +218,12 @@ class HostBackend:
         c = HostContainer(name, cid, workdir, self.root / "logs" / f"{cid}.log")
         c.log_path.parent.mkdir(parents=True, exist_ok=True)
         c.log_path.touch()
-        self.pods.setdefault((namespace, pod), {})[name] = c
+        self.by_pod.setdefault((namespace, pod), {})[name] = c
         self.runtime.containers[cid] = c
         return c
 
     async def resolve(self, namespace, pod, container, previous=False):
-        containers = self.pods.get((namespace, pod))
+        containers = self.by_pod.get((namespace, pod))
         if containers is None:
             raise KubeletError(404, "pod does not exist")
         if not container:

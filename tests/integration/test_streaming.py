@@ -3,6 +3,7 @@ portforward, end to end: real kubectl (1.27 SPDY, 1.32 and 1.35 WebSocket) → r
 → the kubelet API (ketch.agent.server) whose containers are host processes."""
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -142,7 +143,7 @@ def test_exec_tty(server, ns, pod, version):
 @pytest.fixture(scope="module")
 def logged_pod(server, kubelet, ns):
     name = create_running_pod(server, kubelet, ns, kubelet.node, ["app", "sidecar"])
-    app = kubelet.backend.pods[(ns, name)]["app"]
+    app = kubelet.backend.by_pod[(ns, name)]["app"]
     base = time.time_ns() - 3600 * 10**9  # an hour ago, then a line a minute
     with open(app.log_path, "wb") as f:
         for i in range(5):
@@ -218,7 +219,7 @@ def test_logs_follow_and_rotation(server, ns, logged_pod):
 @pytest.mark.parametrize("version", sorted(VERSIONS))
 def test_attach(server, kubelet, ns, version):
     name = create_running_pod(server, kubelet, ns, kubelet.node, ["main"])
-    c = kubelet.backend.pods[(ns, name)]["main"]
+    c = kubelet.backend.by_pod[(ns, name)]["main"]
     kubelet.call(kubelet.backend.runtime.start_main(c.id, "read l; echo got:$l; sleep 0.5"))
     p = server.kubectl("attach", "-i", name, "-n", ns, input="hello\n", kubectl=VERSIONS[version], timeout=30)
     assert "got:hello" in p.stdout
@@ -361,3 +362,27 @@ def test_python_client_port_forward(core_v1, ns, pod, echo):
     assert got == b"HELLO OVER WEBSOCKET"
     s.close()
     pf.close()
+
+
+def test_python_client_exec_tty(core_v1, ns, pod):
+    from kubernetes.stream import stream
+    resp = stream(core_v1.connect_get_namespaced_pod_exec, pod, ns, command=["sh", "-c", "tty; stty size"],
+                  stderr=True, stdin=True, stdout=True, tty=True, _preload_content=False)
+    resp.write_channel(4, json.dumps({"Width": 100, "Height": 30}))
+    resp.run_forever(timeout=10)
+    out = resp.read_all()
+    assert "/dev/pts/" in out
+
+
+# ---- nodes/proxy -------------------------------------------------------------------------------
+
+def test_node_proxy_reaches_the_kubelet(server, kubelet):
+    base = f"/api/v1/nodes/{kubelet.node}/proxy"
+    assert server.kubectl("get", "--raw", f"{base}/healthz").stdout == "ok"
+    summary = json.loads(server.kubectl("get", "--raw", f"{base}/stats/summary").stdout)
+    assert "node" in summary and "pods" in summary
+    assert "resource_scrape_error 0" in server.kubectl("get", "--raw", f"{base}/metrics/resource").stdout
+    pods = json.loads(server.kubectl("get", "--raw", f"{base}/pods").stdout)
+    assert pods["kind"] == "PodList"
+    p = server.kubectl("get", "--raw", "/api/v1/nodes/sim-0/proxy/healthz", check=False)
+    assert p.returncode != 0 and "10250" in p.stderr
