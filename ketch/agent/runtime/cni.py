@@ -9,17 +9,18 @@ live there and never in the root namespace of a test machine.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import ipaddress
 import json
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .namespaces import nsenter_prefix
+from .namespaces import run_in_netns
 
 CNI_VERSION = "1.0.0"
+PLUGIN_TIMEOUT = 60
 
 
 class CNIError(Exception):
@@ -147,10 +148,12 @@ class CNI:
             "CNI_PATH": ":".join(self.config.plugin_dirs),
             "CNI_ARGS": args,
         }
-        proc = await asyncio.create_subprocess_exec(
-            *nsenter_prefix(self.host_netns), path, env=env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate(json.dumps(conf).encode())
+        # A child inherits the namespaces of the thread that forks it: the plugin starts in
+        # the node's netns (loopback works on CNI_NETNS alone and needs no entering).
+        netns_of_plugin = None if plugin == "loopback" else self.host_netns
+        proc = await run_in_netns(netns_of_plugin, lambda: subprocess.run(
+            [path], env=env, input=json.dumps(conf).encode(), capture_output=True, timeout=PLUGIN_TIMEOUT))
+        out, err = proc.stdout, proc.stderr
         if proc.returncode != 0:
             raise CNIError(f"plugin type={plugin!r} failed ({command.lower()}): {_error_message(out, err)}")
         if command != "ADD" or not out.strip():

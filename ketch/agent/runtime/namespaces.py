@@ -10,13 +10,13 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
-import subprocess
 import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
 CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND = 2, 4, 8, 4096
 
 T = TypeVar("T")
 
@@ -38,20 +38,32 @@ def umount(path: str | os.PathLike, lazy: bool = True) -> None:
 
 
 def create_netns(path: Path) -> None:
-    """A new, empty network namespace pinned by a bind mount at path."""
+    """A new, empty network namespace pinned by a bind mount at path (as `ip netns add`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
-    # util-linux unshare pins the namespace on the file for us.
-    proc = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
-    if proc.returncode != 0:
+
+    def pin() -> None:
+        # In a thread of its own: unshare moves only this thread, which then ends.
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), "unshare(CLONE_NEWNET)")
+        src = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
+        if _libc.mount(src, os.fsencode(str(path)), None, MS_BIND, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+
+    try:
+        run_in_netns_sync(None, pin, own_thread=True)
+    except OSError as e:
         path.unlink(missing_ok=True)
-        raise OSError(f"creating network namespace {path}: {proc.stderr.strip()}")
-    # The pod's loopback is up from the start (CNI's loopback plugin would do the same).
-    run_in_netns_sync(str(path), _loopback_up)
+        raise OSError(f"creating network namespace {path}: {e}") from e
 
 
-def _loopback_up() -> None:
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+def mount_tmpfs(target: str | os.PathLike, options: str) -> None:
+    if _libc.mount(b"shm", os.fsencode(str(target)), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(target))
 
 
 def remove_netns(path: Path) -> None:
@@ -70,9 +82,10 @@ def _enter_and_call(netns: str | None, fn: Callable[[], T]) -> T:
     return fn()
 
 
-def run_in_netns_sync(netns: str | None, fn: Callable[[], T]) -> T:
-    """Run fn in a fresh thread that has entered netns (None: this process's own)."""
-    if netns is None:
+def run_in_netns_sync(netns: str | None, fn: Callable[[], T], own_thread: bool = False) -> T:
+    """Run fn in a fresh thread that has entered netns (None: this process's own, in the
+    calling thread unless own_thread)."""
+    if netns is None and not own_thread:
         return fn()
     result: dict = {}
 
@@ -115,8 +128,3 @@ def _settle(fut: asyncio.Future, value, error) -> None:
         fut.set_exception(error)
     else:
         fut.set_result(value)
-
-
-def nsenter_prefix(netns: str | None) -> list[str]:
-    """argv prefix that runs a command inside netns (nothing for the current one)."""
-    return ["nsenter", f"--net={netns}", "--"] if netns else []

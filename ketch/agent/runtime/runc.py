@@ -37,7 +37,7 @@ from .cgroups import CgroupLayout, pod_cgroup
 from .cni import CNI, CNIConfig, CNIError, port_mappings_for_cni, result_ips
 from .conmon import (RUNC, MonitorError, MonitorPaths, conmon_pid, create_container, read_exit_code,
                      runc, send_ctl)
-from .namespaces import create_netns, remove_netns, run_in_netns, umount
+from .namespaces import create_netns, mount_tmpfs, remove_netns, run_in_netns, umount
 from .oci import SandboxNamespaces, container_spec, pause_spec
 from .state import RecordStore, write_atomic
 from .streams import (ConmonAttachSession, PipeExecSession, TtyExecSession, connect_seqpacket,
@@ -240,12 +240,10 @@ class RuncRuntime(RuntimeService):
         if not lx.host_ipc:
             shm = sdir / "shm"
             shm.mkdir(exist_ok=True)
-            r = await asyncio.create_subprocess_exec(
-                "mount", "-t", "tmpfs", "-o", f"nosuid,nodev,noexec,mode=1777,size={SHM_SIZE}",
-                "shm", str(shm), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-            _, err = await r.communicate()
-            if r.returncode != 0:
-                raise RuntimeFailure(f"mounting the pod's /dev/shm: {err.decode().strip()}")
+            try:
+                mount_tmpfs(shm, f"mode=1777,size={SHM_SIZE}")
+            except OSError as e:
+                raise RuntimeFailure(f"mounting the pod's /dev/shm: {e}") from e
             rec["shm"] = str(shm)
         # the pause process
         pause_dir = sdir / "pause"
