@@ -130,16 +130,15 @@ class RegistryClient:
         if kind.lower() == "basic":
             if not self.auth:
                 return False
-            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
-            self._authorization[scope] = f"Basic {token}"
+            self._authorization[scope] = self._basic()
             return True
         if kind.lower() != "bearer" or "realm" not in params:
             return False
         query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
         assert self._session is not None
-        basic = aiohttp.BasicAuth(*self.auth) if self.auth else None
+        basic = {"Authorization": self._basic()} if self.auth else {}
         try:
-            async with self._session.get(params["realm"], params=query, auth=basic, ssl=self._ssl) as tresp:
+            async with self._session.get(params["realm"], params=query, headers=basic, ssl=self._ssl) as tresp:
                 if tresp.status != 200:
                     raise _Unauthorized(f"failed to fetch {'oauth' if basic else 'anonymous'} token: unexpected "
                                         f"status from GET request to {params['realm']}: {tresp.status} {tresp.reason}")
@@ -151,6 +150,10 @@ class RegistryClient:
             return False
         self._authorization[scope] = f"Bearer {token}"
         return True
+
+    def _basic(self) -> str:
+        assert self.auth is not None
+        return "Basic " + base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
 
     async def ping(self) -> None:
         resp = await self.request("GET", "/v2/", scope="", expect=(200,))
