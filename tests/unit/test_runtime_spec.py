@@ -109,6 +109,7 @@ def test_cgroup_detection_v1_and_v2(tmp_path):
     (v1 / "cgroup").write_text("4:memory:/agent\n2:cpu,cpuacct:/\n0::/\n")
     layout = CgroupLayout.detect(str(v1))
     assert layout.version == 1
+    assert layout.spec_path("kubepods/podx") == "kubepods/podx"
     assert layout.dirs("kubepods/podx") == {
         "cpu": Path("/sys/fs/cgroup/cpu,cpuacct/kubepods/podx"),
         "cpuacct": Path("/sys/fs/cgroup/cpu,cpuacct/kubepods/podx"),
@@ -120,6 +121,10 @@ def test_cgroup_detection_v1_and_v2(tmp_path):
     layout = CgroupLayout.detect(str(v2))
     assert layout.version == 2
     assert layout.dirs("kubepods") == {"": Path("/sys/fs/cgroup/system.slice/ketch.service/kubepods")}
+    assert layout.spec_path("kubepods/podu/c") == "/system.slice/ketch.service/kubepods/podu/c"
+    # an agent that an earlier one moved into its delegation leaf still puts pods beside it
+    (v2 / "cgroup").write_text("0::/system.slice/ketch.service/ketch-agent\n")
+    assert CgroupLayout.detect(str(v2)).spec_path("kubepods") == "/system.slice/ketch.service/kubepods"
 
 
 def test_cni_chain_passes_prev_result_and_port_mappings(tmp_path):

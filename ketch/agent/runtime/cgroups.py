@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CPU_PERIOD_DEFAULT = 100_000
+AGENT_LEAF = "ketch-agent"  # v2: where the agent's own processes go when it delegates
 BESTEFFORT_SHARES = 2  # the kubelet's MinShares
 
 # v1 hierarchies this module reads or writes; runc handles the others.
@@ -39,6 +40,8 @@ class CgroupLayout:
     own: dict[str, Path] = field(default_factory=dict)
     # every v1 hierarchy's own directory (runc creates container cgroups in all of them)
     all_hierarchies: list[Path] = field(default_factory=list)
+    # v2: the agent's cgroup as runc names it (the path in /proc/self/cgroup)
+    own_path: str = "/"
 
     @classmethod
     def detect(cls, proc_self: str = "/proc/self") -> "CgroupLayout":
@@ -47,9 +50,11 @@ class CgroupLayout:
         v2_root = next((m for m in mounts if m[2] == "cgroup2" and m[1] == "/sys/fs/cgroup"), None)
         if v2_root is not None:
             own_path = memberships.get("", "/")
-            if own_path.endswith(".scope"):  # runc nests beside a systemd scope, not in it
+            # runc nests beside a systemd scope, not in it; and the leaf that delegate() moved
+            # an earlier agent into is not where pods go
+            if own_path.endswith(".scope") or os.path.basename(own_path) == AGENT_LEAF:
                 own_path = os.path.dirname(own_path)
-            return cls(2, {"": _join(v2_root[1], v2_root[0], own_path)}, [])
+            return cls(2, {"": _join(v2_root[1], v2_root[0], own_path)}, [], own_path)
         own: dict[str, Path] = {}
         hierarchies: list[Path] = []
         for root, mountpoint, fstype, options in mounts:
@@ -71,6 +76,45 @@ class CgroupLayout:
         return cls(1, own, hierarchies)
 
     # --- paths ------------------------------------------------------------------------
+
+    def spec_path(self, relative: str) -> str:
+        """cgroupsPath for an OCI spec. v1: relative, which runc nests under its own cgroup in
+        each hierarchy. v2: absolute, because runc's own cgroup may be the leaf delegate()
+        made, and pods belong beside it."""
+        if self.version == 1:
+            return relative
+        return os.path.join(self.own_path, relative)
+
+    def delegate(self) -> None:
+        """v2 only: let cgroups under the agent's own one use cpu, memory and pids.
+
+        cgroup v2 forbids controllers in the children of a cgroup that holds processes, so the
+        processes of the agent's cgroup move into a leaf of it first (as k3s evacuates its
+        root cgroup)."""
+        if self.version != 2:
+            return
+        own = self.own[""]
+        available = set(_read(own / "cgroup.controllers").split())
+        wanted = " ".join("+" + c for c in ("cpu", "memory", "pids") if c in available)
+        if not wanted:
+            return
+        try:
+            (own / "cgroup.subtree_control").write_text(wanted)
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                return
+        leaf = own / AGENT_LEAF
+        leaf.mkdir(exist_ok=True)
+        for pid in _read(own / "cgroup.procs").split():
+            try:
+                (leaf / "cgroup.procs").write_text(pid)
+            except OSError:
+                pass  # gone meanwhile, or a kernel thread
+        try:
+            (own / "cgroup.subtree_control").write_text(wanted)
+        except OSError:
+            pass  # limits will then be refused by runc with its own message
 
     def dirs(self, relative: str) -> dict[str, Path]:
         """Absolute directories of a relative cgroup, per managed controller."""

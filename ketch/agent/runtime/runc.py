@@ -95,6 +95,7 @@ class RuncRuntime(RuntimeService):
         self.host_netns = host_netns
         self.cgroup_root = cgroup_root
         self.cgroups = CgroupLayout.detect()
+        self.cgroups.delegate()
         for sub in ("runc", "sandboxes", "containers", "exits", "persist", "cni/networks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.runc_root = self.root / "runc"
@@ -251,7 +252,8 @@ class RuncRuntime(RuntimeService):
         ns = SandboxNamespaces(network=rec["netns"], ipc=None if lx.host_ipc else "",
                                uts=None if lx.host_network else "", host_pid=lx.host_pid,
                                hostname=rec["hostname"], sysctls=dict(lx.sysctls))
-        spec = pause_spec(self._pause_rootfs, ns, f"{rec['cgroup']}/{rec['id']}", lx.host_ipc)
+        spec = pause_spec(self._pause_rootfs, ns, self.cgroups.spec_path(f"{rec['cgroup']}/{rec['id']}"),
+                          lx.host_ipc)
         (pause_dir / "config.json").write_bytes(orjson.dumps(spec))
         rec["bundle"] = str(pause_dir)
         rec["log_path"] = str(pause_dir / "pause.log")
@@ -411,7 +413,7 @@ class RuncRuntime(RuntimeService):
                     resolv_conf=sb.get("resolv_conf"), hostname_file=sb.get("hostname_file"),
                     hostname=sb["hostname"])
                 spec = container_spec(config, getattr(image, "config", {}) or {}, cdir / "rootfs", ns,
-                                      rec["cgroup"], sb["host_ipc"], stop_signal)
+                                      self.cgroups.spec_path(rec["cgroup"]), sb["host_ipc"], stop_signal)
                 (cdir / "config.json").write_bytes(orjson.dumps(spec))
                 rec["cgroup_dirs"] = {k: str(v) for k, v in self.cgroups.dirs(rec["cgroup"]).items()}
                 self._save_container(rec)
