@@ -16,8 +16,11 @@ from ketch.agent.server import KubeletServer
 
 
 class KubeletThread:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, backend_factory=None):
+        """`backend_factory`: a coroutine function making the backend inside the kubelet's loop
+        (default: host processes)."""
         self.root = root
+        self.backend_factory = backend_factory
         self.loop = asyncio.new_event_loop()
         self.backend: HostBackend | None = None
         self.server: KubeletServer | None = None
@@ -29,7 +32,7 @@ class KubeletThread:
         return self
 
     async def _start(self):
-        self.backend = HostBackend(self.root)
+        self.backend = await self.backend_factory() if self.backend_factory else HostBackend(self.root)
         self.server = KubeletServer(self.backend, "127.0.0.1", 0, cert_dir=self.root / "tls", node_name="streaming")
         await self.server.start()
 
@@ -38,7 +41,8 @@ class KubeletThread:
 
     def stop(self) -> None:
         try:
-            self.call(self.backend.runtime.stop())
+            if isinstance(self.backend, HostBackend):
+                self.call(self.backend.runtime.stop())
             self.call(self.server.stop())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)

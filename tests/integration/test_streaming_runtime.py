@@ -1,0 +1,104 @@
+"""kubectl exec, logs and port-forward through the API server and the kubelet API to real
+containers (runc + conmon + CNI on a throwaway node namespace)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from helpers.cluster import unique
+from helpers.runtime_node import destroy_node, make_node
+from streaming_env import KubeletThread, create_running_pod, register_node
+
+from ketch.agent.runtime import api
+from ketch.agent.server import ContainerRef, KubeletError
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runc needs root")
+
+
+class RuntimeBackend:
+    """One pod of real containers, looked up by container name."""
+
+    def __init__(self, runtime, sandbox_id: str, containers: dict[str, tuple[str, str]]):
+        self.runtime, self.sandbox_id, self.containers = runtime, sandbox_id, containers
+
+    def add_container(self, namespace, pod, name):
+        pass
+
+    async def resolve(self, namespace, pod, container, previous=False):
+        if not container:
+            return ContainerRef("", self.sandbox_id)
+        if container not in self.containers or previous:
+            raise KubeletError(400, f'previous terminated container "{container}" in pod "{pod}" not found')
+        cid, log_path = self.containers[container]
+        return ContainerRef(cid, self.sandbox_id, log_path)
+
+    def summary(self):
+        return {"node": {}, "pods": []}
+
+    def resource_metrics(self):
+        return ""
+
+
+@pytest.fixture
+def real_kubelet(server, tmp_path):
+    node = make_node(tmp_path)
+    kubelet = None
+    try:
+        async def backend():
+            rt = node.runtime()
+            scfg = api.PodSandboxConfig(name="rt-pod", namespace="default", uid="uid-rt-pod", hostname="rt-pod")
+            sid = await rt.run_pod_sandbox(scfg)
+            made = {}
+            for name, command in (("web", ["httpd", "-f", "-h", "/www", "-p", "80"]),
+                                  ("talker", ["sh", "-c", "echo hello from the runtime; sleep 1000"])):
+                log_path = str(tmp_path / "logs" / f"{name}.log")
+                cid = await rt.create_container(sid, api.ContainerConfig(name=name, image=node.image, command=command,
+                                                                          log_path=log_path), scfg)
+                await rt.start_container(cid)
+                made[name] = (cid, log_path)
+            return RuntimeBackend(rt, sid, made)
+        kubelet = KubeletThread(tmp_path / "kubelet", backend).start()
+        kubelet.node = unique("rtnode")
+        register_node(server, kubelet.node, kubelet.url)
+        yield kubelet
+    finally:
+        if kubelet is not None:
+            kubelet.stop()
+            server.kubectl("delete", "node", kubelet.node, "--wait=false", check=False)
+        destroy_node(node)
+
+
+def test_kubectl_against_real_containers(server, real_kubelet):
+    ns = unique("rt")
+    server.kubectl("create", "namespace", ns)
+    try:
+        pod = create_running_pod(server, real_kubelet, ns, real_kubelet.node, ["web", "talker"])
+        out = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "cat", "/etc/hostname").stdout
+        assert out == "rt-pod\n"
+        p = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "exit 7", check=False)
+        assert p.returncode == 7 and "command terminated with exit code 7" in p.stderr
+        p = server.kubectl("exec", "-i", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "read x; echo got=$x",
+                           input="typed\n")
+        assert p.stdout == "got=typed\n"
+        deadline = time.monotonic() + 10
+        while "hello from the runtime" not in (logs := server.kubectl("logs", pod, "-n", ns, "-c", "talker").stdout):
+            assert time.monotonic() < deadline, logs
+            time.sleep(0.1)
+        assert logs == "hello from the runtime\n"
+        env = {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(server.data_dir)}
+        pf = subprocess.Popen(["/usr/bin/kubectl", "port-forward", "-n", ns, f"pod/{pod}", ":80"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        try:
+            line = pf.stdout.readline()
+            local = int(line.split("127.0.0.1:")[1].split()[0])
+            with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10) as r:
+                assert r.read() == b"hello from busybox\n"
+        finally:
+            pf.kill()
+            pf.wait()
+    finally:
+        server.kubectl("delete", "namespace", ns, "--wait=false", check=False)
