@@ -7,7 +7,6 @@ own, in a network namespace of its own that has only loopback.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
@@ -41,6 +40,7 @@ class _State:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     args: dict[str, str] = field(default_factory=dict)
+    cmd_in_stage: bool = False
 
     def env(self) -> dict[str, str]:
         return dict(e.partition("=")[::2] for e in self.config.get("Env", []))
@@ -166,12 +166,15 @@ class _Builder:
 
     def _do_cmd(self, ins: Instruction) -> None:
         self.state.config["Cmd"] = self._command(ins)
+        self.state.cmd_in_stage = True
         self._note(ins, empty=True)
 
     def _do_entrypoint(self, ins: Instruction) -> None:
         self.state.config["Entrypoint"] = self._command(ins)
-        # An ENTRYPOINT of this stage drops the base image's CMD, as docker does.
-        self.state.config.pop("Cmd", None)
+        # An ENTRYPOINT drops the CMD inherited from the base image (not one set in this stage),
+        # as docker does.
+        if not self.state.cmd_in_stage:
+            self.state.config.pop("Cmd", None)
         self._note(ins, empty=True)
 
     def _do_workdir(self, ins: Instruction) -> None:
@@ -196,7 +199,6 @@ class _Builder:
         if len(words) < 2:
             raise BuildError(f"{ins.keyword} requires at least two arguments")
         *sources, dest = words
-        uid, gid = self._chown(flags.get("chown"))
         paths = []
         for src in sources:
             if src.startswith(("http://", "https://")):
@@ -213,6 +215,7 @@ class _Builder:
         into_dir = dest.endswith("/") or len(paths) > 1
 
         def apply(root: Path) -> None:
+            uid, gid = _chown(root, flags.get("chown"))
             for src in paths:
                 if extract_archives and src.is_file() and tarfile.is_tarfile(src):
                     _extract_into(root, src, dest_abs, uid, gid, self.work)
@@ -225,14 +228,6 @@ class _Builder:
                         target = os.path.join(dest_abs, src.name)
                     _copy_entry(root, src, target, uid, gid)
         self._change(ins, apply)
-
-    def _chown(self, spec: str | None) -> tuple[int, int]:
-        if not spec:
-            return 0, 0
-        user, _, group = spec.partition(":")
-        with self._mounted() as root:
-            uid, gid = _lookup_user(root, user, group or None)
-        return uid, gid
 
     def _do_run(self, ins: Instruction) -> None:
         command = self._command(ins)
@@ -274,25 +269,19 @@ class _Builder:
 
     # ---- layers -----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _mounted(self):
-        """The image so far, mounted with a fresh upper directory; yields the root."""
-        step = Path(tempfile.mkdtemp(dir=self.work, prefix="step-"))
-        root = step / "rootfs"
-        self.store.mount_layers([self.store.layer_dir(d) for d in self.state.diff_ids], root, step,
-                                BUILD_MOUNT_OPTIONS)
-        try:
-            yield root
-        finally:
-            self.store.unmount_rootfs(root)
-            self._last_step = step
-
     def _change(self, ins: Instruction, action) -> None:
-        with self._mounted() as root:
-            action(root)
-        step = self._last_step
+        """Run `action(root)` on the image so far mounted with a fresh upper directory; what it
+        changed becomes the next layer."""
+        step = Path(tempfile.mkdtemp(dir=self.work, prefix="step-"))
         upper = step / "upper"
         try:
+            root = step / "rootfs"
+            self.store.mount_layers([self.store.layer_dir(d) for d in self.state.diff_ids], root, step,
+                                    BUILD_MOUNT_OPTIONS)
+            try:
+                action(root)
+            finally:
+                self.store.unmount_rootfs(root)
             if not any(upper.iterdir()):
                 self._note(ins, empty=True)
                 return
@@ -370,6 +359,14 @@ def _lookup_user(root: Path, user: str, group: str | None) -> tuple[int, int]:
                 raise BuildError(f"unable to find group {group}: no matching entries in group file")
             gid = int(entry[2])
     return uid, gid
+
+
+def _chown(root: Path, spec: str | None) -> tuple[int, int]:
+    """COPY --chown=user[:group] (names looked up in the image), else root."""
+    if not spec:
+        return 0, 0
+    user, _, group = spec.partition(":")
+    return _lookup_user(root, user, group or None)
 
 
 def _copy_entry(root: Path, src: Path, dest: str, uid: int, gid: int) -> None:

@@ -292,6 +292,9 @@ class ImageStore:
         if reference.is_image_id(ref):
             return images.get(ref if ref.startswith("sha256:") else f"sha256:{ref}")
         wanted = self._name_of(ref)
+        parsed = reference.parse(ref) if wanted else None
+        if parsed is not None and parsed.digest and parsed.tag:
+            wanted = f"{parsed.name}@{parsed.digest}"  # a digest wins over a tag, as in containerd
         if wanted:
             for record in images.values():
                 if wanted in record["repo_tags"] or wanted in record["repo_digests"]:
@@ -386,6 +389,11 @@ class ImageStore:
                 with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
         return total
+
+    def filesystem_stats(self) -> tuple[int, int]:
+        """(capacity, available) bytes of the filesystem holding the store: the kubelet's imagefs."""
+        st = os.statvfs(self.root)
+        return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 
     def prune(self, keep: set[str], target_bytes: int) -> list[str]:
         """Remove images not in `keep` (ids in use by containers), least recently used first,

@@ -370,3 +370,23 @@ def test_prune_removes_least_recently_used_unused_images(tmp_path, book_store):
     # Layers still used by the kept images stay; the removed images' own layers are gone.
     assert all(d.is_dir() for d in store.resolve("jonbaier/pod-scaling:0.2").layer_dirs)
     assert not any(d.exists() for d in nginx.layer_dirs if d not in v2.layer_dirs)
+
+
+def test_build_entrypoint_cmd_and_chown(tmp_path, book_store):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "f").write_text("x")
+    (context / "Containerfile").write_text(
+        "FROM busybox\nCMD [\"keep\"]\nENTRYPOINT [\"/bin/echo\"]\nCOPY --chown=nobody:nogroup f /data/f\n")
+    image = build(book_store, context, ["team/ep:1"], out=io.StringIO())
+    assert image.config["Entrypoint"] == ["/bin/echo"] and image.config["Cmd"] == ["keep"]
+    (context / "Containerfile").write_text("FROM team/ep:1\nENTRYPOINT [\"/bin/echo\", \"child\"]\n")
+    child = build(book_store, context, ["team/ep:2"], out=io.StringIO())
+    assert "Cmd" not in child.config and child.layer_dirs == image.layer_dirs  # no file changes, no layer
+    with Container(book_store, child, tmp_path) as c:
+        st = (c.rootfs / "data" / "f").stat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534)
+        assert c.run().stdout == "child\n"
+    digest = child.manifest_digest
+    book_store.commit(book_store.read_blob(digest), [], [f"docker.io/team/ep@{digest}"])
+    assert book_store.resolve(f"team/ep:whatever@{digest}").id == child.id
