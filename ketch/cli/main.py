@@ -48,6 +48,13 @@ def _server(args: argparse.Namespace) -> int:
             from ..scheduler import scheduler as kube_scheduler
             components.append(asyncio.create_task(kube_scheduler.run(
                 server.component_kubeconfig("scheduler", "system:kube-scheduler"))))
+        if not args.disable_agent:
+            from ..agent.run import run as run_agent
+            agent_config = _agent_config(args, data_dir)
+            components.append(asyncio.create_task(_agent_task(
+                run_agent, server.component_kubeconfig(f"node-{agent_config.node_name}",
+                                                       f"system:node:{agent_config.node_name}"),
+                agent_config, args.node_netns)))
         if args.simulate_nodes:
             from ..simulate.run import run as simulate
             from ..simulate.simulator import SimulatorConfig
@@ -67,6 +74,72 @@ def _server(args: argparse.Namespace) -> int:
 
     _run(run())
     return 0
+
+
+def _agent_config(args: argparse.Namespace, data_dir: Path):
+    import socket
+
+    from ..agent.kubelet import AgentConfig
+    labels = dict(kv.split("=", 1) for kv in (args.node_labels or "").split(",") if "=" in kv)
+    return AgentConfig(node_name=args.node_name or socket.gethostname().lower(), data_dir=data_dir,
+                       node_ip=args.node_ip, address=args.kubelet_address, port=args.kubelet_port,
+                       cluster_dns=[d for d in (args.cluster_dns or "").split(",") if d],
+                       cluster_domain=args.cluster_domain, max_pods=args.max_pods, labels=labels,
+                       cgroup_root=args.cgroup_root)
+
+
+async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None) -> None:
+    from ..client import kubeconfig
+    from ..client.rest import Client
+    from ..agent.run import USER_AGENT
+    client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT)
+    try:
+        await run_agent(client, config, netns)
+    finally:
+        await client.close()
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from ..agent.run import USER_AGENT, run
+    from ..client import kubeconfig
+    from ..client.rest import Client
+    data_dir = Path(args.data_dir or default_data_dir())
+    config = _agent_config(args, data_dir)
+    if args.kubeconfig:
+        client_config = kubeconfig.load(args.kubeconfig)
+    elif args.server and args.token:
+        ca = Path(args.certificate_authority).read_bytes() if args.certificate_authority else None
+        client_config = kubeconfig.ClientConfig(server=args.server.rstrip("/"), token=args.token, ca_pem=ca,
+                                                insecure=ca is None)
+    else:
+        print("ketch agent: give --kubeconfig, or --server and --token", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        client = Client(client_config, user_agent=USER_AGENT)
+        try:
+            await run(client, config, args.node_netns)
+        finally:
+            await client.close()
+    _until_signalled(main())
+    return 0
+
+
+def add_agent_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node-name", help="the Node's name (default: this machine's hostname)")
+    p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP and pods' hostIP (default 127.0.0.1)")
+    p.add_argument("--node-labels", help="extra labels of the Node, k=v,k2=v2")
+    p.add_argument("--node-netns", metavar="NAME",
+                   help="a network namespace standing in for the node's host network (made if missing): the "
+                        "pods' bridge lives there instead of in the agent's own namespace")
+    p.add_argument("--kubelet-address", default="127.0.0.1", help="address of the kubelet API (default 127.0.0.1)")
+    p.add_argument("--kubelet-port", type=int, default=10250, help="port of the kubelet API (default 10250; 0: any)")
+    p.add_argument("--cluster-dns", default="10.43.0.10", help="comma-separated DNS servers of the pods "
+                                                              "(default 10.43.0.10)")
+    p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain (default cluster.local)")
+    p.add_argument("--max-pods", type=int, default=110, help="pods the node takes at most (default 110)")
+    p.add_argument("--cgroup-root", default="kubepods",
+                   help="cgroup of the pods, relative to the agent's own cgroup (default kubepods)")
 
 
 def _until_signalled(coro) -> None:
@@ -172,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default DATA_DIR/kubeconfig.yaml)")
     server.add_argument("--datastore-endpoint", help="sqlite:///path/to/state.db (default DATA_DIR/state.db)")
     server.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
-    server.add_argument("--disable-agent", action="store_true", help="run no node agent (the only mode so far)")
+    server.add_argument("--disable-agent", action="store_true", help="run no node agent for this machine")
     server.add_argument("--disable-controller-manager", action="store_true",
                         help="run no controllers in-process (run `ketch controller-manager` instead)")
     server.add_argument("--disable-scheduler", action="store_true",
@@ -185,7 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--metrics-allow-remote-kubelets", action="store_true",
                         help="scrape kubelets whose URL is not loopback (a multi-machine cluster)")
     controller_options.add_flags(server)
+    add_agent_flags(server)
     server.set_defaults(func=_server)
+
+    agent = sub.add_parser("agent", help="run a node agent (kubelet) against an API server")
+    agent.add_argument("--server", help="the API server's URL, with --token")
+    agent.add_argument("--token", help="a bearer token the API server accepts (its DATA_DIR/tls/tokens.csv)")
+    agent.add_argument("--certificate-authority", help="the cluster CA to verify the server with (default: "
+                                                       "not verified)")
+    agent.add_argument("--kubeconfig", help="kubeconfig with the API server and credentials (instead of --server)")
+    agent.add_argument("--data-dir", help="state directory: images, containers, pod volumes and logs (default as "
+                                          "ketch server's)")
+    add_agent_flags(agent)
+    agent.set_defaults(func=_agent)
 
     cm = sub.add_parser("controller-manager", help="run the controllers alone against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig with the API server and credentials")

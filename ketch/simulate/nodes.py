@@ -5,10 +5,9 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 
-KUBELET_VERSION = "v1.35.0"
-KUBELET_PORT = 10250
-LEASE_NAMESPACE = "kube-node-lease"
-LEASE_DURATION_SECONDS = 40
+from ..agent.node import (KUBELET_PORT, KUBELET_VERSION, LEASE_DURATION_SECONDS, LEASE_NAMESPACE,  # noqa: F401
+                          base_labels, lease_object, node_conditions)
+
 SIMULATED_ANNOTATION = "ketch.io/simulated"   # as kwok's kwok.x-k8s.io/node: fake
 ZONE_NAMES = "abcdefghijklmnopqrstuvwxyz"
 
@@ -41,25 +40,9 @@ def _stable_uuid(name: str, what: str) -> str:
     return str(uuid.UUID(hashlib.md5(f"{what}/{name}".encode()).hexdigest()))
 
 
-def node_conditions(now: str, transition: str | None = None) -> list[dict]:
-    """The kubelet's four conditions of a healthy node, in the kubelet's order."""
-    since = transition or now
-
-    def cond(ctype: str, status: str, reason: str, message: str) -> dict:
-        return {"type": ctype, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": since}
-
-    return [cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status")]
-
-
 def node_labels(name: str, index: int, profile: NodeProfile) -> dict[str, str]:
     zone = profile.zone(index)
-    return {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux", "kubernetes.io/hostname": name,
-            "node.kubernetes.io/instance-type": profile.instance_type,
+    return {**base_labels(name), "node.kubernetes.io/instance-type": profile.instance_type,
             "topology.kubernetes.io/region": profile.region, "topology.kubernetes.io/zone": zone,
             **profile.labels}
 
@@ -88,16 +71,6 @@ def node_object(name: str, index: int, ip: str, profile: NodeProfile, now: str) 
         "spec": {},
         "status": node_status(name, ip, profile, now),
     }
-
-
-def lease_object(node: dict, renew_time: str) -> dict:
-    meta = node["metadata"]
-    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": meta["name"], "namespace": LEASE_NAMESPACE,
-                         "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": meta["name"],
-                                              "uid": meta["uid"]}]},
-            "spec": {"holderIdentity": meta["name"], "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-                     "renewTime": renew_time}}
 
 
 def internal_ip(n: int) -> str:

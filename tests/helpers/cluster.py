@@ -61,6 +61,7 @@ class Server(ManagedProcess):
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    agent: bool = False        # run the node agent in-process (its flags go in extra_args)
 
     @property
     def url(self) -> str:
@@ -72,7 +73,8 @@ class Server(ManagedProcess):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(self.data_dir / "data"),
              "--bind-address", "127.0.0.1", "--secure-port", str(self.port),
-             "--write-kubeconfig", str(self.kubeconfig), "--disable-agent", *self.extra_args],
+             "--write-kubeconfig", str(self.kubeconfig), *([] if self.agent else ["--disable-agent"]),
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.wait_ready(timeout)
 

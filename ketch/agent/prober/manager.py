@@ -122,7 +122,7 @@ class _Worker:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.manager.jitter and self.period > time.monotonic() - self.manager.started:
+        if self.manager.jitter and self.period > time.monotonic() - self.manager.created:
             # Right after an agent restart, spread the workers over one period.
             await asyncio.sleep(random.random() * self.period)
         next_at = loop.time()
@@ -216,7 +216,7 @@ class ProbeManager:
         self.recorder = recorder
         self.on_result = on_result
         self.jitter = jitter
-        self.started = time.monotonic()
+        self.created = time.monotonic()
         self._pods: dict[str, _Pod] = {}
         self._workers: dict[tuple[str, str, str], _Worker] = {}
         self._callbacks: set[asyncio.Task] = set()

@@ -1,0 +1,55 @@
+"""What the kubelet API server (server.py) asks of the kubelet: which runtime container a
+pod/container name means, the pods of the node, and the stats documents."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import containers as cc
+from .server import ContainerRef, KubeletError
+
+if TYPE_CHECKING:
+    from .kubelet import Kubelet
+
+
+class KubeletBackend:
+    def __init__(self, kubelet: "Kubelet"):
+        self.k = kubelet
+        self.runtime = kubelet.runtime
+
+    def pods(self) -> list[dict]:
+        return self.k.pods.list()
+
+    async def resolve(self, namespace: str, pod: str, container: str, previous: bool = False) -> ContainerRef:
+        obj = self.k.pods.get(f"{namespace}/{pod}")
+        if obj is None:
+            raise KubeletError(404, "pod does not exist")
+        uid = obj["metadata"]["uid"]
+        sandboxes = sorted(await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}),
+                           key=lambda s: s.created_at, reverse=True)
+        if not container:
+            if not sandboxes:
+                raise KubeletError(404, f'pod "{pod}" has no sandbox')
+            return ContainerRef(container_id="", sandbox_id=sandboxes[0].id)
+        spec = next((c for c in (obj["spec"].get("initContainers") or []) + obj["spec"]["containers"]
+                     if c["name"] == container), None)
+        if spec is None:
+            raise KubeletError(404, f'container not found ("{container}")')
+        attempts = sorted(await self.runtime.list_containers(labels={cc.POD_UID: uid, cc.CONTAINER_NAME: container}),
+                          key=lambda c: (c.attempt, c.created_at), reverse=True)
+        if previous:   # the attempt before the newest one
+            attempts = attempts[1:]
+        if not attempts:
+            if previous:
+                raise KubeletError(400, f'previous terminated container "{container}" in pod "{pod}" not found')
+            raise KubeletError(400, f'container "{container}" in pod "{pod}" is waiting to start: ContainerCreating')
+        cs = attempts[0]
+        return ContainerRef(container_id=cs.id, sandbox_id=cs.sandbox_id, log_path=cs.log_path,
+                            tty=bool(spec.get("tty")), stdin=bool(spec.get("stdin")))
+
+    async def summary(self) -> dict:
+        from . import stats
+        return await stats.summary(self.k)
+
+    async def resource_metrics(self) -> str:
+        from . import stats
+        return await stats.resource_metrics(self.k)

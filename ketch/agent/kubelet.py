@@ -1,0 +1,369 @@
+"""The node agent (kubelet): registers its Node, renews its Lease, reports the node's conditions,
+and runs the pods bound to it as containers through the runtime.
+
+Parts: `PodWorker` (podworker.py) takes each pod a step towards its spec; the PLEG loop here
+relists the runtime every second and wakes the worker of any pod whose containers changed state;
+the image manager, volume manager, prober and the kubelet API server (logs, exec, attach,
+port-forward, stats) are each their own module. The kubelet only reads and writes the API through
+the client: pods bound to this node (a field-selected informer), services (for the environment),
+and single GETs of the ConfigMaps, Secrets and claims a pod uses.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..api.errors import ApiError
+from ..client.events import EventRecorder
+from ..client.informer import Informer, object_key
+from ..client.rest import Client
+from ..controllers.base import InformerFactory
+from . import containers as cc
+from . import env as podenv
+from . import node as nodeinfo
+from . import podfiles
+from .imagepull import ImageManager
+from .podworker import PodWorker
+from .prober.manager import ProbeManager
+from .runtime.api import ContainerStatus, RuntimeService
+from .volumes import VolumeManager
+
+log = logging.getLogger("ketch.agent")
+
+PLEG_PERIOD = 1.0
+LEASE_RENEW = 10.0                  # a quarter of the lease's 40 s
+STATUS_UPDATE = 10.0                # nodeStatusUpdateFrequency: conditions checked this often
+STATUS_REPORT = 60.0                # ... and written at least this often even when unchanged
+KUBELET_URL_ANNOTATION = "ketch.io/kubelet-url"
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    data_dir: Path
+    node_ip: str = "127.0.0.1"
+    address: str = "127.0.0.1"         # where the kubelet API listens
+    port: int = nodeinfo.KUBELET_PORT  # 0: any free port
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    max_pods: int = nodeinfo.MAX_PODS
+    labels: dict[str, str] = field(default_factory=dict)
+    pod_manifest_path: Path | None = None
+    cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
+
+    @property
+    def root(self) -> Path:
+        """The agent's own state, per node (several agents may share one machine's data dir)."""
+        return self.data_dir / "agent" / self.node_name
+
+    @property
+    def pod_log_root(self) -> Path:
+        return self.data_dir / "agent" / self.node_name / "pod-logs"
+
+
+class ApiSource:
+    """What env.py and volumes.py read from the API, for the pods of this node."""
+
+    def __init__(self, kubelet: "Kubelet"):
+        self.k = kubelet
+
+    async def _get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        try:
+            return await self.k.client.resource(api_version, kind).get(name, namespace)
+        except ApiError as e:
+            if e.code == 404:
+                return None
+            raise
+
+    async def config_map(self, namespace: str, name: str) -> dict | None:
+        return await self._get("v1", "ConfigMap", name, namespace)
+
+    async def secret(self, namespace: str, name: str) -> dict | None:
+        return await self._get("v1", "Secret", name, namespace)
+
+    async def services(self, namespace: str) -> list[dict]:
+        return [s for s in self.k.services.list() if s["metadata"].get("namespace") == namespace]
+
+    async def node_allocatable(self) -> dict[str, str]:
+        return self.k.facts.allocatable(self.k.config.max_pods)
+
+    async def persistent_volume_claim(self, namespace: str, name: str) -> dict | None:
+        return await self._get("v1", "PersistentVolumeClaim", name, namespace)
+
+    async def persistent_volume(self, name: str) -> dict | None:
+        return await self._get("v1", "PersistentVolume", name)
+
+
+class Kubelet:
+    def __init__(self, client: Client, config: AgentConfig, runtime: RuntimeService, image_store):
+        self.client = client
+        self.config = config
+        self.runtime = runtime
+        self.image_store = image_store
+        self.node_name = config.node_name
+        self.node_ip = config.node_ip
+        self.facts = nodeinfo.MachineFacts.read(config.data_dir)
+        self.recorder = EventRecorder(client, "kubelet", host=config.node_name)
+        self.informers = InformerFactory(client)
+        self.pods = Informer(client.resource("v1", "Pod"), field_selector=f"spec.nodeName={config.node_name}")
+        self.services = self.informers.informer("v1", "Service")
+        self.images = ImageManager(image_store, self.recorder)
+        self.source = ApiSource(self)
+        self.volumes = VolumeManager(config.root, self.source)
+        self.worker = PodWorker(self)
+        self.prober = ProbeManager(runtime, self.recorder, self.worker.probe_result)
+        self.node_api = client.resource("v1", "Node")
+        self.lease_api = client.resource("coordination.k8s.io/v1", "Lease", nodeinfo.LEASE_NAMESPACE)
+        self.runtime_name = "ketch-runc"
+        self.runtime_version = ""
+        self.node_uid = ""
+        self.pod_cidr = ""
+        self.kubelet_url = ""
+        self.ready = asyncio.Event()
+        self._last_report = 0.0
+        self._reported: tuple | None = None
+        self._transitions: dict[str, str] = {}
+        self._pleg: dict[str, str] = {}
+
+    # ---- what the pod worker asks ----------------------------------------------------------------
+
+    def pod_log_dir(self, pod: dict) -> Path:
+        """/var/log/pods/<namespace>_<name>_<uid>, as the kubelet lays out its log files."""
+        meta = pod["metadata"]
+        return self.config.pod_log_root / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+
+    def container_log_path(self, pod: dict, name: str, attempt: int) -> Path:
+        path = self.pod_log_dir(pod) / name / f"{attempt}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def termination_log(self, pod: dict, name: str, attempt: int) -> Path:
+        path = self.config.root / "pods" / pod["metadata"]["uid"] / "containers" / name / f"termination-{attempt}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        return path
+
+    def termination_message(self, pod: dict, container: dict, cs: ContainerStatus) -> str:
+        """The file at terminationMessagePath, else (FallbackToLogsOnError, failed) the log's tail."""
+        path = self.config.root / "pods" / pod["metadata"]["uid"] / "containers" / container["name"] / \
+            f"termination-{cs.attempt}"
+        try:
+            message = path.read_bytes()[:4096].decode(errors="replace")
+        except OSError:
+            message = ""
+        if not message and container.get("terminationMessagePolicy") == "FallbackToLogsOnError" and cs.exit_code:
+            message = _log_tail(Path(cs.log_path), 80, 2048)
+        return message
+
+    def pod_files(self, pod: dict, pod_ips: list[str]) -> podfiles.PodFiles:
+        """Write the pod's /etc/hosts, resolv.conf and hostname (again once its IP is known)."""
+        files = podfiles.write_pod_files(self.config.root / "pods" / pod["metadata"]["uid"], pod, pod_ips,
+                                         cluster_dns=self.config.cluster_dns,
+                                         cluster_domain=self.config.cluster_domain)
+        for reason, message in files.warnings:
+            self.recorder.event(pod, "Warning", reason, message)
+        return files
+
+    async def container_env(self, pod: dict, container: dict, sandbox) -> tuple[list, list, list]:
+        view = _with_ips(pod, self.node_ip, sandbox.ip if sandbox is not None else "")
+        built = await podenv.container_env_with_warnings(view, container, self.source)
+        for reason, message in built.warnings:
+            self.recorder.event(pod, "Warning", reason, message)
+        command, args = podenv.expand_command_and_args(container, built.env)
+        return built.env, command, args
+
+    def check_non_root(self, pod: dict, container: dict, image) -> None:
+        """runAsNonRoot: refuse an image that would run as root, as the kubelet does."""
+        sc = cc._security(pod, container)
+        if not sc.get("runAsNonRoot"):
+            return
+        meta = pod["metadata"]
+        where = f'(pod: "{meta["name"]}_{meta["namespace"]}({meta["uid"]})", container: {container["name"]})'
+        uid = sc.get("runAsUser")
+        if uid is None:
+            user = ((getattr(image, "config", None) or {}).get("User") or "").split(":", 1)[0]
+            if user and not user.isdigit():
+                raise podenv.ConfigError(f"container has runAsNonRoot and image has non-numeric user ({user}), "
+                                         f"cannot verify user is non-root {where}")
+            uid = int(user) if user else 0
+        if int(uid) == 0:
+            raise podenv.ConfigError(f"container has runAsNonRoot and image will run as root {where}")
+
+    def image_names(self, container: dict, cs: ContainerStatus) -> tuple[str, str]:
+        image = self.image_store.resolve(container.get("image") or "") if self.image_store else None
+        name = (image.repo_tags[0] if image is not None and image.repo_tags else container.get("image", ""))
+        image_id = (image.repo_digests[0] if image is not None and image.repo_digests else cs.image_id)
+        return name, image_id
+
+
+    # ---- running -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        version = await self.runtime.version()
+        self.runtime_name, self.runtime_version = version.runtime_name, version.runtime_version
+        await self.register()
+        self.pods.add_handlers(on_add=self._pod_event, on_update=lambda _o, n: self._pod_event(n),
+                               on_delete=self._pod_event)
+        self.pods.start()
+        self.informers.start()
+        await asyncio.gather(self.pods.wait_synced(), self.informers.wait_synced())
+        await self._adopt()
+        self.ready.set()
+        log.warning("node %s ready (pod CIDR %s)", self.node_name, self.pod_cidr or "none yet")
+        try:
+            await asyncio.gather(self.worker.run(), self._pleg_loop(), self._lease_loop(), self._status_loop())
+        finally:
+            await self.prober.stop()
+            await self.pods.stop()
+            await self.informers.stop()
+            await self.recorder.close()
+
+    def _pod_event(self, pod: dict) -> None:
+        self.worker.enqueue(object_key(pod))
+
+    async def _adopt(self) -> None:
+        """After a restart: every pod the runtime still runs gets a sync, bound here or not."""
+        for sb in await self.runtime.list_pod_sandboxes():
+            ns, name = sb.labels.get(cc.POD_NAMESPACE), sb.labels.get(cc.POD_NAME)
+            if ns and name:
+                self.worker.enqueue(f"{ns}/{name}")
+
+    async def _pleg_loop(self) -> None:
+        """The pod lifecycle event generator: relist, and sync each pod whose containers changed."""
+        while True:
+            await asyncio.sleep(PLEG_PERIOD)
+            try:
+                containers = await self.runtime.list_containers()
+            except Exception as e:  # noqa: BLE001 - a failing relist must not stop the agent
+                log.info("relist: %s", e)
+                continue
+            seen: dict[str, str] = {}
+            for c in containers:
+                seen[c.id] = c.state
+                if self._pleg.get(c.id) != c.state:
+                    ns, name = c.labels.get(cc.POD_NAMESPACE), c.labels.get(cc.POD_NAME)
+                    if ns and name:
+                        self.worker.enqueue(f"{ns}/{name}")
+            self._pleg = seen
+
+    # ---- the node ------------------------------------------------------------------------------
+
+    async def register(self) -> None:
+        meta = {"name": self.node_name,
+                "labels": {**nodeinfo.base_labels(self.node_name), **self.config.labels},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                                **({KUBELET_URL_ANNOTATION: self.kubelet_url} if self.kubelet_url else {})}}
+        try:
+            node = await self.node_api.create({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": {}})
+            log.info("registered node %s", self.node_name)
+        except ApiError as e:
+            if e.code != 409:
+                raise
+            node = await self.node_api.patch(self.node_name, {"metadata": meta})
+        self.node_uid = node["metadata"]["uid"]
+        await self._report_status(force=True)
+        await self._renew()
+        # The node IPAM controller assigns the pod CIDR shortly after registration.
+        for _ in range(100):
+            node = await self.node_api.get(self.node_name)
+            cidr = (node.get("spec") or {}).get("podCIDR") or ""
+            if cidr:
+                await self._set_pod_cidr(cidr)
+                return
+            await asyncio.sleep(0.1)
+        log.warning("node %s has no podCIDR yet; pods wait for one", self.node_name)
+
+    async def _set_pod_cidr(self, cidr: str) -> None:
+        if cidr and cidr != self.pod_cidr:
+            self.pod_cidr = cidr
+            await self.runtime.update_runtime_config(cidr)
+
+    async def _renew(self) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() // 1000 % 1_000_000:06d}Z"
+        try:
+            await self.lease_api.patch(self.node_name, {"spec": {
+                "holderIdentity": self.node_name, "leaseDurationSeconds": nodeinfo.LEASE_DURATION_SECONDS,
+                "renewTime": now}})
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            await self.lease_api.create(nodeinfo.lease_object({"metadata": {"name": self.node_name,
+                                                                            "uid": self.node_uid}}, now))
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW)
+            try:
+                await self._renew()
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.info("lease renewal: %s", e)
+
+    async def _report_status(self, force: bool = False) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        pressure = nodeinfo.pressure(self.config.data_dir)
+        key = tuple(sorted(pressure.items()))
+        if not force and key == self._reported and time.monotonic() - self._last_report < STATUS_REPORT:
+            return
+        if key != self._reported:
+            self._transitions = {}
+        status = nodeinfo.node_status(self.node_name, self.node_ip, self.facts,
+                                      f"{self.runtime_name}://{self.runtime_version}", now,
+                                      self.config.port, self.config.max_pods)
+        status["conditions"] = nodeinfo.node_conditions(now, pressure=pressure, transitions=self._transitions)
+        self._transitions = {c["type"]: c["lastTransitionTime"] for c in status["conditions"]}
+        status["images"] = self._images()
+        await self.node_api.patch(self.node_name, {"status": status}, "merge", subresource="status")
+        self._reported, self._last_report = key, time.monotonic()
+
+    def _images(self) -> list[dict]:
+        """node.status.images: the 50 largest images, as the kubelet reports them."""
+        try:
+            images = self.image_store.list() if self.image_store is not None else []
+        except Exception:  # noqa: BLE001 - the image list is informational
+            return []
+        images = sorted(images, key=lambda i: getattr(i, "size", 0), reverse=True)[:50]
+        return [{"names": [*i.repo_digests, *i.repo_tags], "sizeBytes": getattr(i, "size", 0)} for i in images]
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_UPDATE)
+            try:
+                await self._report_status()
+                node = await self.node_api.get(self.node_name)
+                await self._set_pod_cidr((node.get("spec") or {}).get("podCIDR") or "")
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.info("node status: %s", e)
+
+
+def _with_ips(pod: dict, host_ip: str, pod_ip: str) -> dict:
+    """The pod as fieldRef sees it before its status is written: with hostIP and podIP filled in."""
+    status = dict(pod.get("status") or {})
+    status.setdefault("hostIP", host_ip)
+    status.setdefault("hostIPs", [{"ip": host_ip}])
+    if pod_ip:
+        status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
+    return {**pod, "status": status}
+
+
+def _log_tail(path: Path, lines: int, max_bytes: int) -> str:
+    """The last lines of a CRI log file, their text only (the termination message fallback)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(size - 64 * 1024, 0))
+            data = f.read().splitlines()[-lines:]
+    except OSError:
+        return ""
+    text = []
+    for line in data:
+        parts = line.split(b" ", 3)
+        if len(parts) == 4:
+            text.append(parts[3].decode(errors="replace") + ("\n" if parts[2] == b"F" else ""))
+    return "".join(text)[-max_bytes:]
+

@@ -1,0 +1,465 @@
+"""The pod worker: one `sync(pod key)` that takes a pod one step towards its spec, as the kubelet's
+syncPod/computePodActions do, and writes the status that results.
+
+Everything is re-derived on each sync from the runtime (sandboxes and containers carry the pod's
+uid and the container's name and attempt as labels and annotations), so a restarted agent adopts
+what runs and starts nothing twice. What the runtime cannot say — why a container waits, the
+crash back-off, probe verdicts — lives in `PodState`, and is rebuilt as it is met again.
+
+Order of work for a live pod: sandbox (volumes and pod files first), then init containers one at a
+time, then every app container. A dead sandbox is replaced and every container of the old one is
+killed, as upstream. A deleted or finished pod is stopped: preStop hooks, the stop signal, the
+grace period, SIGKILL; a deleted one is then removed from the API with grace 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..api.durations import format_seconds
+from ..api.errors import ApiError
+from ..client.events import NORMAL, WARNING
+from ..controllers.base import Controller
+from ..controllers.podutil import parse_time
+from ..client.informer import object_key
+from . import containers as cc
+from . import hooks
+from .backoff import CRASH_INITIAL, CRASH_MAX, Backoff
+from .imagepull import ImagePullFailed
+from .prober.manager import FAILURE, LIVENESS, STARTUP, kill_message
+from .runtime.api import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, ContainerStatus, Mount,
+                          RuntimeError_, SANDBOX_READY)
+from .status import ContainerView, PodView, Waiting, pod_status
+
+log = logging.getLogger("ketch.agent.pods")
+
+TERMINAL = ("Succeeded", "Failed")
+RESYNC = 10.0                  # the kubelet resyncs every pod periodically
+KEEP_EXITED = 1                # exited attempts kept besides the newest (for --previous and lastState)
+TERMINATION_MESSAGE_MAX = 4096
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
+
+
+def _ns() -> int:
+    return time.time_ns()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def field_path(container: dict, init: bool = False) -> str:
+    return f"spec.{'initContainers' if init else 'containers'}{{{container['name']}}}"
+
+
+@dataclass
+class PodState:
+    """What the worker knows of one pod beyond what the runtime says."""
+    uid: str
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    kill: dict[str, str] = field(default_factory=dict)    # container -> why it must be restarted
+    start_time: str = ""
+    terminal_phase: str = ""
+    last_status: dict | None = None
+    sandbox_config: object = None
+    volume_paths: dict[str, Path] | None = None
+    volumes_refreshed: float = 0.0
+    stopped: bool = False
+
+
+class PodWorker(Controller):
+    name = "kubelet"
+    workers = 8
+
+    def __init__(self, kubelet):
+        super().__init__(kubelet.client, kubelet.informers, kubelet.recorder)
+        self.k = kubelet
+        self.runtime = kubelet.runtime
+        self.states: dict[str, PodState] = {}
+        self.keys: dict[str, str] = {}      # pod uid -> key, for the prober's callbacks
+        self.crash_backoff = Backoff(CRASH_INITIAL, CRASH_MAX)
+        self.pod_api = kubelet.client.resource("v1", "Pod")
+
+    # ---- the sync ------------------------------------------------------------------------------
+
+    async def sync(self, key: str) -> float | None:
+        pod = self.k.pods.get(key)
+        sandboxes = await self.runtime.list_pod_sandboxes(labels={cc.POD_NAMESPACE: key.split("/", 1)[0],
+                                                                  cc.POD_NAME: key.split("/", 1)[1]})
+        uid = pod["metadata"]["uid"] if pod is not None else None
+        # Sandboxes of an earlier pod of that name (deleted while we were away, or recreated).
+        for sb in sandboxes:
+            if sb.uid != uid:
+                await self._remove_sandbox(sb.id, sb.uid)
+        if pod is None:
+            return None
+        state = self.states.get(uid)
+        if state is None:
+            state = self.states[uid] = PodState(uid, start_time=(pod.get("status") or {}).get("startTime") or "")
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL or state.terminal_phase:
+            return await self._terminate(pod, state)
+        return await self._run(pod, state)
+
+    async def _run(self, pod: dict, state: PodState) -> float | None:
+        uid = state.uid
+        ours = [sb for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid})]
+        ready = sorted((sb for sb in ours if sb.state == SANDBOX_READY), key=lambda s: s.created_at, reverse=True)
+        sandbox = ready[0] if ready else None
+        by_name = await self._containers(uid)
+        if sandbox is None and ours and self._all_done(pod, by_name):
+            # The sandbox went away after the pod finished (restartPolicy Never/OnFailure): stay done.
+            state.terminal_phase = pod_status(self._view(pod, state, by_name, None), _now())["phase"]
+            if state.terminal_phase in TERMINAL:
+                return await self._terminate(pod, state)
+        if not state.start_time:
+            state.start_time = _now()
+        if sandbox is None:
+            sandbox = await self._new_sandbox(pod, state, ours, by_name)
+            if sandbox is None:
+                await self._write_status(pod, state, by_name, None)
+                return 2.0
+            by_name = await self._containers(uid)
+        elif state.volume_paths is None:   # adopted after a restart: the volumes are on disk already
+            state.volume_paths = await self.k.volumes.setup(pod)
+            state.volumes_refreshed = time.monotonic()
+        elif time.monotonic() - state.volumes_refreshed > 30:
+            await self.k.volumes.refresh(pod)   # configMap and secret updates reach mounted files
+            state.volumes_refreshed = time.monotonic()
+        if state.sandbox_config is None:   # an adopted sandbox: its files are rewritten as they were
+            state.sandbox_config = self._sandbox_config(pod, sandbox.attempt, sandbox.ip)
+        again = await self._containers_step(pod, state, sandbox, by_name)
+        by_name = await self._containers(uid)
+        self._probe(pod, by_name, sandbox)
+        await self._write_status(pod, state, by_name, sandbox)
+        return min(again, RESYNC) if again is not None else RESYNC
+
+    def _probe(self, pod: dict, by_name: dict, sandbox) -> None:
+        """Keep the prober's workers on the running containers of the pod."""
+        uid = pod["metadata"]["uid"]
+        self.keys[uid] = object_key(pod)
+        running = {n: cs[0] for n, cs in by_name.items() if cs and cs[0].state == CONTAINER_RUNNING}
+        self.k.prober.add_pod(pod, {n: c.id for n, c in running.items()}, sandbox.id, sandbox.ip,
+                              {n: (c.started_at or c.created_at) / 1e9 for n, c in running.items()})
+        for name, cs in by_name.items():
+            if name not in running and cs:
+                self.k.prober.update_container(uid, name, None)
+
+    def probe_result(self, uid: str, name: str, probe_type: str, result: str, output: str) -> None:
+        """The prober's verdict changed: a failed liveness or startup probe restarts the container."""
+        state, key = self.states.get(uid), self.keys.get(uid)
+        if state is None or key is None:
+            return
+        if probe_type in (LIVENESS, STARTUP) and result == FAILURE:
+            state.kill[name] = kill_message(name, probe_type)
+        self.enqueue(key)
+
+    async def _containers(self, uid: str) -> dict[str, list[ContainerStatus]]:
+        """The pod's containers by name, newest attempt first."""
+        out: dict[str, list[ContainerStatus]] = {}
+        for c in await self.runtime.list_containers(labels={cc.POD_UID: uid}):
+            out.setdefault(c.labels.get(cc.CONTAINER_NAME, c.name), []).append(c)
+        for cs in out.values():
+            cs.sort(key=lambda c: (c.attempt, c.created_at), reverse=True)
+        return out
+
+    def _all_done(self, pod: dict, by_name: dict) -> bool:
+        policy = pod["spec"].get("restartPolicy") or "Always"
+        if policy == "Always":
+            return False
+        for c in pod["spec"]["containers"]:
+            latest = (by_name.get(c["name"]) or [None])[0]
+            if latest is None or latest.state != CONTAINER_EXITED:
+                return False
+            if policy == "OnFailure" and latest.exit_code != 0:
+                return False
+        return True
+
+    # ---- sandbox -------------------------------------------------------------------------------
+
+    def _sandbox_config(self, pod: dict, attempt: int, pod_ip: str = ""):
+        files = self.k.pod_files(pod, [pod_ip] if pod_ip else [])
+        return cc.sandbox_config(pod, hostname=files.hostname_value, dns=files.dns, hosts_file=str(files.hosts),
+                                 resolv_conf=str(files.resolv_conf), log_directory=str(self.k.pod_log_dir(pod)),
+                                 attempt=attempt)
+
+    async def _new_sandbox(self, pod: dict, state: PodState, old: list, by_name: dict):
+        if old:
+            if any(cs for cs in by_name.values()):
+                self.recorder.event(pod, NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+            for _name, cs in by_name.items():
+                for c in cs:
+                    if c.state == CONTAINER_RUNNING:
+                        await self.runtime.stop_container(c.id, 0)
+            for sb in old:
+                await self.runtime.stop_pod_sandbox(sb.id)
+                await self.runtime.remove_pod_sandbox(sb.id)
+        try:
+            state.volume_paths = await self.k.volumes.setup(pod)
+            state.volumes_refreshed = time.monotonic()
+        except Exception as e:  # noqa: BLE001 - any volume failure: the pod waits, with an event
+            message = getattr(e, "message", None) or str(e)
+            self.recorder.event(pod, WARNING, "FailedMount", message)
+            for c in pod["spec"]["containers"]:
+                state.waiting[c["name"]] = Waiting("ContainerCreating")
+            return None
+        attempt = max((sb.attempt for sb in old), default=-1) + 1
+        try:
+            sandbox_id = await self.runtime.run_pod_sandbox(self._sandbox_config(pod, attempt))
+            sandbox = await self.runtime.pod_sandbox_status(sandbox_id)
+        except RuntimeError_ as e:
+            self.recorder.event(pod, WARNING, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e.message}")
+            return None
+        # /etc/hosts names the pod's IP, known only now; containers mount the rewritten files.
+        state.sandbox_config = self._sandbox_config(pod, attempt, sandbox.ip)
+        log.info("pod %s/%s: sandbox %s ip %s", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                 sandbox.id[:12], sandbox.ip)
+        return sandbox
+
+    async def _remove_sandbox(self, sandbox_id: str, uid: str) -> None:
+        for c in await self.runtime.list_containers(sandbox_id=sandbox_id):
+            if c.state == CONTAINER_RUNNING:
+                await self.runtime.stop_container(c.id, 0)
+        await self.runtime.stop_pod_sandbox(sandbox_id)
+        await self.runtime.remove_pod_sandbox(sandbox_id)
+        if uid and not await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
+            await self.k.volumes.teardown(uid)
+            self._forget(uid)
+
+    def _forget(self, uid: str) -> None:
+        self.states.pop(uid, None)
+        self.keys.pop(uid, None)
+        self.crash_backoff.forget_prefix((uid,))
+        self.k.images.forget_pod(uid)
+        self.k.prober.remove_pod(uid)
+
+    # ---- containers ----------------------------------------------------------------------------
+
+    async def _containers_step(self, pod: dict, state: PodState, sandbox, by_name: dict) -> float | None:
+        spec = pod["spec"]
+        policy = spec.get("restartPolicy") or "Always"
+        due: list[float] = []
+        # Init containers, in order: each must succeed before the next starts.
+        for container in spec.get("initContainers") or ():
+            latest = (by_name.get(container["name"]) or [None])[0]
+            if latest is not None and latest.state == CONTAINER_EXITED and latest.exit_code == 0:
+                state.waiting.pop(container["name"], None)
+                continue
+            if latest is not None and latest.state in (CONTAINER_RUNNING, CONTAINER_CREATED):
+                return None   # wait for it (the PLEG wakes us when it exits)
+            if latest is not None and latest.state == CONTAINER_EXITED and policy == "Never":
+                state.terminal_phase = "Failed"
+                return 0.0
+            delay = await self._start_or_back_off(pod, state, sandbox, container, latest, init=True)
+            return delay
+        for container in spec["containers"]:
+            name = container["name"]
+            cs = by_name.get(name) or []
+            latest = cs[0] if cs else None
+            if latest is not None and latest.state == CONTAINER_RUNNING:
+                why = state.kill.pop(name, None)
+                if why is None and latest.annotations.get(cc.CONTAINER_HASH) != cc.container_hash(container):
+                    why = f"Container {name} definition changed, will be restarted"
+                if why is None:
+                    state.waiting.pop(name, None)
+                    continue
+                self.recorder.event(pod, NORMAL, "Killing", why, field_path(container))
+                await self._stop_container(pod, container, latest, self._grace(pod))
+                latest = await self.runtime.container_status(latest.id)
+            if latest is not None and latest.state == CONTAINER_CREATED:
+                continue
+            if latest is not None and latest.state == CONTAINER_EXITED:
+                if policy == "Never" or (policy == "OnFailure" and latest.exit_code == 0):
+                    state.waiting.pop(name, None)
+                    continue
+            delay = await self._start_or_back_off(pod, state, sandbox, container, latest)
+            if delay is not None:
+                due.append(delay)
+        await self._collect_exited(by_name)
+        return min(due) if due else None
+
+    async def _start_or_back_off(self, pod: dict, state: PodState, sandbox, container: dict,
+                                 latest: ContainerStatus | None, init: bool = False) -> float | None:
+        name = container["name"]
+        if latest is not None:
+            key = (state.uid, name)
+            remaining = self.crash_backoff.remaining(key, latest.finished_at / 1e9)
+            if remaining > 0:
+                meta = pod["metadata"]
+                delay = int(self.crash_backoff.delay(key))
+                message = f"back-off {format_seconds(delay)} restarting failed container={name} " \
+                          f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"
+                if (state.waiting.get(name) or Waiting("")).reason != "CrashLoopBackOff":
+                    self.recorder.event(pod, WARNING, "BackOff", "Back-off restarting failed container "
+                                        f"{name} in pod {meta['name']}_{meta['namespace']}({meta['uid']})",
+                                        field_path(container, init))
+                state.waiting[name] = Waiting("CrashLoopBackOff", message)
+                return remaining
+            self.crash_backoff.next(key)
+        attempt = latest.attempt + 1 if latest is not None else 0
+        return await self._start(pod, state, sandbox, container, attempt, init)
+
+    async def _start(self, pod: dict, state: PodState, sandbox, container: dict, attempt: int,
+                     init: bool) -> float | None:
+        name, fpath = container["name"], field_path(container, init)
+        try:
+            image = await self.k.images.ensure(pod, container, fpath)
+        except ImagePullFailed as e:
+            state.waiting[name] = e.waiting
+            return 2.0
+        try:
+            envs, command, args = await self.k.container_env(pod, container, sandbox)
+            self.k.check_non_root(pod, container, image)
+            mounts = self.k.volumes.mounts(pod, container, state.volume_paths or {}, envs=envs)
+        except Exception as e:  # noqa: BLE001 - ConfigError, VolumeError: the container cannot start
+            message = getattr(e, "message", None) or str(e)
+            self.recorder.event(pod, WARNING, "Failed", f"Error: {message}", fpath)
+            state.waiting[name] = Waiting("CreateContainerConfigError", message)
+            return 2.0
+        log_path = self.k.container_log_path(pod, name, attempt)
+        mounts.append(Mount(container_path=container.get("terminationMessagePath") or "/dev/termination-log",
+                            host_path=str(self.k.termination_log(pod, name, attempt))))
+        config = cc.container_config(pod, container, image=image, attempt=attempt, command=command, args=args,
+                                     envs=envs, mounts=mounts, log_path=str(log_path),
+                                     memory_capacity=self.k.facts.memory_bytes, init=init)
+        try:
+            cid = await self.runtime.create_container(sandbox.id, config, state.sandbox_config)
+        except RuntimeError_ as e:
+            self.recorder.event(pod, WARNING, "Failed", f"Error: {e.message}", fpath)
+            state.waiting[name] = Waiting("CreateContainerError", e.message)
+            return 2.0
+        self.recorder.event(pod, NORMAL, "Created", f"Created container: {name}", fpath)
+        try:
+            await self.runtime.start_container(cid)
+        except RuntimeError_ as e:
+            self.recorder.event(pod, WARNING, "Failed", f"Error: {e.message}", fpath)
+            state.waiting[name] = Waiting("RunContainerError", e.message)
+            return 2.0
+        self.recorder.event(pod, NORMAL, "Started", f"Started container {name}", fpath)
+        state.waiting.pop(name, None)
+        if await hooks.run_post_start(pod, container, cid, self.runtime, sandbox_id=sandbox.id, pod_ip=sandbox.ip,
+                                      recorder=self.recorder, timeout=self._grace(pod)) is not None:
+            self.recorder.event(pod, NORMAL, "Killing", "FailedPostStartHook", fpath)
+            await self.runtime.stop_container(cid, self._grace(pod))
+        return None
+
+    async def _stop_container(self, pod: dict, container: dict | None, cs: ContainerStatus, grace: float) -> None:
+        """preStop, then the stop signal and the rest of the grace period, then SIGKILL."""
+        remaining = grace
+        if container is not None and cs.state == CONTAINER_RUNNING and (container.get("lifecycle") or {}).get("preStop"):
+            sandbox = await self._sandbox_of(cs)
+            remaining = await hooks.run_pre_stop(pod, container, cs.id, self.runtime, sandbox_id=cs.sandbox_id,
+                                                 pod_ip=sandbox.ip if sandbox else "", grace_period=grace,
+                                                 recorder=self.recorder)
+        try:
+            await self.runtime.stop_container(cs.id, remaining)
+        except RuntimeError_ as e:
+            log.info("stop %s: %s", cs.id[:12], e.message)
+
+    async def _sandbox_of(self, cs: ContainerStatus):
+        try:
+            return await self.runtime.pod_sandbox_status(cs.sandbox_id)
+        except RuntimeError_:
+            return None
+
+    async def _collect_exited(self, by_name: dict) -> None:
+        """Remove exited attempts older than the newest two (the kubelet's container GC)."""
+        for cs in by_name.values():
+            for old in cs[1 + KEEP_EXITED:]:
+                if old.state == CONTAINER_EXITED:
+                    try:
+                        await self.runtime.remove_container(old.id)
+                    except RuntimeError_:
+                        pass
+
+    def _grace(self, pod: dict) -> float:
+        meta = pod["metadata"]
+        if meta.get("deletionGracePeriodSeconds") is not None:
+            return float(meta["deletionGracePeriodSeconds"])
+        grace = pod["spec"].get("terminationGracePeriodSeconds")
+        return 30.0 if grace is None else float(grace)
+
+    # ---- termination ---------------------------------------------------------------------------
+
+    async def _terminate(self, pod: dict, state: PodState) -> float | None:
+        meta = pod["metadata"]
+        uid = state.uid
+        by_name = await self._containers(uid)
+        specs = {c["name"]: c for c in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]}
+        running = [(specs.get(n), cs[0]) for n, cs in by_name.items() if cs and cs[0].state == CONTAINER_RUNNING]
+        grace = self._grace(pod)
+        if meta.get("deletionTimestamp"):
+            deadline = parse_time(meta["deletionTimestamp"])
+            if deadline is not None:
+                grace = max(min(grace, deadline.timestamp() - time.time()), 0.0)
+        for spec, _cs in running:
+            if spec is not None:
+                self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {spec['name']}",
+                                    field_path(spec, spec not in pod["spec"]["containers"]))
+        await asyncio.gather(*(self._stop_container(pod, spec, cs, grace) for spec, cs in running))
+        self.k.prober.remove_pod(uid)
+        for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
+            await self.runtime.stop_pod_sandbox(sb.id)
+        by_name = await self._containers(uid)
+        if not state.terminal_phase:
+            # A pod stopped for good ends in a terminal phase, whatever its restart policy.
+            view = self._view(pod, state, by_name, None)
+            view.pod = {**pod, "spec": {**pod["spec"], "restartPolicy": "Never"}}
+            state.terminal_phase = pod_status(view, _now())["phase"]
+            if state.terminal_phase not in TERMINAL:
+                state.terminal_phase = "Failed"
+        await self._write_status(pod, state, by_name, None)
+        await self.k.volumes.teardown(uid)
+        if not meta.get("deletionTimestamp"):
+            return None
+        for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
+            await self.runtime.remove_pod_sandbox(sb.id)
+        try:
+            await self.pod_api.delete(meta["name"], meta["namespace"], gracePeriodSeconds=0,
+                                      preconditions={"uid": uid})
+        except ApiError as e:
+            if e.code not in (404, 409):
+                raise
+        self._forget(uid)
+        return None
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def _view(self, pod: dict, state: PodState, by_name: dict, sandbox) -> PodView:
+        def view(container: dict) -> ContainerView:
+            cs = by_name.get(container["name"]) or []
+            cur = cs[0] if cs else None
+            prev = cs[1] if len(cs) > 1 else None
+            uid, name = state.uid, container["name"]
+            v = ContainerView(spec=container, current=cur, previous=prev, waiting=state.waiting.get(name),
+                              ready=self.k.prober.readiness(uid, name),
+                              started=self.k.prober.started(uid, name))
+            if cur is not None:
+                v.image, v.image_id = self.k.image_names(container, cur)
+                if cur.state == CONTAINER_EXITED:
+                    v.termination_message = self.k.termination_message(pod, container, cur)
+            return v
+
+        return PodView(pod=pod, host_ip=self.k.node_ip, pod_ip=sandbox.ip if sandbox is not None else "",
+                       sandbox_ready=sandbox is not None, runtime_name=self.k.runtime_name,
+                       init=[view(c) for c in pod["spec"].get("initContainers") or ()],
+                       containers=[view(c) for c in pod["spec"]["containers"]],
+                       start_time=state.start_time, terminal_phase=state.terminal_phase)
+
+    async def _write_status(self, pod: dict, state: PodState, by_name: dict, sandbox) -> None:
+        status = pod_status(self._view(pod, state, by_name, sandbox), _now())
+        if status == state.last_status or status == pod.get("status"):
+            state.last_status = status
+            return
+        meta = pod["metadata"]
+        try:
+            await self.pod_api.patch(meta["name"], {"metadata": {"uid": meta["uid"]}, "status": status}, "merge",
+                                     namespace=meta["namespace"], subresource="status")
+            state.last_status = status
+        except ApiError as e:
+            if e.code != 404:
+                raise
+

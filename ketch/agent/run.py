@@ -1,0 +1,63 @@
+"""Running a node agent: the image store, the runc runtime, the kubelet and its API server, wired
+together, until cancelled. Used by `ketch agent` and by `ketch server` (one agent for the local node).
+
+`host_netns` names a network namespace that stands in for the node's host network: the CNI bridge,
+the pods' veth peers and hostNetwork pods live there (created if missing, with loopback up). Without
+it the pods are bridged in the agent's own network namespace, as on a real node.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from pathlib import Path
+
+from ..client.rest import Client
+from ..images.store import ImageStore
+from .kubelet import AgentConfig, Kubelet
+from .runtime.cni import CNIConfig
+from .runtime.runc import RuncRuntime
+from .server import KubeletServer
+from .backend import KubeletBackend
+
+log = logging.getLogger("ketch.agent")
+
+USER_AGENT = "kubelet/v1.35.0 (linux/amd64) ketch"
+
+
+def ensure_netns(name: str) -> str:
+    """The path of network namespace `name`, made (with loopback up) if it does not exist yet."""
+    path = Path("/run/netns") / name
+    if not path.exists():
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
+    return str(path)
+
+
+def build(client: Client, config: AgentConfig, host_netns: str | None = None) -> tuple[Kubelet, KubeletServer]:
+    netns = ensure_netns(host_netns) if host_netns else None
+    store = ImageStore(config.data_dir / "images")
+    runtime = RuncRuntime(config.root / "runtime", store, CNIConfig(), host_netns=netns,
+                          cgroup_root=config.cgroup_root)
+    kubelet = Kubelet(client, config, runtime, store)
+    server = KubeletServer(KubeletBackend(kubelet), config.address, config.port, cert_dir=config.root / "tls",
+                           node_name=config.node_name)
+    return kubelet, server
+
+
+async def run(client: Client, config: AgentConfig, host_netns: str | None = None,
+              started: asyncio.Event | None = None) -> None:
+    kubelet, server = build(client, config, host_netns)
+    await server.start()
+    kubelet.kubelet_url = server.url
+    try:
+        task = asyncio.ensure_future(kubelet.run())
+        if started is not None:
+            waiter = asyncio.ensure_future(kubelet.ready.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            started.set()
+        await task
+    finally:
+        await server.stop()
+        await kubelet.runtime.close()

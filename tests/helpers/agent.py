@@ -1,0 +1,94 @@
+"""A `ketch server` with its node agent running real containers, for end-to-end tests: the node
+lives in a network namespace of its own (the pods' bridge is there), its pods' cgroups under a
+cgroup of the test's, its images are the bundled ones; `stop()` removes all of it — server,
+containers, monitors, mounts, the netns, cgroups — even after a failed test."""
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ketch.images import bundled
+from ketch.images.store import ImageStore
+
+from .cluster import Server, free_port, wait_for
+from .runtime_node import destroy_node
+
+IMAGES = ["busybox:latest", "jonbaier/node-express-info:latest", "docker/whalesay:latest"]
+
+
+@dataclass
+class AgentCluster:
+    server: Server
+    base: Path
+    node_name: str
+    netns_name: str
+    cgroup_top: str
+
+    @property
+    def root(self) -> Path:
+        """The runtime's root (what destroy_node cleans)."""
+        return self.base / "data" / "agent" / self.node_name / "runtime"
+
+    def node_ready(self) -> bool:
+        got = self.server.kubectl("get", "node", self.node_name, "-o", "json", check=False)
+        if got.returncode != 0:
+            return False
+        node = json.loads(got.stdout)
+        return bool(node["spec"].get("podCIDR")) and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+
+    def kubectl(self, *args, **kw):
+        return self.server.kubectl(*args, **kw)
+
+    def pod(self, name: str, namespace: str = "default") -> dict:
+        return self.server.kubectl_json("get", "pod", name, "-n", namespace)
+
+    def pods(self, selector: str, namespace: str = "default") -> list[dict]:
+        return self.server.kubectl_json("get", "pods", "-l", selector, "-n", namespace)["items"]
+
+    def events(self, name: str, namespace: str = "default") -> list[dict]:
+        out = self.server.kubectl_json("get", "events", "-n", namespace,
+                                       "--field-selector", f"involvedObject.name={name}")
+        return out["items"]
+
+    def wait_running(self, name: str, namespace: str = "default", timeout: float = 60) -> dict:
+        def running():
+            pod = self.pod(name, namespace)
+            return pod if pod["status"].get("phase") == "Running" and all(
+                c.get("ready") for c in pod["status"].get("containerStatuses") or [{}]) else None
+        return wait_for(running, timeout, f"pod {name} running and ready", interval=0.2)
+
+    def container_pid(self, container_id: str) -> int:
+        """The host PID of a container's process, as runc knows it."""
+        cid = container_id.split("://", 1)[-1]
+        out = subprocess.run(["runc", "--root", str(self.root / "runc"), "state", cid], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)["pid"]
+
+    def in_node(self, *argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.netns_name, *argv], capture_output=True, text=True)
+
+    def stop(self) -> None:
+        self.server.stop()
+        destroy_node(self)
+
+
+def start_agent_cluster(base: Path, node_name: str = "node1", extra_args: list[str] | None = None,
+                        images: list[str] | None = None) -> AgentCluster:
+    bundled.ensure(ImageStore(base / "data" / "images"), images or IMAGES)
+    tag = secrets.token_hex(4)
+    netns, cgroup_top = f"ketch-e2e-{tag}", f"ketch-e2e-{tag}"
+    server = Server(data_dir=base, port=free_port(), kubeconfig=base / "kubeconfig.yaml", agent=True,
+                    extra_args=["--node-name", node_name, "--node-netns", netns, "--kubelet-port", "0",
+                                "--cgroup-root", f"{cgroup_top}/kubepods", *(extra_args or [])])
+    cluster = AgentCluster(server, base, node_name, netns, cgroup_top)
+    try:
+        server.start()
+        wait_for(lambda: cluster.node_ready(), 30, f"node {node_name} ready", interval=0.2)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
