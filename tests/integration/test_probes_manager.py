@@ -42,6 +42,8 @@ class App:
     async def handle(self, request):
         name = request.match_info["name"]
         self.hits.setdefault(name, []).append(time.monotonic())
+        if name == "away":
+            raise web.HTTPFound(f"http://localhost:{self.port}/elsewhere", text="gone elsewhere")
         return web.Response(status=self.status.get(name, 200), text=name)
 
     async def start(self):
@@ -189,6 +191,29 @@ async def test_startup_gates_liveness_and_a_failed_liveness_holds_until_restart(
     finally:
         await manager.stop()
     assert kill_message("app", "liveness") == "Container app failed liveness probe, will be restarted"
+
+
+async def test_warning_and_errored_probe_events(app, client, ns, recorder):
+    results = Results()
+    manager = ProbeManager(Loopback(), recorder, results, jitter=False)
+    container = {"name": "app", "readinessProbe": http_probe(app.port, "away"),
+                 "livenessProbe": {"httpGet": {"path": "/", "port": "metrics"}, "periodSeconds": 1}}
+    p = pod(ns, container)
+    try:
+        manager.add_pod(p, {"app": "c1"}, "sandbox", "127.0.0.1")
+        # A redirect to another host is a success, with a warning.
+        await results.wait_for(("app", "readiness", "success"))
+        await recorder.flush()
+        [warning] = await events(client, ns, "ProbeWarning")
+        assert (warning["type"], warning["message"]) == (
+            "Warning", "Readiness probe warning: Probe terminated redirects, Response body: gone elsewhere")
+        # A probe the prober cannot run is an error, thrown away: liveness stays success.
+        [errored] = await events(client, ns, "Unhealthy")
+        assert errored["message"] == ('Liveness probe errored and resulted in unknown state: '
+                                      'strconv.Atoi: parsing "metrics": invalid syntax')
+        assert [c for c in results.calls if c[1] == "liveness"] == []
+    finally:
+        await manager.stop()
 
 
 async def test_post_start_failure_event(client, ns, recorder):
