@@ -202,7 +202,9 @@ class KubeletProxy:
         url = base + path + (f"?{qs}" if qs else "")
         request = ctx.request
         body = await request.read() if request.can_read_body else None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP | {"content-length"}}
+        # the body is passed on as it comes, so ask for it unencoded
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in _HOP_BY_HOP | {"content-length", "accept-encoding"}}
         try:
             upstream = await self._client().request(request.method, url, data=body, headers=headers,
                                                     allow_redirects=False, auto_decompress=False)
@@ -225,9 +227,9 @@ class KubeletProxy:
             try:
                 async for chunk in upstream.content.iter_any():
                     await resp.write(chunk)
+                await resp.write_eof()
             except (aiohttp.ClientError, ConnectionError):
-                pass
-            await resp.write_eof()
+                pass  # either side went away (a follow ended by the client)
             return resp
 
     async def _forward_upgrade(self, ctx, node: dict, path: str, qs: str) -> web.StreamResponse:

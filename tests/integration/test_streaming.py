@@ -92,6 +92,9 @@ def test_exec_stdin(server, ns, pod, version):
     data = "".join(f"line {i}\n" for i in range(2000))
     p = server.kubectl("exec", "-i", pod, "-n", ns, "--", "tr", "a-z", "A-Z", input=data, kubectl=VERSIONS[version])
     assert p.stdout == data.upper()
+    big = server.kubectl("exec", "-i", pod, "-n", ns, "--", "wc", "-c", input="x" * 5_000_000,
+                         kubectl=VERSIONS[version])
+    assert big.stdout.strip() == "5000000"
 
 
 def _run_in_pty(argv: list[str], env: dict, send: bytes, timeout: float = 20) -> tuple[int, bytes]:

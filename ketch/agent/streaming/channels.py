@@ -25,25 +25,41 @@ PORTFORWARD_PROTOCOLS = (V4, V4_BASE64, "portforward.k8s.io")
 
 
 class Inbox:
-    """What the peer sent on one channel, read as a stream; b"" once closed."""
+    """What the peer sent on one channel, read as a stream; b"" once closed. Once someone reads
+    it, a full inbox makes the sender wait (so the WebSocket stops being read: TCP back-pressure);
+    a channel nobody reads never blocks the others."""
+
+    MAX_MESSAGES = 64
 
     def __init__(self) -> None:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._space = asyncio.Event()
+        self._space.set()
         self.closed = False
+        self.reading = False
 
-    def feed(self, data: bytes) -> None:
-        if not self.closed and data:
-            self._queue.put_nowait(data)
+    async def feed(self, data: bytes) -> None:
+        if self.closed or not data:
+            return
+        self._queue.put_nowait(data)
+        if self.reading and self._queue.qsize() >= self.MAX_MESSAGES:
+            self._space.clear()
+            await self._space.wait()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._queue.put_nowait(b"")
+            self._space.set()
 
     async def read(self) -> bytes:
+        self.reading = True
         if self.closed and self._queue.empty():
             return b""
-        return await self._queue.get()
+        data = await self._queue.get()
+        if self._queue.qsize() < self.MAX_MESSAGES // 2:
+            self._space.set()
+        return data
 
 
 class ChannelSocket:
@@ -96,7 +112,7 @@ class ChannelSocket:
                     if payload and payload[0] < len(self.inboxes):
                         self.inboxes[payload[0]].close()
                 elif channel < len(self.inboxes):
-                    self.inboxes[channel].feed(payload)
+                    await self.inboxes[channel].feed(payload)
         finally:
             for inbox in self.inboxes:
                 inbox.close()
