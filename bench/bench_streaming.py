@@ -9,6 +9,7 @@ figures are the protocols' and the API server hop's cost, not a container runtim
     exec: kubectl 1.32 (WebSocket v5) and 1.27 (SPDY) `exec -- true`, against `kubectl get pod`
           (the same kubectl start-up and TLS handshake with one plain request); and an in-process
           WebSocket exec through the API server against the same exec sent straight to the kubelet.
+    logs -f: time from a line written to the CRI log file until `kubectl logs -f` prints it.
     port-forward: MB/s pod→client and client→pod through `kubectl port-forward` (1.32: SPDY in
           WebSocket; 1.27: SPDY), against a direct loopback connection to the same servers.
 
@@ -169,6 +170,27 @@ def port_forward(cluster: Cluster, kubectl: str, ns: str, pod: str, ports: list[
     return proc, local
 
 
+def follow_latency(cluster: Cluster, kubelet, pod: str, runs: int) -> list[float]:
+    from ketch.agent import logs
+    log_path = kubelet.backend.by_pod[("bench", pod)]["main"].log_path
+    proc = subprocess.Popen(["/usr/bin/kubectl", "logs", "-f", "--tail=0", "-n", "bench", pod],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=cluster.env)
+    try:
+        time.sleep(1.5)  # the follow is established
+        out = []
+        for i in range(runs):
+            t = time.perf_counter()
+            with open(log_path, "ab") as f:
+                f.write(logs.format_line(time.time_ns(), "stdout", f"mark {i}".encode()))
+            line = proc.stdout.readline()
+            assert line == f"mark {i}\n".encode(), line
+            out.append((time.perf_counter() - t) * 1000)
+        return out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
@@ -212,6 +234,10 @@ def main() -> None:
         print(f"  in-process ws exec via API server {summary(via)}")
         print(f"  in-process ws exec to the kubelet {summary(direct)}  "
               f"API server hop x{statistics.median(via) / statistics.median(direct):.2f}")
+
+        print("log follow latency")
+        ms = follow_latency(cluster, kubelet, pod, args.runs)
+        print(f"  kubectl logs -f                   {summary(ms)}")
 
         print(f"port-forward throughput ({args.mb} MB each way)")
         src, sink = kubelet.backend.runtime.ports[80], kubelet.backend.runtime.ports[81]
