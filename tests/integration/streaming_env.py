@@ -65,10 +65,10 @@ def register_node(server, name: str, url: str) -> None:
 
 
 def create_running_pod(server, kubelet: KubeletThread, ns: str, node: str, containers: list[str],
-                       name: str | None = None) -> str:
+                       name: str | None = None, labels: dict | None = None) -> str:
     """A pod bound to `node` whose containers are host processes, with status Running."""
     name = name or unique("p")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
            "spec": {"nodeName": node, "containers": [{"name": c, "image": "busybox"} for c in containers],
                     "tolerations": [{"operator": "Exists"}]}}
     server.kubectl("create", "-f", "-", input=json.dumps(pod))

@@ -309,6 +309,26 @@ def test_port_forward_moves_data_both_ways(server, kubelet, ns, pod, echo, versi
     assert used.used == {PORTFORWARD_PROTOCOL[version]}
 
 
+def test_port_forward_to_a_service_and_logs_by_label(server, kubelet, ns, echo):
+    """kubectl resolves a Service to one of its pods and its port to the pod's (targetPort)."""
+    app = unique("app")
+    name = create_running_pod(server, kubelet, ns, kubelet.node, ["main"], labels={"app": app})
+    with open(kubelet.backend.by_pod[(ns, name)]["main"].log_path, "ab") as f:
+        f.write(logs.format_line(time.time_ns(), "stdout", b"from the labelled pod"))
+    assert server.kubectl("logs", "-n", ns, "-l", f"app={app}").stdout == "from the labelled pod\n"
+    server.kubectl("create", "service", "clusterip", app, "-n", ns, "--tcp=8080:80")
+    proc = subprocess.Popen(["/usr/bin/kubectl", "port-forward", "-n", ns, f"svc/{app}", ":8080"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kubectl_env(server), text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.endswith("-> 80\n"), line
+        local = int(line.split("127.0.0.1:")[1].split()[0])
+        assert _roundtrip(local, b"via the service") == b"VIA THE SERVICE"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_port_forward_to_a_closed_port_reports_the_error(server, ns, pod, kubelet):
     with socket.create_server(("127.0.0.1", 0)) as s:
         closed = s.getsockname()[1]
