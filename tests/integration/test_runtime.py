@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 import time
 from pathlib import Path
@@ -137,7 +138,12 @@ async def test_stop_sigkill_fallback_and_graceful_stop(rt, node):
     stubborn = await run_container(rt, node, sid, scfg, "stubborn", ["sleep", "1000"])  # PID 1 ignores SIGTERM
     graceful = await run_container(rt, node, sid, scfg, "graceful",
                                    ["sh", "-c", "trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"])
-    await asyncio.sleep(0.3)  # let the trap be installed
+    custom = await run_container(rt, node, sid, scfg, "custom",
+                                 ["sh", "-c", "trap 'exit 0' USR1; while :; do sleep 0.1; done"], stop_signal="SIGUSR1")
+    await asyncio.sleep(0.3)  # let the traps be installed
+    t = time.monotonic()
+    await rt.stop_container(custom, 5)  # the image's (or config's) StopSignal, not SIGTERM
+    assert time.monotonic() - t < 2 and (await rt.container_status(custom)).exit_code == 0
     t = time.monotonic()
     await rt.stop_container(graceful, 5)
     assert time.monotonic() - t < 2
@@ -259,6 +265,12 @@ async def test_host_network_pod_sees_the_node(rt, node):
     _, links, _ = await sh(rt, cid, "ip link")
     assert "cni0" in links
     assert (await rt.pod_sandbox_status(hsid)).netns == node.netns
+    # hostPID: the agent's processes are visible; without it only the container's own
+    hp, hpcfg = await run_pod(rt, "hostpid", host_pid=True)
+    seen = await run_container(rt, node, hp, hpcfg, "c", ["sleep", "1000"])
+    me = os.getpid()
+    assert (await sh(rt, seen, f"test -d /proc/{me}"))[0] == 0
+    assert (await sh(rt, cid, f"test -d /proc/{me}"))[0] == 1  # its own pid namespace: a few pids only
 
 
 async def test_adoption_after_the_agent_is_killed(node):

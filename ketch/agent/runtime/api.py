@@ -362,6 +362,14 @@ class RuntimeService(ABC):
     async def list_containers(self, sandbox_id: str | None = None,
                               labels: dict[str, str] | None = None) -> list[ContainerStatus]: ...
 
+    async def wait_container(self, container_id: str) -> ContainerStatus:
+        """Until the container has exited; its final status."""
+        while True:
+            status = await self.container_status(container_id)
+            if status.state == CONTAINER_EXITED:
+                return status
+            await asyncio.sleep(0.1)
+
     # streaming
     @abstractmethod
     async def exec_sync(self, container_id: str, cmd: list[str],

@@ -553,7 +553,6 @@ class RuncRuntime(RuntimeService):
         return out
 
     async def wait_container(self, container_id: str) -> ContainerStatus:
-        """Until the container has exited (for attach and tests)."""
         while True:
             rec = self._container(container_id)
             if self._refresh(rec) == api.CONTAINER_EXITED:
