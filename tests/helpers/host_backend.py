@@ -32,27 +32,8 @@ def _tools_dir(root: Path) -> Path:
     return d
 
 
-class _PtyExec(rt.ExecSession):
-    def __init__(self, proc, master: int, reader, writer):
-        self.proc, self.master, self.tty = proc, master, True
-        self.stdout, self.stdin, self.stderr = reader, writer, None
-
-    async def resize(self, width: int, height: int) -> None:
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-
-    async def wait(self) -> int:
-        code = await self.proc.wait()
-        return code if code >= 0 else 128 - code
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-
-
-class _PipeExec(rt.ExecSession):
-    def __init__(self, proc):
-        self.proc, self.tty = proc, False
-        self.stdin, self.stdout, self.stderr = proc.stdin, proc.stdout, proc.stderr
+class _ProcessExec(rt.ExecSession):
+    proc: asyncio.subprocess.Process
 
     async def resize(self, width: int, height: int) -> None:
         pass
@@ -64,6 +45,21 @@ class _PipeExec(rt.ExecSession):
     async def kill(self) -> None:
         if self.proc.returncode is None:
             self.proc.kill()
+
+
+class _PtyExec(_ProcessExec):
+    def __init__(self, proc, master: int, reader, writer):
+        self.proc, self.master, self.tty = proc, master, True
+        self.stdout, self.stdin, self.stderr = reader, writer, None
+
+    async def resize(self, width: int, height: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+class _PipeExec(_ProcessExec):
+    def __init__(self, proc):
+        self.proc, self.tty = proc, False
+        self.stdin, self.stdout, self.stderr = proc.stdin, proc.stdout, proc.stderr
 
 
 class _Attach(rt.AttachSession):
