@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction, default_data_dir: Callable[[], P
     p.add_argument("--no-trunc", action="store_true", help="full image ids")
     p = cmd("rm", _rm, "remove images (untag; the image goes with its last name)", aliases=["rmi"])
     p.add_argument("images", nargs="+")
+    p.add_argument("-f", "--force", action="store_true", help="remove even an image a container uses")
     p = cmd("tag", _tag, "give an image another name")
     p.add_argument("source")
     p.add_argument("target")
@@ -130,13 +131,17 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from .errors import ImageNotFound
+    from .errors import ImageInUse, ImageNotFound
     rc = 0
     for ref in args.images:
         try:
-            untagged, deleted = args.store.remove(ref)
+            untagged, deleted = args.store.remove(ref, force=args.force)
         except ImageNotFound:
             print(f"Error: No such image: {ref}", file=sys.stderr)
+            rc = 1
+            continue
+        except ImageInUse as e:
+            print(f"Error: {e}", file=sys.stderr)
             rc = 1
             continue
         for name in untagged:

@@ -11,6 +11,14 @@ class ImageNotFound(ImageError):
     pass
 
 
+class ImageInUse(ImageError):
+    pass
+
+
+class ContentRemoved(ImageError):
+    """A concurrent removal swept content an image being added needs; adding again fixes it."""
+
+
 class ImagePullError(ImageError):
     """`code` is the gRPC status a CRI runtime gives the kubelet ("NotFound", "Unknown", ...), so
     the kubelet can say `rpc error: code = NotFound desc = <message>` as upstream events do."""

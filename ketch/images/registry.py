@@ -24,7 +24,7 @@ import orjson
 
 from . import reference
 from .archive import INDEX_MEDIA_TYPES, choose_platform
-from .errors import ImageError, ImagePullError
+from .errors import ContentRemoved, ImageError, ImagePullError
 from .store import Image, ImageStore
 
 MANIFEST_MEDIA_TYPES = (
@@ -262,6 +262,18 @@ async def pull(store: ImageStore, ref: str, auth: tuple[str, str] | None = None,
                plain_http: bool | None = None, insecure: bool = False) -> Image:
     """Pull `ref` into `store` (the linux/amd64 image of an index); ImagePullError on failure."""
     try:
+        return await _pull(store, ref, auth, progress, plain_http, insecure)
+    except _Retry:
+        return await _pull(store, ref, auth, progress, plain_http, insecure)
+
+
+class _Retry(Exception):
+    pass
+
+
+async def _pull(store: ImageStore, ref: str, auth: tuple[str, str] | None, progress: Progress | None,
+                plain_http: bool | None, insecure: bool) -> Image:
+    try:
         parsed = reference.parse(ref)
     except reference.InvalidReference as e:
         raise ImagePullError(f"failed to pull and unpack image \"{ref}\": {e}", code="InvalidArgument") from None
@@ -312,6 +324,8 @@ async def pull(store: ImageStore, ref: str, auth: tuple[str, str] | None = None,
             await asyncio.gather(*(fetch(kind, desc) for kind, desc in blobs))
             names = [name] if parsed.tag else []
             return await asyncio.to_thread(store.commit, body, names, [f"{parsed.name}@{top_digest}"])
+        except ContentRemoved:
+            raise _Retry() from None
         except _NotFound as e:
             raise ImagePullError(f"{prefix}: failed to copy: not found: {e}".rstrip(": "), code="NotFound") from None
         except _Unauthorized as e:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import layers, reference
-from .errors import ImageError, ImageNotFound
+from .errors import ContentRemoved, ImageError, ImageInUse, ImageNotFound
 
 if TYPE_CHECKING:
     from .registry import Progress
@@ -90,7 +90,7 @@ class ImageStore:
         self._empty_layer = self.root / "layers" / "empty"
         self._empty_layer.mkdir(exist_ok=True)
         self._index_path = self.root / "index.json"
-        self._cache: tuple[float, int, dict[str, Any]] | None = None
+        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     # ---- locking and the index --------------------------------------------------------------
 
@@ -109,10 +109,12 @@ class ImageStore:
             st = self._index_path.stat()
         except FileNotFoundError:
             return {"images": {}}
-        if self._cache and self._cache[:2] == (st.st_mtime, st.st_size):
-            return self._cache[2]
+        # Every write renames a new file into place, so the inode changes with the content.
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cache and self._cache[0] == key:
+            return self._cache[1]
         data = orjson.loads(self._index_path.read_bytes())
-        self._cache = (st.st_mtime, st.st_size, data)
+        self._cache = (key, data)
         return data
 
     def _write_index(self, data: dict[str, Any]) -> None:
@@ -238,9 +240,15 @@ class ImageStore:
         with self.locked():
             index = self._read_index()
             images = index.setdefault("images", {})
-            # A layer removed by a concurrent prune between unpacking and this lock comes back.
+            # A concurrent rm or prune may have swept this image's content between download and
+            # this lock: say so (a pull retries) rather than record an image with holes.
             for desc, diff_id in zip(layer_descs, diff_ids):
+                if not self.layer_dir(diff_id).exists() and not self.has_blob(desc["digest"]):
+                    raise ContentRemoved(f"layer {desc['digest']} was removed while the image was being added")
                 self._ensure_layer(desc["digest"], diff_id)
+            for digest in (manifest_digest, config_digest):
+                if not self.has_blob(digest):
+                    raise ContentRemoved(f"blob {digest} was removed while the image was being added")
             for other in images.values():
                 other["repo_tags"] = [t for t in other["repo_tags"] if t not in tags]
             record = images.get(config_digest) or {
@@ -326,9 +334,27 @@ class ImageStore:
             raise ImageNotFound(f"image {source!r} not found")
         return self.commit(self.read_blob(record["manifest_digest"]), [target])
 
-    def remove(self, ref: str) -> tuple[list[str], str | None]:
+    def layers_in_use(self) -> set[str]:
+        """Hex diff ids of this store's layers that an overlay mount on the machine uses as lowerdir."""
+        prefix = str(self.root / "layers") + "/"
+        used = set()
+        try:
+            mounts = Path("/proc/self/mounts").read_text().splitlines()
+        except OSError:
+            return used
+        for line in mounts:
+            fields = line.split()
+            if len(fields) < 4 or fields[2] != "overlay":
+                continue
+            for option in fields[3].split(","):
+                if option.startswith("lowerdir="):
+                    used.update(p[len(prefix):] for p in option[9:].split(":") if p.startswith(prefix))
+        return used
+
+    def remove(self, ref: str, force: bool = False) -> tuple[list[str], str | None]:
         """Untag `ref`; the image goes when no name is left or `ref` is its id. Returns (untagged
-        names, deleted id or None)."""
+        names, deleted id or None). An image a running container's root filesystem uses is not
+        deleted (docker's conflict) unless `force`; its layers then stay until they are unmounted."""
         with self.locked():
             index = self._read_index()
             images = index.get("images", {})
@@ -346,6 +372,10 @@ class ImageStore:
                 untagged = record["repo_tags"] + record["repo_digests"]
             deleted = None
             if not by_name or not (record["repo_tags"] or record["repo_digests"]):
+                if not force and {_hex(d) for d in record["diff_ids"]} & self.layers_in_use():
+                    self._cache = None  # the untagging above is not written
+                    raise ImageInUse(f"conflict: unable to delete {record['id'][7:19]} (must be forced) - "
+                                     "image is being used by a running container")
                 del images[record["id"]]
                 deleted = record["id"]
             self._write_index(index)
@@ -357,7 +387,7 @@ class ImageStore:
         """Delete blobs, layers and usage marks no image references (the lock is held)."""
         images = index.get("images", {}).values()
         blobs = {_hex(d) for r in images for d in (r["manifest_digest"], r["config_digest"], *r["layers"])}
-        layer_set = {_hex(d) for r in images for d in r["diff_ids"]}
+        layer_set = {_hex(d) for r in images for d in r["diff_ids"]} | self.layers_in_use()
         ids = {_hex(r["id"]) for r in images}
         for path in (self.root / "blobs" / "sha256").iterdir():
             if path.name not in blobs:
@@ -400,11 +430,13 @@ class ImageStore:
         until their sizes add up to `target_bytes` (the kubelet's bytes to free). Returns the ids."""
         removed: list[str] = []
         freed = 0
-        candidates = sorted((i for i in self.list() if i.id not in keep), key=lambda i: self.last_used(i.id))
+        in_use = self.layers_in_use()
+        candidates = sorted((i for i in self.list() if i.id not in keep and not {_hex(d) for d in i.diff_ids} & in_use),
+                            key=lambda i: self.last_used(i.id))
         for image in candidates:
             if freed >= target_bytes:
                 break
-            with contextlib.suppress(ImageNotFound):
+            with contextlib.suppress(ImageNotFound, ImageInUse):
                 self.remove(image.id)
                 removed.append(image.id)
                 freed += image.size

@@ -368,6 +368,14 @@ def test_prune_removes_least_recently_used_unused_images(tmp_path, book_store):
     assert v1.id in removed and store.resolve("jonbaier/pod-scaling:0.2") is not None
     assert store.resolve("busybox") is not None and store.resolve("nginx") is None
     # Layers still used by the kept images stay; the removed images' own layers are gone.
+    v2 = store.resolve("jonbaier/pod-scaling:0.2")
+    with Container(store, v2, tmp_path, ["true"]):
+        # A mounted root filesystem protects its image from rm and from the GC.
+        assert store.prune(keep=set(), target_bytes=10**12) == []  # busybox shares its layers
+        assert store.resolve("jonbaier/pod-scaling:0.2") is not None
+        refused = ketch_image(store.root.parent, "rm", v2.id, check=False)
+        assert refused.returncode == 1 and "image is being used by a running container" in refused.stderr
+        assert all(d.is_dir() for d in v2.layer_dirs)
     assert all(d.is_dir() for d in store.resolve("jonbaier/pod-scaling:0.2").layer_dirs)
     assert not any(d.exists() for d in nginx.layer_dirs if d not in v2.layer_dirs)
 
