@@ -171,9 +171,9 @@ async def test_http_timeout_and_refused(http_port):
     assert (r.result, r.output) == ("failure", f'Get "http://127.0.0.1:{http_port}/slow": context deadline exceeded '
                                                "(Client.Timeout exceeded while awaiting headers)")
     port = closed_port()
-    r = await probe({"httpGet": {"path": "/status/", "port": port}})
-    assert (r.result, r.output) == ("failure", f'Get "http://127.0.0.1:{port}/status/": dial tcp 127.0.0.1:{port}: '
-                                               "connect: connection refused")
+    r = await probe({"httpGet": {"path": "status /x?a=b c", "port": port}})
+    assert (r.result, r.output) == ("failure", f'Get "http://127.0.0.1:{port}/status%20/x?a=b c": dial tcp '
+                                               f"127.0.0.1:{port}: connect: connection refused")
 
 
 async def test_http_unknown_port_name_is_a_prober_error(http_port):

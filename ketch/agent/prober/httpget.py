@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import h11
 
@@ -27,6 +27,7 @@ AWAITING_HEADERS = " (Client.Timeout exceeded while awaiting headers)"
 BODY_TIMEOUT = "net/http: request canceled (Client.Timeout or context cancellation while reading body)"
 HTTP_TO_HTTPS = "http: server gave HTTP response to HTTPS client"
 _READ_SIZE = 16384
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # what Go's EscapedPath leaves as written
 
 
 class BodyError(GoError):
@@ -53,10 +54,12 @@ def canonical_header(name: str) -> str:
 
 
 def format_url(scheme: str, host: str, port: int, path: str) -> str:
-    """The probe URL as the kubelet's formatURL writes it: the port always present, path from "/"."""
+    """The probe URL as the kubelet's formatURL and Go's URL.String write it: the port always
+    present, the path from "/" and escaped where it must be, the query as given."""
+    path, sep, query = path.partition("?")
     if path and not path.startswith("/"):
         path = "/" + path
-    return f"{scheme}://{join_host_port(host, port)}{path}"
+    return f"{scheme}://{join_host_port(host, port)}{quote(path, safe=_PATH_SAFE)}{sep}{query}"
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -99,7 +102,7 @@ async def _exchange(dialer: Dialer, url: str, host_header: str, headers: list[tu
     parts = urlsplit(url)
     scheme, host = parts.scheme, parts.hostname or ""
     port = parts.port or (443 if scheme == "https" else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_PATH_SAFE + "?")
     try:
         reader, writer = await dial(dialer, host, port, deadline.remaining())
     except DialTimeout as e:
@@ -115,8 +118,11 @@ async def _exchange(dialer: Dialer, url: str, host_header: str, headers: list[tu
             except ssl.SSLError as e:
                 raise GoError(f'Get "{url}": {_tls_error_text(e)}') from None
         conn = h11.Connection(h11.CLIENT)
-        request = h11.Request(method="GET", target=target.encode(),
-                              headers=[("Host", host_header or parts.netloc), *headers, ("Connection", "close")])
+        try:
+            request = h11.Request(method="GET", target=target.encode(),
+                                  headers=[("Host", host_header or parts.netloc), *headers, ("Connection", "close")])
+        except h11.LocalProtocolError as e:  # a header Go would not send either
+            raise GoError(f'Get "{url}": net/http: invalid header: {e}') from None
         writer.write(conn.send(request) + conn.send(h11.EndOfMessage()))
         status, response_headers, body = 0, [], bytearray()
         while True:
