@@ -55,6 +55,13 @@ class _PtyExec(_ProcessExec):
     async def resize(self, width: int, height: int) -> None:
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
+    async def wait(self) -> int:
+        code = await super().wait()
+        await asyncio.sleep(0.05)  # the last output, then the terminal goes
+        self.stdin.close()
+        os.close(self.master)
+        return code
+
 
 class _PipeExec(_ProcessExec):
     def __init__(self, proc):

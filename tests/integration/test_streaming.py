@@ -409,3 +409,40 @@ def test_node_proxy_reaches_the_kubelet(server, kubelet):
     assert pods["kind"] == "PodList"
     p = server.kubectl("get", "--raw", "/api/v1/nodes/sim-0/proxy/healthz", check=False)
     assert p.returncode != 0 and "10250" in p.stderr
+
+
+# ---- the channel protocols, spoken directly to the kubelet ------------------------------------
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io",
+                                      "v4.base64.channel.k8s.io", "v5.channel.k8s.io"])
+def test_websocket_channel_protocols(kubelet, ns, pod, protocol):
+    import asyncio
+    import base64
+    import ssl
+
+    import aiohttp
+
+    async def exec_once():
+        tls = ssl.create_default_context()
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        url = f"{kubelet.url}/exec/{ns}/{pod}/main?command=sh&command=-c&command=echo+hi%3B+exit+3&stdout=1&stderr=1"
+        got: dict[int, bytes] = {}
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, protocols=(protocol,), ssl=tls) as ws:
+            assert ws.protocol == protocol
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    assert "base64" in protocol
+                    channel, data = int(msg.data[0]), base64.b64decode(msg.data[1:])
+                else:
+                    channel, data = msg.data[0], msg.data[1:]
+                got[channel] = got.get(channel, b"") + data
+        return got
+
+    got = asyncio.run(exec_once())
+    assert got[1] == b"hi\n"
+    if protocol.startswith(("v4", "v5")):
+        status = json.loads(got[3])
+        assert status["status"] == "Failure" and status["reason"] == "NonZeroExitCode"
+        assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
+    else:  # before v4 the error channel carries the message only
+        assert got[3].startswith(b"command terminated with non-zero exit code")
