@@ -398,3 +398,23 @@ def test_build_entrypoint_cmd_and_chown(tmp_path, book_store):
     digest = child.manifest_digest
     book_store.commit(book_store.read_blob(digest), [], [f"docker.io/team/ep@{digest}"])
     assert book_store.resolve(f"team/ep:whatever@{digest}").id == child.id
+
+
+def test_concurrent_loads_share_one_store(tmp_path, store):
+    """Agents and the CLI on one machine share the store: parallel loads of archives with one
+    layer end with every name and the layer unpacked once."""
+    layout = _umoci_layout(tmp_path, {"etc/motd": "shared\n"})
+    archives = []
+    for n in range(4):
+        path = tmp_path / f"a{n}.tar"
+        subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:app", f"docker-archive:{path}:team/par:{n}"], check=True)
+        archives.append(path)
+    procs = [subprocess.Popen([*KETCH, "image", "load", "--data-dir", str(store.root.parent), str(a)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in archives]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    image = store.resolve("team/par:0")
+    assert sorted(image.repo_tags) == [f"docker.io/team/par:{n}" for n in range(4)]
+    assert len([p for p in (store.root / "layers").iterdir() if p.name != "empty"]) == 1
+    assert list((store.root / "tmp").iterdir()) == []
