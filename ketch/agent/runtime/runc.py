@@ -39,7 +39,9 @@ from .conmon import (RUNC, MonitorError, MonitorPaths, conmon_pid, create_contai
                      runc, send_ctl)
 from .namespaces import create_netns, mount_tmpfs, remove_netns, run_in_netns, umount
 from .oci import SandboxNamespaces, container_spec, pause_spec
-from .state import RecordStore, write_atomic
+from . import stats
+from .sandbox_files import write_sandbox_files
+from .state import RecordStore
 from .streams import (ConmonAttachSession, PipeExecSession, TtyExecSession, connect_seqpacket,
                       kill_pid_file, set_winsize)
 
@@ -49,14 +51,6 @@ RUNTIME_NAME = "ketch-runc"
 RUNTIME_VERSION = "0.1.0"
 SHM_SIZE = 64 * 1024 * 1024
 BUSYBOX = "/bin/busybox"
-DEFAULT_HOSTS = """# Kubernetes-managed hosts file.
-127.0.0.1\tlocalhost
-::1\tlocalhost ip6-localhost ip6-loopback
-fe00::0\tip6-localnet
-fe00::0\tip6-mcastprefix
-fe00::1\tip6-allnodes
-fe00::2\tip6-allrouters
-"""
 EXIT_POLL = 0.02
 
 
@@ -237,7 +231,8 @@ class RuncRuntime(RuntimeService):
                                 lx.cpu_period, lx.memory_limit_bytes)
         rec["cgroup_dirs"] = {k: str(v) for k, v in self.cgroups.dirs(rec["cgroup"]).items()}
         # per-pod files
-        self._write_pod_files(rec, config)
+        rec.update(write_sandbox_files(sdir, rec["hostname"], rec["ips"], lx.host_network, config.hosts_file,
+                                       config.resolv_conf, config.dns))
         if not lx.host_ipc:
             shm = sdir / "shm"
             shm.mkdir(exist_ok=True)
@@ -267,32 +262,6 @@ class RuncRuntime(RuntimeService):
         rec["pause_pid"], rec["pause_start"] = pid, process_start_time(pid)
         rec["state"] = api.SANDBOX_READY
         self._save_sandbox(rec)
-
-    def _write_pod_files(self, rec: dict, config: PodSandboxConfig) -> None:
-        sdir = Path(rec["dir"])
-        hostname_file = sdir / "hostname"
-        write_atomic(hostname_file, f"{rec['hostname']}\n".encode())
-        rec["hostname_file"] = str(hostname_file)
-        if config.hosts_file:
-            rec["hosts"] = config.hosts_file
-        elif rec["host_network"]:
-            rec["hosts"] = "/etc/hosts"
-        else:
-            hosts = DEFAULT_HOSTS + "".join(f"{ip}\t{rec['hostname']}\n" for ip in rec["ips"][:1])
-            write_atomic(sdir / "hosts", hosts.encode())
-            rec["hosts"] = str(sdir / "hosts")
-        if config.resolv_conf:
-            rec["resolv_conf"] = config.resolv_conf
-        elif config.dns is not None:
-            # containerd's layout: search, nameservers, options
-            lines = ["search " + " ".join(config.dns.searches)] if config.dns.searches else []
-            lines += [f"nameserver {s}" for s in config.dns.servers]
-            if config.dns.options:
-                lines.append("options " + " ".join(config.dns.options))
-            write_atomic(sdir / "resolv.conf", ("\n".join(lines) + "\n").encode())
-            rec["resolv_conf"] = str(sdir / "resolv.conf")
-        elif os.path.exists("/etc/resolv.conf"):
-            rec["resolv_conf"] = "/etc/resolv.conf"
 
     async def _teardown_sandbox(self, rec: dict) -> None:
         """Kill the pause process, release the network and unmount; keep the record."""
@@ -658,54 +627,17 @@ class RuncRuntime(RuntimeService):
         rec = self._container(container_id)
         u = await asyncio.to_thread(self.cgroups.usage, rec.get("cgroup_dirs", {}))
         upper = Path(rec["bundle"]) / "overlay" / "upper"
-        return ContainerStats(
-            id=container_id, timestamp=_now(), cpu_usage_core_nanoseconds=u.cpu_usage_ns,
-            memory_working_set_bytes=u.memory_working_set, memory_usage_bytes=u.memory_usage,
-            memory_rss_bytes=u.memory_rss, memory_page_faults=u.page_faults,
-            memory_major_page_faults=u.major_page_faults,
-            writable_layer_bytes=await asyncio.to_thread(_disk_usage, upper))
+        return await asyncio.to_thread(stats.container_stats, container_id, _now(), u, upper)
 
     async def pod_sandbox_stats(self, sandbox_id: str) -> PodSandboxStats:
         rec = self._sandbox(sandbox_id)
         u = await asyncio.to_thread(self.cgroups.usage, rec.get("cgroup_dirs", {}))
-        stats = PodSandboxStats(
-            id=sandbox_id, timestamp=_now(), cpu_usage_core_nanoseconds=u.cpu_usage_ns,
-            memory_working_set_bytes=u.memory_working_set, memory_usage_bytes=u.memory_usage,
-            memory_rss_bytes=u.memory_rss, memory_page_faults=u.page_faults,
-            memory_major_page_faults=u.major_page_faults)
-        if not rec["host_network"] and _alive(rec.get("pause_pid", 0), rec.get("pause_start")):
-            dev = _net_dev(rec["pause_pid"]).get("eth0")
-            if dev:
-                (stats.network_rx_bytes, stats.network_rx_errors,
-                 stats.network_tx_bytes, stats.network_tx_errors) = dev
+        pause = rec.get("pause_pid") if not rec["host_network"] and self._sandbox_state(rec) == api.SANDBOX_READY else None
+        result = stats.pod_stats(sandbox_id, _now(), u, pause)
         for c in list(self._containers.values()):
             if c["sandbox_id"] == sandbox_id and self._refresh(c) == api.CONTAINER_RUNNING:
-                stats.containers.append(await self.container_stats(c["id"]))
-        return stats
-
-
-def _net_dev(pid: int) -> dict[str, tuple[int, int, int, int]]:
-    """/proc/PID/net/dev shows the interfaces of that process's network namespace."""
-    out = {}
-    try:
-        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
-    except OSError:
-        return out
-    for line in lines:
-        name, _, rest = line.partition(":")
-        f = rest.split()
-        if len(f) >= 16:
-            out[name.strip()] = (int(f[0]), int(f[2]), int(f[8]), int(f[10]))
-    return out
-
-
-def _disk_usage(path: Path) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(path):
-        for f in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
-    return total
+                result.containers.append(await self.container_stats(c["id"]))
+        return result
 
 
 def _signal_number(name: str) -> int:
