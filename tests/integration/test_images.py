@@ -190,6 +190,13 @@ def test_nginx_multi_and_httpwhalesay(book_store, tmp_path):
         code, body = c.fetch("http://127.0.0.1/")
         assert code == 0 and "<title>Welcome to nginx!</title>" in body
         assert (c.rootfs / "usr/share/nginx/html/index.html").exists()
+        # SIGTERM stops it at once, as nginx does (busybox httpd alone as PID 1 would ignore it).
+        subprocess.run(["runc", "--root", str(c.runc_root), "kill", c.name, "TERM"], check=True)
+        deadline = time.monotonic() + 3
+        while json.loads(subprocess.run(["runc", "--root", str(c.runc_root), "state", c.name], capture_output=True,
+                                        text=True).stdout)["status"] != "stopped":
+            assert time.monotonic() < deadline, "nginx stand-in ignored SIGTERM"
+            time.sleep(0.05)
     with Container(book_store, book_store.resolve("jonbaier/node-express-multi"), tmp_path).start() as c:
         assert "Container Info" in c.fetch("http://127.0.0.1/")[1]
         assert "Fake admin" in c.fetch("http://127.0.0.1:8888/")[1]
