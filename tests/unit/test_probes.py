@@ -200,6 +200,9 @@ async def test_tcp_socket():
         r = await probe({"tcpSocket": {"port": port}, "timeoutSeconds": 1})
         assert (r.result, r.output) == ("failure", f"dial tcp 127.0.0.1:{port}: i/o timeout")
         assert time.monotonic() - t0 < 2
+        r = await probe({"httpGet": {"path": "/", "port": port}, "timeoutSeconds": 1})
+        assert (r.result, r.output) == ("failure", f'Get "http://127.0.0.1:{port}/": dial tcp 127.0.0.1:{port}: '
+                                                   "i/o timeout (Client.Timeout exceeded while awaiting headers)")
     port = closed_port()
     r = await probe({"tcpSocket": {"port": port}})
     assert (r.result, r.output) == ("failure", f"dial tcp 127.0.0.1:{port}: connect: connection refused")
