@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HELP = {
     "container_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the container in core-seconds"),
@@ -273,3 +274,32 @@ class SummaryBuilder:
         for gone in [k for k in self._last if k not in seen]:
             del self._last[gone]
         return {"node": doc_node, "pods": out_pods}
+
+
+async def summary_from_runtime(builder: SummaryBuilder, runtime: Any, node_name: str, node_start_ns: int,
+                               fs_path: str | Path = "/", volumes: dict[str, list[dict]] | None = None) -> dict:
+    """The Summary of every ready sandbox the runtime has, from its stats (pod identity from
+    the sandbox's name/namespace/uid, container names, start times and log sizes from the
+    container statuses). `volumes`: pod uid → the Summary's volume entries, when known."""
+    from .runtime import api as rt
+    pods = []
+    for sb in await runtime.list_pod_sandboxes():
+        if sb.state != rt.SANDBOX_READY:
+            continue
+        try:
+            stats = await runtime.pod_sandbox_stats(sb.id)
+        except rt.RuntimeError_:
+            stats = None
+        by_id = {c.id: c for c in (stats.containers if stats is not None else [])}
+        entries = []
+        for c in await runtime.list_containers(sandbox_id=sb.id):
+            if c.state != rt.CONTAINER_RUNNING:
+                continue
+            try:
+                log_bytes = os.path.getsize(c.log_path) if c.log_path else 0
+            except OSError:
+                log_bytes = 0
+            entries.append(ContainerEntry(c.name, c.started_at or c.created_at, by_id.get(c.id), log_bytes))
+        pods.append(PodEntry(sb.name, sb.namespace, sb.uid, sb.created_at, stats, entries,
+                             (volumes or {}).get(sb.uid, [])))
+    return builder.build(node_name, node_start_ns, node_stats(fs_path), pods)

@@ -2,6 +2,7 @@
 containers (runc + conmon + CNI on a throwaway node namespace)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -13,6 +14,7 @@ from helpers.cluster import unique
 from helpers.runtime_node import destroy_node, make_node
 from streaming_env import KubeletThread, create_running_pod, register_node
 
+from ketch.agent import resource_metrics
 from ketch.agent.runtime import api
 from ketch.agent.server import ContainerRef, KubeletError
 
@@ -24,6 +26,7 @@ class RuntimeBackend:
 
     def __init__(self, runtime, sandbox_id: str, containers: dict[str, tuple[str, str]]):
         self.runtime, self.sandbox_id, self.containers = runtime, sandbox_id, containers
+        self.builder = resource_metrics.SummaryBuilder()
 
     def add_container(self, namespace, pod, name):
         pass
@@ -36,11 +39,11 @@ class RuntimeBackend:
         cid, log_path = self.containers[container]
         return ContainerRef(cid, self.sandbox_id, log_path)
 
-    def summary(self):
-        return {"node": {}, "pods": []}
+    async def summary(self):
+        return await resource_metrics.summary_from_runtime(self.builder, self.runtime, "rtnode", 0)
 
-    def resource_metrics(self):
-        return ""
+    async def resource_metrics(self):
+        return resource_metrics.render_summary(await self.summary())
 
 
 @pytest.fixture
@@ -84,6 +87,16 @@ def test_kubectl_against_real_containers(server, real_kubelet):
         p = server.kubectl("exec", "-i", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "read x; echo got=$x",
                            input="typed\n")
         assert p.stdout == "got=typed\n"
+        # stats of the real pod through nodes/proxy: the Summary, then /metrics/resource from it
+        base = f"/api/v1/nodes/{real_kubelet.node}/proxy"
+        summary = json.loads(server.kubectl("get", "--raw", f"{base}/stats/summary").stdout)
+        [entry] = summary["pods"]
+        assert entry["podRef"] == {"name": "rt-pod", "namespace": "default", "uid": "uid-rt-pod"}
+        assert {c["name"] for c in entry["containers"]} == {"web", "talker"}
+        assert entry["memory"]["workingSetBytes"] > 0 and entry["cpu"]["usageCoreNanoSeconds"] > 0
+        assert summary["node"]["memory"]["workingSetBytes"] > 0
+        metrics = server.kubectl("get", "--raw", f"{base}/metrics/resource").stdout
+        assert 'container_memory_working_set_bytes{container="web",namespace="default",pod="rt-pod"}' in metrics
         deadline = time.monotonic() + 10
         while "hello from the runtime" not in (logs := server.kubectl("logs", pod, "-n", ns, "-c", "talker").stdout):
             assert time.monotonic() < deadline, logs
