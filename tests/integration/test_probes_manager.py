@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from helpers.cluster import unique
-from ketch.agent.hooks import run_post_start
+from ketch.agent.hooks import run_post_start, run_pre_stop
 from ketch.agent.prober import ProbeManager, kill_message
 from ketch.client import kubeconfig
 from ketch.client.events import EventRecorder
@@ -216,13 +216,18 @@ async def test_warning_and_errored_probe_events(app, client, ns, recorder):
         await manager.stop()
 
 
-async def test_post_start_failure_event(client, ns, recorder):
-    container = {"name": "app", "lifecycle": {"postStart": {"exec": {"command": ["false"]}}}}
+async def test_hook_failure_events(client, ns, recorder):
+    container = {"name": "app", "lifecycle": {"postStart": {"exec": {"command": ["false"]}},
+                                              "preStop": {"exec": {"command": ["sh", "-c", "exit 2"]}}}}
     p = pod(ns, container)
     message = await run_post_start(p, container, "c1", Loopback(), sandbox_id="sandbox", pod_ip="127.0.0.1",
                                    recorder=recorder)
     assert message.startswith('Exec lifecycle hook ([false]) for Container "app" in Pod "web_')
+    left = await run_pre_stop(p, container, "c1", Loopback(), sandbox_id="sandbox", pod_ip="127.0.0.1",
+                              grace_period=30, recorder=recorder)
+    assert left == 30
     await recorder.flush()
-    [event] = await events(client, ns, "FailedPostStartHook")
-    assert (event["type"], event["message"]) == ("Warning", "PostStartHook failed")
-    assert event["involvedObject"]["fieldPath"] == "spec.containers{app}"
+    for reason, text in (("FailedPostStartHook", "PostStartHook failed"), ("FailedPreStopHook", "PreStopHook failed")):
+        [event] = await events(client, ns, reason)
+        assert (event["type"], event["message"]) == ("Warning", text)  # no hook output: it may hold secrets
+        assert event["involvedObject"]["fieldPath"] == "spec.containers{app}"
