@@ -165,6 +165,8 @@ async def test_exec_codes_stdin_and_tty(rt, node):
     sid, scfg = await run_pod(rt, "exec")
     cid = await run_container(rt, node, sid, scfg, "main", ["sleep", "1000"])
     assert await sh(rt, cid, "echo hi; echo oops >&2; exit 7") == (7, "hi\n", "oops\n")
+    with pytest.raises(api.RuntimeFailure, match='OCI runtime exec failed: exec failed: .*"nosuch": executable file not found'):
+        await rt.exec_sync(cid, ["nosuch"])
     with pytest.raises(asyncio.TimeoutError):
         await rt.exec_sync(cid, ["sleep", "30"], timeout=0.5)
     _, ps, _ = await sh(rt, cid, "ps -o comm")

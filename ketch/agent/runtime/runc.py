@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -562,6 +563,11 @@ class RuncRuntime(RuntimeService):
             raise
         finally:
             pid_file.unlink(missing_ok=True)
+        failure = _runc_start_failure(proc.returncode, err)
+        if failure:
+            # containerd's wording; probes report it as "errored", hooks as failed
+            raise RuntimeFailure(f'failed to exec in container: failed to start exec "{pid_file.stem}": '
+                                 f"OCI runtime exec failed: {failure}: unknown")
         return proc.returncode, out, err
 
     async def exec(self, container_id: str, cmd: list[str], tty: bool = False,
@@ -638,6 +644,18 @@ class RuncRuntime(RuntimeService):
             if c["sandbox_id"] == sandbox_id and self._refresh(c) == api.CONTAINER_RUNNING:
                 result.containers.append(await self.container_stats(c["id"]))
         return result
+
+
+_RUNC_ERROR = re.compile(r'^time="[^"]*" level=error msg="(.*)"$')
+
+
+def _runc_start_failure(returncode: int, stderr: bytes) -> str:
+    """runc's own message when it could not start the process (it then exits 255), else ""."""
+    if returncode != 255:
+        return ""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    m = _RUNC_ERROR.match(lines[-1]) if lines else None
+    return m.group(1).replace('\\"', '"') if m else ""
 
 
 def _signal_number(name: str) -> int:
