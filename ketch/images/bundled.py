@@ -143,6 +143,14 @@ def _build_into(store: ImageStore, spec: Bundled, out: TextIO) -> Image:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _drop_superseded(store: ImageStore) -> None:
+    """Remove bundled images a rebuild left without any name (older versions of their sources)."""
+    for image in store.list():
+        if not image.repo_tags and not image.repo_digests and SOURCE_LABEL in (image.config.get("Labels") or {}):
+            with contextlib.suppress(ImageError):
+                store.remove(image.id)
+
+
 def _select(wanted: list[str] | None) -> list[Bundled]:
     """The specs for `wanted` (references; None for all) and the bases they are built from, bases
     first."""
@@ -183,16 +191,23 @@ def ensure(store: ImageStore, names: list[str] | None = None, cache: ImageStore 
         cache = ImageStore(default_cache_dir())
     images = []
     with _locked(store.root):
+        changed = False
         for spec in specs:
             image = _current(store, spec)
             if image is None:
+                changed = True
                 if cache is False or Path(cache.root).resolve() == store.root.resolve():
                     image = _build_into(store, spec, out)
                 else:
                     with _locked(cache.root):
-                        source = _current(cache, spec) or _build_into(cache, spec, out)
+                        source = _current(cache, spec)
+                        if source is None:
+                            source = _build_into(cache, spec, out)
+                            _drop_superseded(cache)
                     image = store.copy_from(cache, source)
             images.append(image)
+        if changed:
+            _drop_superseded(store)
     return images
 
 

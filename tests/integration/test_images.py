@@ -425,3 +425,18 @@ def test_concurrent_loads_share_one_store(tmp_path, store):
     assert sorted(image.repo_tags) == [f"docker.io/team/par:{n}" for n in range(4)]
     assert len([p for p in (store.root / "layers").iterdir() if p.name != "empty"]) == 1
     assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_bundled_rebuilds_when_its_sources_change(tmp_path, monkeypatch):
+    import shutil
+    images_dir = tmp_path / "images-src"
+    shutil.copytree(bundled.IMAGES_DIR, images_dir, symlinks=True)
+    monkeypatch.setattr(bundled, "IMAGES_DIR", images_dir)
+    store = ImageStore(tmp_path / "images")
+    first = bundled.ensure(store, ["debian"], cache=False)[-1]
+    assert bundled.ensure(store, ["debian"], cache=False)[-1].id == first.id  # unchanged: skipped
+    (images_dir / "debian" / "rootfs" / "etc" / "debian_version").write_text("12.1\n")
+    second = bundled.ensure(store, ["debian"], cache=False)[-1]
+    assert second.id != first.id and store.resolve("debian:bookworm").id == second.id
+    assert store.resolve(first.id) is None  # the superseded build is gone
+    assert store.resolve("busybox").id == bundled.ensure(store, ["busybox"], cache=False)[0].id
