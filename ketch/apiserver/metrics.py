@@ -189,6 +189,15 @@ def kubelet_url(node: dict) -> str:
     return (node["metadata"].get("annotations") or {}).get(KUBELET_URL_ANNOTATION, "")
 
 
+def kubelet_client_tls() -> ssl.SSLContext:
+    """TLS towards kubelets: not verified yet (their certificates are self-signed)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
 def is_loopback_url(url: str) -> bool:
     try:
         host = urlsplit(url).hostname or ""
@@ -215,9 +224,11 @@ class Scraper:
         self._refused: set[str] = set()
 
     async def run(self) -> None:
-        ssl_ctx = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        # Kubelets serve self-signed certificates until the security issue brings a kubelet
+        # serving CA, so they are not verified (metrics-server's --kubelet-insecure-tls).
+        ssl_ctx = kubelet_client_tls()
         timeout = aiohttp.ClientTimeout(total=min(max(self.resolution * 0.9, 1.0), 10.0))
-        connector = aiohttp.TCPConnector(limit=SCRAPE_CONCURRENCY, ssl=ssl_ctx if ssl_ctx else True)
+        connector = aiohttp.TCPConnector(limit=SCRAPE_CONCURRENCY, ssl=ssl_ctx)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             while True:
                 started = time.monotonic()

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ..agent.streaming import hijack
 from ..api import errors, kinds
-from .metrics import is_loopback_url, kubelet_url
+from .metrics import is_loopback_url, kubelet_client_tls, kubelet_url
 from .registry import Registry
 
 PODS = kinds.lookup("", "v1", "pods")
@@ -35,14 +35,6 @@ LOG_PARAMS = ("follow", "previous", "timestamps", "sinceSeconds", "sinceTime", "
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 _HOP_BY_HOP = {"host", "authorization", "transfer-encoding", "keep-alive", "proxy-connection", "te", "trailer"}
 _CONNECT_TIMEOUT = 10.0
-
-
-def _insecure_tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 # ---- the checks the apiserver does before it talks to a kubelet --------------------------------
@@ -120,7 +112,7 @@ class KubeletProxy:
     def __init__(self, registry: Registry, *, allow_remote: bool = False):
         self.registry = registry
         self.allow_remote = allow_remote
-        self._tls = _insecure_tls()
+        self._tls = kubelet_client_tls()
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:

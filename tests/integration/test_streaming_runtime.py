@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from helpers.cluster import unique
+from helpers.cluster import start_server, unique, wait_for
 from helpers.runtime_node import destroy_node, make_node
 from streaming_env import KubeletThread, create_running_pod, register_node
 
@@ -47,6 +47,17 @@ class RuntimeBackend:
 
 
 @pytest.fixture
+def server(tmp_path):
+    """A server of its own that scrapes kubelets every second (for kubectl top)."""
+    (tmp_path / "server").mkdir()
+    srv = start_server(tmp_path / "server", ["--metrics-resolution", "1s"])
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
 def real_kubelet(server, tmp_path):
     node = make_node(tmp_path)
     kubelet = None
@@ -76,42 +87,42 @@ def real_kubelet(server, tmp_path):
 
 
 def test_kubectl_against_real_containers(server, real_kubelet):
-    ns = unique("rt")
-    server.kubectl("create", "namespace", ns)
+    ns = "default"
+    pod = create_running_pod(server, real_kubelet, ns, real_kubelet.node, ["web", "talker"], name="rt-pod")
+    out = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "cat", "/etc/hostname").stdout
+    assert out == "rt-pod\n"
+    p = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "exit 7", check=False)
+    assert p.returncode == 7 and "command terminated with exit code 7" in p.stderr
+    p = server.kubectl("exec", "-i", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "read x; echo got=$x",
+                       input="typed\n")
+    assert p.stdout == "got=typed\n"
+    # stats of the real pod through nodes/proxy: the Summary, then /metrics/resource from it
+    base = f"/api/v1/nodes/{real_kubelet.node}/proxy"
+    summary = json.loads(server.kubectl("get", "--raw", f"{base}/stats/summary").stdout)
+    [entry] = summary["pods"]
+    assert entry["podRef"] == {"name": "rt-pod", "namespace": "default", "uid": "uid-rt-pod"}
+    assert {c["name"] for c in entry["containers"]} == {"web", "talker"}
+    assert entry["memory"]["workingSetBytes"] > 0 and entry["cpu"]["usageCoreNanoSeconds"] > 0
+    assert summary["node"]["memory"]["workingSetBytes"] > 0
+    metrics = server.kubectl("get", "--raw", f"{base}/metrics/resource").stdout
+    assert 'container_memory_working_set_bytes{container="web",namespace="default",pod="rt-pod"}' in metrics
+    deadline = time.monotonic() + 10
+    while "hello from the runtime" not in (logs := server.kubectl("logs", pod, "-n", ns, "-c", "talker").stdout):
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.1)
+    assert logs == "hello from the runtime\n"
+    env = {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(server.data_dir)}
+    pf = subprocess.Popen(["/usr/bin/kubectl", "port-forward", "-n", ns, f"pod/{pod}", ":80"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
-        pod = create_running_pod(server, real_kubelet, ns, real_kubelet.node, ["web", "talker"])
-        out = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "cat", "/etc/hostname").stdout
-        assert out == "rt-pod\n"
-        p = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "exit 7", check=False)
-        assert p.returncode == 7 and "command terminated with exit code 7" in p.stderr
-        p = server.kubectl("exec", "-i", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "read x; echo got=$x",
-                           input="typed\n")
-        assert p.stdout == "got=typed\n"
-        # stats of the real pod through nodes/proxy: the Summary, then /metrics/resource from it
-        base = f"/api/v1/nodes/{real_kubelet.node}/proxy"
-        summary = json.loads(server.kubectl("get", "--raw", f"{base}/stats/summary").stdout)
-        [entry] = summary["pods"]
-        assert entry["podRef"] == {"name": "rt-pod", "namespace": "default", "uid": "uid-rt-pod"}
-        assert {c["name"] for c in entry["containers"]} == {"web", "talker"}
-        assert entry["memory"]["workingSetBytes"] > 0 and entry["cpu"]["usageCoreNanoSeconds"] > 0
-        assert summary["node"]["memory"]["workingSetBytes"] > 0
-        metrics = server.kubectl("get", "--raw", f"{base}/metrics/resource").stdout
-        assert 'container_memory_working_set_bytes{container="web",namespace="default",pod="rt-pod"}' in metrics
-        deadline = time.monotonic() + 10
-        while "hello from the runtime" not in (logs := server.kubectl("logs", pod, "-n", ns, "-c", "talker").stdout):
-            assert time.monotonic() < deadline, logs
-            time.sleep(0.1)
-        assert logs == "hello from the runtime\n"
-        env = {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(server.data_dir)}
-        pf = subprocess.Popen(["/usr/bin/kubectl", "port-forward", "-n", ns, f"pod/{pod}", ":80"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        try:
-            line = pf.stdout.readline()
-            local = int(line.split("127.0.0.1:")[1].split()[0])
-            with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10) as r:
-                assert r.read() == b"hello from busybox\n"
-        finally:
-            pf.kill()
-            pf.wait()
+        line = pf.stdout.readline()
+        local = int(line.split("127.0.0.1:")[1].split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10) as r:
+            assert r.read() == b"hello from busybox\n"
     finally:
-        server.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        pf.kill()
+        pf.wait()
+    # metrics.k8s.io scrapes the kubelet's /metrics/resource over HTTPS: kubectl top works
+    top = wait_for(lambda: (p := server.kubectl("top", "pod", "rt-pod", "--containers", check=False)).returncode == 0
+                   and p.stdout, timeout=20, what="kubectl top")
+    assert "web" in top and "talker" in top and "Mi" in top
