@@ -209,3 +209,138 @@ def test_agent_killed_and_restarted_adopts_its_containers(cluster):
             assert sum(1 for line in ps.splitlines() if "conmon" in line and f"-c {cid.split('://')[1]} " in line) == 1
     finally:
         cluster.kubectl("delete", "deployment", name, "--wait=false", check=False)
+
+
+def _health_rc(name: str, probe: str) -> str:
+    """Listings 2-7/2-8 with the book's probes on /status/, but waiting 1 s instead of 30."""
+    check = {"httpGet": {"path": "/status/", "port": 80}, "initialDelaySeconds": 1, "timeoutSeconds": 1,
+             "periodSeconds": 1, "failureThreshold": 2}
+    return json.dumps({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": name},
+                       "spec": {"replicas": 1, "selector": {"name": name}, "template": {
+                           "metadata": {"labels": {"name": name}},
+                           "spec": {"containers": [{"name": name, "image": "jonbaier/node-express-info:latest",
+                                                    "ports": [{"containerPort": 80}], probe: check}]}}}})
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster):
+    """Listing 2-7: /status/ answers 404, so the liveness probe fails and the kubelet restarts
+    the container, with the events the book shows."""
+    name = unique("live")
+    cluster.kubectl("create", "-f", "-", input=_health_rc(name, "livenessProbe"))
+    try:
+        pod = wait_for(lambda: (lambda ps: ps[0] if ps and (ps[0]["status"].get("containerStatuses") or [{}])[0]
+                                .get("restartCount", 0) >= 1 else None)(cluster.pods(f"name={name}")),
+                       40, "a restart after failed liveness probes", interval=0.3)
+        messages = {(e["reason"], e["message"]) for e in cluster.events(pod["metadata"]["name"])}
+        assert ("Unhealthy", "Liveness probe failed: HTTP probe failed with statuscode: 404") in messages, messages
+        assert ("Killing", f"Container {name} failed liveness probe, will be restarted") in messages, messages
+    finally:
+        cluster.kubectl("delete", "rc", name, "--wait=false", check=False)
+
+
+def test_failing_readiness_probe_keeps_the_pod_out_of_endpoints(cluster):
+    """Listing 2-8: the readiness probe fails, so the pod runs but is not ready, and its Service
+    lists it only among the not-ready addresses."""
+    name = unique("ready")
+    cluster.kubectl("create", "-f", "-", input=_health_rc(name, "readinessProbe"))
+    cluster.kubectl("expose", "rc", name, "--port", "80")
+    try:
+        pod = wait_for(lambda: (lambda ps: ps[0] if ps and ps[0]["status"].get("phase") == "Running" and any(
+            e["reason"] == "Unhealthy" for e in cluster.events(ps[0]["metadata"]["name"])) else None)(
+            cluster.pods(f"name={name}")), 30, "a running pod failing readiness", interval=0.3)
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] is False and "running" in status["state"]
+        endpoints = wait_for(lambda: (lambda ep: ep if ep.get("subsets") else None)(
+            cluster.server.kubectl_json("get", "endpoints", name)), 20, "endpoints")
+        subset = endpoints["subsets"][0]
+        assert not subset.get("addresses")
+        assert [a["ip"] for a in subset["notReadyAddresses"]] == [pod["status"]["podIP"]]
+        assert "Readiness probe failed: HTTP probe failed with statuscode: 404" in {
+            e["message"] for e in cluster.events(pod["metadata"]["name"])}
+    finally:
+        cluster.kubectl("delete", "rc,svc", name, "--wait=false", check=False)
+
+
+def test_lifecycle_hooks_of_the_apache_controller(cluster):
+    """The book's apache-hooks controller on a real cluster: the postStart httpGet goes to the
+    pod itself (a hook's HTTP status is not checked, so the pods run); the preStop command is not
+    in the image, so deleting a pod records FailedPreStopHook, and the pod goes anyway."""
+    cluster.kubectl("create", "-f", str(BOOK / "Chapter02" / "apache-hooks-controller.yaml"))
+    try:
+        pods = wait_for(lambda: (lambda ps: ps if len(ps) == 3 and all(
+            p["status"].get("phase") == "Running" for p in ps) else None)(cluster.pods("name=apache-hook")),
+            40, "three apache pods running", interval=0.3)
+        victim = pods[0]["metadata"]["name"]
+        assert pods[0]["status"]["containerStatuses"][0]["restartCount"] == 0
+        cluster.kubectl("delete", "pod", victim, "--wait=true", timeout=60)
+        events = [e for e in cluster.events(victim) if e["reason"] == "FailedPreStopHook"]
+        assert events, cluster.events(victim)
+    finally:
+        cluster.kubectl("delete", "rc", "apache-hook", "--wait=false", check=False)
+
+
+def test_memory_volume_is_a_tmpfs(cluster):
+    """Chapter 6's memory-pd: the emptyDir with medium Memory is a tmpfs at /memory-pd."""
+    cluster.kubectl("create", "-f", str(BOOK / "Chapter06" / "storage-memory.yaml"))
+    try:
+        cluster.wait_running("memory-pd")
+        df = cluster.kubectl("exec", "memory-pd", "--", "df", "/memory-pd").stdout
+        assert df.splitlines()[1].split()[0] == "tmpfs" and df.split()[-1] == "/memory-pd", df
+        cluster.kubectl("exec", "memory-pd", "--", "sh", "-c", "echo data > /memory-pd/f")
+        assert cluster.kubectl("exec", "memory-pd", "--", "cat", "/memory-pd/f").stdout == "data\n"
+    finally:
+        cluster.kubectl("delete", "pod", "memory-pd", "--grace-period=0", "--force", check=False)
+
+
+def test_secret_is_mounted_as_files(cluster):
+    """Chapter 10's secret-pod: each key of the Secret is a file under /etc/secret-phrases."""
+    cluster.kubectl("create", "secret", "generic", "secret-phrases", "--from-literal=quiet-phrase=Shh! Dont' tell")
+    cluster.kubectl("create", "-f", str(BOOK / "Chapter10" / "secret-pod.yaml"))
+    try:
+        cluster.wait_running("secret-pod")
+        out = cluster.kubectl("exec", "secret-pod", "--", "cat", "/etc/secret-phrases/quiet-phrase").stdout
+        assert out == "Shh! Dont' tell"
+        mount = cluster.kubectl("exec", "secret-pod", "--", "sh", "-c", "grep secret-phrases /proc/mounts").stdout
+        assert " ro," in mount or " ro " in mount, mount
+    finally:
+        cluster.kubectl("delete", "pod", "secret-pod", "--grace-period=0", "--force", check=False)
+        cluster.kubectl("delete", "secret", "secret-phrases", check=False)
+
+
+def test_service_discovery_variables(cluster):
+    """Listing 3-13: a pod started after a Service sees its address in the environment."""
+    cluster.kubectl("create", "service", "clusterip", "node-js", "--tcp=80:80")
+    name = unique("envs")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(name, {"image": "busybox", "command": ["sleep", "3600"]}))
+    try:
+        cluster.wait_running(name)
+        ip = cluster.server.kubectl_json("get", "svc", "node-js")["spec"]["clusterIP"]
+        env = dict(line.split("=", 1) for line in cluster.kubectl("exec", name, "--", "env").stdout.splitlines()
+                   if "=" in line)
+        assert env["NODE_JS_SERVICE_HOST"] == ip and env["NODE_JS_SERVICE_PORT"] == "80"
+        assert env["NODE_JS_PORT"] == f"tcp://{ip}:80" and env["NODE_JS_PORT_80_TCP_ADDR"] == ip
+        assert env["KUBERNETES_SERVICE_HOST"] and env["HOSTNAME"] == name
+    finally:
+        cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+        cluster.kubectl("delete", "svc", "node-js", check=False)
+
+
+def test_statefulset_pod_keeps_its_data(cluster):
+    """Chapter 6's whaleset: a pod writes to its claim, is deleted, and comes back (same name,
+    same claim) with the data."""
+    for f in ("solidstate-sc.yaml", "sayhey-svc.yaml", "sayhey-statefulset.yaml"):
+        cluster.kubectl("create", "-f", str(BOOK / "Chapter06" / f))
+    try:
+        first = cluster.wait_running("whaleset-0", timeout=60)
+        cluster.kubectl("exec", "whaleset-0", "--", "sh", "-c", "echo kept > /usr/share/nginx/html/note")
+        assert cluster.kubectl("exec", "whaleset-0", "--", "hostname").stdout.strip() == "whaleset-0"
+        cluster.kubectl("delete", "pod", "whaleset-0", "--wait=true", timeout=60)
+        again = wait_for(lambda: (lambda p: p if p["metadata"]["uid"] != first["metadata"]["uid"] and
+                                  p["status"].get("phase") == "Running" else None)(
+            cluster.pod("whaleset-0")) if cluster.kubectl("get", "pod", "whaleset-0", check=False).returncode == 0
+            else None, 60, "whaleset-0 back", interval=0.3)
+        assert again["metadata"]["name"] == "whaleset-0"
+        assert cluster.kubectl("exec", "whaleset-0", "--", "cat", "/usr/share/nginx/html/note").stdout == "kept\n"
+    finally:
+        cluster.kubectl("delete", "statefulset", "whaleset", "--wait=false", check=False)
+        cluster.kubectl("delete", "svc", "sayhey-svc", check=False)

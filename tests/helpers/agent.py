@@ -16,7 +16,8 @@ from ketch.images.store import ImageStore
 from .cluster import Server, free_port, wait_for
 from .runtime_node import destroy_node
 
-IMAGES = ["busybox:latest", "jonbaier/node-express-info:latest", "docker/whalesay:latest"]
+IMAGES = ["busybox:latest", "jonbaier/node-express-info:latest", "docker/whalesay:latest", "nginx:latest",
+          "bitnami/apache:latest", "jonbaier/httpwhalesay:0.2"]
 
 
 @dataclass
