@@ -21,6 +21,8 @@ from glob import glob
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
 from . import containerfile, layers, reference, rootpath
 from .containerfile import Instruction
 from .errors import BuildError
@@ -103,9 +105,8 @@ class _Builder:
         if not words:
             raise BuildError("FROM needs an image")
         name = words[0]
-        args = self.state.args  # ARGs before FROM stay usable in FROM only, as in docker
+        # ARGs declared before FROM serve FROM only; a stage declares its own again, as in docker.
         self.state = _State()
-        self.state.args = {k: v for k, v in args.items() if k in self.build_args}
         if name == "scratch":
             self.state.config = {"Env": [f"PATH={DEFAULT_PATH}"]}
             return
@@ -115,7 +116,6 @@ class _Builder:
                              "(load, pull or build it first)")
         self.state.diff_ids = list(base.diff_ids)
         manifest = self.store.read_blob(base.manifest_digest)
-        import orjson
         self.state.layer_blobs = list(orjson.loads(manifest).get("layers", []))
         self.state.config = dict(base.config)
         self.state.history = list(base.spec.get("history", []))
