@@ -112,11 +112,8 @@ async def _exchange(dialer: Dialer, url: str, host_header: str, headers: list[tu
     got_response = False
     try:
         if scheme == "https":
-            try:
-                await asyncio.wait_for(writer.start_tls(_tls_context(), server_hostname=None if is_ip(host) else host),
-                                       deadline.remaining())
-            except ssl.SSLError as e:
-                raise GoError(f'Get "{url}": {_tls_error_text(e)}') from None
+            await asyncio.wait_for(writer.start_tls(_tls_context(), server_hostname=None if is_ip(host) else host),
+                                   deadline.remaining())
         conn = h11.Connection(h11.CLIENT)
         try:
             request = h11.Request(method="GET", target=target.encode(),
