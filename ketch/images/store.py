@@ -104,7 +104,14 @@ class ImageStore:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def _read_index(self) -> dict[str, Any]:
+    def _read_index(self, for_update: bool = False) -> dict[str, Any]:
+        """The index; `for_update` (lock held) gives a private copy to change and write back, so
+        readers in other threads never see a half-changed cached one."""
+        if for_update:
+            try:
+                return orjson.loads(self._index_path.read_bytes())
+            except FileNotFoundError:
+                return {"images": {}}
         try:
             st = self._index_path.stat()
         except FileNotFoundError:
@@ -238,7 +245,7 @@ class ImageStore:
         size = doc["config"].get("size", 0) + sum(d.get("size", 0) for d in layer_descs)
         tags = [str(reference.parse(n)) for n in names]
         with self.locked():
-            index = self._read_index()
+            index = self._read_index(for_update=True)
             images = index.setdefault("images", {})
             # A concurrent rm or prune may have swept this image's content between download and
             # this lock: say so (a pull retries) rather than record an image with holes.
@@ -356,7 +363,7 @@ class ImageStore:
         names, deleted id or None). An image a running container's root filesystem uses is not
         deleted (docker's conflict) unless `force`; its layers then stay until they are unmounted."""
         with self.locked():
-            index = self._read_index()
+            index = self._read_index(for_update=True)
             images = index.get("images", {})
             record = self._find(images, ref)
             if record is None:
@@ -373,8 +380,7 @@ class ImageStore:
             deleted = None
             if not by_name or not (record["repo_tags"] or record["repo_digests"]):
                 if not force and {_hex(d) for d in record["diff_ids"]} & self.layers_in_use():
-                    self._cache = None  # the untagging above is not written
-                    raise ImageInUse(f"conflict: unable to delete {record['id'][7:19]} (must be forced) - "
+                            raise ImageInUse(f"conflict: unable to delete {record['id'][7:19]} (must be forced) - "
                                      "image is being used by a running container")
                 del images[record["id"]]
                 deleted = record["id"]
