@@ -364,3 +364,16 @@ async def test_dns_sysctls_and_log_reopen(rt, node):
     old = log.with_name(log.name + ".1").read_text().splitlines()
     new = log.read_text().splitlines()
     assert int(new[0].rsplit("line", 1)[1]) == int(old[-1].rsplit("line", 1)[1]) + 1  # nothing lost
+
+
+async def test_missing_command_is_a_start_error(rt, node):
+    sid, scfg = await run_pod(rt, "missing")
+    cid = await run_container(rt, node, sid, scfg, "c", ["/nosuch"], start=False)
+    assert (await rt.container_status(cid)).state == "created"
+    with pytest.raises(api.RuntimeFailure, match=r'OCI runtime create failed: .*exec: "/nosuch": .*no such file or directory: unknown'):
+        await rt.start_container(cid)
+    st = await rt.container_status(cid)
+    assert (st.state, st.exit_code, st.reason) == ("exited", 128, "StartError")
+    assert "OCI runtime create failed" in st.message
+    await rt.remove_container(cid)
+    assert await rt.list_containers() == []

@@ -127,7 +127,7 @@ def _clean_runc_message(message: str) -> str:
         except ValueError:
             pass
         if "msg=" in ln:
-            return ln.split("msg=", 1)[1].strip().strip('"')
+            return ln.split("msg=", 1)[1].strip().strip('"').replace('\\"', '"')
     return message.strip()
 
 

@@ -387,16 +387,23 @@ class RuncRuntime(RuntimeService):
                 (cdir / "config.json").write_bytes(orjson.dumps(spec))
                 rec["cgroup_dirs"] = {k: str(v) for k, v in self.cgroups.dirs(rec["cgroup"]).items()}
                 self._save_container(rec)
-                pid = await create_container(
-                    cid, f"k8s_{config.name}_{sandbox_config.name}_{sandbox_config.namespace}",
-                    self.runc_root, self._monitor_paths(rec), stdin=config.stdin,
-                    stdin_once=config.stdin_once, tty=config.tty)
             except Exception as e:
                 await self._forget_container(rec)
                 if isinstance(e, api.RuntimeError_):
                     raise
-                raise RuntimeFailure(f"failed to create containerd task: {e}") from e
-            rec["pid"], rec["pid_start"] = pid, process_start_time(pid)
+                raise RuntimeFailure(f"failed to create container: {e}") from e
+            try:
+                pid = await create_container(
+                    cid, f"k8s_{config.name}_{sandbox_config.name}_{sandbox_config.namespace}",
+                    self.runc_root, self._monitor_paths(rec), stdin=config.stdin,
+                    stdin_once=config.stdin_once, tty=config.tty)
+            except MonitorError as e:
+                # As containerd, whose task (the process) only exists from StartContainer on:
+                # the container is created, and starting it fails with the runtime's message.
+                rec["start_error"] = ("failed to create containerd task: failed to create shim task: "
+                                      f"OCI runtime create failed: {e}: unknown")
+                pid = 0
+            rec["pid"], rec["pid_start"] = pid, process_start_time(pid) if pid else None
             rec["state"] = api.CONTAINER_CREATED
             self._save_container(rec)
         return cid
@@ -406,6 +413,9 @@ class RuncRuntime(RuntimeService):
         async with self._lock(container_id):
             if rec["state"] != api.CONTAINER_CREATED:
                 raise RuntimeFailure(f"container {container_id} is not in created state: {rec['state']}")
+            if rec.get("start_error"):
+                self._mark_start_error(rec)
+                raise RuntimeFailure(rec["start_error"])
             started = _now()  # before: a short-lived process may be gone when runc returns
             try:
                 await runc(self.runc_root, "start", container_id)
@@ -440,6 +450,9 @@ class RuncRuntime(RuntimeService):
         async with self._lock(container_id):
             if self._refresh(rec) not in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED):
                 return
+            if rec.get("start_error"):
+                self._mark_start_error(rec)
+                return
             sig = _signal_number(rec.get("stop_signal", "SIGTERM"))
             if timeout_seconds > 0 and rec["state"] == api.CONTAINER_RUNNING:
                 if await self._kill_and_wait(rec, sig, timeout_seconds):
@@ -468,11 +481,19 @@ class RuncRuntime(RuntimeService):
         self._containers.pop(rec["id"], None)
         self._container_store.delete(rec["id"])
 
+    def _mark_start_error(self, rec: dict) -> None:
+        """containerd's record of a container that could not start: exit code 128, StartError."""
+        rec.update(state=api.CONTAINER_EXITED, exit_code=128, reason="StartError",
+                   message=rec["start_error"], started_at=0, finished_at=_now())
+        self._save_container(rec)
+
     def _refresh(self, rec: dict) -> str:
         """Bring a container record up to date with conmon's exit file and the process table."""
         state = rec.get("state")
         if state in (api.CONTAINER_EXITED, "creating"):
             return state
+        if rec.get("start_error"):
+            return state  # created, with no process; start_container will fail
         paths = self._monitor_paths(rec)
         exited = read_exit_code(paths, rec["id"])
         if exited is None:
