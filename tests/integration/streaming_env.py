@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import select
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -53,6 +57,10 @@ class KubeletThread:
         return self.server.url
 
 
+def kubectl_env(server) -> dict:
+    return {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(server.data_dir)}
+
+
 def register_node(server, name: str, url: str) -> None:
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "annotations": {"ketch.io/kubelet-url": url},
@@ -82,3 +90,35 @@ def create_running_pod(server, kubelet: KubeletThread, ns: str, node: str, conta
                              for c in containers]}}
     server.kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(status))
     return name
+
+
+def run_in_pty(argv: list[str], env: dict, send: bytes, timeout: float = 20) -> tuple[int, bytes]:
+    """Run `argv` on a terminal of its own; type `send` once it printed READY; (exit code, output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"READY" in out:
+                os.write(master, send)
+                sent = True
+            if proc.poll() is not None and not r:
+                break
+        return proc.wait(timeout=5), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

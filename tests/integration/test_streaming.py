@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import socket
 import subprocess
 import threading
@@ -16,7 +14,7 @@ import pytest
 
 from helpers import kubectl as kubectl_versions
 from helpers.cluster import unique, wait_for
-from streaming_env import KubeletThread, create_running_pod, register_node
+from streaming_env import KubeletThread, create_running_pod, kubectl_env, register_node, run_in_pty
 
 from ketch.agent import logs
 
@@ -68,10 +66,6 @@ def pod(server, kubelet, ns):
     return create_running_pod(server, kubelet, ns, kubelet.node, ["main"])
 
 
-def kubectl_env(server) -> dict:
-    return {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(server.data_dir)}
-
-
 # ---- exec -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
@@ -97,43 +91,12 @@ def test_exec_stdin(server, ns, pod, version):
     assert big.stdout.strip() == "5000000"
 
 
-def _run_in_pty(argv: list[str], env: dict, send: bytes, timeout: float = 20) -> tuple[int, bytes]:
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.1)
-            if r:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            if not sent and b"READY" in out:
-                os.write(master, send)
-                sent = True
-            if proc.poll() is not None and not r:
-                break
-        return proc.wait(timeout=5), out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-
-
 @pytest.mark.parametrize("version", sorted(VERSIONS))
 def test_exec_tty(server, ns, pod, version):
     """`kubectl exec -it` from a terminal: the command sees a TTY and the terminal's size, input
     is echoed by the remote terminal, and the exit code comes back."""
     script = "tty; stty size; echo READY; read x; echo got=$x; exit 4"
-    code, out = _run_in_pty([VERSIONS[version], "exec", "-it", pod, "-n", ns, "--", "sh", "-c", script],
+    code, out = run_in_pty([VERSIONS[version], "exec", "-it", pod, "-n", ns, "--", "sh", "-c", script],
                             kubectl_env(server), b"hello\r")
     text = out.decode(errors="replace")
     assert "/dev/pts/" in text, text
@@ -446,3 +409,20 @@ def test_websocket_channel_protocols(kubelet, ns, pod, protocol):
         assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
     else:  # before v4 the error channel carries the message only
         assert got[3].startswith(b"command terminated with non-zero exit code")
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_exec_process_is_killed_when_the_client_goes_away(server, kubelet, ns, pod, version):
+    workdir = kubelet.backend.by_pod[(ns, pod)]["main"].workdir
+    pidfile = workdir / f"sleep-{version}.pid"
+    proc = subprocess.Popen([VERSIONS[version], "exec", pod, "-n", ns, "--", "sh", "-c",
+                             f"echo $$ > {pidfile.name}; exec sleep 1000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=kubectl_env(server))
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10, what="exec started")
+        pid = int(pidfile.read_text())
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2],
+             timeout=10, what="the exec'd process to be killed")

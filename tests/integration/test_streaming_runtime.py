@@ -12,7 +12,7 @@ import pytest
 
 from helpers.cluster import start_server, unique, wait_for
 from helpers.runtime_node import destroy_node, make_node
-from streaming_env import KubeletThread, create_running_pod, register_node
+from streaming_env import KubeletThread, create_running_pod, kubectl_env, register_node, run_in_pty
 
 from ketch.agent import resource_metrics
 from ketch.agent.runtime import api
@@ -67,11 +67,13 @@ def real_kubelet(server, tmp_path):
             scfg = api.PodSandboxConfig(name="rt-pod", namespace="default", uid="uid-rt-pod", hostname="rt-pod")
             sid = await rt.run_pod_sandbox(scfg)
             made = {}
-            for name, command in (("web", ["httpd", "-f", "-h", "/www", "-p", "80"]),
-                                  ("talker", ["sh", "-c", "echo hello from the runtime; sleep 1000"])):
+            for name, command, stdin in (
+                    ("web", ["httpd", "-f", "-h", "/www", "-p", "80"], False),
+                    ("talker", ["sh", "-c", "echo hello from the runtime; sleep 1000"], False),
+                    ("reader", ["sh", "-c", "while read l; do echo got:$l; done"], True)):
                 log_path = str(tmp_path / "logs" / f"{name}.log")
                 cid = await rt.create_container(sid, api.ContainerConfig(name=name, image=node.image, command=command,
-                                                                          log_path=log_path), scfg)
+                                                                          log_path=log_path, stdin=stdin), scfg)
                 await rt.start_container(cid)
                 made[name] = (cid, log_path)
             return RuntimeBackend(rt, sid, made)
@@ -88,7 +90,7 @@ def real_kubelet(server, tmp_path):
 
 def test_kubectl_against_real_containers(server, real_kubelet):
     ns = "default"
-    pod = create_running_pod(server, real_kubelet, ns, real_kubelet.node, ["web", "talker"], name="rt-pod")
+    pod = create_running_pod(server, real_kubelet, ns, real_kubelet.node, ["web", "talker", "reader"], name="rt-pod")
     out = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "cat", "/etc/hostname").stdout
     assert out == "rt-pod\n"
     p = server.kubectl("exec", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "exit 7", check=False)
@@ -96,12 +98,27 @@ def test_kubectl_against_real_containers(server, real_kubelet):
     p = server.kubectl("exec", "-i", pod, "-n", ns, "-c", "web", "--", "sh", "-c", "read x; echo got=$x",
                        input="typed\n")
     assert p.stdout == "got=typed\n"
+    code, out = run_in_pty(["/usr/bin/kubectl", "exec", "-it", pod, "-n", ns, "-c", "web", "--", "sh", "-c",
+                            "tty; echo READY; read x; echo got=$x; exit 4"], kubectl_env(server), b"typed\r")
+    assert b"/dev/pts/" in out and b"got=typed" in out and code == 4, out
+    # attach to the main process of a container with stdin: what it prints comes back
+    attach = subprocess.Popen(["/usr/bin/kubectl", "attach", "-i", pod, "-n", ns, "-c", "reader"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=kubectl_env(server))
+    try:
+        time.sleep(1.0)
+        attach.stdin.write(b"ping\n")
+        attach.stdin.flush()
+        assert attach.stdout.readline() == b"got:ping\n"
+    finally:
+        attach.kill()
+        attach.wait()
     # stats of the real pod through nodes/proxy: the Summary, then /metrics/resource from it
     base = f"/api/v1/nodes/{real_kubelet.node}/proxy"
     summary = json.loads(server.kubectl("get", "--raw", f"{base}/stats/summary").stdout)
     [entry] = summary["pods"]
     assert entry["podRef"] == {"name": "rt-pod", "namespace": "default", "uid": "uid-rt-pod"}
-    assert {c["name"] for c in entry["containers"]} == {"web", "talker"}
+    assert {c["name"] for c in entry["containers"]} == {"web", "talker", "reader"}
     assert entry["memory"]["workingSetBytes"] > 0 and entry["cpu"]["usageCoreNanoSeconds"] > 0
     assert summary["node"]["memory"]["workingSetBytes"] > 0
     metrics = server.kubectl("get", "--raw", f"{base}/metrics/resource").stdout
@@ -111,9 +128,8 @@ def test_kubectl_against_real_containers(server, real_kubelet):
         assert time.monotonic() < deadline, logs
         time.sleep(0.1)
     assert logs == "hello from the runtime\n"
-    env = {**os.environ, "KUBECONFIG": str(server.kubeconfig), "HOME": str(server.data_dir)}
     pf = subprocess.Popen(["/usr/bin/kubectl", "port-forward", "-n", ns, f"pod/{pod}", ":80"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kubectl_env(server), text=True)
     try:
         line = pf.stdout.readline()
         local = int(line.split("127.0.0.1:")[1].split()[0])
