@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from ..agent.streaming import hijack
-from ..api import errors, kinds
+from ..api import errors, kinds, names
 from .metrics import is_loopback_url, kubelet_client_tls, kubelet_url
 from .registry import Registry
 
@@ -98,6 +98,30 @@ def container_log_error(pod: dict, container: str, previous: bool) -> str | None
     return f'container "{container}" in pod "{name}" is waiting to start - no logs yet'
 
 
+def validate_log_options(query, pod_name: str) -> None:
+    """PodLogOptions as the apiserver validates them (422 Invalid)."""
+    def number(key: str) -> int | None:
+        v = query.get(key)
+        if v in (None, ""):
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            raise errors.bad_request(f'strconv.ParseInt: parsing "{v}": invalid syntax') from None
+    errs = []
+    tail, limit, since = number("tailLines"), number("limitBytes"), number("sinceSeconds")
+    if tail is not None and tail < 0:
+        errs.append(names.invalid("tailLines", tail, "must be greater than or equal to 0"))
+    if limit is not None and limit < 1:
+        errs.append(names.invalid("limitBytes", limit, "must be greater than 0"))
+    if since is not None and query.get("sinceTime"):
+        errs.append(names.forbidden("", "at most one of `sinceTime` or `sinceSeconds` may be specified"))
+    elif since is not None and since < 1:
+        errs.append(names.invalid("sinceSeconds", since, "must be greater than 0"))
+    if errs:
+        raise errors.invalid("", "PodLogOptions", pod_name, errs)
+
+
 def _unreachable_address(node: dict) -> str:
     """host:port a kubelet without a URL would have upstream (InternalIP and the kubelet port)."""
     addresses = (node.get("status") or {}).get("addresses") or []
@@ -149,6 +173,7 @@ class KubeletProxy:
         else:
             container = pick_container(pod, query.get("container", ""))
             if sub == "log":
+                validate_log_options(query, name)
                 why = container_log_error(pod, container, query.get("previous", "").lower() in ("1", "true"))
                 if why is not None:
                     raise errors.bad_request(why)

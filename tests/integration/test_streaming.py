@@ -426,3 +426,15 @@ def test_exec_process_is_killed_when_the_client_goes_away(server, kubelet, ns, p
         proc.wait()
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2],
              timeout=10, what="the exec'd process to be killed")
+
+
+def test_log_options_validated_as_upstream(server, ns, logged_pod):
+    name, _ = logged_pod
+    base = f"/api/v1/namespaces/{ns}/pods/{name}/log?container=app"
+    p = server.kubectl("get", "--raw", f"{base}&tailLines=-1", check=False)
+    assert f'PodLogOptions "{name}" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0' \
+        in p.stderr
+    p = server.kubectl("get", "--raw", f"{base}&sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z", check=False)
+    assert "at most one of `sinceTime` or `sinceSeconds` may be specified" in p.stderr
+    p = server.kubectl("get", "--raw", f"{base}&limitBytes=0", check=False)
+    assert "limitBytes: Invalid value: 0: must be greater than 0" in p.stderr
