@@ -239,11 +239,19 @@ async def test_limits_security_and_user(rt, node):
                          if rt.cgroups.version == 1 else "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
     if rt.cgroups.version == 1:
         assert out.split() == [str(64 * 1024 * 1024), "8", "512", "50000"]
-    code, _, err = await sh(rt, limited, "for i in $(seq 12); do sleep 5 & done; wait")
+    code, _, err = await sh(rt, limited, "for i in $(seq 12); do sleep 1 & done; wait")
     assert code != 0 or "fork" in err.lower() or "resource" in err.lower()
     # the pod's cgroup is where the kubelet would put a Burstable pod
     dirs = rt._container(limited)["cgroup_dirs"]
     assert "/kubepods/burstable/poduid-sec/" in next(iter(dirs.values()))
+    # a BestEffort pod, with the kubelet's minimal cpu shares on it and its QoS parent
+    be, becfg = await run_pod(rt, "be", qos_class="BestEffort")
+    be_c = await run_container(rt, node, be, becfg, "c", ["sleep", "1000"])
+    pod_dir = Path(rt._container(be_c)["cgroup_dirs"]["cpu" if rt.cgroups.version == 1 else ""]).parent
+    assert pod_dir.name == "poduid-be" and pod_dir.parent.name == "besteffort"
+    if rt.cgroups.version == 1:
+        assert (pod_dir / "cpu.shares").read_text().strip() == "2"
+        assert (pod_dir.parent / "cpu.shares").read_text().strip() == "2"
     # default capabilities (containerd's set), dropping ALL, a user from /etc/passwd and its groups
     _, caps, _ = await sh(rt, limited, "grep CapEff /proc/self/status")
     assert caps.split()[1] == "00000000a80425fb"

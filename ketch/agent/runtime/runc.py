@@ -34,7 +34,7 @@ from . import api
 from .api import (ContainerConfig, ContainerStats, ContainerStatus, NotFound, PodSandboxConfig,
                   PodSandboxStats, PodSandboxStatus, RuntimeFailure, RuntimeService, RuntimeStatus,
                   VersionInfo)
-from .cgroups import CgroupLayout, pod_cgroup
+from .cgroups import BESTEFFORT_SHARES, CgroupLayout, pod_cgroup, qos_parent
 from .cni import CNI, CNIConfig, CNIError, port_mappings_for_cni, result_ips
 from .conmon import (RUNC, MonitorError, MonitorPaths, conmon_pid, create_container, read_exit_code,
                      runc, send_ctl)
@@ -227,8 +227,13 @@ class RuncRuntime(RuntimeService):
             rec["cni_result"] = result
             rec["ips"] = result_ips(result)
             self._save_sandbox(rec)
-        # cgroup of the pod
-        await asyncio.to_thread(self.cgroups.create, rec["cgroup"], lx.cpu_shares, lx.cpu_quota,
+        # cgroup of the pod; BestEffort ones (and their QoS parent) get the kubelet's minimum shares
+        shares = lx.cpu_shares
+        if (lx.qos_class or "").lower() == "besteffort" and not lx.cgroup_parent:
+            await asyncio.to_thread(self.cgroups.create, qos_parent(self.cgroup_root, "BestEffort"),
+                                    BESTEFFORT_SHARES)
+            shares = shares or BESTEFFORT_SHARES
+        await asyncio.to_thread(self.cgroups.create, rec["cgroup"], shares, lx.cpu_quota,
                                 lx.cpu_period, lx.memory_limit_bytes)
         rec["cgroup_dirs"] = {k: str(v) for k, v in self.cgroups.dirs(rec["cgroup"]).items()}
         # per-pod files
