@@ -385,3 +385,17 @@ async def test_missing_command_is_a_start_error(rt, node):
     assert "OCI runtime create failed" in st.message
     await rt.remove_container(cid)
     assert await rt.list_containers() == []
+
+
+async def test_attach_stdin_once_closes_the_container_stdin(rt, node):
+    sid, scfg = await run_pod(rt, "once")
+    cid = await run_container(rt, node, sid, scfg, "cat", ["sh", "-c", "cat; echo eof-seen; exit 9"],
+                              stdin=True, stdin_once=True)
+    a = await rt.attach(cid, stdin=True)
+    a.stdin.write(b"payload\n")
+    assert await asyncio.wait_for(a.stdout.readline(), 5) == b"payload\n"
+    await a.close_stdin()  # the client's end of stdin: with stdinOnce the container's stdin closes
+    assert await asyncio.wait_for(a.stdout.readline(), 5) == b"eof-seen\n"
+    st = await wait_exit(rt, cid)
+    assert st.exit_code == 9
+    await a.close()
