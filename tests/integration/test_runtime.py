@@ -300,8 +300,14 @@ async def test_adoption_after_the_agent_is_killed(node):
     assert await sh(rt2, long, "echo still here") == (0, "still here\n", "")
     await rt2.stop_container(long, 0)
     assert (await rt2.container_status(long)).exit_code == 137
+    # the restarted agent removes the pod before it knows the podCIDR again: the network
+    # config of the pod's ADD is what its DEL uses, so the IP is released all the same
+    ip = (await rt2.pod_sandbox_status(sid)).ip
+    await rt2.update_runtime_config("")
     await rt2.remove_pod_sandbox(sid)
     assert await rt2.list_pod_sandboxes() == []
+    assert not any(p.name == ip for p in (node.root / "cni" / "networks").rglob("*"))
+    assert "veth" not in node.in_node("ip", "link").stdout
 
 
 async def test_stats_after_burning_cpu(rt, node):

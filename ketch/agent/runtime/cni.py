@@ -78,8 +78,9 @@ class CNI:
         return None
 
     async def add(self, container_id: str, netns: str, port_mappings: list[dict],
-                  pod_name: str = "", pod_namespace: str = "", pod_uid: str = "") -> dict:
-        """Attach the pod's netns; returns the final CNI result (ips, interfaces, ...)."""
+                  pod_name: str = "", pod_namespace: str = "", pod_uid: str = "") -> tuple[dict, dict]:
+        """Attach the pod's netns; returns the final CNI result (ips, interfaces, ...) and the
+        network list used, which DEL must be given again (as libcni caches it)."""
         if not self.config.pod_cidr:
             raise CNIError("network is not ready: the node has no podCIDR yet")
         args = _cni_args(pod_name, pod_namespace, pod_uid, container_id)
@@ -98,14 +99,15 @@ class CNI:
             await self._delete_plugins(conf_list, list(reversed(done)), prev, port_mappings,
                                        container_id, netns, args)
             raise
-        return prev or {}
+        return prev or {}, conf_list
 
     async def delete(self, container_id: str, netns: str | None, port_mappings: list[dict],
-                     prev_result: dict | None, pod_name: str = "", pod_namespace: str = "",
-                     pod_uid: str = "") -> None:
-        conf_list = self.config.network_list(str(self.data_dir / "networks"))
-        if not self.config.pod_cidr:
-            return
+                     prev_result: dict | None, conf_list: dict | None, pod_name: str = "",
+                     pod_namespace: str = "", pod_uid: str = "") -> None:
+        if conf_list is None:  # ADD never completed: today's config is the best guess
+            if not self.config.pod_cidr:
+                return
+            conf_list = self.config.network_list(str(self.data_dir / "networks"))
         args = _cni_args(pod_name, pod_namespace, pod_uid, container_id)
         await self._delete_plugins(conf_list, list(reversed(conf_list["plugins"])), prev_result,
                                    port_mappings, container_id, netns, args)

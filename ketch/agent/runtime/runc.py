@@ -219,8 +219,8 @@ class RuncRuntime(RuntimeService):
             rec["netns"], rec["own_netns"] = str(netns), True
             self._save_sandbox(rec)
             try:
-                result = await self.cni.add(rec["id"], str(netns), rec["port_mappings"],
-                                            config.name, config.namespace, config.uid)
+                result, rec["cni_network"] = await self.cni.add(rec["id"], str(netns), rec["port_mappings"],
+                                                                config.name, config.namespace, config.uid)
             except CNIError as e:
                 raise RuntimeFailure(
                     f'failed to setup network for sandbox "{rec["id"]}": {e}') from e
@@ -277,8 +277,8 @@ class RuncRuntime(RuntimeService):
             await self._kill_and_wait(rec, signal.SIGKILL, 10.0)
         if rec.get("cni_result") is not None or (rec.get("own_netns") and rec.get("netns")):
             try:
-                await self.cni.delete(rec["id"], rec.get("netns"), rec["port_mappings"],
-                                      rec.get("cni_result"), rec["name"], rec["namespace"], rec["uid"])
+                await self.cni.delete(rec["id"], rec.get("netns"), rec["port_mappings"], rec.get("cni_result"),
+                                      rec.get("cni_network"), rec["name"], rec["namespace"], rec["uid"])
             except CNIError as e:
                 log.warning("CNI DEL for sandbox %s: %s", rec["id"], e)
             rec["cni_result"] = None
