@@ -122,6 +122,15 @@ def validate_log_options(query, pod_name: str) -> None:
         raise errors.invalid("", "PodLogOptions", pod_name, errs)
 
 
+def dial_error(host: str, port: int, e: BaseException) -> str:
+    """A failed connection as Go's net package words it."""
+    if isinstance(e, ConnectionRefusedError):
+        return f"dial tcp {host}:{port}: connect: connection refused"
+    if isinstance(e, asyncio.TimeoutError):
+        return f"dial tcp {host}:{port}: i/o timeout"
+    return str(e) or type(e).__name__
+
+
 def _unreachable_address(node: dict) -> str:
     """host:port a kubelet without a URL would have upstream (InternalIP and the kubelet port)."""
     addresses = (node.get("status") or {}).get("addresses") or []
@@ -226,7 +235,10 @@ class KubeletProxy:
             upstream = await self._client().request(request.method, url, data=body, headers=headers,
                                                     allow_redirects=False, auto_decompress=False)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            raise errors.ApiError(500, "", f'{request.method.capitalize()} "{url}": {e or type(e).__name__}') from None
+            target = urlsplit(url)
+            cause = e.os_error if isinstance(e, aiohttp.ClientConnectorError) else e
+            raise errors.ApiError(500, "", f'{request.method.capitalize()} "{url}": '
+                                           f'{dial_error(target.hostname or "", target.port or 443, cause)}') from None
         async with upstream:
             if streaming_log and upstream.status != 200:
                 text = (await upstream.read()).decode(errors="replace").strip()
@@ -261,7 +273,7 @@ class KubeletProxy:
                 host, port, ssl=self._tls if target.scheme == "https" else None,
                 server_hostname=host if target.scheme == "https" else None), _CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
-            raise errors.ApiError(500, "", f"error dialing backend: {e or type(e).__name__}") from None
+            raise errors.ApiError(500, "", f"error dialing backend: {dial_error(host, port, e)}") from None
         try:
             head = [f"{request.method} {target.path.rstrip('/')}{path}{'?' + qs if qs else ''} HTTP/1.1",
                     f"Host: {target.netloc}"]

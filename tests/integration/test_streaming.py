@@ -309,6 +309,7 @@ def test_port_forward_to_a_closed_port_reports_the_error(server, ns, pod, kubele
         while "error forwarding port 81" not in err and time.monotonic() < deadline:
             err += proc.stderr.readline()
         assert "error forwarding port 81" in err
+        assert 'failed to connect to localhost:81 inside namespace' in err and "connection refused" in err
     finally:
         proc.kill()
         proc.wait()
@@ -372,6 +373,25 @@ def test_node_proxy_reaches_the_kubelet(server, kubelet):
     assert pods["kind"] == "PodList"
     p = server.kubectl("get", "--raw", "/api/v1/nodes/sim-0/proxy/healthz", check=False)
     assert p.returncode != 0 and "10250" in p.stderr
+
+
+def test_kubelet_down_answers_as_upstream(server, ns):
+    """A node whose kubelet URL points at a closed port: Go's wording of the refused dial."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    node = unique("down")
+    register_node(server, node, f"https://127.0.0.1:{port}")
+    try:
+        name = unique("p")
+        server.kubectl("run", name, "-n", ns, "--image=busybox", "--overrides",
+                       '{"spec":{"nodeName":"%s","tolerations":[{"operator":"Exists"}]}}' % node)
+        p = server.kubectl("exec", name, "-n", ns, "--", "true", check=False)
+        assert f"error dialing backend: dial tcp 127.0.0.1:{port}: connect: connection refused" in p.stderr
+        p = server.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/healthz", check=False)
+        assert f'Get "https://127.0.0.1:{port}/healthz": dial tcp 127.0.0.1:{port}: connect: connection refused' \
+            in p.stderr
+    finally:
+        server.kubectl("delete", "node", node, "--wait=false", check=False)
 
 
 # ---- the channel protocols, spoken directly to the kubelet ------------------------------------

@@ -28,7 +28,12 @@ Connect = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWr
 
 
 def forward_error(port: int, pod: str, e: BaseException) -> str:
-    detail = getattr(e, "message", "") or str(e) or type(e).__name__
+    """The kubelet's message (with containerd's wording for a port nothing listens on)."""
+    if isinstance(e, ConnectionRefusedError):
+        detail = (f'failed to connect to localhost:{port} inside namespace "{pod}", '
+                  f"IPv4: dial tcp4 127.0.0.1:{port}: connect: connection refused")
+    else:
+        detail = getattr(e, "message", "") or str(e) or type(e).__name__
     return f"error forwarding port {port} to pod {pod}, uid : {detail}"
 
 
