@@ -23,7 +23,6 @@ from ..api.durations import format_seconds
 from ..api.errors import ApiError
 from ..client.events import NORMAL, WARNING
 from ..controllers.base import Controller
-from ..controllers.podutil import parse_time
 from ..client.informer import object_key
 from . import containers as cc
 from . import hooks
@@ -154,7 +153,9 @@ class PodWorker(Controller):
         if state is None or key is None:
             return
         if probe_type in (LIVENESS, STARTUP) and result == FAILURE:
-            state.kill[name] = kill_message(name, probe_type)
+            pod = self.k.pods.get(key)
+            restarts = pod is not None and (pod["spec"].get("restartPolicy") or "Always") != "Never"
+            state.kill[name] = kill_message(name, probe_type, will_restart=restarts)
         self.enqueue(key)
 
     async def _containers(self, uid: str) -> dict[str, list[ContainerStatus]]:
@@ -340,10 +341,12 @@ class PodWorker(Controller):
             return 2.0
         self.recorder.event(pod, NORMAL, "Started", f"Started container {name}", fpath)
         state.waiting.pop(name, None)
-        if await hooks.run_post_start(pod, container, cid, self.runtime, sandbox_id=sandbox.id, pod_ip=sandbox.ip,
-                                      recorder=self.recorder, timeout=self._grace(pod)) is not None:
-            self.recorder.event(pod, NORMAL, "Killing", "FailedPostStartHook", fpath)
+        error = await hooks.run_post_start(pod, container, cid, self.runtime, sandbox_id=sandbox.id,
+                                           pod_ip=sandbox.ip, recorder=self.recorder, timeout=self._grace(pod))
+        if error is not None:
+            self.recorder.event(pod, NORMAL, "Killing", hooks.POST_START_KILL_MESSAGE, fpath)
             await self.runtime.stop_container(cid, self._grace(pod))
+            state.waiting[name] = Waiting(hooks.POST_START_ERROR, error)
         return None
 
     async def _stop_container(self, pod: dict, container: dict | None, cs: ContainerStatus, grace: float) -> None:
@@ -390,11 +393,8 @@ class PodWorker(Controller):
         by_name = await self._containers(uid)
         specs = {c["name"]: c for c in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]}
         running = [(specs.get(n), cs[0]) for n, cs in by_name.items() if cs and cs[0].state == CONTAINER_RUNNING]
-        grace = self._grace(pod)
-        if meta.get("deletionTimestamp"):
-            deadline = parse_time(meta["deletionTimestamp"])
-            if deadline is not None:
-                grace = max(min(grace, deadline.timestamp() - time.time()), 0.0)
+        self.k.prober.stop_liveness_and_startup(uid)   # readiness goes on while the containers stop
+        grace = self._grace(pod)   # deletionGracePeriodSeconds once deleted, as the kubelet's killPod
         for spec, _cs in running:
             if spec is not None:
                 self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {spec['name']}",

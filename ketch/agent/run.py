@@ -8,6 +8,7 @@ it the pods are bridged in the agent's own network namespace, as on a real node.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 from pathlib import Path
@@ -36,6 +37,9 @@ def ensure_netns(name: str) -> str:
 
 def build(client: Client, config: AgentConfig, host_netns: str | None = None) -> tuple[Kubelet, KubeletServer]:
     netns = ensure_netns(host_netns) if host_netns else None
+    config.root.mkdir(parents=True, exist_ok=True)
+    # What `ketch killall` needs to clear this node after the agent stopped.
+    (config.root / "agent.json").write_text(json.dumps({"node_name": config.node_name, "node_netns": host_netns}))
     store = ImageStore(config.data_dir / "images")
     runtime = RuncRuntime(config.root / "runtime", store, CNIConfig(), host_netns=netns,
                           cgroup_root=config.cgroup_root)

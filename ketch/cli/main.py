@@ -125,6 +125,14 @@ def _agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _killall(args: argparse.Namespace) -> int:
+    from ..agent.killall import killall
+    data_dir = Path(args.data_dir or default_data_dir())
+    removed = asyncio.run(killall(data_dir))
+    print(f"ketch: removed {removed} pod sandboxes under {data_dir}")
+    return 0
+
+
 def add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-name", help="the Node's name (default: this machine's hostname)")
     p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP and pods' hostIP (default 127.0.0.1)")
@@ -271,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "ketch server's)")
     add_agent_flags(agent)
     agent.set_defaults(func=_agent)
+
+    killall = sub.add_parser("killall", help="stop and remove every pod the node agents of a data dir run "
+                                             "(the agents must be stopped), as k3s-killall.sh")
+    killall.add_argument("--data-dir", help="the agents' state directory (default as ketch server's)")
+    killall.set_defaults(func=_killall)
 
     cm = sub.add_parser("controller-manager", help="run the controllers alone against an API server")
     cm.add_argument("--kubeconfig", required=True, help="kubeconfig with the API server and credentials")

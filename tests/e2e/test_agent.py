@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -344,3 +345,25 @@ def test_statefulset_pod_keeps_its_data(cluster):
     finally:
         cluster.kubectl("delete", "statefulset", "whaleset", "--wait=false", check=False)
         cluster.kubectl("delete", "svc", "sayhey-svc", check=False)
+
+
+def test_killall_clears_the_machine(tmp_path):
+    """`ketch killall` after the server stopped: no container, monitor, mount or node netns is left."""
+    c = start_agent_cluster(tmp_path, images=["busybox:latest"])
+    try:
+        c.kubectl("create", "-f", "-", input=_pod_manifest("idle", {"image": "busybox", "command": ["sleep", "3600"]},
+                                                           volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}]))
+        c.wait_running("idle")
+        c.server.stop()
+        monitors = lambda: [line for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                                              text=True).stdout.splitlines()
+                            if line.startswith("/usr/bin/conmon") and str(tmp_path) in line]
+        assert monitors()   # the pod outlives its agent
+        out = subprocess.run([sys.executable, "-m", "ketch.cli.main", "killall", "--data-dir", str(tmp_path / "data")],
+                             capture_output=True, text=True, check=True).stdout
+        assert "removed 1 pod sandboxes" in out
+        assert not monitors()
+        assert not [m for m in open("/proc/self/mounts").read().splitlines() if str(tmp_path) in m]
+        assert not os.path.exists(f"/run/netns/{c.netns_name}")
+    finally:
+        c.stop()

@@ -1,0 +1,44 @@
+"""`ketch killall`: stop everything the node agents of a data directory run — as k3s-killall.sh
+does for k3s. Containers outlive their agent on purpose (an agent restart adopts them); this is
+how a machine is cleared: every sandbox and container removed, pod volumes unmounted, and the
+network namespaces that stood in for the nodes deleted. The agents must be stopped first."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+from ..images.store import ImageStore
+from .runtime.runc import RuncRuntime
+from .volumes import VolumeManager
+
+log = logging.getLogger("ketch.agent")
+
+
+async def killall(data_dir: Path) -> int:
+    """Remove every pod of every agent under `data_dir`; returns how many sandboxes went."""
+    removed = 0
+    store = ImageStore(data_dir / "images")
+    for node_root in sorted((data_dir / "agent").glob("*")):
+        runtime_root = node_root / "runtime"
+        if not runtime_root.is_dir():
+            continue
+        try:
+            netns = json.loads((node_root / "agent.json").read_text()).get("node_netns")
+        except (OSError, ValueError):
+            netns = None
+        runtime = RuncRuntime(runtime_root, store, host_netns=f"/run/netns/{netns}" if netns else None)
+        for sandbox in await runtime.list_pod_sandboxes():
+            await runtime.stop_pod_sandbox(sandbox.id)
+            await runtime.remove_pod_sandbox(sandbox.id)
+            removed += 1
+        for container in await runtime.list_containers():   # any left without a sandbox
+            await runtime.remove_container(container.id)
+        volumes = VolumeManager(node_root, source=None)
+        for uid in volumes.pod_uids_on_disk():
+            await volumes.teardown(uid)
+        await runtime.close()
+        if netns and (Path("/run/netns") / netns).exists():
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    return removed
