@@ -7,6 +7,8 @@ import asyncio
 import ipaddress
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -405,3 +407,56 @@ async def test_attach_stdin_once_closes_the_container_stdin(rt, node):
     st = await wait_exit(rt, cid)
     assert st.exit_code == 9
     await a.close()
+
+
+AGENT_SCRIPT = r"""
+import asyncio, sys, time
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from pathlib import Path
+from ketch.agent.runtime import api
+from ketch.agent.runtime.cni import CNIConfig
+from ketch.agent.runtime.runc import RuncRuntime
+from ketch.images.store import ImageStore
+from helpers.rootfs import busybox_image
+
+async def main(base, netns, cgroup_top, count):
+    rt = RuncRuntime(base / "runtime", ImageStore(base / "images"), CNIConfig(pod_cidr="10.250.0.0/24"),
+                     host_netns=netns, cgroup_root=f"{cgroup_top}/kubepods")
+    image = busybox_image(base / "busybox")
+    for i in range(count):
+        cfg = api.PodSandboxConfig(name=f"p{i}", namespace="default", uid=f"u{i}", labels={"n": str(i)})
+        sid = await rt.run_pod_sandbox(cfg)
+        c = api.ContainerConfig(name="c", image=image, command=["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
+                                log_path=str(base / "logs" / f"p{i}.log"))
+        await rt.start_container(await rt.create_container(sid, c, cfg))
+    print("ready", flush=True)
+    await asyncio.sleep(3600)  # killed -9 here
+
+asyncio.run(main(Path(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6])))
+"""
+
+
+async def test_real_kill_9_of_the_agent_process(node):
+    root = Path(__file__).resolve().parents[2]
+    agent = subprocess.Popen([sys.executable, "-c", AGENT_SCRIPT, str(root), str(root / "tests"), str(node.base),
+                              node.netns, node.cgroup_top, "8"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(agent.stdout.readline), 60)
+        assert line.strip() == "ready"
+    finally:
+        agent.kill()  # SIGKILL: no cleanup of any kind
+        agent.wait()
+    rt = node.runtime()
+    sandboxes = await rt.list_pod_sandboxes()
+    assert len(sandboxes) == 8 and {s.state for s in sandboxes} == {"ready"}
+    assert len({s.ip for s in sandboxes}) == 8
+    containers = await rt.list_containers()
+    assert len(containers) == 8 and {c.state for c in containers} == {"running"}
+    # the monitors kept the logs going while no agent ran
+    log = Path(containers[0].log_path)
+    before = log.read_text().count("tick")
+    await asyncio.sleep(0.5)
+    assert log.read_text().count("tick") > before
+    for s in sandboxes:
+        await rt.remove_pod_sandbox(s.id)
+    assert await rt.list_containers() == [] and await rt.list_pod_sandboxes() == []
