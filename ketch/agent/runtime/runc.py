@@ -297,6 +297,7 @@ class RuncRuntime(RuntimeService):
         self._cleanup_monitor_files(rec["id"])
         shutil.rmtree(rec["dir"], ignore_errors=True)
         self._sandboxes.pop(rec["id"], None)
+        self._locks.pop(rec["id"], None)
         self._sandbox_store.delete(rec["id"])
 
     def _cleanup_monitor_files(self, key: str) -> None:
@@ -484,6 +485,7 @@ class RuncRuntime(RuntimeService):
         self._cleanup_monitor_files(rec["id"])
         await asyncio.to_thread(shutil.rmtree, rec["bundle"], True)
         self._containers.pop(rec["id"], None)
+        self._locks.pop(rec["id"], None)
         self._container_store.delete(rec["id"])
 
     def _mark_start_error(self, rec: dict) -> None:
