@@ -20,7 +20,7 @@ class KubeletBackend:
         return self.k.pods.list()
 
     async def resolve(self, namespace: str, pod: str, container: str, previous: bool = False) -> ContainerRef:
-        obj = self.k.pods.get(f"{namespace}/{pod}")
+        obj = self.k.pod(f"{namespace}/{pod}")
         if obj is None:
             raise KubeletError(404, "pod does not exist")
         uid = obj["metadata"]["uid"]

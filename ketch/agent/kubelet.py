@@ -26,6 +26,7 @@ from . import containers as cc
 from . import env as podenv
 from . import node as nodeinfo
 from . import podfiles
+from . import staticpods
 from .imagepull import ImageManager
 from .podworker import PodWorker
 from .prober.manager import ProbeManager
@@ -53,6 +54,7 @@ class AgentConfig:
     max_pods: int = nodeinfo.MAX_PODS
     labels: dict[str, str] = field(default_factory=dict)
     pod_manifest_path: Path | None = None
+    file_check_frequency: float = staticpods.SCAN_PERIOD
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
 
     @property
@@ -114,6 +116,8 @@ class Kubelet:
         self.images = ImageManager(image_store, self.recorder)
         self.source = ApiSource(self)
         self.volumes = VolumeManager(config.root, self.source)
+        self.static = staticpods.StaticPods(config.pod_manifest_path, config.node_name) \
+            if config.pod_manifest_path else None
         self.worker = PodWorker(self)
         self.prober = ProbeManager(runtime, self.recorder, self.worker.probe_result)
         self.node_api = client.resource("v1", "Node")
@@ -130,6 +134,13 @@ class Kubelet:
         self._pleg: dict[str, str] = {}
 
     # ---- what the pod worker asks ----------------------------------------------------------------
+
+    def pod(self, key: str) -> dict | None:
+        """The pod to run under `key`: a static pod, else the API's pod bound here (not a mirror)."""
+        if self.static is not None and key in self.static.pods:
+            return self.static.pods[key]
+        pod = self.pods.get(key)
+        return None if staticpods.is_mirror(pod) else pod
 
     def pod_log_dir(self, pod: dict) -> Path:
         """/var/log/pods/<namespace>_<name>_<uid>, as the kubelet lays out its log files."""
@@ -212,10 +223,13 @@ class Kubelet:
         self.informers.start()
         await asyncio.gather(self.pods.wait_synced(), self.informers.wait_synced())
         await self._adopt()
+        if self.static is not None:
+            self._scan_static()
         self.ready.set()
         log.warning("node %s ready (pod CIDR %s)", self.node_name, self.pod_cidr or "none yet")
         try:
-            await asyncio.gather(self.worker.run(), self._pleg_loop(), self._lease_loop(), self._status_loop())
+            await asyncio.gather(self.worker.run(), self._pleg_loop(), self._lease_loop(), self._status_loop(),
+                                 self._static_loop())
         finally:
             await self.prober.stop()
             await self.pods.stop()
@@ -231,6 +245,20 @@ class Kubelet:
             ns, name = sb.labels.get(cc.POD_NAMESPACE), sb.labels.get(cc.POD_NAME)
             if ns and name:
                 self.worker.enqueue(f"{ns}/{name}")
+
+    def _scan_static(self) -> None:
+        try:
+            for key in self.static.scan():
+                self.worker.enqueue(key)
+        except OSError as e:
+            log.warning("static pods in %s: %s", self.config.pod_manifest_path, e)
+
+    async def _static_loop(self) -> None:
+        if self.static is None:
+            return
+        while True:
+            await asyncio.sleep(self.config.file_check_frequency)
+            self._scan_static()
 
     async def _pleg_loop(self) -> None:
         """The pod lifecycle event generator: relist, and sync each pod whose containers changed."""

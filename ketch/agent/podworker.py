@@ -31,6 +31,7 @@ from .imagepull import ImagePullFailed
 from .prober.manager import FAILURE, LIVENESS, STARTUP, kill_message
 from .runtime.api import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, ContainerStatus, Mount,
                           RuntimeError_, SANDBOX_READY)
+from .staticpods import CONFIG_HASH, CONFIG_MIRROR, is_mirror, mirror_pod
 from .status import ContainerView, PodView, Waiting, pod_status
 
 log = logging.getLogger("ketch.agent.pods")
@@ -63,6 +64,7 @@ class PodState:
     start_time: str = ""
     terminal_phase: str = ""
     last_status: dict | None = None
+    written_to: str = ""          # the uid of the API pod last_status went to (a static pod's mirror changes)
     sandbox_config: object = None
     volume_paths: dict[str, Path] | None = None
     volumes_refreshed: float = 0.0
@@ -85,7 +87,10 @@ class PodWorker(Controller):
     # ---- the sync ------------------------------------------------------------------------------
 
     async def sync(self, key: str) -> float | None:
-        pod = self.k.pods.get(key)
+        pod = self.k.pod(key)
+        api_pod = self.k.pods.get(key)
+        if pod is None and is_mirror(api_pod):
+            await self._delete_api_pod(api_pod)   # the mirror of a static pod whose file went away
         sandboxes = await self.runtime.list_pod_sandboxes(labels={cc.POD_NAMESPACE: key.split("/", 1)[0],
                                                                   cc.POD_NAME: key.split("/", 1)[1]})
         uid = pod["metadata"]["uid"] if pod is not None else None
@@ -417,12 +422,7 @@ class PodWorker(Controller):
             return None
         for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
             await self.runtime.remove_pod_sandbox(sb.id)
-        try:
-            await self.pod_api.delete(meta["name"], meta["namespace"], gracePeriodSeconds=0,
-                                      preconditions={"uid": uid})
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
+        await self._delete_api_pod(pod)
         self._forget(uid)
         return None
 
@@ -451,15 +451,49 @@ class PodWorker(Controller):
 
     async def _write_status(self, pod: dict, state: PodState, by_name: dict, sandbox) -> None:
         status = pod_status(self._view(pod, state, by_name, sandbox), _now())
-        if status == state.last_status or status == pod.get("status"):
-            state.last_status = status
+        target = pod
+        if CONFIG_HASH in (pod["metadata"].get("annotations") or {}):   # a static pod: its mirror shows it
+            target = await self._mirror(pod)
+            if target is None:
+                return
+        meta = target["metadata"]
+        if status == target.get("status") or (status == state.last_status and state.written_to == meta["uid"]):
             return
-        meta = pod["metadata"]
         try:
             await self.pod_api.patch(meta["name"], {"metadata": {"uid": meta["uid"]}, "status": status}, "merge",
                                      namespace=meta["namespace"], subresource="status")
-            state.last_status = status
+            state.last_status, state.written_to = status, meta["uid"]
+            if target is not pod:
+                pod["status"] = status   # the static pod itself is the agent's own object
         except ApiError as e:
             if e.code != 404:
+                raise
+
+    async def _mirror(self, pod: dict) -> dict | None:
+        """The API's mirror of a static pod: made when missing, replaced when stale or deleted."""
+        key = object_key(pod)
+        mirror = self.k.pods.get(key)
+        digest = pod["metadata"]["annotations"][CONFIG_HASH]
+        if mirror is not None and (mirror["metadata"].get("annotations", {}).get(CONFIG_MIRROR) != digest
+                                   or mirror["metadata"].get("deletionTimestamp")):
+            await self._delete_api_pod(mirror)
+            mirror = None
+        if mirror is None:
+            node = {"metadata": {"name": self.k.node_name, "uid": self.k.node_uid}}
+            try:
+                mirror = await self.pod_api.create(mirror_pod(pod, node), namespace=pod["metadata"]["namespace"])
+            except ApiError as e:
+                if e.code == 409:   # the old one is still going; the next sync makes it
+                    return None
+                raise
+        return mirror
+
+    async def _delete_api_pod(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.pod_api.delete(meta["name"], meta["namespace"], gracePeriodSeconds=0,
+                                      preconditions={"uid": meta["uid"]})
+        except ApiError as e:
+            if e.code not in (404, 409):
                 raise
 

@@ -85,7 +85,9 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        node_ip=args.node_ip, address=args.kubelet_address, port=args.kubelet_port,
                        cluster_dns=[d for d in (args.cluster_dns or "").split(",") if d],
                        cluster_domain=args.cluster_domain, max_pods=args.max_pods, labels=labels,
-                       cgroup_root=args.cgroup_root)
+                       cgroup_root=args.cgroup_root,
+                       pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
+                       file_check_frequency=args.file_check_frequency)
 
 
 async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None) -> None:
@@ -146,6 +148,9 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
                                                               "(default 10.43.0.10)")
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain (default cluster.local)")
     p.add_argument("--max-pods", type=int, default=110, help="pods the node takes at most (default 110)")
+    p.add_argument("--pod-manifest-path", metavar="DIR", help="run the pods of the manifests in DIR as static pods")
+    p.add_argument("--file-check-frequency", type=_duration, default=20.0, metavar="DURATION",
+                   help="how often the manifest directory is re-read (default 20s)")
     p.add_argument("--cgroup-root", default="kubepods",
                    help="cgroup of the pods, relative to the agent's own cgroup (default kubepods)")
 

@@ -367,3 +367,37 @@ def test_killall_clears_the_machine(tmp_path):
         assert not os.path.exists(f"/run/netns/{c.netns_name}")
     finally:
         c.stop()
+
+
+def test_static_pods_run_from_the_manifest_directory(tmp_path):
+    """--pod-manifest-path: the file's pod runs as <name>-<node>; the API shows a mirror pod that
+    comes back (its containers untouched) when deleted; removing the file stops the pod."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    c = start_agent_cluster(tmp_path / "c", images=["busybox:latest"],
+                            extra_args=["--pod-manifest-path", str(manifests), "--file-check-frequency", "0.5s"])
+    try:
+        (manifests / "web.yaml").write_text(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  containers:\n"
+            "  - name: web\n    image: busybox\n    command: [sleep, '3600']\n")
+        pod = c.wait_running("web-node1")
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["kubernetes.io/config.source"] == "file"
+        assert annotations["kubernetes.io/config.mirror"] == annotations["kubernetes.io/config.hash"]
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "Node"
+        cid = pod["status"]["containerStatuses"][0]["containerID"]
+        assert c.kubectl("exec", "web-node1", "--", "hostname").stdout.strip() == "web-node1"
+        c.kubectl("delete", "pod", "web-node1", "--wait=false")
+        again = wait_for(lambda: (lambda p: p if p["metadata"]["uid"] != pod["metadata"]["uid"] and
+                                  p["status"].get("containerStatuses") else None)(c.pod("web-node1"))
+                         if c.kubectl("get", "pod", "web-node1", check=False).returncode == 0 else None,
+                         30, "the mirror pod back", interval=0.3)
+        assert again["status"]["containerStatuses"][0]["containerID"] == cid   # still the same container
+        (manifests / "web.yaml").unlink()
+        wait_for(lambda: c.kubectl("get", "pod", "web-node1", check=False).returncode != 0, 30, "the mirror gone")
+        pid_gone = lambda: not [line for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                                                text=True).stdout.splitlines()
+                                if "conmon" in line and cid.split("://")[1] in line]
+        wait_for(pid_gone, 30, "the container stopped")
+    finally:
+        c.stop()

@@ -57,7 +57,10 @@ class AgentCluster:
 
     def wait_running(self, name: str, namespace: str = "default", timeout: float = 60) -> dict:
         def running():
-            pod = self.pod(name, namespace)
+            got = self.server.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
+            if got.returncode != 0:
+                return None
+            pod = json.loads(got.stdout)
             return pod if pod["status"].get("phase") == "Running" and all(
                 c.get("ready") for c in pod["status"].get("containerStatuses") or [{}]) else None
         return wait_for(running, timeout, f"pod {name} running and ready", interval=0.2)
