@@ -215,9 +215,9 @@ class RuncRuntime(RuntimeService):
             rec["netns"] = self.host_netns
         else:
             netns = sdir / "netns"
-            await asyncio.to_thread(create_netns, netns)
             rec["netns"], rec["own_netns"] = str(netns), True
-            self._save_sandbox(rec)
+            self._save_sandbox(rec)  # first: an agent killed right after still knows to remove it
+            await asyncio.to_thread(create_netns, netns)
             try:
                 result, rec["cni_network"] = await self.cni.add(rec["id"], str(netns), rec["port_mappings"],
                                                                 config.name, config.namespace, config.uid)
@@ -242,11 +242,12 @@ class RuncRuntime(RuntimeService):
         if not lx.host_ipc:
             shm = sdir / "shm"
             shm.mkdir(exist_ok=True)
+            rec["shm"] = str(shm)
+            self._save_sandbox(rec)
             try:
                 mount_tmpfs(shm, f"mode=1777,size={SHM_SIZE}")
             except OSError as e:
                 raise RuntimeFailure(f"mounting the pod's /dev/shm: {e}") from e
-            rec["shm"] = str(shm)
         # the pause process
         pause_dir = sdir / "pause"
         pause_dir.mkdir()
