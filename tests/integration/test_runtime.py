@@ -461,3 +461,16 @@ async def test_real_kill_9_of_the_agent_process(node):
     for s in sandboxes:
         await rt.remove_pod_sandbox(s.id)
     assert await rt.list_containers() == [] and await rt.list_pod_sandboxes() == []
+
+
+async def test_tty_exec_takes_more_input_than_a_pty_buffers(rt, node):
+    sid, scfg = await run_pod(rt, "bigtty")
+    cid = await run_container(rt, node, sid, scfg, "main", ["sleep", "1000"])
+    t = await rt.exec(cid, ["sh", "-c", "stty -echo; wc -c"], tty=True, stdin=True)
+    await asyncio.sleep(0.2)
+    lines = b"".join(b"%07d\n" % i for i in range(25_000))  # 200 kB, far more than the pty holds
+    t.stdin.write(lines)
+    t.stdin.close()  # ^D after the data: end of input for wc
+    out = await asyncio.wait_for(t.stdout.read(), 20)
+    assert await asyncio.wait_for(t.wait(), 5) == 0
+    assert str(len(lines)).encode() in out

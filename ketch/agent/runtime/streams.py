@@ -109,21 +109,35 @@ class TtyExecSession(ExecSession):
         loop = asyncio.get_running_loop()
         self.stdout = asyncio.StreamReader()
         self._closed = False
+        self._pending = bytearray()  # what the pty would not take yet
         loop.add_reader(master, self._on_readable)
         self.stdin = _FdWriter(self._send, lambda: self._send(b"\x04"))  # EOF: ^D to the line discipline
 
     def _send(self, data: bytes) -> None:
         if self._closed:
             return
-        view = memoryview(data)
-        while view:
+        was_idle = not self._pending
+        self._pending += data
+        if was_idle:
+            self._flush()
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending and not self._closed:
             try:
-                n = os.write(self.master, view)
+                n = os.write(self.master, self._pending)
             except BlockingIOError:
-                continue
-            except OSError:
+                loop.add_writer(self.master, self._on_writable)
                 return
-            view = view[n:]
+            except OSError:
+                self._pending.clear()
+                break
+            del self._pending[:n]
+        with contextlib.suppress(Exception):
+            loop.remove_writer(self.master)
+
+    def _on_writable(self) -> None:
+        self._flush()
 
     def _on_readable(self) -> None:
         try:
@@ -140,7 +154,9 @@ class TtyExecSession(ExecSession):
     def _finish_reading(self) -> None:
         if not self._closed:
             self._closed = True
-            asyncio.get_running_loop().remove_reader(self.master)
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.master)
+            loop.remove_writer(self.master)
             self.stdout.feed_eof()
             os.close(self.master)
 
