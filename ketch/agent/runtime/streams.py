@@ -23,7 +23,8 @@ from .api import AttachSession, ExecSession
 
 STDOUT_PIPE = 2
 STDERR_PIPE = 3
-_PACKET = 8192
+_PACKET = 8192  # what we send per packet (conmon reads stdin in 8 KiB reads)
+_RECV = 65536  # a SEQPACKET read longer than the buffer is cut: read generously
 
 
 def set_winsize(fd: int, width: int, height: int) -> None:
@@ -218,7 +219,7 @@ class ConmonAttachSession(AttachSession):
         loop = asyncio.get_running_loop()
         try:
             while True:
-                packet = await loop.sock_recv(self.sock, _PACKET + 1)
+                packet = await loop.sock_recv(self.sock, _RECV)
                 if not packet:
                     break
                 stream, payload = packet[0], packet[1:]
