@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..api.errors import ApiError
+from ..api.quantity import parse_quantity
 from ..client.events import EventRecorder
 from ..client.informer import Informer, object_key
 from ..client.rest import Client
 from ..controllers.base import InformerFactory
 from . import containers as cc
 from . import env as podenv
+from . import eviction
 from . import node as nodeinfo
 from . import podfiles
 from . import staticpods
@@ -55,6 +57,8 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     pod_manifest_path: Path | None = None
     file_check_frequency: float = staticpods.SCAN_PERIOD
+    eviction_hard: str = eviction.DEFAULT_HARD
+    eviction_pressure_transition_period: float = 300.0
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
 
     @property
@@ -109,6 +113,8 @@ class Kubelet:
         self.node_name = config.node_name
         self.node_ip = config.node_ip
         self.facts = nodeinfo.MachineFacts.read(config.data_dir)
+        self.eviction = eviction.EvictionManager(config.data_dir, eviction.parse_thresholds(config.eviction_hard),
+                                                 config.eviction_pressure_transition_period)
         self.recorder = EventRecorder(client, "kubelet", host=config.node_name)
         self.informers = InformerFactory(client)
         self.pods = Informer(client.resource("v1", "Pod"), field_selector=f"spec.nodeName={config.node_name}")
@@ -333,7 +339,7 @@ class Kubelet:
 
     async def _report_status(self, force: bool = False) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        pressure = nodeinfo.pressure(self.config.data_dir)
+        pressure = self.eviction.conditions()
         key = tuple(sorted(pressure.items()))
         if not force and key == self._reported and time.monotonic() - self._last_report < STATUS_REPORT:
             return
@@ -348,6 +354,76 @@ class Kubelet:
         await self.node_api.patch(self.node_name, {"status": status}, "merge", subresource="status")
         self._reported, self._last_report = key, time.monotonic()
 
+    # ---- node-pressure eviction -----------------------------------------------------------------
+
+    async def _reclaim(self) -> None:
+        """Past a hard threshold: free images (disk), else evict the first pod in upstream's order."""
+        for threshold, obs in self.eviction.met():
+            resource = eviction.RESOURCE[threshold.signal]
+            self.recorder.event(self._node_ref(), "Warning", "EvictionThresholdMet",
+                                f"Attempting to reclaim {resource}")
+            if threshold.signal == eviction.NODEFS and self.image_store is not None:
+                in_use = {c.image_id for c in await self.runtime.list_containers()}
+                need = threshold.value(obs.capacity) - obs.available
+                if await asyncio.to_thread(self.image_store.prune, in_use, need):
+                    if not any(t is threshold for t, _ in self.eviction.met()):
+                        continue
+            usages = [u for u in [await self._usage(pod, threshold.signal) for pod in self._evictable()] if u]
+            if not usages:
+                continue
+            victim = eviction.rank(usages)[0]
+            message = eviction.eviction_message(threshold.signal, threshold, obs, victim)
+            log.warning("evicting %s/%s: %s", victim.pod["metadata"]["namespace"], victim.pod["metadata"]["name"],
+                        message)
+            self.recorder.event(victim.pod, "Warning", "Evicted", message)
+            self.worker.evict(victim.pod, message)
+            return   # one pod per round, then look again
+
+    def _node_ref(self) -> dict:
+        return {"kind": "Node", "apiVersion": "v1", "metadata": {"name": self.node_name, "uid": self.node_name}}
+
+    def _evictable(self) -> list[dict]:
+        """Running pods of this node the kubelet may evict (not static pods: they are critical)."""
+        out = []
+        for pod in self.pods.list():
+            meta = pod["metadata"]
+            state = self.worker.states.get(meta["uid"])
+            if staticpods.is_mirror(pod) or meta.get("deletionTimestamp") or (state and state.terminal_phase):
+                continue
+            if (pod.get("status") or {}).get("phase") == "Running":
+                out.append(pod)
+        return out
+
+    async def _usage(self, pod: dict, signal: str) -> eviction.PodUsage | None:
+        uid = pod["metadata"]["uid"]
+        resource = "memory" if signal == eviction.MEMORY else "ephemeral-storage"
+        containers = []
+        for c in await self.runtime.list_containers(labels={cc.POD_UID: uid}):
+            if c.state != "running":
+                continue
+            try:
+                stats = await self.runtime.container_stats(c.id)
+            except Exception:  # noqa: BLE001 - a container that just went has no stats
+                continue
+            spec = next((s for s in pod["spec"]["containers"] if s["name"] == c.name), {})
+            request = ((spec.get("resources") or {}).get("requests") or {}).get(resource)
+            request_bytes = parse_quantity(request).scaled_value(0) if request else 0
+            if signal == eviction.MEMORY:
+                used = stats.memory_working_set_bytes
+            else:
+                log_size = Path(c.log_path).stat().st_size if c.log_path and Path(c.log_path).exists() else 0
+                used = stats.writable_layer_bytes + log_size
+            containers.append((c.name, used, request_bytes))
+        if not containers:
+            return None
+        total = sum(u for _, u, _ in containers)
+        if signal == eviction.NODEFS:   # emptyDir volumes on the node's disk count too
+            extra = await asyncio.to_thread(eviction.pod_disk_usage, self.volumes.pod_dir(uid))
+            total += extra
+            name, used, request = containers[0]
+            containers[0] = (name, used + extra, request)
+        return eviction.PodUsage(pod, total, sum(r for _, _, r in containers), containers)
+
     def _images(self) -> list[dict]:
         """node.status.images: the 50 largest images, as the kubelet reports them."""
         try:
@@ -361,6 +437,7 @@ class Kubelet:
         while True:
             await asyncio.sleep(STATUS_UPDATE)
             try:
+                await self._reclaim()
                 await self._report_status()
                 node = await self.node_api.get(self.node_name)
                 await self._set_pod_cidr((node.get("spec") or {}).get("podCIDR") or "")

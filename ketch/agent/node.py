@@ -21,7 +21,6 @@ LEASE_DURATION_SECONDS = 40
 MAX_PODS = 110
 EVICTION_MEMORY_BYTES = 100 * 1024**2     # evictionHard memory.available<100Mi
 EVICTION_NODEFS_FRACTION = 0.10           # evictionHard nodefs.available<10%
-PID_PRESSURE_FRACTION = 0.05              # PIDPressure when fewer than 5% of pids are free
 
 
 def node_conditions(now: str, transition: str | None = None, pressure: dict[str, bool] | None = None,
@@ -127,17 +126,6 @@ class MachineFacts:
         storage = int(self.storage_bytes * (1 - EVICTION_NODEFS_FRACTION))
         return {"cpu": str(self.cpus), "ephemeral-storage": str(storage), "hugepages-1Gi": "0", "hugepages-2Mi": "0",
                 "memory": _ki(max(self.memory_bytes - EVICTION_MEMORY_BYTES, 0)), "pods": str(max_pods)}
-
-
-def pressure(data_dir: Path) -> dict[str, bool]:
-    """Which of the kubelet's eviction signals are past their hard thresholds now."""
-    mem = meminfo()
-    disk = shutil.disk_usage(data_dir)
-    pid_max = int(_read("/proc/sys/kernel/pid_max", "32768") or 32768)
-    running = sum(1 for p in os.listdir("/proc") if p.isdigit())
-    return {"MemoryPressure": mem.get("MemAvailable", 1 << 62) < EVICTION_MEMORY_BYTES,
-            "DiskPressure": disk.free < disk.total * EVICTION_NODEFS_FRACTION,
-            "PIDPressure": pid_max - running < pid_max * PID_PRESSURE_FRACTION}
 
 
 def node_status(name: str, ip: str, facts: MachineFacts, runtime_version: str, now: str, port: int,

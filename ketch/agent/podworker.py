@@ -65,6 +65,9 @@ class PodState:
     terminal_phase: str = ""
     last_status: dict | None = None
     written_to: str = ""          # the uid of the API pod last_status went to (a static pod's mirror changes)
+    reason: str = ""              # pod-level, once the kubelet ended it: "Evicted"
+    message: str = ""
+    grace: float | None = None    # overrides the pod's grace period (an eviction's 0)
     sandbox_config: object = None
     volume_paths: dict[str, Path] | None = None
     volumes_refreshed: float = 0.0
@@ -118,6 +121,12 @@ class PodWorker(Controller):
             # The sandbox went away after the pod finished (restartPolicy Never/OnFailure): stay done.
             state.terminal_phase = pod_status(self._view(pod, state, by_name, None), _now())["phase"]
             if state.terminal_phase in TERMINAL:
+                return await self._terminate(pod, state)
+        if not ours and not (pod.get("status") or {}).get("startTime"):
+            refused = self.k.eviction.admit(pod)    # a new pod on a node under pressure
+            if refused:
+                self.recorder.event(pod, WARNING, "Evicted", refused)
+                self.end(state, "Evicted", refused)
                 return await self._terminate(pod, state)
         if not state.start_time:
             state.start_time = _now()
@@ -383,7 +392,20 @@ class PodWorker(Controller):
                     except RuntimeError_:
                         pass
 
+    def end(self, state: PodState, reason: str, message: str, grace: float | None = 0) -> None:
+        """The kubelet ends the pod itself (eviction): Failed with `reason`, containers stopped."""
+        state.terminal_phase, state.reason, state.message, state.grace = "Failed", reason, message, grace
+
+    def evict(self, pod: dict, message: str) -> None:
+        uid = pod["metadata"]["uid"]
+        state = self.states.get(uid) or self.states.setdefault(uid, PodState(uid))
+        self.end(state, "Evicted", message)
+        self.enqueue(object_key(pod))
+
     def _grace(self, pod: dict) -> float:
+        state = self.states.get(pod["metadata"]["uid"])
+        if state is not None and state.grace is not None:
+            return state.grace
         meta = pod["metadata"]
         if meta.get("deletionGracePeriodSeconds") is not None:
             return float(meta["deletionGracePeriodSeconds"])
@@ -447,7 +469,8 @@ class PodWorker(Controller):
                        sandbox_ready=sandbox is not None, runtime_name=self.k.runtime_name,
                        init=[view(c) for c in pod["spec"].get("initContainers") or ()],
                        containers=[view(c) for c in pod["spec"]["containers"]],
-                       start_time=state.start_time, terminal_phase=state.terminal_phase)
+                       start_time=state.start_time, terminal_phase=state.terminal_phase, reason=state.reason,
+                       message=state.message)
 
     async def _write_status(self, pod: dict, state: PodState, by_name: dict, sandbox) -> None:
         status = pod_status(self._view(pod, state, by_name, sandbox), _now())

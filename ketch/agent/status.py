@@ -181,7 +181,10 @@ def pod_status(view: PodView, now: str) -> dict:
     # The kubelet's order: PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled.
     order = {"PodReadyToStartContainers": 0, "Initialized": 1, "Ready": 2, "ContainersReady": 3, "PodScheduled": 4}
     conditions.sort(key=lambda c: order.get(c["type"], 5))
-    keep = [c for t, c in old.items() if t not in order]  # readiness gates and others' conditions
+    if view.reason == "Evicted":
+        conditions.append(_condition("DisruptionTarget", True, old, now, "TerminationByKubelet", view.message))
+    ours = {*order, *(("DisruptionTarget",) if view.reason == "Evicted" else ())}
+    keep = [c for t, c in old.items() if t not in ours]   # readiness gates and others' conditions
     status: dict = {"phase": the_phase, "conditions": conditions + keep, "hostIP": view.host_ip,
                     "hostIPs": [{"ip": view.host_ip}] if view.host_ip else [],
                     "startTime": view.start_time or old_status.get("startTime") or now,

@@ -76,6 +76,15 @@ def _server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eviction_thresholds(text: str) -> str:
+    from ..agent.eviction import EvictionConfigError, parse_thresholds
+    try:
+        parse_thresholds(text)
+    except EvictionConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _agent_config(args: argparse.Namespace, data_dir: Path):
     import socket
 
@@ -87,7 +96,8 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        cluster_domain=args.cluster_domain, max_pods=args.max_pods, labels=labels,
                        cgroup_root=args.cgroup_root,
                        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
-                       file_check_frequency=args.file_check_frequency)
+                       file_check_frequency=args.file_check_frequency, eviction_hard=args.eviction_hard,
+                       eviction_pressure_transition_period=args.eviction_pressure_transition_period)
 
 
 async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None) -> None:
@@ -151,6 +161,11 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pod-manifest-path", metavar="DIR", help="run the pods of the manifests in DIR as static pods")
     p.add_argument("--file-check-frequency", type=_duration, default=20.0, metavar="DURATION",
                    help="how often the manifest directory is re-read (default 20s)")
+    p.add_argument("--eviction-hard", type=_eviction_thresholds, default="memory.available<100Mi,nodefs.available<10%",
+                   help="hard eviction thresholds, SIGNAL<QUANTITY|PERCENT,... with memory.available, "
+                        "nodefs.available, pid.available (default memory.available<100Mi,nodefs.available<10%%)")
+    p.add_argument("--eviction-pressure-transition-period", type=_duration, default=300.0, metavar="DURATION",
+                   help="how long a pressure condition stays after its signal recovered (default 5m0s)")
     p.add_argument("--cgroup-root", default="kubepods",
                    help="cgroup of the pods, relative to the agent's own cgroup (default kubepods)")
 

@@ -401,3 +401,47 @@ def test_static_pods_run_from_the_manifest_directory(tmp_path):
         wait_for(pid_gone, 30, "the container stopped")
     finally:
         c.stop()
+
+
+def test_disk_pressure_evicts_the_pod_filling_the_disk(tmp_path):
+    """The node's filesystem (a 64 MiB tmpfs here) fills past the hard threshold: the node reports
+    DiskPressure, the kubelet evicts the pod that filled it (Failed, reason Evicted, upstream's
+    message and DisruptionTarget condition), and refuses new pods while the pressure lasts."""
+    data = tmp_path / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(data)], check=True)
+    try:
+        c = start_agent_cluster(tmp_path, images=["busybox:latest"],
+                                extra_args=["--eviction-hard", "nodefs.available<25%",
+                                            "--eviction-pressure-transition-period", "30s"])
+    except BaseException:
+        subprocess.run(["umount", "-l", str(data)], capture_output=True)
+        raise
+    try:
+        c.kubectl("create", "-f", "-", input=_pod_manifest(
+            "filler", {"image": "busybox", "command": ["sh", "-c", "dd if=/dev/zero of=/scratch/fill bs=1M count=44; "
+                                                                   "sleep 3600"],
+                       "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+            volumes=[{"name": "scratch", "emptyDir": {}}]))
+        c.kubectl("create", "-f", "-", input=_pod_manifest("bystander", {"image": "busybox",
+                                                                          "command": ["sleep", "3600"]}))
+        evicted = wait_for(lambda: (lambda p: p if p["status"].get("reason") == "Evicted" else None)(c.pod("filler")),
+                           60, "the filler evicted", interval=0.5)
+        assert evicted["status"]["phase"] == "Failed"
+        assert evicted["status"]["message"].startswith(
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 16Mi, available: ")
+        assert "Container filler was using " in evicted["status"]["message"]
+        target = next(x for x in evicted["status"]["conditions"] if x["type"] == "DisruptionTarget")
+        assert target["status"] == "True" and target["reason"] == "TerminationByKubelet"
+        assert c.pod("bystander")["status"]["phase"] == "Running"
+        node = c.server.kubectl_json("get", "node", c.node_name)
+        assert {x["type"]: x["status"] for x in node["status"]["conditions"]}["DiskPressure"] == "True"
+        c.kubectl("create", "-f", "-", input=_pod_manifest("latecomer", {"image": "busybox",
+                                                                          "command": ["sleep", "3600"]},
+                                                           nodeName=c.node_name))
+        refused = wait_for(lambda: (lambda p: p if p["status"].get("reason") == "Evicted" else None)(
+            c.pod("latecomer")) if c.kubectl("get", "pod", "latecomer", check=False).returncode == 0 else None,
+            30, "the latecomer refused", interval=0.3)
+        assert refused["status"]["message"] == "The node had condition: [DiskPressure]. "
+    finally:
+        c.stop()
