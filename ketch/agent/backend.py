@@ -2,9 +2,11 @@
 pod/container name means, the pods of the node, and the stats documents."""
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from . import containers as cc
+from . import resource_metrics
 from .server import ContainerRef, KubeletError
 
 if TYPE_CHECKING:
@@ -15,6 +17,7 @@ class KubeletBackend:
     def __init__(self, kubelet: "Kubelet"):
         self.k = kubelet
         self.runtime = kubelet.runtime
+        self._stats = resource_metrics.SummaryBuilder()   # keeps the last CPU counters, for rates
 
     def pods(self) -> list[dict]:
         return self.k.pods.list()
@@ -47,9 +50,14 @@ class KubeletBackend:
                             tty=bool(spec.get("tty")), stdin=bool(spec.get("stdin")))
 
     async def summary(self) -> dict:
-        from . import stats
-        return await stats.summary(self.k)
+        """The Summary API document, from the runtime's cgroup stats and the node's counters."""
+        return await resource_metrics.summary_from_runtime(self._stats, self.runtime, self.k.node_name, _boot_ns(),
+                                                           fs_path=self.k.config.data_dir)
 
     async def resource_metrics(self) -> str:
-        from . import stats
-        return await stats.resource_metrics(self.k)
+        return resource_metrics.render_summary(await self.summary())
+
+
+def _boot_ns() -> int:
+    with open("/proc/uptime") as f:
+        return time.time_ns() - int(float(f.read().split()[0]) * 1e9)

@@ -26,6 +26,7 @@ from ..controllers.base import InformerFactory
 from . import containers as cc
 from . import env as podenv
 from . import eviction
+from . import logs
 from . import node as nodeinfo
 from . import podfiles
 from . import staticpods
@@ -42,6 +43,7 @@ LEASE_RENEW = 10.0                  # a quarter of the lease's 40 s
 STATUS_UPDATE = 10.0                # nodeStatusUpdateFrequency: conditions checked this often
 STATUS_REPORT = 60.0                # ... and written at least this often even when unchanged
 KUBELET_URL_ANNOTATION = "ketch.io/kubelet-url"
+LOG_ROTATION_PERIOD = 10.0          # containerLogMonitorInterval
 
 
 @dataclass
@@ -58,6 +60,8 @@ class AgentConfig:
     pod_manifest_path: Path | None = None
     file_check_frequency: float = staticpods.SCAN_PERIOD
     eviction_hard: str = eviction.DEFAULT_HARD
+    container_log_max_size: int = 10 * 1024**2   # containerLogMaxSize 10Mi
+    container_log_max_files: int = 5
     eviction_pressure_transition_period: float = 300.0
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
 
@@ -235,7 +239,7 @@ class Kubelet:
         log.warning("node %s ready (pod CIDR %s)", self.node_name, self.pod_cidr or "none yet")
         try:
             await asyncio.gather(self.worker.run(), self._pleg_loop(), self._lease_loop(), self._status_loop(),
-                                 self._static_loop())
+                                 self._static_loop(), self._log_rotation_loop())
         finally:
             await self.prober.stop()
             await self.pods.stop()
@@ -251,6 +255,21 @@ class Kubelet:
             ns, name = sb.labels.get(cc.POD_NAMESPACE), sb.labels.get(cc.POD_NAME)
             if ns and name:
                 self.worker.enqueue(f"{ns}/{name}")
+
+    async def _log_rotation_loop(self) -> None:
+        """The kubelet's container log manager: a log past the size limit is rotated (the runtime
+        reopens it), keeping the newest files."""
+        while True:
+            await asyncio.sleep(LOG_ROTATION_PERIOD)
+            for c in await self.runtime.list_containers():
+                if c.state != "running" or not c.log_path:
+                    continue
+                try:
+                    if logs.rotate(c.log_path, self.config.container_log_max_size,
+                                   self.config.container_log_max_files) is not None:
+                        await self.runtime.reopen_container_log(c.id)
+                except Exception as e:  # noqa: BLE001 - one log must not stop the others
+                    log.info("log rotation of %s: %s", c.id[:12], e)
 
     def _scan_static(self) -> None:
         try:

@@ -76,6 +76,15 @@ def _server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bytes(text: str) -> int:
+    """A quantity of bytes ("10Mi", "500k", "1048576")."""
+    from ..api.quantity import parse_quantity
+    try:
+        return parse_quantity(text).scaled_value(0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: {e}") from None
+
+
 def _eviction_thresholds(text: str) -> str:
     from ..agent.eviction import EvictionConfigError, parse_thresholds
     try:
@@ -97,7 +106,9 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        cgroup_root=args.cgroup_root,
                        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
                        file_check_frequency=args.file_check_frequency, eviction_hard=args.eviction_hard,
-                       eviction_pressure_transition_period=args.eviction_pressure_transition_period)
+                       eviction_pressure_transition_period=args.eviction_pressure_transition_period,
+                       container_log_max_size=args.container_log_max_size,
+                       container_log_max_files=args.container_log_max_files)
 
 
 async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None) -> None:
@@ -166,6 +177,10 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
                         "nodefs.available, pid.available (default memory.available<100Mi,nodefs.available<10%%)")
     p.add_argument("--eviction-pressure-transition-period", type=_duration, default=300.0, metavar="DURATION",
                    help="how long a pressure condition stays after its signal recovered (default 5m0s)")
+    p.add_argument("--container-log-max-size", type=_bytes, default=10 * 1024**2, metavar="SIZE",
+                   help="rotate a container's log at this size (default 10Mi)")
+    p.add_argument("--container-log-max-files", type=int, default=5,
+                   help="log files kept per container, the live one included (default 5)")
     p.add_argument("--cgroup-root", default="kubepods",
                    help="cgroup of the pods, relative to the agent's own cgroup (default kubepods)")
 

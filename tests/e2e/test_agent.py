@@ -445,3 +445,25 @@ def test_disk_pressure_evicts_the_pod_filling_the_disk(tmp_path):
         assert refused["status"]["message"] == "The node had condition: [DiskPressure]. "
     finally:
         c.stop()
+
+
+def test_container_logs_rotate_and_stay_readable(tmp_path):
+    """--container-log-max-size: a chatty container's log is rotated (files kept as configured)
+    while `kubectl logs` goes on reading the live file."""
+    c = start_agent_cluster(tmp_path, images=["busybox:latest"],
+                            extra_args=["--container-log-max-size", "20Ki", "--container-log-max-files", "3"])
+    try:
+        c.kubectl("create", "-f", "-", input=_pod_manifest("chatty", {"image": "busybox", "command": [
+            "sh", "-c", "i=0; while true; do echo line $i padded to be a bit longer than short; i=$((i+1)); "
+                        "sleep 0.002; done"]}))
+        pod = c.wait_running("chatty")
+        log_dir = tmp_path / "data" / "agent" / c.node_name / "pod-logs" / \
+            f"default_chatty_{pod['metadata']['uid']}" / "chatty"
+        wait_for(lambda: len(list(log_dir.glob("0.log.*"))) >= 2, 60, "two rotations", interval=0.5)
+        assert len(list(log_dir.glob("0.log*"))) <= 3
+        tail = c.kubectl("logs", "chatty", "--tail", "5").stdout.splitlines()
+        assert len(tail) == 5 and all(line.startswith("line ") for line in tail)
+        numbers = [int(line.split()[1]) for line in tail]
+        assert numbers == sorted(numbers)
+    finally:
+        c.stop()
