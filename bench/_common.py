@@ -26,6 +26,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 _children: list[subprocess.Popen] = []
 _temp_dirs: list[Path] = []
+_cleanups: list = []   # callables run after the children die and before the temp dirs go
 
 
 # ---- processes ----------------------------------------------------------------------------------
@@ -40,9 +41,9 @@ def pin_self_to_load_cpu() -> None:
         os.sched_setaffinity(0, {LOAD_CPU})
 
 
-def spawn(argv: list[str], log_path: Path, cwd: Path = ROOT) -> subprocess.Popen:
-    """Start a server on SERVER_CPU (taskset execs it, so the PID is the server's own)."""
-    prefix = ["taskset", "-c", str(SERVER_CPU)] if can_pin() else []
+def spawn(argv: list[str], log_path: Path, cwd: Path = ROOT, cpu: int | None = SERVER_CPU) -> subprocess.Popen:
+    """Start a server on `cpu` (taskset execs it, so the PID is the server's own; None: any core)."""
+    prefix = ["taskset", "-c", str(cpu)] if cpu is not None and can_pin() else []
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([*prefix, *argv], stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                                 stdin=subprocess.DEVNULL)
@@ -94,12 +95,24 @@ def temp_dir(prefix: str) -> Path:
     return path
 
 
+def on_cleanup(fn) -> None:
+    """Run `fn()` at cleanup, after the children are killed and before the temp dirs are removed
+    (e.g. unmounting what a child left mounted under them)."""
+    _cleanups.append(fn)
+
+
 def cleanup() -> None:
     for proc in list(_children):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         _children.remove(proc)
+    while _cleanups:
+        fn = _cleanups.pop()
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - the rest of the cleanup must still run
+            print(f"cleanup {getattr(fn, '__name__', fn)}: {e}", file=sys.stderr)
     for path in list(_temp_dirs):
         shutil.rmtree(path, ignore_errors=True)
         _temp_dirs.remove(path)

@@ -1,0 +1,529 @@
+"""Node agent figures (issue 4): pod startup latency on one node, the agent's memory with 100 pods,
+and pod deletion — each beside a baseline measured in the same run.
+
+A real `ketch server --disable-agent` (API server, controllers, scheduler; pinned to one core) and a
+separate `ketch agent` process (any core, so its runc/conmon children are not squeezed onto one),
+whose node lives in a network namespace this script makes (the pods' bridge is there; the root
+namespace is never touched) and whose pods' cgroups sit under a cgroup of this script's. The image
+(busybox, bundled) is present beforehand. Phases:
+
+  baseline      the floor under the kubelet, before the agent starts: (a) `runc run -d` of busybox
+                `sleep 3600` on an overlay of the same image, one after another; (b) the agent's own
+                runtime (RuncRuntime, in this process, on a node namespace of its own): a burst of
+                50 pod sandboxes (netns, CNI, cgroup, pause) + container create + start, 8 at a time
+                as the kubelet's pod workers, timed from the burst start to each container started,
+                then (those 50 running) 10 more pods one after another
+  idle          the agent's VmRSS once its node is Ready and it idled IDLE seconds
+  startup       50 pods (busybox `sleep 3600`) created in one burst through the API, bound by the
+                scheduler; create -> Running (phase Running, container running) as a watch sees it,
+                and as the kubelet reports it (creationTimestamp -> startedAt, whole seconds)
+  one by one    10 more pods, each created once the one before is Running (50 running): the
+                latency without queueing behind the rest of a burst
+  100 pods      50 more; the agent's VmRSS after all 100 are Running and it idled IDLE seconds
+  delete        the 100 pods deleted in one burst (grace period 1 s: a PID-1 `sleep` ignores SIGTERM,
+                so the kill comes after it); delete -> gone from the API, watched
+
+Everything is removed at the end, also on failure or a signal: the processes (by PID), then as
+`ketch killall` the pods' sandboxes and containers, then what may remain (runc state, monitors,
+mounts, the network namespaces, cgroups) as the tests' destroy_node does.
+
+    .venv/bin/python bench/bench_agent.py               # 50-pod burst, 100 pods for memory
+    .venv/bin/python bench/bench_agent.py --quick       # 20 / 40 pods, shorter idles
+    KETCH_BENCH_PROFILE=1 .venv/bin/python bench/bench_agent.py   # the agent under cProfile:
+        its costliest functions over the whole run are printed at the end, and the profile kept
+        as /tmp/bench-agent-<tag>.prof
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import pstats
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from bench import _common as common  # noqa: E402
+from bench._common import CpuMeter, Figure, percentile  # noqa: E402
+from helpers.runtime_node import destroy_node  # noqa: E402
+from ketch.agent.runtime import api as rt_api  # noqa: E402
+from ketch.agent.runtime.cni import CNIConfig  # noqa: E402
+from ketch.agent.runtime.runc import RuncRuntime  # noqa: E402
+from ketch.client import kubeconfig  # noqa: E402
+from ketch.client.rest import Client  # noqa: E402
+from ketch.images import bundled  # noqa: E402
+from ketch.images.store import ImageStore  # noqa: E402
+
+IMAGE = "busybox:latest"
+NODE = "bench-node"
+POD_WORKERS = 8             # the kubelet's pod workers (ketch/agent/podworker.py), for the baseline burst
+RAW_RUNS = 10
+PROFILE = os.environ.get("KETCH_BENCH_PROFILE") == "1"
+# The agent's main thread under cProfile with its CPU clock (thread_time): what runs on the event
+# loop, without the loop's idle waits that a wall clock charges to whatever coroutine awaited.
+PROFILED_AGENT = """import cProfile, sys, time
+from ketch.cli.main import main
+profile = cProfile.Profile(time.thread_time)
+profile.enable()
+try:
+    main(sys.argv[2:])
+finally:
+    profile.disable()
+    profile.dump_stats(sys.argv[1])
+"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    burst: int        # pods of the startup figure
+    one_by_one: int   # pods then started one at a time, the burst's pods running
+    total: int        # pods of the memory figure
+    idle: float       # seconds the agent idles before an RSS reading
+    deadline: float   # seconds a phase may take
+
+
+FULL = Plan(burst=50, one_by_one=10, total=100, idle=10, deadline=180)
+QUICK = Plan(burst=20, one_by_one=5, total=40, idle=3, deadline=90)
+
+
+@dataclass
+class Node:
+    """What destroy_node (tests/helpers/runtime_node.py) needs to clear one runtime root."""
+    base: Path
+    root: Path
+    netns_name: str
+    cgroup_top: str
+
+
+def make_netns(name: str) -> None:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+
+
+def remove_node(node: Node) -> None:
+    destroy_node(node)
+
+
+def bench_pod(i: int) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"bench-{i:03d}", "labels": {"app": "bench-agent"}},
+            "spec": {"containers": [{"name": "sleep", "image": IMAGE, "command": ["sleep", "3600"],
+                                     "imagePullPolicy": "IfNotPresent"}],
+                     "terminationGracePeriodSeconds": 1}}
+
+
+def running(pod: dict) -> bool:
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    return status.get("phase") == "Running" and bool(statuses) and all(
+        "running" in (s.get("state") or {}) for s in statuses)
+
+
+def seconds(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def summary(ms: list[float]) -> str:
+    return (f"p50 {percentile(ms, 0.5):7.1f} ms  p99 {percentile(ms, 0.99):7.1f} ms  "
+            f"min {min(ms):7.1f}  max {max(ms):7.1f}  (n={len(ms)})")
+
+
+# ---- baselines: the raw runtime ---------------------------------------------------------------
+
+def raw_runc(node: Node, store: ImageStore, runs: int) -> list[float]:
+    """ms per busybox `sleep 3600` started with `runc run -d` on a fresh overlay of the image (its
+    own, empty network namespace: runc's default spec), one after another."""
+    image = store.resolve(IMAGE)
+    work = node.root
+    runc_root = work / "runc"
+    runc_root.mkdir(parents=True)
+    template = work / "template"
+    template.mkdir()
+    subprocess.run(["runc", "spec"], cwd=template, check=True)
+    spec = json.loads((template / "config.json").read_text())
+    spec["process"].update(terminal=False, args=["sleep", "3600"])
+    spec["root"] = {"path": "rootfs", "readonly": False}
+    out = []
+    try:
+        for i in range(runs):
+            bundle = work / f"c{i}"
+            bundle.mkdir()
+            spec["linux"]["cgroupsPath"] = f"{node.cgroup_top}/raw-{i}"   # relative: under our own cgroup
+            t = time.perf_counter()
+            store.mount_rootfs(image, bundle / "rootfs", bundle / "overlay")
+            (bundle / "config.json").write_text(json.dumps(spec))
+            subprocess.run(["runc", "--root", str(runc_root), "run", "-d", f"raw-{i}"], cwd=bundle, check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out.append((time.perf_counter() - t) * 1000)
+    finally:
+        for cid in sorted(os.listdir(runc_root)):
+            subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid], capture_output=True)
+        for i in range(runs):
+            with contextlib.suppress(OSError):
+                store.unmount_rootfs(work / f"c{i}" / "rootfs")
+    return out
+
+
+async def runtime_pods(node: Node, store: ImageStore, burst: int, one_by_one: int) -> tuple[list[float], list[float]]:
+    """The agent's runtime alone: ms from a burst's start until each of `burst` pods (sandbox +
+    busybox container) is started, POD_WORKERS at a time; then, with those running, ms for each of
+    `one_by_one` more pods started one after another. All removed again at the end."""
+    image = store.resolve(IMAGE)
+    rt = RuncRuntime(node.root, store, CNIConfig(pod_cidr="10.251.0.0/24"), host_netns=f"/run/netns/{node.netns_name}",
+                     cgroup_root=f"{node.cgroup_top}/kubepods")
+
+    async def start_pod(i: int) -> None:
+        scfg = rt_api.PodSandboxConfig(name=f"raw-{i:03d}", namespace="bench", uid=f"uid-raw-{i}",
+                                       hostname=f"raw-{i:03d}", labels={"app": "bench-raw"})
+        sid = await rt.run_pod_sandbox(scfg)
+        ccfg = rt_api.ContainerConfig(name="sleep", image=image, command=["sleep", "3600"],
+                                      log_path=str(node.base / "logs" / f"raw-{i:03d}.log"))
+        cid = await rt.create_container(sid, ccfg, scfg)
+        await rt.start_container(cid)
+
+    in_burst: list[float] = []
+    alone: list[float] = []
+    t0 = time.perf_counter()
+
+    async def in_the_burst(i: int) -> None:
+        await start_pod(i)
+        in_burst.append((time.perf_counter() - t0) * 1000)
+
+    try:
+        await common.in_flight(burst, in_the_burst, concurrency=POD_WORKERS)
+        for i in range(burst, burst + one_by_one):
+            t = time.perf_counter()
+            await start_pod(i)
+            alone.append((time.perf_counter() - t) * 1000)
+    finally:
+        for sb in await rt.list_pod_sandboxes():
+            with contextlib.suppress(Exception):
+                await rt.stop_pod_sandbox(sb.id)
+                await rt.remove_pod_sandbox(sb.id)
+        await rt.close()
+    return in_burst, alone
+
+
+# ---- the cluster ------------------------------------------------------------------------------
+
+class Cluster:
+    def __init__(self, work: Path, tag: str):
+        self.work = work
+        self.data = work / "data"
+        self.netns = f"ketch-bench-{tag}"
+        self.cgroup_top = f"ketch-bench-{tag}"
+        self.node = Node(base=work, root=self.data / "agent" / NODE / "runtime", netns_name=self.netns,
+                         cgroup_top=self.cgroup_top)
+        self.server: subprocess.Popen | None = None
+        self.agent: subprocess.Popen | None = None
+        self.kubeconfig: Path | None = None
+        self.profile = work / "agent.prof"
+
+    def start(self) -> None:
+        make_netns(self.netns)
+        common.on_cleanup(self.clear)
+        self.server, self.kubeconfig = common.start_server(self.work)
+        argv = ["agent", "--kubeconfig", str(self.kubeconfig), "--data-dir",
+                str(self.data), "--node-name", NODE, "--node-netns", self.netns, "--kubelet-port", "0",
+                "--cgroup-root", f"{self.cgroup_top}/kubepods", "--max-pods", "110"]
+        argv = ["-c", PROFILED_AGENT, str(self.profile), *argv] if PROFILE else ["-m", "ketch.cli.main", *argv]
+        self.agent = common.spawn([sys.executable, *argv], self.work / "agent.log", cpu=None)
+
+    def stop_agent(self) -> None:
+        """SIGTERM (the agent leaves its containers running, as a kubelet does; cProfile writes its
+        file on that exit)."""
+        if self.agent is not None:
+            common.stop(self.agent, grace=20)
+
+    def clear(self) -> None:
+        """The pods of the stopped agent (`ketch killall`), then whatever remains."""
+        if self.node.root.is_dir():
+            subprocess.run([sys.executable, "-m", "ketch.cli.main", "killall", "--data-dir", str(self.data)],
+                           cwd=common.ROOT, capture_output=True, timeout=300)
+        remove_node(self.node)
+
+    def client(self) -> Client:
+        return Client(kubeconfig.load(self.kubeconfig), user_agent="bench-agent")
+
+
+async def wait_node_ready(client: Client, cluster: Cluster, timeout: float = 60) -> None:
+    nodes = client.resource("v1", "Node")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cluster.agent.poll() is not None:
+            raise RuntimeError(f"the agent exited:\n{common.log_tail(cluster.work / 'agent.log')}")
+        with contextlib.suppress(Exception):
+            node = await nodes.get(NODE)
+            if node["spec"].get("podCIDR") and any(c.get("type") == "Ready" and c.get("status") == "True"
+                                                   for c in node["status"].get("conditions") or ()):
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"node {NODE} not Ready:\n{common.log_tail(cluster.work / 'agent.log')}")
+
+
+async def wait_service_account(client: Client, namespace: str = "default", timeout: float = 30) -> None:
+    """Admission needs the namespace's default ServiceAccount before pods can be created."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            await client.resource("v1", "ServiceAccount").get("default", namespace=namespace)
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("no default ServiceAccount")
+
+
+class PodWatch:
+    """A watch of the namespace's pods from now on: when each was first seen Running (container
+    running), and when each was deleted, on this process's perf_counter clock."""
+
+    def __init__(self, client: Client, namespace: str = "default"):
+        self.pods = client.resource("v1", "Pod")
+        self.namespace = namespace
+        self.running_at: dict[str, float] = {}
+        self.gone_at: dict[str, float] = {}
+        self.last: dict[str, dict] = {}
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        rv = (await self.pods.list(self.namespace, limit=1))["metadata"]["resourceVersion"]
+        self._task = asyncio.create_task(self._run(rv))
+        await asyncio.sleep(0.1)
+
+    async def _run(self, rv: str) -> None:
+        while True:
+            async for ev in self.pods.watch(self.namespace, resourceVersion=rv, allowWatchBookmarks=True,
+                                            timeoutSeconds=600):
+                now = time.perf_counter()
+                obj = ev.get("object") or {}
+                rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                name = obj.get("metadata", {}).get("name")
+                if ev.get("type") == "BOOKMARK" or not name:
+                    continue
+                if ev.get("type") == "DELETED":
+                    self.gone_at.setdefault(name, now)
+                    self.last.pop(name, None)
+                else:
+                    self.last[name] = obj
+                    if running(obj):
+                        self.running_at.setdefault(name, now)
+                self.changed.set()
+
+    async def until(self, done, deadline: float, what: str) -> None:
+        end = time.monotonic() + deadline
+        while not done():
+            self.changed.clear()
+            left = end - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{what}: not done after {deadline}s")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+async def create_burst(client: Client, names_and_pods: list[tuple[str, dict]]) -> dict[str, float]:
+    """Create the pods all at once; returns when each create was sent."""
+    pods = client.resource("v1", "Pod", "default")
+    sent: dict[str, float] = {}
+
+    async def one(i: int) -> None:
+        name, pod = names_and_pods[i]
+        sent[name] = time.perf_counter()
+        await pods.create(pod)
+    await common.in_flight(len(names_and_pods), one, concurrency=len(names_and_pods))
+    return sent
+
+
+async def idle_rss(pid: int, idle: float) -> float:
+    await asyncio.sleep(idle)
+    return common.status_mb(pid)
+
+
+def monitors_rss(root: Path) -> tuple[int, float]:
+    """How many conmon processes monitor containers under `root`, and their VmRSS in MB together."""
+    count, total = 0, 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes()
+            if cmdline.startswith(b"conmon") or b"/conmon\0" in cmdline:
+                if str(root).encode() in cmdline:
+                    count += 1
+                    total += common.status_mb(int(entry.name))
+    return count, total
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+async def main_async(plan: Plan) -> int:
+    work = common.temp_dir("ketch-bench-agent-")
+    tag = secrets.token_hex(4)
+    store = ImageStore(work / "data" / "images")
+    bundled.ensure(store, [IMAGE])
+    figures: list[Figure] = []
+
+    # Baselines first, with no agent running.
+    raw_node = Node(base=work / "raw", root=work / "raw", netns_name=f"ketch-bench-{tag}-none",
+                    cgroup_top=f"ketch-bench-{tag}-raw")   # no netns: runc's default spec makes one per container
+    common.on_cleanup(lambda: remove_node(raw_node))
+    raw = raw_runc(raw_node, store, RAW_RUNS)
+    remove_node(raw_node)
+    print(f"runc run -d (overlay + run), one at a time:   {summary(raw)}", flush=True)
+    base_node = Node(base=work / "baseline", root=work / "baseline" / "runtime", netns_name=f"ketch-bench-{tag}-rt",
+                     cgroup_top=f"ketch-bench-{tag}-rt")
+    make_netns(base_node.netns_name)
+    common.on_cleanup(lambda: remove_node(base_node))
+    with CpuMeter(os.getpid()) as meter:
+        floor, floor_alone = await runtime_pods(base_node, store, plan.burst, plan.one_by_one)
+    print(f"RuncRuntime, burst of {plan.burst} ({POD_WORKERS} at a time): {summary(floor)}; "
+          f"{meter}".replace("server", "this process"), flush=True)
+    print(f"RuncRuntime, one pod at a time, {plan.burst} running: {summary(floor_alone)}", flush=True)
+    remove_node(base_node)
+
+    cluster = Cluster(work, tag)
+    cluster.start()
+    agent_pid = cluster.agent.pid
+    async with cluster.client() as client:
+        await wait_node_ready(client, cluster)
+        await wait_service_account(client)
+        rss_idle = await idle_rss(agent_pid, plan.idle)
+        print(f"node {NODE} Ready; agent pid {agent_pid}, server pid {cluster.server.pid}; "
+              f"idle agent VmRSS {rss_idle:.1f} MB", flush=True)
+        watch = PodWatch(client)
+        await watch.start()
+        try:
+            # startup burst
+            burst = [(f"bench-{i:03d}", bench_pod(i)) for i in range(plan.burst)]
+            with CpuMeter(agent_pid) as meter:
+                sent = await create_burst(client, burst)
+                await watch.until(lambda: all(n in watch.running_at for n, _ in burst), plan.deadline,
+                                  f"{plan.burst} pods Running")
+            watched = [(watch.running_at[n] - sent[n]) * 1000 for n, _ in burst]
+            reported = []
+            for n, _ in burst:
+                pod = watch.last[n]
+                started = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+                reported.append((seconds(started) - seconds(pod["metadata"]["creationTimestamp"])) * 1000)
+            span = max(watch.running_at[n] for n, _ in burst) - min(sent.values())
+            print(f"startup, {plan.burst} pods in a burst (watched):  {summary(watched)}; "
+                  f"all Running after {span:.2f} s", flush=True)
+            print(f"startup (kubelet's creationTimestamp -> startedAt, 1 s resolution): {summary(reported)}", flush=True)
+            print(f"  agent {meter}".replace("server", "agent"), flush=True)
+            figures.append(Figure(f"pod startup p50, {plan.burst}-pod burst, create -> Running", "ms",
+                                  500 if plan is FULL else None, False, percentile(watched, 0.5),
+                                  percentile(floor, 0.5)))
+            figures.append(Figure(f"pod startup p99, {plan.burst}-pod burst", "ms", 1500 if plan is FULL else None,
+                                  False, percentile(watched, 0.99), percentile(floor, 0.99)))
+            figures.append(Figure("  kubelet-reported startup p50 (1 s resolution)", "ms", None, False,
+                                  percentile(reported, 0.5), None))
+            figures.append(Figure("  kubelet-reported startup p99 (1 s resolution)", "ms", None, False,
+                                  percentile(reported, 0.99), None))
+            if PROFILE:
+                print("(KETCH_BENCH_PROFILE: the agent runs under cProfile, figures are inflated)")
+
+            # one at a time, the burst's pods running: the latency without queueing behind others
+            alone = []
+            for i in range(plan.burst, plan.burst + plan.one_by_one):
+                name = f"bench-{i:03d}"
+                sent = await create_burst(client, [(name, bench_pod(i))])
+                await watch.until(lambda: name in watch.running_at, plan.deadline, f"pod {name} Running")
+                alone.append((watch.running_at[name] - sent[name]) * 1000)
+            print(f"startup, one pod at a time, {plan.burst} running (watched): {summary(alone)}", flush=True)
+            figures.append(Figure(f"pod startup p50, one at a time, {plan.burst} running", "ms", None, False,
+                                  percentile(alone, 0.5), percentile(floor_alone, 0.5)))
+
+            # up to `total` pods; memory
+            first = plan.burst + plan.one_by_one
+            rest = [(f"bench-{i:03d}", bench_pod(i)) for i in range(first, plan.total)]
+            await create_burst(client, rest)
+            everyone = [f"bench-{i:03d}" for i in range(plan.total)]
+            await watch.until(lambda: all(n in watch.running_at for n in everyone), plan.deadline,
+                              f"{plan.total} pods Running")
+            rss_full = await idle_rss(agent_pid, plan.idle)
+            conmons, conmon_mb = monitors_rss(cluster.node.root)
+            per_pod = (rss_full - rss_idle) / plan.total
+            print(f"{plan.total} pods Running: agent VmRSS {rss_full:.1f} MB ({per_pod * 1024:.0f} kB per pod); "
+                  f"{conmons} conmon monitors {conmon_mb:.1f} MB together; server VmRSS "
+                  f"{common.status_mb(cluster.server.pid):.1f} MB", flush=True)
+            figures.append(Figure(f"agent VmRSS, {plan.total} pods running", "MB", 80 if plan is FULL else None,
+                                  False, rss_full, 275))
+            figures.append(Figure("  agent VmRSS, idle (no pods)", "MB", None, False, rss_idle, None))
+            figures.append(Figure("  agent VmRSS per pod", "kB", None, False, per_pod * 1024, None))
+
+            # delete them all
+            pods = client.resource("v1", "Pod", "default")
+            deleted: dict[str, float] = {}
+
+            async def delete(i: int) -> None:
+                deleted[everyone[i]] = time.perf_counter()
+                await pods.delete(everyone[i])
+            with CpuMeter(agent_pid) as meter:
+                await common.in_flight(len(everyone), delete, concurrency=len(everyone))
+                await watch.until(lambda: all(n in watch.gone_at for n in everyone), plan.deadline,
+                                  f"{plan.total} pods gone")
+            gone = [(watch.gone_at[n] - deleted[n]) * 1000 for n in everyone]
+            span = max(watch.gone_at.values()) - min(deleted.values())
+            print(f"delete, {plan.total} pods in a burst (grace 1 s): {summary(gone)}; all gone after {span:.2f} s; "
+                  f"agent {meter}".replace("server", "agent"), flush=True)
+            figures.append(Figure(f"pod delete -> gone p50, {plan.total}-pod burst, grace 1 s", "ms", None, False,
+                                  percentile(gone, 0.5), None))
+            figures.append(Figure(f"pod delete -> gone p99, {plan.total}-pod burst", "ms", None, False,
+                                  percentile(gone, 0.99), None))
+            rss_after = await idle_rss(agent_pid, plan.idle)
+            print(f"after the deletes: agent VmRSS {rss_after:.1f} MB", flush=True)
+            figures.append(Figure("  agent VmRSS after the pods are gone", "MB", None, False, rss_after, rss_idle))
+        finally:
+            await watch.stop()
+    cluster.stop_agent()
+    common.stop(cluster.server)
+    print()
+    common.print_table(figures, "baseline")
+    print(f"(baselines: startup, the agent's runtime (RuncRuntime) in this process starting a burst of "
+          f"{plan.burst} pods {POD_WORKERS} at a time, then pods one at a time; raw `runc run -d` p50 {percentile(raw, 0.5):.0f} ms; "
+          "RSS, the k3s agent's minimum; after the deletes, the idle agent)")
+    if max(CpuMeter.others, default=0) > 15:
+        print("note: other processes were busy during the run; figures are noisy")
+    if PROFILE and cluster.profile.exists():
+        kept = Path(f"/tmp/bench-agent-{tag}.prof")
+        kept.write_bytes(cluster.profile.read_bytes())
+        stats = pstats.Stats(str(kept))
+        print("\nagent profile, whole run, main thread CPU, by own time:")
+        stats.sort_stats("tottime").print_stats(30)
+        print("agent profile, whole run, main thread CPU, cumulative:")
+        stats.sort_stats("cumulative").print_stats(40)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20-pod burst, 40 pods for memory, short idles")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench_agent: runs containers, needs root", file=sys.stderr)
+        return 2
+    common.install_cleanup()
+    try:
+        return asyncio.run(main_async(QUICK if args.quick else FULL))
+    finally:
+        common.cleanup()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
