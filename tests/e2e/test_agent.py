@@ -467,3 +467,35 @@ def test_container_logs_rotate_and_stay_readable(tmp_path):
         assert numbers == sorted(numbers)
     finally:
         c.stop()
+
+
+@pytest.mark.slow
+def test_hpa_scales_on_real_cpu_load(tmp_path):
+    """The book's autoscaling with real containers: pods burning CPU (measured from their cgroups
+    through /metrics/resource and metrics.k8s.io) scale the Deployment out; when the load stops
+    (a ConfigMap update reaches the mounted file), it scales back in."""
+    c = start_agent_cluster(tmp_path, images=["busybox:latest"],
+                            extra_args=["--metrics-resolution", "1s", "--horizontal-pod-autoscaler-sync-period", "2s",
+                                        "--horizontal-pod-autoscaler-downscale-stabilization", "2s"])
+    try:
+        c.kubectl("create", "configmap", "load", "--from-literal=on=1")
+        c.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "burner"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "burner"}}, "template": {
+                "metadata": {"labels": {"app": "burner"}},
+                "spec": {"containers": [{
+                    "name": "burner", "image": "busybox",
+                    "command": ["sh", "-c", "while :; do if [ -e /load/on ]; then :; else sleep 1; fi; done"],
+                    "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "200m"}},
+                    "volumeMounts": [{"name": "load", "mountPath": "/load"}]}],
+                    "volumes": [{"name": "load", "configMap": {"name": "load"}}]}}}}))
+        c.kubectl("autoscale", "deployment", "burner", "--cpu-percent=50", "--min=1", "--max=3")
+        wait_for(lambda: c.server.kubectl_json("get", "deployment", "burner")["spec"]["replicas"] == 3, 90,
+                 "scale out to 3", interval=1)
+        top = c.kubectl("top", "pods", "-l", "app=burner").stdout
+        assert "burner-" in top
+        c.kubectl("patch", "configmap", "load", "--type=json", "-p", '[{"op": "remove", "path": "/data/on"}]')
+        wait_for(lambda: c.server.kubectl_json("get", "deployment", "burner")["spec"]["replicas"] == 1, 150,
+                 "scale in to 1", interval=1)
+    finally:
+        c.stop()
