@@ -8,6 +8,7 @@ stands in for the runtime only so the protocols can be tested end to end with re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
@@ -44,7 +45,8 @@ class _ProcessExec(rt.ExecSession):
 
     async def kill(self) -> None:
         if self.proc.returncode is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                self.proc.kill()
 
 
 class _PtyExec(_ProcessExec):
@@ -179,7 +181,8 @@ class HostRuntime(rt.RuntimeService):
     async def stop(self) -> None:
         for c in self.containers.values():
             if c.proc is not None and c.proc.returncode is None:
-                c.proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    c.proc.kill()
                 await c.proc.wait()
 
     # the rest of RuntimeService is not needed by the kubelet API

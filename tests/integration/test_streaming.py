@@ -444,8 +444,15 @@ def test_exec_process_is_killed_when_the_client_goes_away(server, kubelet, ns, p
     finally:
         proc.kill()
         proc.wait()
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2],
-             timeout=10, what="the exec'd process to be killed")
+    wait_for(lambda: _gone(pid), timeout=10, what="the exec'd process to be killed")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie is dead
+    except (FileNotFoundError, ProcessLookupError):  # gone, or being reaped as we read
+        return True
 
 
 def test_log_options_validated_as_upstream(server, ns, logged_pod):

@@ -140,11 +140,11 @@ async def serve(start: Callable[[], Awaitable], streams: Streams, command: list[
     gone = asyncio.create_task(streams.disconnected.wait())
     try:
         await asyncio.wait([waiter, gone], return_when=asyncio.FIRST_COMPLETED)
-        if not waiter.done():  # the client went away
-            if command is not None:
-                await session.kill()
-            else:
-                await session.close()
+        if not waiter.done():  # the client went away: end what it started (attach only detaches)
+            try:
+                await (session.kill() if command is not None else session.close())
+            except Exception as e:  # noqa: BLE001 - it may have ended meanwhile
+                log.debug("ending a session: %s", e)
             return
         code = waiter.result()
         await asyncio.wait(outputs, timeout=DRAIN_TIMEOUT)
