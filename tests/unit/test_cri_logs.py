@@ -89,7 +89,7 @@ def test_follow_sees_new_lines_and_survives_rotation(tmp_path):
 
     latency = asyncio.run(scenario())
     assert b"".join(got) == b"first\nsecond\nlate write to the old file\nin the new file\n"
-    assert latency < 0.1
+    assert latency < 0.5  # POLL_INTERVAL is 20 ms; the margin is for a loaded 2-core machine
 
 
 def test_rotate_keeps_max_files(tmp_path):
