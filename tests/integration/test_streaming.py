@@ -18,12 +18,16 @@ from streaming_env import KubeletThread, create_running_pod, kubectl_env, regist
 
 from ketch.agent import logs
 
-VERSIONS = {v: p for v, p in kubectl_versions.versions().items() if v in ("1.27", "1.32", "1.35")}
+# 1.27, 1.32 and 1.35 by default; KETCH_STREAMING_KUBECTLS=1.27,1.30,1.32,1.33,1.35 runs every one.
+VERSIONS = {v: p for v, p in kubectl_versions.versions().items() if v in os.environ.get("KETCH_STREAMING_KUBECTLS", "1.27,1.32,1.35").split(",")}
 # What each kubectl speaks: 1.27 SPDY/3.1 only; from 1.30 exec over WebSocket v5, from 1.31
 # port-forward as SPDY tunneled in WebSocket.
-EXEC_PROTOCOL = {"1.27": "spdy:v4.channel.k8s.io", "1.32": "websocket:v5.channel.k8s.io",
+EXEC_PROTOCOL = {"1.27": "spdy:v4.channel.k8s.io", "1.30": "websocket:v5.channel.k8s.io",
+                 "1.32": "websocket:v5.channel.k8s.io", "1.33": "websocket:v5.channel.k8s.io",
                  "1.35": "websocket:v5.channel.k8s.io"}
-PORTFORWARD_PROTOCOL = {"1.27": "spdy:portforward.k8s.io", "1.32": "websocket:SPDY/3.1+portforward.k8s.io",
+PORTFORWARD_PROTOCOL = {"1.27": "spdy:portforward.k8s.io", "1.30": "spdy:portforward.k8s.io",
+                        "1.32": "websocket:SPDY/3.1+portforward.k8s.io",
+                        "1.33": "websocket:SPDY/3.1+portforward.k8s.io",
                         "1.35": "websocket:SPDY/3.1+portforward.k8s.io"}
 
 
