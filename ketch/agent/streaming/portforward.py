@@ -71,11 +71,14 @@ async def _forward_pair(error: spdy.Stream, data: spdy.Stream, connect: Connect,
     try:
         to_client = asyncio.create_task(_pod_to_client(reader, data.write))
         to_pod = asyncio.create_task(_client_to_pod(data.read, writer))
-        await to_client
+        reset = asyncio.create_task(data.reset_by_peer.wait())
+        # until the pod's side ends, or the client resets the stream (then drop the connection)
+        await asyncio.wait([to_client, reset], return_when=asyncio.FIRST_COMPLETED)
         await data.close()
         await error.close()
         await asyncio.wait([to_pod], timeout=1.0)
-        to_pod.cancel()
+        for t in (to_client, to_pod, reset):
+            t.cancel()
     finally:
         writer.close()
 

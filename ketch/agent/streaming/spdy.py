@@ -118,6 +118,7 @@ class Stream:
         self._drained.set()
         self.remote_closed = False   # the peer sent FIN (or reset)
         self.local_closed = False    # we sent FIN (or reset)
+        self.reset_by_peer = asyncio.Event()  # RST_STREAM received, or the session ended
 
     def header(self, name: str, default: str = "") -> str:
         values = self.headers.get(name.lower())
@@ -221,6 +222,7 @@ class Session:
         self.closed = True
         for s in self.streams.values():
             s._feed_eof()
+            s.reset_by_peer.set()
 
     async def serve(self) -> None:
         """Read frames until the connection ends."""
@@ -272,6 +274,7 @@ class Session:
             if stream is not None:
                 stream.local_closed = True
                 stream._feed_eof()
+                stream.reset_by_peer.set()
         elif ftype == PING:
             await self.send(control_frame(PING, 0, payload[:4]))
         elif ftype == GOAWAY:
