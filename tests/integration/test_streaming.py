@@ -129,6 +129,9 @@ def test_logs_options(server, ns, logged_pod):
     assert every == "old 0\nold 1\nold 2\nold 3\nold 4\nrecent, split in two\n"
     assert server.kubectl("logs", name, "-n", ns, "-c", "app", "--tail=2").stdout == "old 4\nrecent, split in two\n"
     assert server.kubectl("logs", name, "-n", ns, "-c", "app", "--since=10m").stdout == "recent, split in two\n"
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600 + 150))  # after "old 2"
+    assert server.kubectl("logs", name, "-n", ns, "-c", "app", f"--since-time={since}").stdout == \
+        "old 3\nold 4\nrecent, split in two\n"
     stamped = server.kubectl("logs", name, "-n", ns, "-c", "app", "--timestamps", "--tail=1").stdout
     assert stamped.endswith("Z recent, split in two\n") and stamped[:4].isdigit()
     assert server.kubectl("logs", name, "-n", ns, "-c", "app", "--limit-bytes=8").stdout == "old 0\nol"
