@@ -76,10 +76,12 @@ class PodState:
 
 class PodWorker(Controller):
     name = "kubelet"
-    workers = 8
 
     def __init__(self, kubelet):
         super().__init__(kubelet.client, kubelet.informers, kubelet.recorder)
+        # As the kubelet's one goroutine per pod: a pod waiting out its grace period never holds
+        # up another pod (the queue still never syncs one pod twice at once).
+        self.workers = kubelet.config.max_pods
         self.k = kubelet
         self.runtime = kubelet.runtime
         self.states: dict[str, PodState] = {}

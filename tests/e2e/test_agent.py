@@ -178,24 +178,24 @@ def test_delete_stops_the_containers_and_removes_the_pod(cluster):
 
 
 def test_agent_killed_and_restarted_adopts_its_containers(cluster):
-    """kill -9 of the agent while pods run: after the restart the same containers run (none
+    """kill -9 of the agent while 20 pods run: after the restart the same containers run (none
     started twice), statuses are unchanged, and logs carry on in the same files."""
     name = unique("keep")
     cluster.kubectl("create", "-f", "-", input=json.dumps({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": 5, "selector": {"matchLabels": {"app": name}},
+        "spec": {"replicas": 20, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
                      "name": "ticker", "image": "busybox",
                      "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]}]}}}}))
     try:
-        pods = wait_for(lambda: (lambda ps: ps if len(ps) == 5 and all(
+        pods = wait_for(lambda: (lambda ps: ps if len(ps) == 20 and all(
             p["status"].get("phase") == "Running" for p in ps) else None)(cluster.pods(f"app={name}")),
-            60, "five pods running", interval=0.3)
+            90, "twenty pods running", interval=0.5)
         before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["containerID"] for p in pods}
         cluster.server.kill9()
         time.sleep(1)
         cluster.server.start()
-        time.sleep(3)   # a few PLEG relists and syncs of the adopted pods
+        time.sleep(4)   # a few PLEG relists and syncs of the adopted pods
         after = {p["metadata"]["name"]: p["status"]["containerStatuses"][0] for p in cluster.pods(f"app={name}")}
         assert set(after) == set(before)
         for pod_name, status in after.items():
@@ -499,3 +499,47 @@ def test_hpa_scales_on_real_cpu_load(tmp_path):
                  "scale in to 1", interval=1)
     finally:
         c.stop()
+
+
+def test_init_containers_run_first_in_order(cluster):
+    """Init containers run one after another to completion before the app container starts;
+    the pod shows Init:1/2 meanwhile, then Running with both init statuses Completed."""
+    name = unique("init")
+    cluster.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"initContainers": [
+            {"name": "first", "image": "busybox", "command": ["sh", "-c", "echo one > /work/order"],
+             "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+            {"name": "second", "image": "busybox", "command": ["sh", "-c", "sleep 3; echo two >> /work/order"],
+             "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"],
+                            "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "volumes": [{"name": "work", "emptyDir": {}}]}}))
+    try:
+        wait_for(lambda: "Init:1/2" in cluster.kubectl("get", "pod", name).stdout, 20, "Init:1/2", interval=0.1)
+        pod = cluster.wait_running(name)
+        assert cluster.kubectl("exec", name, "--", "cat", "/work/order").stdout == "one\ntwo\n"
+        init = pod["status"]["initContainerStatuses"]
+        assert [s["name"] for s in init] == ["first", "second"]
+        assert all(s["state"]["terminated"]["reason"] == "Completed" for s in init)
+        initialized = next(c for c in pod["status"]["conditions"] if c["type"] == "Initialized")
+        assert initialized["status"] == "True"
+    finally:
+        cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+def test_memory_limit_oom_kill_is_reported(cluster):
+    """A container past its memory limit is OOM-killed: OOMKilled with exit code 137."""
+    name = unique("oom")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(name, {
+        "image": "busybox", "command": ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=200"],
+        "resources": {"limits": {"memory": "32Mi"}}}, restartPolicy="Never"))
+    try:
+        def terminated():
+            s = (cluster.pod(name)["status"].get("containerStatuses") or [{}])[0]
+            return s.get("state", {}).get("terminated")
+        term = wait_for(terminated, 30, "the container terminated", interval=0.2)
+        assert term["reason"] == "OOMKilled" and term["exitCode"] == 137, term
+        assert cluster.pod(name)["status"]["phase"] == "Failed"
+    finally:
+        cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
