@@ -10,15 +10,17 @@ namespace is never touched) and whose pods' cgroups sit under a cgroup of this s
   baseline      the floor under the kubelet, before the agent starts: (a) `runc run -d` of busybox
                 `sleep 3600` on an overlay of the same image, one after another; (b) the agent's own
                 runtime (RuncRuntime, in this process, on a node namespace of its own): a burst of
-                50 pod sandboxes (netns, CNI, cgroup, pause) + container create + start, 8 at a time
-                as the kubelet's pod workers, timed from the burst start to each container started,
-                then (those 50 running) 10 more pods one after another
+                50 pod sandboxes (netns, CNI, cgroup, pause) + container create + start, all at once
+                as the kubelet's pod workers (one per pod) do, timed from the burst start to each
+                container started; the same burst 2 per core at a time; then (those 50 running) 20
+                more pods one after another
   idle          the agent's VmRSS once its node is Ready and it idled IDLE seconds
   startup       50 pods (busybox `sleep 3600`) created in one burst through the API, bound by the
                 scheduler; create -> Running (phase Running, container running) as a watch sees it,
                 and as the kubelet reports it (creationTimestamp -> startedAt, whole seconds)
-  one by one    10 more pods, each created once the one before is Running (50 running): the
-                latency without queueing behind the rest of a burst
+  one by one    20 more pods, each created once the one before is Running (50 and more running):
+                the latency without queueing behind the rest of a burst, closer to how the Kubernetes
+                SLO is measured (pods arriving at a steady rate, not all at once)
   100 pods      50 more; the agent's VmRSS after all 100 are Running and it idled IDLE seconds
   delete        the 100 pods deleted in one burst (grace period 1 s: a PID-1 `sleep` ignores SIGTERM,
                 so the kill comes after it); delete -> gone from the API, watched
@@ -29,9 +31,9 @@ mounts, the network namespaces, cgroups) as the tests' destroy_node does.
 
     .venv/bin/python bench/bench_agent.py               # 50-pod burst, 100 pods for memory
     .venv/bin/python bench/bench_agent.py --quick       # 20 / 40 pods, shorter idles
-    KETCH_BENCH_PROFILE=1 .venv/bin/python bench/bench_agent.py   # the agent under cProfile:
-        its costliest functions over the whole run are printed at the end, and the profile kept
-        as /tmp/bench-agent-<tag>.prof
+    KETCH_BENCH_PROFILE=1 .venv/bin/python bench/bench_agent.py   # the agent under cProfile in
+        the startup burst and the delete burst: their costliest functions (the event loop's thread,
+        CPU time) are printed at the end, and the profiles kept as /tmp/bench-agent-<tag>.<phase>.prof
 """
 from __future__ import annotations
 
@@ -66,20 +68,29 @@ from ketch.images.store import ImageStore  # noqa: E402
 
 IMAGE = "busybox:latest"
 NODE = "bench-node"
-POD_WORKERS = 8             # the kubelet's pod workers (ketch/agent/podworker.py), for the baseline burst
+# The runtime bursts' concurrencies: all at once, as the kubelet's pod workers (one per pod, up to
+# --max-pods: ketch/agent/podworker.py), and 2 per core, to show what a cap on concurrent starts gives.
+CAPPED = 2 * (os.cpu_count() or 1)
 RAW_RUNS = 10
 PROFILE = os.environ.get("KETCH_BENCH_PROFILE") == "1"
 # The agent's main thread under cProfile with its CPU clock (thread_time): what runs on the event
-# loop, without the loop's idle waits that a wall clock charges to whatever coroutine awaited.
-PROFILED_AGENT = """import cProfile, sys, time
+# loop, without the loop's idle waits that a wall clock charges to whatever coroutine awaited
+# (coroutines count a call per resumption, so their ncalls say little). One profile per phase,
+# started and stopped by SIGUSR1.
+PROFILED_AGENT = """import cProfile, signal, sys, time
 from ketch.cli.main import main
-profile = cProfile.Profile(time.thread_time)
-profile.enable()
-try:
-    main(sys.argv[2:])
-finally:
-    profile.disable()
-    profile.dump_stats(sys.argv[1])
+state = {"profile": None, "n": 0}
+def toggle(_sig, _frame):
+    # SIGUSR1 starts a profile; the next one writes it to PREFIX.N
+    if state["profile"] is None:
+        state["profile"] = cProfile.Profile(time.thread_time)
+        state["profile"].enable()
+    else:
+        state["profile"].disable()
+        state["profile"].dump_stats(f"{sys.argv[1]}.{state['n']}")
+        state["profile"], state["n"] = None, state["n"] + 1
+signal.signal(signal.SIGUSR1, toggle)
+main(sys.argv[2:])
 """
 
 
@@ -92,7 +103,7 @@ class Plan:
     deadline: float   # seconds a phase may take
 
 
-FULL = Plan(burst=50, one_by_one=10, total=100, idle=10, deadline=180)
+FULL = Plan(burst=50, one_by_one=20, total=100, idle=10, deadline=180)
 QUICK = Plan(burst=20, one_by_one=5, total=40, idle=3, deadline=90)
 
 
@@ -174,10 +185,11 @@ def raw_runc(node: Node, store: ImageStore, runs: int) -> list[float]:
     return out
 
 
-async def runtime_pods(node: Node, store: ImageStore, burst: int, one_by_one: int) -> tuple[list[float], list[float]]:
-    """The agent's runtime alone: ms from a burst's start until each of `burst` pods (sandbox +
-    busybox container) is started, POD_WORKERS at a time; then, with those running, ms for each of
-    `one_by_one` more pods started one after another. All removed again at the end."""
+async def runtime_pods(node: Node, store: ImageStore, burst: int, one_by_one: int,
+                       concurrencies: tuple[int, ...]) -> tuple[dict[int, list[float]], list[float]]:
+    """The agent's runtime alone. For each concurrency c: ms from a burst's start until each of
+    `burst` pods (sandbox + busybox container) is started, c at a time, on an empty node. Then, the
+    last burst's pods running, ms for each of `one_by_one` more pods started one after another."""
     image = store.resolve(IMAGE)
     rt = RuncRuntime(node.root, store, CNIConfig(pod_cidr="10.251.0.0/24"), host_netns=f"/run/netns/{node.netns_name}",
                      cgroup_root=f"{node.cgroup_top}/kubepods")
@@ -191,27 +203,33 @@ async def runtime_pods(node: Node, store: ImageStore, burst: int, one_by_one: in
         cid = await rt.create_container(sid, ccfg, scfg)
         await rt.start_container(cid)
 
-    in_burst: list[float] = []
+    async def remove_all() -> None:
+        for sb in await rt.list_pod_sandboxes():
+            with contextlib.suppress(Exception):
+                await rt.stop_pod_sandbox(sb.id)
+                await rt.remove_pod_sandbox(sb.id)
+
+    bursts: dict[int, list[float]] = {}
     alone: list[float] = []
-    t0 = time.perf_counter()
-
-    async def in_the_burst(i: int) -> None:
-        await start_pod(i)
-        in_burst.append((time.perf_counter() - t0) * 1000)
-
     try:
-        await common.in_flight(burst, in_the_burst, concurrency=POD_WORKERS)
+        for n, concurrency in enumerate(concurrencies):
+            if n:
+                await remove_all()
+            done = bursts[concurrency] = []
+            t0 = time.perf_counter()
+
+            async def in_the_burst(i: int) -> None:
+                await start_pod(i)
+                done.append((time.perf_counter() - t0) * 1000)  # noqa: B023 - awaited within the iteration
+            await common.in_flight(burst, in_the_burst, concurrency=concurrency)
         for i in range(burst, burst + one_by_one):
             t = time.perf_counter()
             await start_pod(i)
             alone.append((time.perf_counter() - t) * 1000)
     finally:
-        for sb in await rt.list_pod_sandboxes():
-            with contextlib.suppress(Exception):
-                await rt.stop_pod_sandbox(sb.id)
-                await rt.remove_pod_sandbox(sb.id)
+        await remove_all()
         await rt.close()
-    return in_burst, alone
+    return bursts, alone
 
 
 # ---- the cluster ------------------------------------------------------------------------------
@@ -227,7 +245,7 @@ class Cluster:
         self.server: subprocess.Popen | None = None
         self.agent: subprocess.Popen | None = None
         self.kubeconfig: Path | None = None
-        self.profile = work / "agent.prof"
+        self.profile = work / "agent.prof"     # .0: the startup burst, .1: the delete burst
 
     def start(self) -> None:
         make_netns(self.netns)
@@ -239,9 +257,12 @@ class Cluster:
         argv = ["-c", PROFILED_AGENT, str(self.profile), *argv] if PROFILE else ["-m", "ketch.cli.main", *argv]
         self.agent = common.spawn([sys.executable, *argv], self.work / "agent.log", cpu=None)
 
+    def toggle_profile(self) -> None:
+        if PROFILE:
+            self.agent.send_signal(signal.SIGUSR1)
+
     def stop_agent(self) -> None:
-        """SIGTERM (the agent leaves its containers running, as a kubelet does; cProfile writes its
-        file on that exit)."""
+        """SIGTERM: the agent leaves its containers running, as a kubelet does."""
         if self.agent is not None:
             common.stop(self.agent, grace=20)
 
@@ -354,6 +375,13 @@ async def idle_rss(pid: int, idle: float) -> float:
     return common.status_mb(pid)
 
 
+def rss_parts(pid: int) -> str:
+    """VmRSS split: anonymous (the heap: Python objects, arenas) and file-backed (mapped shared
+    libraries and the interpreter, shared with other processes)."""
+    return (f"anon {common.status_mb(pid, 'RssAnon'):.1f} MB + file {common.status_mb(pid, 'RssFile'):.1f} MB "
+            f"+ shmem {common.status_mb(pid, 'RssShmem'):.1f} MB")
+
+
 def monitors_rss(root: Path) -> tuple[int, float]:
     """How many conmon processes monitor containers under `root`, and their VmRSS in MB together."""
     count, total = 0, 0.0
@@ -390,8 +418,11 @@ async def main_async(plan: Plan) -> int:
     make_netns(base_node.netns_name)
     common.on_cleanup(lambda: remove_node(base_node))
     with CpuMeter(os.getpid()) as meter:
-        floor, floor_alone = await runtime_pods(base_node, store, plan.burst, plan.one_by_one)
-    print(f"RuncRuntime, burst of {plan.burst} ({POD_WORKERS} at a time): {summary(floor)}; "
+        bursts, floor_alone = await runtime_pods(base_node, store, plan.burst, plan.one_by_one,
+                                                 (plan.burst, CAPPED))
+    floor, capped = bursts[plan.burst], bursts[CAPPED]
+    print(f"RuncRuntime, burst of {plan.burst} (all at once): {summary(floor)}", flush=True)
+    print(f"RuncRuntime, burst of {plan.burst} ({CAPPED} at a time): {summary(capped)}; "
           f"{meter}".replace("server", "this process"), flush=True)
     print(f"RuncRuntime, one pod at a time, {plan.burst} running: {summary(floor_alone)}", flush=True)
     remove_node(base_node)
@@ -404,16 +435,21 @@ async def main_async(plan: Plan) -> int:
         await wait_service_account(client)
         rss_idle = await idle_rss(agent_pid, plan.idle)
         print(f"node {NODE} Ready; agent pid {agent_pid}, server pid {cluster.server.pid}; "
-              f"idle agent VmRSS {rss_idle:.1f} MB", flush=True)
+              f"idle agent VmRSS {rss_idle:.1f} MB ({rss_parts(agent_pid)})", flush=True)
         watch = PodWatch(client)
         await watch.start()
         try:
             # startup burst
             burst = [(f"bench-{i:03d}", bench_pod(i)) for i in range(plan.burst)]
+            cluster.toggle_profile()
             with CpuMeter(agent_pid) as meter:
+                server_cpu, agent_cpu = common.cpu_seconds(cluster.server.pid), common.cpu_seconds(agent_pid)
                 sent = await create_burst(client, burst)
                 await watch.until(lambda: all(n in watch.running_at for n, _ in burst), plan.deadline,
                                   f"{plan.burst} pods Running")
+                server_cpu = common.cpu_seconds(cluster.server.pid) - server_cpu
+                agent_cpu = common.cpu_seconds(agent_pid) - agent_cpu
+            cluster.toggle_profile()
             watched = [(watch.running_at[n] - sent[n]) * 1000 for n, _ in burst]
             reported = []
             for n, _ in burst:
@@ -424,12 +460,19 @@ async def main_async(plan: Plan) -> int:
             print(f"startup, {plan.burst} pods in a burst (watched):  {summary(watched)}; "
                   f"all Running after {span:.2f} s", flush=True)
             print(f"startup (kubelet's creationTimestamp -> startedAt, 1 s resolution): {summary(reported)}", flush=True)
-            print(f"  agent {meter}".replace("server", "agent"), flush=True)
+            print(f"  {meter}".replace("server", "agent") + f"; API server CPU {server_cpu:.2f} s "
+                  f"({server_cpu / plan.burst * 1000:.0f} ms per pod), agent CPU {agent_cpu:.2f} s "
+                  f"({agent_cpu / plan.burst * 1000:.0f} ms per pod; its runc/conmon/CNI children not counted)",
+                  flush=True)
             figures.append(Figure(f"pod startup p50, {plan.burst}-pod burst, create -> Running", "ms",
                                   500 if plan is FULL else None, False, percentile(watched, 0.5),
                                   percentile(floor, 0.5)))
             figures.append(Figure(f"pod startup p99, {plan.burst}-pod burst", "ms", 1500 if plan is FULL else None,
                                   False, percentile(watched, 0.99), percentile(floor, 0.99)))
+            figures.append(Figure(f"  runtime burst {CAPPED} at a time: p50 (vs all at once)", "ms", None, False,
+                                  percentile(capped, 0.5), percentile(floor, 0.5)))
+            figures.append(Figure(f"  runtime burst {CAPPED} at a time: p99 (vs all at once)", "ms", None, False,
+                                  percentile(capped, 0.99), percentile(floor, 0.99)))
             figures.append(Figure("  kubelet-reported startup p50 (1 s resolution)", "ms", None, False,
                                   percentile(reported, 0.5), None))
             figures.append(Figure("  kubelet-reported startup p99 (1 s resolution)", "ms", None, False,
@@ -442,11 +485,15 @@ async def main_async(plan: Plan) -> int:
             for i in range(plan.burst, plan.burst + plan.one_by_one):
                 name = f"bench-{i:03d}"
                 sent = await create_burst(client, [(name, bench_pod(i))])
-                await watch.until(lambda: name in watch.running_at, plan.deadline, f"pod {name} Running")
+                await watch.until(lambda name=name: name in watch.running_at, plan.deadline, f"pod {name} Running")
                 alone.append((watch.running_at[name] - sent[name]) * 1000)
             print(f"startup, one pod at a time, {plan.burst} running (watched): {summary(alone)}", flush=True)
-            figures.append(Figure(f"pod startup p50, one at a time, {plan.burst} running", "ms", None, False,
-                                  percentile(alone, 0.5), percentile(floor_alone, 0.5)))
+            figures.append(Figure(f"pod startup p50, one at a time, {plan.burst}+ running", "ms",
+                                  500 if plan is FULL else None, False, percentile(alone, 0.5),
+                                  percentile(floor_alone, 0.5)))
+            figures.append(Figure(f"pod startup p99, one at a time, {plan.burst}+ running", "ms",
+                                  1500 if plan is FULL else None, False, percentile(alone, 0.99),
+                                  percentile(floor_alone, 0.99)))
 
             # up to `total` pods; memory
             first = plan.burst + plan.one_by_one
@@ -458,7 +505,8 @@ async def main_async(plan: Plan) -> int:
             rss_full = await idle_rss(agent_pid, plan.idle)
             conmons, conmon_mb = monitors_rss(cluster.node.root)
             per_pod = (rss_full - rss_idle) / plan.total
-            print(f"{plan.total} pods Running: agent VmRSS {rss_full:.1f} MB ({per_pod * 1024:.0f} kB per pod); "
+            print(f"{plan.total} pods Running: agent VmRSS {rss_full:.1f} MB ({rss_parts(agent_pid)}; "
+                  f"{per_pod * 1024:.0f} kB per pod); "
                   f"{conmons} conmon monitors {conmon_mb:.1f} MB together; server VmRSS "
                   f"{common.status_mb(cluster.server.pid):.1f} MB", flush=True)
             figures.append(Figure(f"agent VmRSS, {plan.total} pods running", "MB", 80 if plan is FULL else None,
@@ -473,10 +521,12 @@ async def main_async(plan: Plan) -> int:
             async def delete(i: int) -> None:
                 deleted[everyone[i]] = time.perf_counter()
                 await pods.delete(everyone[i])
+            cluster.toggle_profile()
             with CpuMeter(agent_pid) as meter:
                 await common.in_flight(len(everyone), delete, concurrency=len(everyone))
                 await watch.until(lambda: all(n in watch.gone_at for n in everyone), plan.deadline,
                                   f"{plan.total} pods gone")
+            cluster.toggle_profile()
             gone = [(watch.gone_at[n] - deleted[n]) * 1000 for n in everyone]
             span = max(watch.gone_at.values()) - min(deleted.values())
             print(f"delete, {plan.total} pods in a burst (grace 1 s): {summary(gone)}; all gone after {span:.2f} s; "
@@ -495,18 +545,22 @@ async def main_async(plan: Plan) -> int:
     print()
     common.print_table(figures, "baseline")
     print(f"(baselines: startup, the agent's runtime (RuncRuntime) in this process starting a burst of "
-          f"{plan.burst} pods {POD_WORKERS} at a time, then pods one at a time; raw `runc run -d` p50 {percentile(raw, 0.5):.0f} ms; "
+          f"{plan.burst} pods all at once (as the kubelet's pod workers), then pods one at a time; raw `runc run -d` p50 {percentile(raw, 0.5):.0f} ms; "
           "RSS, the k3s agent's minimum; after the deletes, the idle agent)")
     if max(CpuMeter.others, default=0) > 15:
         print("note: other processes were busy during the run; figures are noisy")
-    if PROFILE and cluster.profile.exists():
-        kept = Path(f"/tmp/bench-agent-{tag}.prof")
-        kept.write_bytes(cluster.profile.read_bytes())
-        stats = pstats.Stats(str(kept))
-        print("\nagent profile, whole run, main thread CPU, by own time:")
-        stats.sort_stats("tottime").print_stats(30)
-        print("agent profile, whole run, main thread CPU, cumulative:")
-        stats.sort_stats("cumulative").print_stats(40)
+    if PROFILE:
+        for n, phase in enumerate(("startup burst", "delete burst")):
+            path = cluster.profile.with_name(f"{cluster.profile.name}.{n}")
+            if not path.exists():
+                continue
+            kept = Path(f"/tmp/bench-agent-{tag}.{n}.prof")
+            kept.write_bytes(path.read_bytes())
+            stats = pstats.Stats(str(kept))
+            print(f"\nagent profile, {phase}, event-loop thread CPU, by own time ({kept}):")
+            stats.sort_stats("tottime").print_stats(25)
+            print(f"agent profile, {phase}, event-loop thread CPU, cumulative:")
+            stats.sort_stats("cumulative").print_stats(35)
     return 0
 
 
