@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..apiserver import certs
+from ..web import certs
 from . import logs
 from .runtime import api as rt
-from .streaming import channels, hijack, portforward, remotecommand, spdy
+from ..web import hijack
+from .streaming import channels, portforward, remotecommand, spdy
 
 log = logging.getLogger("ketch.agent.server")
 

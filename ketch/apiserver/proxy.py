@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 from aiohttp import web
 
-from ..agent.streaming import hijack
+from ..web import hijack
 from ..api import errors, kinds, names
 from .metrics import is_loopback_url, kubelet_client_tls, kubelet_url
 from .registry import Registry

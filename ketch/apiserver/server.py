@@ -20,7 +20,8 @@ from ..api import discovery, errors, kinds, legacy, openapi, schema
 from ..client import kubeconfig
 from ..storage import open_store
 from ..storage.interface import Store
-from . import admission, certs, codec, handlers, metrics, proxy
+from ..web import certs
+from . import admission, codec, handlers, metrics, proxy
 from .allocators import KUBERNETES_SERVICE_IP
 from .registry import Registry
 from .request import PageNotFound, parse_resource_path

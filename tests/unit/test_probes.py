@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ketch.agent.hooks import run_hook, run_pre_stop
 from ketch.agent.prober import run_probe
-from ketch.apiserver.certs import ensure_leaf, load_or_create_ca
+from ketch.web.certs import ensure_leaf, load_or_create_ca
 
 POD = {"metadata": {"name": "web", "namespace": "default", "uid": "u-1"}, "status": {"podIP": "127.0.0.1"}}
 
