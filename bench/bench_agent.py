@@ -370,9 +370,26 @@ async def create_burst(client: Client, names_and_pods: list[tuple[str, dict]]) -
     return sent
 
 
-async def idle_rss(pid: int, idle: float) -> float:
+async def idle_reading(pid: int, idle: float) -> tuple[float, float]:
+    """After `idle` seconds: the process's VmRSS in MB, and its CPU meanwhile in % of a core."""
+    cpu = common.cpu_seconds(pid)
     await asyncio.sleep(idle)
-    return common.status_mb(pid)
+    return common.status_mb(pid), 100 * (common.cpu_seconds(pid) - cpu) / idle
+
+
+async def delete_all(client: Client, watch: PodWatch, names: list[str], deadline: float) -> tuple[list[float], float]:
+    """Delete the pods in one burst: ms from each delete until the watch saw it gone, and seconds
+    from the first delete to the last pod gone."""
+    pods = client.resource("v1", "Pod", "default")
+    deleted: dict[str, float] = {}
+
+    async def delete(i: int) -> None:
+        deleted[names[i]] = time.perf_counter()
+        await pods.delete(names[i])
+    await common.in_flight(len(names), delete, concurrency=len(names))
+    await watch.until(lambda: all(n in watch.gone_at for n in names), deadline, f"{len(names)} pods gone")
+    gone = [(watch.gone_at[n] - deleted[n]) * 1000 for n in names]
+    return gone, max(watch.gone_at[n] for n in names) - min(deleted.values())
 
 
 def rss_parts(pid: int) -> str:
@@ -433,9 +450,9 @@ async def main_async(plan: Plan) -> int:
     async with cluster.client() as client:
         await wait_node_ready(client, cluster)
         await wait_service_account(client)
-        rss_idle = await idle_rss(agent_pid, plan.idle)
+        rss_idle, cpu_idle = await idle_reading(agent_pid, plan.idle)
         print(f"node {NODE} Ready; agent pid {agent_pid}, server pid {cluster.server.pid}; "
-              f"idle agent VmRSS {rss_idle:.1f} MB ({rss_parts(agent_pid)})", flush=True)
+              f"idle agent VmRSS {rss_idle:.1f} MB ({rss_parts(agent_pid)}), CPU {cpu_idle:.1f}%", flush=True)
         watch = PodWatch(client)
         await watch.start()
         try:
@@ -502,42 +519,47 @@ async def main_async(plan: Plan) -> int:
             everyone = [f"bench-{i:03d}" for i in range(plan.total)]
             await watch.until(lambda: all(n in watch.running_at for n in everyone), plan.deadline,
                               f"{plan.total} pods Running")
-            rss_full = await idle_rss(agent_pid, plan.idle)
+            rss_full, cpu_full = await idle_reading(agent_pid, plan.idle)
             conmons, conmon_mb = monitors_rss(cluster.node.root)
             per_pod = (rss_full - rss_idle) / plan.total
             print(f"{plan.total} pods Running: agent VmRSS {rss_full:.1f} MB ({rss_parts(agent_pid)}; "
-                  f"{per_pod * 1024:.0f} kB per pod); "
+                  f"{per_pod * 1024:.0f} kB per pod), idle CPU {cpu_full:.1f}%; "
                   f"{conmons} conmon monitors {conmon_mb:.1f} MB together; server VmRSS "
                   f"{common.status_mb(cluster.server.pid):.1f} MB", flush=True)
             figures.append(Figure(f"agent VmRSS, {plan.total} pods running", "MB", 80 if plan is FULL else None,
                                   False, rss_full, 275))
             figures.append(Figure("  agent VmRSS, idle (no pods)", "MB", None, False, rss_idle, None))
             figures.append(Figure("  agent VmRSS per pod", "kB", None, False, per_pod * 1024, None))
+            figures.append(Figure(f"  agent CPU idling with {plan.total} pods (vs no pods)", "% core", None, False,
+                                  cpu_full, cpu_idle))
 
             # delete them all
-            pods = client.resource("v1", "Pod", "default")
-            deleted: dict[str, float] = {}
-
-            async def delete(i: int) -> None:
-                deleted[everyone[i]] = time.perf_counter()
-                await pods.delete(everyone[i])
             cluster.toggle_profile()
             with CpuMeter(agent_pid) as meter:
-                await common.in_flight(len(everyone), delete, concurrency=len(everyone))
-                await watch.until(lambda: all(n in watch.gone_at for n in everyone), plan.deadline,
-                                  f"{plan.total} pods gone")
+                gone, span = await delete_all(client, watch, everyone, plan.deadline)
             cluster.toggle_profile()
-            gone = [(watch.gone_at[n] - deleted[n]) * 1000 for n in everyone]
-            span = max(watch.gone_at.values()) - min(deleted.values())
             print(f"delete, {plan.total} pods in a burst (grace 1 s): {summary(gone)}; all gone after {span:.2f} s; "
                   f"agent {meter}".replace("server", "agent"), flush=True)
             figures.append(Figure(f"pod delete -> gone p50, {plan.total}-pod burst, grace 1 s", "ms", None, False,
                                   percentile(gone, 0.5), None))
             figures.append(Figure(f"pod delete -> gone p99, {plan.total}-pod burst", "ms", None, False,
                                   percentile(gone, 0.99), None))
-            rss_after = await idle_rss(agent_pid, plan.idle)
-            print(f"after the deletes: agent VmRSS {rss_after:.1f} MB", flush=True)
+            rss_after, _ = await idle_reading(agent_pid, plan.idle)
+            print(f"after the deletes: agent VmRSS {rss_after:.1f} MB ({rss_parts(agent_pid)})", flush=True)
             figures.append(Figure("  agent VmRSS after the pods are gone", "MB", None, False, rss_after, rss_idle))
+
+            # the same again: does the agent's memory keep growing (a leak) or stay (a high-water mark)?
+            again = [(f"again-{i:03d}", {**bench_pod(i), "metadata": {"name": f"again-{i:03d}"}})
+                     for i in range(plan.total)]
+            await create_burst(client, again)
+            await watch.until(lambda: all(n in watch.running_at for n, _ in again), plan.deadline,
+                              f"{plan.total} pods Running again")
+            await delete_all(client, watch, [n for n, _ in again], plan.deadline)
+            rss_again, _ = await idle_reading(agent_pid, plan.idle)
+            print(f"after a second cycle of {plan.total} pods: agent VmRSS {rss_again:.1f} MB ({rss_parts(agent_pid)})",
+                  flush=True)
+            figures.append(Figure(f"  agent VmRSS after a 2nd {plan.total}-pod cycle (vs the 1st)", "MB", None, False,
+                                  rss_again, rss_after))
         finally:
             await watch.stop()
     cluster.stop_agent()
