@@ -338,15 +338,7 @@ class Kubelet:
 
     async def _renew(self) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() // 1000 % 1_000_000:06d}Z"
-        try:
-            await self.lease_api.patch(self.node_name, {"spec": {
-                "holderIdentity": self.node_name, "leaseDurationSeconds": nodeinfo.LEASE_DURATION_SECONDS,
-                "renewTime": now}})
-        except ApiError as e:
-            if e.code != 404:
-                raise
-            await self.lease_api.create(nodeinfo.lease_object({"metadata": {"name": self.node_name,
-                                                                            "uid": self.node_uid}}, now))
+        await nodeinfo.renew_lease(self.lease_api, self.node_name, self.node_uid, now)
 
     async def _lease_loop(self) -> None:
         while True:

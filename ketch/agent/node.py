@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..api.errors import ApiError
+
 KUBELET_VERSION = "v1.35.0"
 KUBELET_PORT = 10250
 LEASE_NAMESPACE = "kube-node-lease"
@@ -56,6 +58,18 @@ def lease_object(node: dict, renew_time: str) -> dict:
                                               "uid": meta["uid"]}]},
             "spec": {"holderIdentity": meta["name"], "leaseDurationSeconds": LEASE_DURATION_SECONDS,
                      "renewTime": renew_time}}
+
+
+async def renew_lease(lease_api, node_name: str, node_uid: str, renew_time: str) -> None:
+    """The kubelet's heartbeat: bump the node's Lease, making it (owned by the Node) if missing."""
+    try:
+        await lease_api.patch(node_name, {"spec": {"holderIdentity": node_name,
+                                                   "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                                                   "renewTime": renew_time}})
+    except ApiError as e:
+        if e.code != 404:
+            raise
+        await lease_api.create(lease_object({"metadata": {"name": node_name, "uid": node_uid}}, renew_time))
 
 
 def base_labels(name: str) -> dict[str, str]:

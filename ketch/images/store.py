@@ -12,7 +12,6 @@ Every write lands in tmp/ first and is renamed into place, so a reader never see
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import hashlib
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import mounts
 from . import layers, reference
 from .errors import ContentRemoved, ImageError, ImageInUse, ImageNotFound
 
@@ -72,14 +72,13 @@ def canonical_json(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_MNT_DETACH = 2
 
 
 def _mount_overlay(target: Path, options: str) -> None:
-    if _libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode()) != 0:
-        err = ctypes.get_errno()
-        raise ImageError(f"mount overlay on {target}: {os.strerror(err)}")
+    try:
+        mounts.mount("overlay", target, "overlay", options)
+    except OSError as e:
+        raise ImageError(f"mount overlay on {target}: {os.strerror(e.errno)}") from None
 
 
 class ImageStore:
@@ -472,14 +471,10 @@ class ImageStore:
 
     @staticmethod
     def unmount_rootfs(target_dir: Path | str) -> None:
-        target = os.fsencode(target_dir)
-        if _libc.umount2(target, 0) == 0:
-            return
-        err = ctypes.get_errno()
-        if err == errno.EBUSY and _libc.umount2(target, _MNT_DETACH) == 0:
-            return
-        if err not in (errno.EINVAL, errno.ENOENT):  # not mounted: nothing to do
-            raise ImageError(f"unmount {target_dir}: {os.strerror(err)}")
+        try:
+            mounts.unmount(target_dir)
+        except OSError as e:
+            raise ImageError(f"unmount {target_dir}: {os.strerror(e.errno)}") from None
 
     async def pull(self, ref: str, auth: tuple[str, str] | None = None, progress: Progress | None = None,
                    plain_http: bool | None = None, insecure: bool = False) -> Image:

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..agent.node import (KUBELET_PORT, KUBELET_VERSION, LEASE_DURATION_SECONDS, LEASE_NAMESPACE,  # noqa: F401
-                          base_labels, lease_object, node_conditions)
+                          base_labels, lease_object, node_conditions, renew_lease)
 
 SIMULATED_ANNOTATION = "ketch.io/simulated"   # as kwok's kwok.x-k8s.io/node: fake
 ZONE_NAMES = "abcdefghijklmnopqrstuvwxyz"

@@ -268,15 +268,7 @@ class Simulator:
     async def _renew(self, node: SimNode) -> None:
         async with self.heartbeat_slots:
             now = _micro(time.time())   # stamped when sent, not when queued
-            try:
-                await self.lease_api.patch(node.name, {"spec": {
-                    "holderIdentity": node.name, "leaseDurationSeconds": simnodes.LEASE_DURATION_SECONDS,
-                    "renewTime": now}})
-            except ApiError as e:
-                if e.code != 404:
-                    raise
-                lease = simnodes.lease_object({"metadata": {"name": node.name, "uid": node.uid}}, now)
-                await self.lease_api.create(lease)
+            await simnodes.renew_lease(self.lease_api, node.name, node.uid, now)
 
     async def _heartbeat(self, node: SimNode) -> None:
         now = time.time()

@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from ... import mounts
+
 CLONE_NEWNET = 0x40000000
-MNT_DETACH = 2
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND = 2, 4, 8, 4096
 
 T = TypeVar("T")
 
@@ -29,12 +29,9 @@ def _setns(fd: int, nstype: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def umount(path: str | os.PathLike, lazy: bool = True) -> None:
-    """Unmount path (lazily); a path that is not a mount point is left alone."""
-    if _libc.umount2(os.fsencode(str(path)), MNT_DETACH if lazy else 0) != 0:
-        err = ctypes.get_errno()
-        if err not in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
-            raise OSError(err, os.strerror(err), str(path))
+def umount(path: str | os.PathLike) -> None:
+    """Unmount path lazily; a path that is not a mount point is left alone."""
+    mounts.unmount(path, lazy=True)
 
 
 def create_netns(path: Path) -> None:
@@ -47,10 +44,8 @@ def create_netns(path: Path) -> None:
         if _libc.unshare(CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), "unshare(CLONE_NEWNET)")
-        src = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
-        if _libc.mount(src, os.fsencode(str(path)), None, MS_BIND, None) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
+        mounts.mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None,
+                     flags=mounts.MS_BIND)
 
     try:
         run_in_netns_sync(None, pin, own_thread=True)
@@ -60,10 +55,7 @@ def create_netns(path: Path) -> None:
 
 
 def mount_tmpfs(target: str | os.PathLike, options: str) -> None:
-    if _libc.mount(b"shm", os.fsencode(str(target)), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                   options.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(target))
+    mounts.mount("shm", target, "tmpfs", options, mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC)
 
 
 def remove_netns(path: Path) -> None:

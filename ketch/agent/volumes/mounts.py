@@ -1,19 +1,10 @@
-"""tmpfs mounts for memory-backed volumes, and finding what is mounted under a directory.
-
-mount(2) and umount2(2) through libc: no `mount` process per volume, so a pod with a secret
-and a token volume costs two syscalls, not two forks.
-"""
+"""tmpfs mounts for memory-backed volumes, and finding what is mounted under a directory."""
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 from pathlib import Path
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-MNT_DETACH = 2
+from ...mounts import mount, unmount  # noqa: F401 - unmount is part of this module's surface
 
 
 def _unescape(field: str) -> str:
@@ -49,21 +40,4 @@ def mount_type(path: Path) -> str | None:
 
 
 def mount_tmpfs(target: Path, size_bytes: int | None) -> None:
-    options = f"size={size_bytes}" if size_bytes else ""
-    if _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", 0, options.encode() or None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount failed: {os.strerror(err)}", str(target))
-
-
-def unmount(target: Path) -> None:
-    """umount, lazily if busy (a process still has a file open there), ignoring 'not mounted'."""
-    path = os.fsencode(target)
-    if _libc.umount2(path, 0) == 0:
-        return
-    err = ctypes.get_errno()
-    if err == errno.EBUSY and _libc.umount2(path, MNT_DETACH) == 0:
-        return
-    err = ctypes.get_errno() if err == errno.EBUSY else err
-    if err in (errno.EINVAL, errno.ENOENT):  # not a mount point (any more)
-        return
-    raise OSError(err, f"unmount failed: {os.strerror(err)}", str(target))
+    mount("tmpfs", target, "tmpfs", f"size={size_bytes}" if size_bytes else "")

@@ -31,9 +31,9 @@ def _mode(value: Any, default: int) -> int:
     return int(value) if value is not None else default
 
 
-def config_map_payload(items: list[dict], config_map: dict, default_mode: int, optional: bool) -> dict[str, FileProjection]:
-    data = {k: v.encode() for k, v in (config_map.get("data") or {}).items()}
-    data.update({k: base64.b64decode(v) for k, v in (config_map.get("binaryData") or {}).items()})
+def _payload(items: list[dict], data: dict[str, bytes], default_mode: int, optional: bool,
+             missing: str) -> dict[str, FileProjection]:
+    """The files of a configMap or secret source: every key, or just `items` (key -> path, mode)."""
     if not items:
         return {k: FileProjection(v, default_mode) for k, v in data.items()}
     payload = {}
@@ -41,23 +41,20 @@ def config_map_payload(items: list[dict], config_map: dict, default_mode: int, o
         if item["key"] not in data:
             if optional:
                 continue
-            raise ProjectionError(f"configmap references non-existent config key: {item['key']}")
+            raise ProjectionError(f"{missing}: {item['key']}")
         payload[item["path"]] = FileProjection(data[item["key"]], _mode(item.get("mode"), default_mode))
     return payload
+
+
+def config_map_payload(items: list[dict], config_map: dict, default_mode: int, optional: bool) -> dict[str, FileProjection]:
+    data = {k: v.encode() for k, v in (config_map.get("data") or {}).items()}
+    data.update({k: base64.b64decode(v) for k, v in (config_map.get("binaryData") or {}).items()})
+    return _payload(items, data, default_mode, optional, "configmap references non-existent config key")
 
 
 def secret_payload(items: list[dict], secret: dict, default_mode: int, optional: bool) -> dict[str, FileProjection]:
     data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-    if not items:
-        return {k: FileProjection(v, default_mode) for k, v in data.items()}
-    payload = {}
-    for item in items:
-        if item["key"] not in data:
-            if optional:
-                continue
-            raise ProjectionError(f"references non-existent secret key: {item['key']}")
-        payload[item["path"]] = FileProjection(data[item["key"]], _mode(item.get("mode"), default_mode))
-    return payload
+    return _payload(items, data, default_mode, optional, "references non-existent secret key")
 
 
 async def downward_api_payload(items: list[dict], pod: dict, default_mode: int, source) -> dict[str, FileProjection]:
