@@ -1,5 +1,6 @@
 """The images the tests and the book's walkthroughs need, built offline from the repo's images/
-directory (see images/README.md) with Debian's busybox-static.
+directory (see images/README.md) with programs of the host's Debian: busybox-static, and python3 for
+the python image.
 
 `ensure(store)` makes them present in a store: each is built once into a cache store and copied
 from there, and an image is rebuilt only when its sources change (a hash of its build context, its
@@ -10,13 +11,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -28,7 +31,85 @@ from .store import Image, ImageStore
 
 IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 BUSYBOX = Path("/bin/busybox")
+PYTHON = Path("/usr/bin/python3.11")
+PYTHON_STDLIB = Path("/usr/lib/python3.11")
 SOURCE_LABEL = "io.ketch.bundled.source"
+
+
+@dataclass(frozen=True)
+class HostProgram:
+    """A program an image takes from the host machine: the build puts the binary, the files it
+    needs to run and its links under the build context's rootfs/ (which the Containerfile copies)."""
+    binary: Path
+    package: str                                    # the Debian package that installs it
+    image_path: str                                 # where the binary goes, relative to /
+    links: Callable[[], dict[str, str]]             # path in the image -> symlink target
+    support: Callable[[], list[tuple[Path, str]]] = lambda: []   # (host file, path in the image)
+
+    def check(self) -> None:
+        if not self.binary.exists():
+            raise ImageError(f"{self.binary} is missing: install Debian's {self.package} (make setup)")
+
+    def fingerprint(self, sha) -> None:
+        """The binary's bytes, and the size and mtime of each supporting file (reading them all
+        would slow down every ensure())."""
+        self.check()
+        sha.update(self.binary.read_bytes())
+        for source, dest in self.support():
+            st = source.stat()
+            sha.update(f"{dest}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+
+    def fill(self, rootfs: Path) -> None:
+        for source, dest in [(self.binary, self.image_path), *self.support()]:
+            (rootfs / dest).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, rootfs / dest)     # follows symlinks: the image gets the file
+        for path, target in self.links().items():
+            (rootfs / path).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, rootfs / path)
+
+
+def _busybox_links() -> dict[str, str]:
+    """A link per applet in /bin, as Debian's busybox-static lists them."""
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    return {f"bin/{a}": "busybox" for a in applets if a != "busybox" and "/" not in a}
+
+
+# What the python image leaves out of the standard library: tests, GUIs, pip's bootstrap, the
+# static libpython of python3.11-dev, the host's installed packages, compiled caches.
+_STDLIB_SKIPPED = {"test", "__pycache__", "dist-packages", "site-packages", "idlelib", "tkinter", "ensurepip",
+                   "config-3.11-x86_64-linux-gnu"}
+_TEST_MODULE_PREFIXES = ("_test", "_xxtestfuzz", "_ctypes_test", "xxlimited")
+
+
+@functools.cache
+def _python_support() -> list[tuple[Path, str]]:
+    """The standard library (less _STDLIB_SKIPPED), then every shared library that the interpreter
+    and its extension modules load, as `ldd` names them, the dynamic loader among them."""
+    files = []
+    for path in sorted(PYTHON_STDLIB.rglob("*")):
+        parts = path.relative_to(PYTHON_STDLIB).parts
+        if set(parts) & _STDLIB_SKIPPED or not path.is_file():
+            continue
+        if parts[0] == "lib-dynload" and path.name.startswith(_TEST_MODULE_PREFIXES):
+            continue
+        if path.is_symlink() and not path.resolve().is_relative_to(PYTHON_STDLIB):
+            continue                                # e.g. sitecustomize.py -> /etc/python3.11/
+        files.append((path, str(path.relative_to("/"))))
+    modules = [PYTHON] + [p for p, _ in files if p.suffix == ".so"]
+    ldd = subprocess.run(["ldd", *map(str, modules)], capture_output=True, text=True, check=True).stdout
+    libraries = sorted({word for line in ldd.splitlines() for word in line.split() if word.startswith("/")
+                        and not word.endswith(":")})
+    return files + [(Path(lib), lib.lstrip("/")) for lib in libraries]
+
+
+def _python_links() -> dict[str, str]:
+    return {"usr/bin/python3": "python3.11", "usr/local/bin/python": "/usr/bin/python3.11",
+            "usr/local/bin/python3": "/usr/bin/python3.11"}
+
+
+HOST_BUSYBOX = HostProgram(BUSYBOX, "busybox-static", "bin/busybox", _busybox_links)
+HOST_PYTHON = HostProgram(PYTHON, "python3.11-minimal and libpython3.11-stdlib, bookworm's python3",
+                          "usr/bin/python3.11", _python_links, _python_support)
 
 
 @dataclass(frozen=True)
@@ -36,6 +117,7 @@ class Bundled:
     directory: str                 # under images/
     tags: tuple[str, ...]
     build_args: tuple[tuple[str, str], ...] = field(default=())
+    host: HostProgram | None = None   # a program the build context takes from the host
 
     @property
     def name(self) -> str:
@@ -50,7 +132,7 @@ class Bundled:
 
 
 BUNDLED: tuple[Bundled, ...] = (
-    Bundled("busybox", ("busybox:latest",)),
+    Bundled("busybox", ("busybox:latest",), host=HOST_BUSYBOX),
     Bundled("httpd-base", ("ketch.io/httpd-base:latest",)),
     Bundled("debian", ("debian:latest", "debian:bookworm")),
     Bundled("nginx", ("nginx:latest",)),
@@ -65,6 +147,7 @@ BUNDLED: tuple[Bundled, ...] = (
             (("VERSION", "0.3"), ("COLOR", "lightyellow"))),
     Bundled("httpwhalesay", ("jonbaier/httpwhalesay:0.1",), (("VERSION", "0.1"),)),
     Bundled("httpwhalesay", ("jonbaier/httpwhalesay:0.2", "jonbaier/httpwhalesay:latest"), (("VERSION", "0.2"),)),
+    Bundled("python", ("python:latest", "python:3"), host=HOST_PYTHON),
 )
 
 
@@ -93,8 +176,8 @@ def source_hash(spec: Bundled) -> str:
         sha.update(f"{path.relative_to(root)}\0{st.st_mode:o}\0".encode())
         if path.is_file():
             sha.update(path.read_bytes())
-    if spec.directory == "busybox":
-        sha.update(BUSYBOX.read_bytes())
+    if spec.host:
+        spec.host.fingerprint(sha)
     sha.update(repr((spec.tags, spec.build_args)).encode())
     return sha.hexdigest()[:32]
 
@@ -111,20 +194,13 @@ def _current(store: ImageStore, spec: Bundled) -> Image | None:
 
 @contextlib.contextmanager
 def _context(spec: Bundled, work: Path) -> Iterator[Path]:
-    """The build context: the image's directory, and for busybox the binary and its links."""
-    if spec.directory != "busybox":
+    """The build context: the image's directory, with its host program under rootfs/."""
+    if spec.host is None:
         yield IMAGES_DIR / spec.directory
         return
-    context = work / "busybox-context"
-    shutil.copytree(IMAGES_DIR / "busybox", context, symlinks=True)
-    bin_dir = context / "rootfs" / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(BUSYBOX, bin_dir / "busybox")
-    import subprocess
-    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox" and "/" not in applet:
-            os.symlink("busybox", bin_dir / applet)
+    context = work / f"{spec.directory}-context"
+    shutil.copytree(IMAGES_DIR / spec.directory, context, symlinks=True)
+    spec.host.fill(context / "rootfs")
     try:
         yield context
     finally:
@@ -132,8 +208,9 @@ def _context(spec: Bundled, work: Path) -> Iterator[Path]:
 
 
 def _build_into(store: ImageStore, spec: Bundled, out: TextIO) -> Image:
-    if not BUSYBOX.exists():
-        raise ImageError(f"{BUSYBOX} is missing: install Debian's busybox-static (make setup)")
+    HOST_BUSYBOX.check()                            # every image is busybox or built on it
+    if spec.host:
+        spec.host.check()
     work = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix="bundled-"))
     try:
         with _context(spec, work) as context:
