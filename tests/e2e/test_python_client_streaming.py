@@ -170,6 +170,15 @@ def test_pod_exec_close_channel(api, busybox):
             resp.close()
 
 
+def _run(api: client.CoreV1Api, pod: str, command: list[str]):
+    """An exec run to its end; the client's session, with its returncode."""
+    resp = stream(api.connect_get_namespaced_pod_exec, pod, NS, command=command,
+                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    assert resp.returncode is None
+    resp.run_forever(timeout=10)
+    return resp
+
+
 @pytest.mark.parametrize("command, code", [
     (["false"], 1),
     (["/bin/sh", "-c", "sleep 1; exit 3"], 3),
@@ -177,10 +186,7 @@ def test_pod_exec_close_channel(api, busybox):
     (["/bin/sh", "-c", "ls /"], 0),
 ])
 def test_exit_code(api, busybox, command, code):
-    resp = stream(api.connect_get_namespaced_pod_exec, busybox, NS, command=command,
-                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
-    assert resp.returncode is None
-    resp.run_forever(timeout=10)
+    resp = _run(api, busybox, command)
     assert resp.returncode == code
     assert resp.returncode == code      # idempotent
 
@@ -282,6 +288,10 @@ def nginx_pod(api):
             assert pod.status.phase
             return pod if pod.status.phase != "Pending" else None
         wait_for(started, 60, f"pod {name} started", interval=0.5)
+        # Running is when the container started; on a loaded machine the server may still be a
+        # moment from listening, which upstream's test leaves to chance.
+        wait_for(lambda: _run(api, name, ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]).returncode == 0,
+                 10, "nginx listening", interval=0.2)
         yield name
     finally:
         _delete_pod(api, name)
