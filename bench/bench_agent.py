@@ -34,6 +34,8 @@ mounts, the network namespaces, cgroups) as the tests' destroy_node does.
     KETCH_BENCH_PROFILE=1 .venv/bin/python bench/bench_agent.py   # the agent under cProfile in
         the startup burst and the delete burst: their costliest functions (the event loop's thread,
         CPU time) are printed at the end, and the profiles kept as /tmp/bench-agent-<tag>.<phase>.prof
+    KETCH_BENCH_TRACEMALLOC=1 .venv/bin/python bench/bench_agent.py   # the agent's heap traced:
+        what grows with the pods running, and from one create/delete cycle to the next
 """
 from __future__ import annotations
 
@@ -73,13 +75,14 @@ NODE = "bench-node"
 CAPPED = 2 * (os.cpu_count() or 1)
 RAW_RUNS = 10
 PROFILE = os.environ.get("KETCH_BENCH_PROFILE") == "1"
+MEMTRACE = os.environ.get("KETCH_BENCH_TRACEMALLOC") == "1"
 # The agent's main thread under cProfile with its CPU clock (thread_time): what runs on the event
 # loop, without the loop's idle waits that a wall clock charges to whatever coroutine awaited
 # (coroutines count a call per resumption, so their ncalls say little). One profile per phase,
-# started and stopped by SIGUSR1.
-PROFILED_AGENT = """import cProfile, signal, sys, time
+# started and stopped by SIGUSR1. With tracemalloc on, SIGUSR2 writes a snapshot of the heap.
+INSTRUMENTED_AGENT = """import cProfile, os, signal, sys, time, tracemalloc
 from ketch.cli.main import main
-state = {"profile": None, "n": 0}
+state = {"profile": None, "n": 0, "snapshots": 0}
 def toggle(_sig, _frame):
     # SIGUSR1 starts a profile; the next one writes it to PREFIX.N
     if state["profile"] is None:
@@ -89,9 +92,16 @@ def toggle(_sig, _frame):
         state["profile"].disable()
         state["profile"].dump_stats(f"{sys.argv[1]}.{state['n']}")
         state["profile"], state["n"] = None, state["n"] + 1
+def snapshot(_sig, _frame):
+    tracemalloc.take_snapshot().dump(f"{sys.argv[1]}.mem.{state['snapshots']}")
+    state["snapshots"] += 1
 signal.signal(signal.SIGUSR1, toggle)
+if os.environ.get("KETCH_BENCH_TRACEMALLOC") == "1":
+    tracemalloc.start(8)
+    signal.signal(signal.SIGUSR2, snapshot)
 main(sys.argv[2:])
 """
+MEM_PHASES = ("idle", "pods running", "after the deletes", "after a 2nd cycle")
 
 
 @dataclass(frozen=True)
@@ -254,12 +264,38 @@ class Cluster:
         argv = ["agent", "--kubeconfig", str(self.kubeconfig), "--data-dir",
                 str(self.data), "--node-name", NODE, "--node-netns", self.netns, "--kubelet-port", "0",
                 "--cgroup-root", f"{self.cgroup_top}/kubepods", "--max-pods", "110"]
-        argv = ["-c", PROFILED_AGENT, str(self.profile), *argv] if PROFILE else ["-m", "ketch.cli.main", *argv]
+        instrumented = PROFILE or MEMTRACE
+        argv = ["-c", INSTRUMENTED_AGENT, str(self.profile), *argv] if instrumented else ["-m", "ketch.cli.main", *argv]
         self.agent = common.spawn([sys.executable, *argv], self.work / "agent.log", cpu=None)
 
     def toggle_profile(self) -> None:
         if PROFILE:
             self.agent.send_signal(signal.SIGUSR1)
+
+    def heap_snapshot(self) -> None:
+        if MEMTRACE:
+            self.agent.send_signal(signal.SIGUSR2)
+
+    def heap_report(self) -> None:
+        """What the agent's Python heap holds more of: with the pods running than idle (the per-pod
+        cost), and after a second create/delete cycle than after the first (a leak)."""
+        import tracemalloc
+        paths = [self.profile.with_name(f"{self.profile.name}.mem.{n}") for n in range(len(MEM_PHASES))]
+        if not all(p.exists() for p in paths):
+            return
+        snaps = [tracemalloc.Snapshot.load(str(p)) for p in paths]
+        for new, old in ((1, 0), (3, 2)):
+            diff = snaps[new].compare_to(snaps[old], "lineno")
+            grown = sum(d.size_diff for d in diff)
+            print(f"\nagent heap (tracemalloc), {MEM_PHASES[new]} vs {MEM_PHASES[old]}: {grown / 1024:+.0f} kB; "
+                  "largest changes:")
+            for d in diff[:15]:
+                print(f"  {d.size_diff / 1024:+8.0f} kB {d.count_diff:+7d} blocks  {d.traceback}")
+            top = snaps[new].compare_to(snaps[old], "traceback")[:3]
+            for d in top:
+                print(f"  {d.size_diff / 1024:+8.0f} kB from:")
+                for line in d.traceback.format()[-12:]:
+                    print(f"      {line}")
 
     def stop_agent(self) -> None:
         """SIGTERM: the agent leaves its containers running, as a kubelet does."""
@@ -399,6 +435,25 @@ def rss_parts(pid: int) -> str:
             f"+ shmem {common.status_mb(pid, 'RssShmem'):.1f} MB")
 
 
+def connections_to(pid: int, port: int) -> int:
+    """How many established TCP connections process `pid` holds to loopback port `port`."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{Path(table).name}").read_text().splitlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and remote_port == port and fields[9] in inodes:
+                    count += 1
+    return count
+
+
 def monitors_rss(root: Path) -> tuple[int, float]:
     """How many conmon processes monitor containers under `root`, and their VmRSS in MB together."""
     count, total = 0, 0.0
@@ -451,8 +506,11 @@ async def main_async(plan: Plan) -> int:
         await wait_node_ready(client, cluster)
         await wait_service_account(client)
         rss_idle, cpu_idle = await idle_reading(agent_pid, plan.idle)
+        cluster.heap_snapshot()
+        api_port = int(kubeconfig.load(cluster.kubeconfig).server.rsplit(":", 1)[1])
         print(f"node {NODE} Ready; agent pid {agent_pid}, server pid {cluster.server.pid}; "
-              f"idle agent VmRSS {rss_idle:.1f} MB ({rss_parts(agent_pid)}), CPU {cpu_idle:.1f}%", flush=True)
+              f"idle agent VmRSS {rss_idle:.1f} MB ({rss_parts(agent_pid)}), CPU {cpu_idle:.1f}%, "
+              f"{connections_to(agent_pid, api_port)} connections to the API server", flush=True)
         watch = PodWatch(client)
         await watch.start()
         try:
@@ -520,10 +578,12 @@ async def main_async(plan: Plan) -> int:
             await watch.until(lambda: all(n in watch.running_at for n in everyone), plan.deadline,
                               f"{plan.total} pods Running")
             rss_full, cpu_full = await idle_reading(agent_pid, plan.idle)
+            cluster.heap_snapshot()
             conmons, conmon_mb = monitors_rss(cluster.node.root)
             per_pod = (rss_full - rss_idle) / plan.total
             print(f"{plan.total} pods Running: agent VmRSS {rss_full:.1f} MB ({rss_parts(agent_pid)}; "
                   f"{per_pod * 1024:.0f} kB per pod), idle CPU {cpu_full:.1f}%; "
+                  f"{connections_to(agent_pid, api_port)} connections to the API server; "
                   f"{conmons} conmon monitors {conmon_mb:.1f} MB together; server VmRSS "
                   f"{common.status_mb(cluster.server.pid):.1f} MB", flush=True)
             figures.append(Figure(f"agent VmRSS, {plan.total} pods running", "MB", 80 if plan is FULL else None,
@@ -545,6 +605,7 @@ async def main_async(plan: Plan) -> int:
             figures.append(Figure(f"pod delete -> gone p99, {plan.total}-pod burst", "ms", None, False,
                                   percentile(gone, 0.99), None))
             rss_after, _ = await idle_reading(agent_pid, plan.idle)
+            cluster.heap_snapshot()
             print(f"after the deletes: agent VmRSS {rss_after:.1f} MB ({rss_parts(agent_pid)})", flush=True)
             figures.append(Figure("  agent VmRSS after the pods are gone", "MB", None, False, rss_after, rss_idle))
 
@@ -556,6 +617,8 @@ async def main_async(plan: Plan) -> int:
                               f"{plan.total} pods Running again")
             await delete_all(client, watch, [n for n, _ in again], plan.deadline)
             rss_again, _ = await idle_reading(agent_pid, plan.idle)
+            cluster.heap_snapshot()
+            await asyncio.sleep(2 if MEMTRACE else 0)   # the last snapshot is written
             print(f"after a second cycle of {plan.total} pods: agent VmRSS {rss_again:.1f} MB ({rss_parts(agent_pid)})",
                   flush=True)
             figures.append(Figure(f"  agent VmRSS after a 2nd {plan.total}-pod cycle (vs the 1st)", "MB", None, False,
@@ -571,6 +634,9 @@ async def main_async(plan: Plan) -> int:
           "RSS, the k3s agent's minimum; after the deletes, the idle agent)")
     if max(CpuMeter.others, default=0) > 15:
         print("note: other processes were busy during the run; figures are noisy")
+    if MEMTRACE:
+        print("(KETCH_BENCH_TRACEMALLOC: the agent runs with tracemalloc on, its RSS figures are inflated)")
+        cluster.heap_report()
     if PROFILE:
         for n, phase in enumerate(("startup burst", "delete burst")):
             path = cluster.profile.with_name(f"{cluster.profile.name}.{n}")
@@ -601,5 +667,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
