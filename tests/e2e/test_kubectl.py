@@ -232,11 +232,14 @@ def test_config_set_context_namespace(server, ns, tmp_path):
 
 
 def test_server_with_simulated_nodes_runs_the_book_rc(tmp_path):
-    """`ketch server --simulate-nodes N` (what `make up` runs): nodes register, the book's RC gets
-    Running pods spread over them, and `kubectl top` answers."""
-    from helpers.cluster import start_server
+    """`ketch server --simulate-nodes N` (`make up NODES=N` adds them): nodes register, the book's
+    RC gets Running pods spread over them, and `kubectl top` answers."""
+    from helpers.cluster import start_server, wait_for
     srv = start_server(tmp_path, ["--simulate-nodes", "2", "--metrics-resolution", "1s"])
     try:
+        # kubectl wait fails at once on a node not registered yet: wait for both to exist first.
+        wait_for(lambda: srv.kubectl("get", "node/sim-0", "node/sim-1", check=False).returncode == 0, 30,
+                 "the simulated nodes", interval=0.2)
         srv.kubectl("wait", "--for=condition=Ready", "node/sim-0", "node/sim-1", "--timeout=30s")
         srv.kubectl("create", "-f", str(BOOK / "Chapter02/nodejs-controller.yaml"))
         srv.kubectl("wait", "--for=condition=Ready", "pod", "-l", "name=node-js", "--timeout=30s")
