@@ -71,6 +71,9 @@ class ServerConfig:
         return f"https://{host}:{self.secure_port}"
 
 
+NODE_TOKEN_USER = "system:node-bootstrap"
+
+
 class Credentials:
     """Who may call: client certificates signed by the cluster CA, and bearer tokens."""
 
@@ -84,6 +87,16 @@ class Credentials:
             parts = line.strip().split(",")
             if len(parts) >= 3:
                 self.tokens[parts[0]] = (parts[1], tuple(parts[3:]))
+        # The token agents on other machines join with (`ketch agent --token`), as k3s's node-token.
+        node_token = tls_dir.parent / "node-token"
+        if NODE_TOKEN_USER not in {user for user, _g in self.tokens.values()}:
+            token = secrets.token_hex(24)
+            with token_file.open("a") as f:
+                f.write(f"{token},{NODE_TOKEN_USER},{NODE_TOKEN_USER},system:nodes\n")
+            self.tokens[token] = (NODE_TOKEN_USER, ("system:nodes",))
+        if not node_token.exists():
+            node_token.write_text(next(t for t, (user, _g) in self.tokens.items() if user == NODE_TOKEN_USER) + "\n")
+            node_token.chmod(0o600)
 
     def admin_token(self) -> str:
         return next(t for t, (user, _g) in self.tokens.items() if user == "admin")

@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = sub.add_parser("agent", help="run a node agent (kubelet) against an API server")
     agent.add_argument("--server", help="the API server's URL, with --token")
-    agent.add_argument("--token", help="a bearer token the API server accepts (its DATA_DIR/tls/tokens.csv)")
+    agent.add_argument("--token", help="the API server's join token (its DATA_DIR/node-token)")
     agent.add_argument("--certificate-authority", help="the cluster CA to verify the server with (default: "
                                                        "not verified)")
     agent.add_argument("--kubeconfig", help="kubeconfig with the API server and credentials (instead of --server)")

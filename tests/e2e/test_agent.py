@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from helpers.agent import start_agent_cluster
+from helpers.agent import monitors, start_agent_cluster
 from helpers.cluster import BOOK, unique, wait_for
+from helpers.runtime_node import destroy_node
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")
 
@@ -205,9 +206,8 @@ def test_agent_killed_and_restarted_adopts_its_containers(cluster):
         one = next(iter(before))
         lines = cluster.kubectl("logs", one).stdout.splitlines()
         wait_for(lambda: len(cluster.kubectl("logs", one).stdout.splitlines()) > len(lines) + 2, 10, "more log lines")
-        ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
         for cid in before.values():   # one monitor per container: nothing was started twice
-            assert sum(1 for line in ps.splitlines() if "conmon" in line and f"-c {cid.split('://')[1]} " in line) == 1
+            assert len(monitors(f"-c {cid.split('://')[1]} ")) == 1
     finally:
         cluster.kubectl("delete", "deployment", name, "--wait=false", check=False)
 
@@ -355,14 +355,11 @@ def test_killall_clears_the_machine(tmp_path):
                                                            volumes=[{"name": "m", "emptyDir": {"medium": "Memory"}}]))
         c.wait_running("idle")
         c.server.stop()
-        monitors = lambda: [line for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
-                                                              text=True).stdout.splitlines()
-                            if line.startswith("/usr/bin/conmon") and str(tmp_path) in line]
-        assert monitors()   # the pod outlives its agent
+        assert monitors(str(tmp_path))   # the pod outlives its agent
         out = subprocess.run([sys.executable, "-m", "ketch.cli.main", "killall", "--data-dir", str(tmp_path / "data")],
                              capture_output=True, text=True, check=True).stdout
         assert "removed 1 pod sandboxes" in out
-        assert not monitors()
+        assert not monitors(str(tmp_path))
         assert not [m for m in open("/proc/self/mounts").read().splitlines() if str(tmp_path) in m]
         assert not os.path.exists(f"/run/netns/{c.netns_name}")
     finally:
@@ -395,10 +392,7 @@ def test_static_pods_run_from_the_manifest_directory(tmp_path):
         assert again["status"]["containerStatuses"][0]["containerID"] == cid   # still the same container
         (manifests / "web.yaml").unlink()
         wait_for(lambda: c.kubectl("get", "pod", "web-node1", check=False).returncode != 0, 30, "the mirror gone")
-        pid_gone = lambda: not [line for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
-                                                                text=True).stdout.splitlines()
-                                if "conmon" in line and cid.split("://")[1] in line]
-        wait_for(pid_gone, 30, "the container stopped")
+        wait_for(lambda: not monitors(f"-c {cid.split('://')[1]} "), 30, "the container stopped")
     finally:
         c.stop()
 
@@ -543,3 +537,47 @@ def test_memory_limit_oom_kill_is_reported(cluster):
         assert cluster.pod(name)["status"]["phase"] == "Failed"
     finally:
         cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+def test_a_second_node_joins_with_the_node_token(tmp_path):
+    """`ketch agent --server URL --token T` (another machine's agent, here a second process with
+    its own data dir and netns) registers its node; pods bound to it run there, and logs and exec
+    reach them through the API server."""
+    c = start_agent_cluster(tmp_path / "c", images=["busybox:latest"])
+    other = tmp_path / "node2"
+    tag = unique("n2")
+    proc = None
+    try:
+        from ketch.images import bundled
+        from ketch.images.store import ImageStore
+        bundled.ensure(ImageStore(other / "images"), ["busybox:latest"])
+        token = (tmp_path / "c" / "data" / "node-token").read_text().strip()
+        log = open(tmp_path / "node2.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "ketch.cli.main", "agent", "--server", c.server.url,
+                                 "--token", token, "--certificate-authority",
+                                 str(tmp_path / "c" / "data" / "tls" / "ca.crt"), "--data-dir", str(other),
+                                 "--node-name", "node2", "--node-netns", tag, "--kubelet-port", "0",
+                                 "--cgroup-root", f"{tag}/kubepods"], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: any(n["metadata"]["name"] == "node2" and any(
+            x["type"] == "Ready" and x["status"] == "True" for x in n["status"].get("conditions", []))
+            for n in c.server.kubectl_json("get", "nodes")["items"]), 30, "node2 ready", interval=0.3)
+        c.kubectl("create", "-f", "-", input=_pod_manifest("there", {"image": "busybox", "command": [
+            "sh", "-c", "echo hello from node2; sleep 3600"]}, nodeName="node2"))
+        pod = c.wait_running("there")
+        assert pod["spec"]["nodeName"] == "node2"
+        node1_cidr = c.server.kubectl_json("get", "node", "node1")["spec"]["podCIDR"]
+        node2_cidr = c.server.kubectl_json("get", "node", "node2")["spec"]["podCIDR"]
+        assert node1_cidr != node2_cidr and pod["status"]["podIP"].startswith(node2_cidr.rsplit(".", 1)[0] + ".")
+        wait_for(lambda: "hello from node2" in c.kubectl("logs", "there").stdout, 10, "the pod's log")
+        assert c.kubectl("exec", "there", "--", "hostname").stdout.strip() == "there"
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+            subprocess.run([sys.executable, "-m", "ketch.cli.main", "killall", "--data-dir", str(other)],
+                           capture_output=True)
+
+            class Node2:   # what destroy_node cleans, for anything killall left
+                base, root, netns_name, cgroup_top = other, other / "agent" / "node2" / "runtime", tag, tag
+            destroy_node(Node2())
+        c.stop()

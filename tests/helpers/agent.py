@@ -20,6 +20,12 @@ IMAGES = ["busybox:latest", "jonbaier/node-express-info:latest", "docker/whalesa
           "bitnami/apache:latest", "jonbaier/httpwhalesay:0.2"]
 
 
+def monitors(needle: str) -> list[str]:
+    """The command lines of the running conmon processes that mention `needle` (a path, an id)."""
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("/usr/bin/conmon") and needle in line]
+
+
 @dataclass
 class AgentCluster:
     server: Server
