@@ -23,7 +23,9 @@ namespace is never touched) and whose pods' cgroups sit under a cgroup of this s
                 SLO is measured (pods arriving at a steady rate, not all at once)
   100 pods      50 more; the agent's VmRSS after all 100 are Running and it idled IDLE seconds
   delete        the 100 pods deleted in one burst (grace period 1 s: a PID-1 `sleep` ignores SIGTERM,
-                so the kill comes after it); delete -> gone from the API, watched
+                so the kill comes after it); delete -> gone from the API, watched; the agent's VmRSS
+  cycles        100 pods created and deleted again (--cycles, default 2 in all), the agent's VmRSS
+                after each: a leak keeps growing, a high-water mark stays
 
 Everything is removed at the end, also on failure or a signal: the processes (by PID), then as
 `ketch killall` the pods' sandboxes and containers, then what may remain (runc state, monitors,
@@ -471,7 +473,7 @@ def monitors_rss(root: Path) -> tuple[int, float]:
 
 # ---- the run ------------------------------------------------------------------------------------
 
-async def main_async(plan: Plan) -> int:
+async def main_async(plan: Plan, cycles: int = 2) -> int:
     work = common.temp_dir("ketch-bench-agent-")
     tag = secrets.token_hex(4)
     store = ImageStore(work / "data" / "images")
@@ -610,19 +612,23 @@ async def main_async(plan: Plan) -> int:
             figures.append(Figure("  agent VmRSS after the pods are gone", "MB", None, False, rss_after, rss_idle))
 
             # the same again: does the agent's memory keep growing (a leak) or stay (a high-water mark)?
-            again = [(f"again-{i:03d}", {**bench_pod(i), "metadata": {"name": f"again-{i:03d}"}})
-                     for i in range(plan.total)]
-            await create_burst(client, again)
-            await watch.until(lambda: all(n in watch.running_at for n, _ in again), plan.deadline,
-                              f"{plan.total} pods Running again")
-            await delete_all(client, watch, [n for n, _ in again], plan.deadline)
-            rss_again, _ = await idle_reading(agent_pid, plan.idle)
-            cluster.heap_snapshot()
-            await asyncio.sleep(2 if MEMTRACE else 0)   # the last snapshot is written
-            print(f"after a second cycle of {plan.total} pods: agent VmRSS {rss_again:.1f} MB ({rss_parts(agent_pid)})",
-                  flush=True)
-            figures.append(Figure(f"  agent VmRSS after a 2nd {plan.total}-pod cycle (vs the 1st)", "MB", None, False,
-                                  rss_again, rss_after))
+            previous = rss_after
+            for cycle in range(2, cycles + 1):
+                again = [(f"again{cycle}-{i:03d}", {**bench_pod(i), "metadata": {"name": f"again{cycle}-{i:03d}"}})
+                         for i in range(plan.total)]
+                await create_burst(client, again)
+                await watch.until(lambda again=again: all(n in watch.running_at for n, _ in again), plan.deadline,
+                                  f"{plan.total} pods Running again")
+                await delete_all(client, watch, [n for n, _ in again], plan.deadline)
+                rss_again, _ = await idle_reading(agent_pid, plan.idle)
+                if cycle == 2:
+                    cluster.heap_snapshot()
+                    await asyncio.sleep(2 if MEMTRACE else 0)   # the last snapshot is written
+                print(f"after cycle {cycle} of {plan.total} pods: agent VmRSS {rss_again:.1f} MB "
+                      f"({rss_parts(agent_pid)})", flush=True)
+                figures.append(Figure(f"  agent VmRSS after {plan.total}-pod cycle {cycle} (vs the one before)", "MB",
+                                      None, False, rss_again, previous))
+                previous = rss_again
         finally:
             await watch.stop()
     cluster.stop_agent()
@@ -655,13 +661,15 @@ async def main_async(plan: Plan) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20-pod burst, 40 pods for memory, short idles")
+    parser.add_argument("--cycles", type=int, default=2, help="create/delete cycles of all the pods, to tell a "
+                                                              "leak from a high-water mark (default 2)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_agent: runs containers, needs root", file=sys.stderr)
         return 2
     common.install_cleanup()
     try:
-        return asyncio.run(main_async(QUICK if args.quick else FULL))
+        return asyncio.run(main_async(QUICK if args.quick else FULL, max(1, args.cycles)))
     finally:
         common.cleanup()
 
