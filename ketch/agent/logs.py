@@ -91,10 +91,9 @@ class _Joiner:
         return ts, bytes(buf) + b"\n"
 
 
-def _tail_offset(f, lines: int) -> int:
-    """Offset where the file's last `lines` whole lines start: a line ends at an `F` record, so
-    partial records count with the line they belong to (a line still being written counts too)."""
-    end = f.seek(0, os.SEEK_END)
+def _tail_offset(f, lines: int, end: int) -> int:
+    """Offset where the last `lines` whole lines before `end` start: a line ends at an `F` record,
+    so partial records count with the line they belong to (a line still being written counts too)."""
     if lines <= 0:
         return end
     pos, seen, carry = end, 0, b""
@@ -152,12 +151,20 @@ async def read_logs(path: str | Path, opts: LogOptions, write: Callable[[bytes],
             return
         f = None
     try:
+        # Without follow the log is read as it was when asked for (a chatty container's later
+        # lines would make `--tail 5` print more than five).
+        left = os.fstat(f.fileno()).st_size if f is not None and not opts.follow else None
         if f is not None and opts.tail_lines is not None:
-            f.seek(_tail_offset(f, opts.tail_lines))
+            f.seek(_tail_offset(f, opts.tail_lines, left if left is not None else f.seek(0, os.SEEK_END)))
+            if left is not None:
+                left -= f.tell()
         partial = b""
         last_check = asyncio.get_running_loop().time()
         while True:
-            chunk = f.read(1 << 16) if f is not None else b""
+            size = 1 << 16 if left is None else min(1 << 16, left)
+            chunk = f.read(size) if f is not None and size > 0 else b""
+            if left is not None:
+                left -= len(chunk)
             if chunk:
                 data = partial + chunk
                 *lines, partial = data.split(b"\n")

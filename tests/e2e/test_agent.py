@@ -581,3 +581,20 @@ def test_a_second_node_joins_with_the_node_token(tmp_path):
                 base, root, netns_name, cgroup_top = other, other / "agent" / "node2" / "runtime", tag, tag
             destroy_node(Node2())
         c.stop()
+
+
+def test_exec_of_a_missing_command_is_an_internal_error(cluster):
+    """kubectl exec of a command the image lacks fails as with containerd: an InternalError from
+    the kubelet, not a run that printed runc's complaint."""
+    name = unique("noexec")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(name, {"image": "busybox", "command": ["sleep", "3600"]}))
+    try:
+        cluster.wait_running(name)
+        got = cluster.kubectl("exec", name, "--", "nosuch", check=False)
+        assert got.returncode == 1
+        assert got.stderr.startswith("error: Internal error occurred: error executing command in container: "
+                                     "failed to exec in container: failed to start exec "), got.stderr
+        assert 'exec: "nosuch": executable file not found in $PATH: unknown' in got.stderr, got.stderr
+        assert cluster.kubectl("exec", name, "--", "sh", "-c", "exit 7", check=False).returncode == 7
+    finally:
+        cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)

@@ -57,6 +57,20 @@ def test_tail_of_a_large_file(tmp_path):
     assert read(p, tail_lines=3).splitlines() == [b"x" * 100 + str(i).encode() for i in (2997, 2998, 2999)]
 
 
+def test_a_read_without_follow_is_the_log_as_it_was(tmp_path):
+    """A container writing while `kubectl logs --tail 2` reads: exactly two lines come back."""
+    p = tmp_path / "busy.log"
+    write(p, [(T0 + i, "stdout", f"line {i}".encode(), False) for i in range(10)])
+    out = []
+
+    async def sink(b):
+        if not out:   # the container writes on while the first line goes out
+            write(p, [(T0 + 100 + i, "stdout", f"late {i}".encode(), False) for i in range(3)])
+        out.append(b)
+    asyncio.run(logs.read_logs(p, logs.LogOptions(tail_lines=2), sink))
+    assert b"".join(out) == b"line 8\nline 9\n"
+
+
 def test_follow_sees_new_lines_and_survives_rotation(tmp_path):
     p = tmp_path / "c.log"
     write(p, [(T0, "stdout", b"first", False)])

@@ -87,6 +87,9 @@ class CNI:
         await self._call("loopback", "ADD", {"cniVersion": CNI_VERSION, "name": "lo", "type": "loopback"},
                          container_id, netns, "lo", args)
         conf_list = self.config.network_list(str(self.data_dir / "networks"))
+        if not port_mappings:   # portmap has nothing to do for a pod without hostPorts: a fork less
+            conf_list["plugins"] = [p for p in conf_list["plugins"]
+                                    if not (p.get("capabilities") or {}).get("portMappings")]
         prev = None
         done: list[dict] = []
         try:

@@ -609,6 +609,12 @@ class RuncRuntime(RuntimeService):
                 *base, container_id, *cmd,
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            if not await _exec_started(proc, pid_file):
+                # runc could not start it (no such executable, ...): containerd's error, not a run
+                err = await proc.stderr.read()
+                failure = _runc_start_failure(proc.returncode, err) or err.decode(errors="replace").strip()
+                raise RuntimeFailure(f'failed to exec in container: failed to start exec "{pid_file.stem}": '
+                                     f"OCI runtime exec failed: {failure}: unknown")
             return PipeExecSession(proc, pid_file)
         master, slave = os.openpty()
         try:
@@ -676,6 +682,20 @@ class RuncRuntime(RuntimeService):
 
 
 _RUNC_ERROR = re.compile(r'^time="[^"]*" level=error msg="(.*)"$')
+
+
+async def _exec_started(proc: asyncio.subprocess.Process, pid_file: Path) -> bool:
+    """Whether `runc exec` started the process: it writes the pid file once it has, and exits
+    without it when it could not."""
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        while not pid_file.exists():
+            done, _ = await asyncio.wait({waiter}, timeout=0.002)
+            if done:
+                return pid_file.exists()
+        return True
+    finally:
+        waiter.cancel()
 
 
 def _runc_start_failure(returncode: int, stderr: bytes) -> str:

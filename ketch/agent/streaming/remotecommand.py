@@ -59,8 +59,9 @@ def exit_code_status(code: int, command: list[str]) -> dict:
 
 
 def failure_status(message: str) -> dict:
-    return {"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError",
-            "details": {"causes": [{"message": message}]}, "code": 500}
+    """apierrors.NewInternalError(message)."""
+    return {"metadata": {}, "status": "Failure", "message": f"Internal error occurred: {message}",
+            "reason": "InternalError", "details": {"causes": [{"message": message}]}, "code": 500}
 
 
 @dataclass
@@ -126,7 +127,9 @@ async def serve(start: Callable[[], Awaitable], streams: Streams, command: list[
         session = await start()
     except Exception as e:  # noqa: BLE001 - the client is told, whatever the runtime raised
         message = getattr(e, "message", "") or str(e) or type(e).__name__
-        await streams.report(failure_status(message))
+        # As the kubelet's streaming server: an InternalError naming what failed.
+        what = "error executing command in container" if command is not None else "error attaching to container"
+        await streams.report(failure_status(f"{what}: {message}"))
         return
     outputs = [asyncio.create_task(_copy_out(session.stdout, streams.stdout))]
     if session.stderr is not None:
