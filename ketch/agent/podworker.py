@@ -472,7 +472,10 @@ class PodWorker(Controller):
                     v.termination_message = self.k.termination_message(pod, container, cur)
             return v
 
-        return PodView(pod=pod, host_ip=self.k.node_ip, pod_ip=sandbox.ip if sandbox is not None else "",
+        pod_ip = sandbox.ip if sandbox is not None else ""
+        if sandbox is not None and pod["spec"].get("hostNetwork"):
+            pod_ip = self.k.node_ip   # a hostNetwork pod's IP is its node's, as the kubelet reports
+        return PodView(pod=pod, host_ip=self.k.node_ip, pod_ip=pod_ip,
                        sandbox_ready=sandbox is not None, runtime_name=self.k.runtime_name,
                        init=[view(c) for c in pod["spec"].get("initContainers") or ()],
                        containers=[view(c) for c in pod["spec"]["containers"]],

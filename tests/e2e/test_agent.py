@@ -598,3 +598,32 @@ def test_exec_of_a_missing_command_is_an_internal_error(cluster):
         assert cluster.kubectl("exec", name, "--", "sh", "-c", "exit 7", check=False).returncode == 7
     finally:
         cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+def test_security_context_and_host_network(cluster):
+    """runAsUser/runAsGroup, a read-only root filesystem and dropped capabilities reach the
+    container; a hostNetwork pod shares the node's network and reports the node's IP."""
+    name = unique("secure")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(name, {
+        "image": "busybox", "command": ["sleep", "3600"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}, "allowPrivilegeEscalation": False}}))
+    host = unique("hostnet")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(host, {"image": "busybox", "command": ["sleep", "3600"]},
+                                                              hostNetwork=True))
+    try:
+        cluster.wait_running(name)
+        assert cluster.kubectl("exec", name, "--", "id", "-u").stdout.strip() == "1000"
+        assert cluster.kubectl("exec", name, "--", "id", "-g").stdout.strip() == "2000"
+        wrote = cluster.kubectl("exec", name, "--", "touch", "/probe", check=False)
+        assert wrote.returncode != 0 and "Read-only file system" in wrote.stderr
+        caps = cluster.kubectl("exec", name, "--", "grep", "CapEff", "/proc/self/status").stdout
+        assert caps.split()[1] == "0000000000000000"
+        pod = cluster.wait_running(host)
+        node_ip = next(a["address"] for a in cluster.server.kubectl_json("get", "node", cluster.node_name)
+                       ["status"]["addresses"] if a["type"] == "InternalIP")
+        assert pod["status"]["podIP"] == pod["status"]["hostIP"] == node_ip
+        links = cluster.kubectl("exec", host, "--", "ip", "link").stdout
+        assert "cni0" in links   # the node's bridge: the pod is in the node's network namespace
+    finally:
+        cluster.kubectl("delete", "pod", name, host, "--grace-period=0", "--force", check=False)
