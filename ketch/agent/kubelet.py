@@ -391,6 +391,7 @@ class Kubelet:
             return   # one pod per round, then look again
 
     def _node_ref(self) -> dict:
+        # The kubelet's node reference carries the node's name as its uid.
         return {"kind": "Node", "apiVersion": "v1", "metadata": {"name": self.node_name, "uid": self.node_name}}
 
     def _evictable(self) -> list[dict]:

@@ -118,7 +118,7 @@ class PodWorker(Controller):
 
     async def _run(self, pod: dict, state: PodState) -> float | None:
         uid = state.uid
-        ours = [sb for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid})]
+        ours = await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid})
         ready = sorted((sb for sb in ours if sb.state == SANDBOX_READY), key=lambda s: s.created_at, reverse=True)
         sandbox = ready[0] if ready else None
         by_name = await self._containers(uid)

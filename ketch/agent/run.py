@@ -24,6 +24,9 @@ from .backend import KubeletBackend
 log = logging.getLogger("ketch.agent")
 
 USER_AGENT = "kubelet/v1.35.0 (linux/amd64) ketch"
+# Connections to the API server: two watches and the pods' status writes (upstream's kubelet has
+# one HTTP/2 connection); more only cost memory (TLS buffers) on the node.
+API_CONNECTIONS = 16
 
 
 def ensure_netns(name: str) -> str:

@@ -114,8 +114,8 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
 async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None) -> None:
     from ..client import kubeconfig
     from ..client.rest import Client
-    from ..agent.run import USER_AGENT
-    client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT)
+    from ..agent.run import API_CONNECTIONS, USER_AGENT
+    client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT, connections=API_CONNECTIONS)
     try:
         await run_agent(client, config, netns)
     finally:
@@ -123,7 +123,7 @@ async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | Non
 
 
 def _agent(args: argparse.Namespace) -> int:
-    from ..agent.run import USER_AGENT, run
+    from ..agent.run import API_CONNECTIONS, USER_AGENT, run
     from ..client import kubeconfig
     from ..client.rest import Client
     data_dir = Path(args.data_dir or default_data_dir())
@@ -139,7 +139,7 @@ def _agent(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> None:
-        client = Client(client_config, user_agent=USER_AGENT)
+        client = Client(client_config, user_agent=USER_AGENT, connections=API_CONNECTIONS)
         try:
             await run(client, config, args.node_netns)
         finally:

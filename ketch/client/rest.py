@@ -36,9 +36,11 @@ def _error(status: int, body: bytes) -> ApiError:
 
 
 class Client:
-    def __init__(self, config: ClientConfig, *, user_agent: str = "ketch", qps_burst: int = 0):
+    def __init__(self, config: ClientConfig, *, user_agent: str = "ketch",
+                 connections: int = 100):
         self.config = config
         self.user_agent = user_agent
+        self.connections = connections   # at most this many at once to the API server (watches count)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -47,7 +49,7 @@ class Client:
             headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
             if self.config.token:
                 headers["Authorization"] = f"Bearer {self.config.token}"
-            connector = aiohttp.TCPConnector(ssl=self.config.ssl_context(), limit=100)
+            connector = aiohttp.TCPConnector(ssl=self.config.ssl_context(), limit=self.connections)
             self._session = aiohttp.ClientSession(base_url=self.config.server, headers=headers,
                                                   connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
