@@ -4,6 +4,7 @@ and the book's manifests."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -69,6 +70,21 @@ def test_book_chapter2_pods_serve_each_other(cluster):
             assert reason in reasons, reasons
     finally:
         cluster.kubectl("delete", "rc", "node-js", "--wait=false", check=False)
+
+
+def test_book_listing_2_1_pod_answers_curl_on_its_ip(cluster):
+    """Listing 2-1 as the book types it: the pod runs, `kubectl describe` shows its private IP,
+    and `kubectl exec node-js-pod -- curl <private ip address>` prints the HTML page."""
+    cluster.kubectl("create", "-f", str(BOOK / "Chapter02" / "nodejs-pod.yaml"))
+    try:
+        pod = cluster.wait_running("node-js-pod")
+        ip = pod["status"]["podIP"]
+        described = cluster.kubectl("describe", "pods/node-js-pod").stdout
+        assert re.search(rf"^IP:\s+{re.escape(ip)}$", described, re.M) and re.search(r"^Status:\s+Running$", described, re.M)
+        page = cluster.kubectl("exec", "node-js-pod", "--", "curl", ip).stdout
+        assert "<html" in page.lower()
+    finally:
+        cluster.kubectl("delete", "pod", "node-js-pod", "--grace-period=0", "--force", check=False)
 
 
 def test_killed_container_is_restarted_with_the_last_state(cluster):
