@@ -140,7 +140,7 @@ class Kubelet:
         self.ready = asyncio.Event()
         self._last_report = 0.0
         self._reported: tuple | None = None
-        self._transitions: dict[str, str] = {}
+        self._transitions: dict[str, tuple[str, str]] = {}   # condition -> (status, since)
         self._pleg: dict[str, str] = {}
 
     # ---- what the pod worker asks ----------------------------------------------------------------
@@ -180,6 +180,12 @@ class Kubelet:
             message = _log_tail(Path(cs.log_path), 80, 2048)
         return message
 
+    def pod_ip(self, pod: dict, sandbox) -> str:
+        """The pod's IP: its sandbox's, or for a hostNetwork pod its node's (as the kubelet says)."""
+        if sandbox is None:
+            return ""
+        return self.node_ip if pod["spec"].get("hostNetwork") else sandbox.ip
+
     def pod_files(self, pod: dict, pod_ips: list[str]) -> podfiles.PodFiles:
         """Write the pod's /etc/hosts, resolv.conf and hostname (again once its IP is known)."""
         files = podfiles.write_pod_files(self.config.root / "pods" / pod["metadata"]["uid"], pod, pod_ips,
@@ -190,7 +196,7 @@ class Kubelet:
         return files
 
     async def container_env(self, pod: dict, container: dict, sandbox) -> tuple[list, list, list]:
-        view = _with_ips(pod, self.node_ip, sandbox.ip if sandbox is not None else "")
+        view = _with_ips(pod, self.node_ip, self.pod_ip(pod, sandbox))
         built = await podenv.container_env_with_warnings(view, container, self.source)
         for reason, message in built.warnings:
             self.recorder.event(pod, "Warning", reason, message)
@@ -261,7 +267,12 @@ class Kubelet:
         reopens it), keeping the newest files."""
         while True:
             await asyncio.sleep(LOG_ROTATION_PERIOD)
-            for c in await self.runtime.list_containers():
+            try:
+                containers = await self.runtime.list_containers()
+            except Exception as e:  # noqa: BLE001 - try again next round
+                log.info("log rotation: %s", e)
+                continue
+            for c in containers:
                 if c.state != "running" or not c.log_path:
                     continue
                 try:
@@ -275,7 +286,7 @@ class Kubelet:
         try:
             for key in self.static.scan():
                 self.worker.enqueue(key)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - a bad manifest must not stop the agent
             log.warning("static pods in %s: %s", self.config.pod_manifest_path, e)
 
     async def _static_loop(self) -> None:
@@ -345,7 +356,7 @@ class Kubelet:
             await asyncio.sleep(LEASE_RENEW)
             try:
                 await self._renew()
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
+            except Exception as e:  # noqa: BLE001 - the agent outlives a failed heartbeat
                 log.info("lease renewal: %s", e)
 
     async def _report_status(self, force: bool = False) -> None:
@@ -354,13 +365,16 @@ class Kubelet:
         key = tuple(sorted(pressure.items()))
         if not force and key == self._reported and time.monotonic() - self._last_report < STATUS_REPORT:
             return
-        if key != self._reported:
-            self._transitions = {}
         status = nodeinfo.node_status(self.node_name, self.node_ip, self.facts,
                                       f"{self.runtime_name}://{self.runtime_version}", now,
                                       self.config.port, self.config.max_pods)
-        status["conditions"] = nodeinfo.node_conditions(now, pressure=pressure, transitions=self._transitions)
-        self._transitions = {c["type"]: c["lastTransitionTime"] for c in status["conditions"]}
+        conditions = nodeinfo.node_conditions(now, pressure=pressure)
+        for c in conditions:   # a condition's transition time moves only when its status does
+            last = self._transitions.get(c["type"])
+            if last is not None and last[0] == c["status"]:
+                c["lastTransitionTime"] = last[1]
+        status["conditions"] = conditions
+        self._transitions = {c["type"]: (c["status"], c["lastTransitionTime"]) for c in conditions}
         status["images"] = self._images()
         await self.node_api.patch(self.node_name, {"status": status}, "merge", subresource="status")
         self._reported, self._last_report = key, time.monotonic()
@@ -450,10 +464,13 @@ class Kubelet:
             await asyncio.sleep(STATUS_UPDATE)
             try:
                 await self._reclaim()
-                await self._report_status()
                 node = await self.node_api.get(self.node_name)
+                ready = next((c for c in (node.get("status") or {}).get("conditions") or ()
+                              if c.get("type") == "Ready"), {})
+                # The node lifecycle controller marked us Unknown (we were away): say at once.
+                await self._report_status(force=ready.get("status") != "True")
                 await self._set_pod_cidr((node.get("spec") or {}).get("podCIDR") or "")
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
+            except Exception as e:  # noqa: BLE001 - the agent outlives a failed status round
                 log.info("node status: %s", e)
 
 

@@ -25,17 +25,15 @@ EVICTION_MEMORY_BYTES = 100 * 1024**2     # evictionHard memory.available<100Mi
 EVICTION_NODEFS_FRACTION = 0.10           # evictionHard nodefs.available<10%
 
 
-def node_conditions(now: str, transition: str | None = None, pressure: dict[str, bool] | None = None,
-                    transitions: dict[str, str] | None = None) -> list[dict]:
+def node_conditions(now: str, transition: str | None = None, pressure: dict[str, bool] | None = None) -> list[dict]:
     """The kubelet's four node conditions, in the kubelet's order. `pressure` says which of
-    MemoryPressure/DiskPressure/PIDPressure hold; `transitions` keeps each condition's previous
-    lastTransitionTime when its status did not change."""
+    MemoryPressure/DiskPressure/PIDPressure hold; `transition` is their lastTransitionTime
+    (default now)."""
     pressure = pressure or {}
-    transitions = transitions or {}
 
     def cond(ctype: str, status: str, reason: str, message: str) -> dict:
         return {"type": ctype, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": transitions.get(ctype) or transition or now}
+                "lastHeartbeatTime": now, "lastTransitionTime": transition or now}
 
     def pressure_cond(ctype: str, ok: tuple[str, str], bad: tuple[str, str]) -> dict:
         reason, message = bad if pressure.get(ctype) else ok

@@ -160,7 +160,7 @@ class PodWorker(Controller):
         uid = pod["metadata"]["uid"]
         self.keys[uid] = object_key(pod)
         running = {n: cs[0] for n, cs in by_name.items() if cs and cs[0].state == CONTAINER_RUNNING}
-        self.k.prober.add_pod(pod, {n: c.id for n, c in running.items()}, sandbox.id, sandbox.ip,
+        self.k.prober.add_pod(pod, {n: c.id for n, c in running.items()}, sandbox.id, self.k.pod_ip(pod, sandbox),
                               {n: (c.started_at or c.created_at) / 1e9 for n, c in running.items()})
         for name, cs in by_name.items():
             if name not in running and cs:
@@ -214,9 +214,10 @@ class PodWorker(Controller):
                 for c in cs:
                     if c.state == CONTAINER_RUNNING:
                         await self.runtime.stop_container(c.id, 0)
+            # Stopped, not removed: the old containers keep the restart counts, last states and
+            # back-off of the pod (removed with the pod, or by the container GC).
             for sb in old:
                 await self.runtime.stop_pod_sandbox(sb.id)
-                await self.runtime.remove_pod_sandbox(sb.id)
         try:
             state.volume_paths = await self.k.volumes.setup(pod)
             state.volumes_refreshed = time.monotonic()
@@ -263,6 +264,11 @@ class PodWorker(Controller):
         spec = pod["spec"]
         policy = spec.get("restartPolicy") or "Always"
         due: list[float] = []
+        # A container created but never started (the agent died between the two, or runc start
+        # failed): one sync creates and starts, so it is an orphan; the one before it counts.
+        for cs in by_name.values():
+            while cs and cs[0].state == CONTAINER_CREATED:
+                await self.runtime.remove_container(cs.pop(0).id)
         # Init containers, in order: each must succeed before the next starts.
         for container in spec.get("initContainers") or ():
             latest = (by_name.get(container["name"]) or [None])[0]
@@ -363,7 +369,8 @@ class PodWorker(Controller):
         self.recorder.event(pod, NORMAL, "Started", f"Started container {name}", fpath)
         state.waiting.pop(name, None)
         error = await hooks.run_post_start(pod, container, cid, self.runtime, sandbox_id=sandbox.id,
-                                           pod_ip=sandbox.ip, recorder=self.recorder, timeout=self._grace(pod))
+                                           pod_ip=self.k.pod_ip(pod, sandbox), recorder=self.recorder,
+                                           timeout=self._grace(pod))
         if error is not None:
             self.recorder.event(pod, NORMAL, "Killing", hooks.POST_START_KILL_MESSAGE, fpath)
             await self.runtime.stop_container(cid, self._grace(pod))
@@ -376,7 +383,7 @@ class PodWorker(Controller):
         if container is not None and cs.state == CONTAINER_RUNNING and (container.get("lifecycle") or {}).get("preStop"):
             sandbox = await self._sandbox_of(cs)
             remaining = await hooks.run_pre_stop(pod, container, cs.id, self.runtime, sandbox_id=cs.sandbox_id,
-                                                 pod_ip=sandbox.ip if sandbox else "", grace_period=grace,
+                                                 pod_ip=self.k.pod_ip(pod, sandbox), grace_period=grace,
                                                  recorder=self.recorder)
         try:
             await self.runtime.stop_container(cs.id, remaining)
@@ -458,26 +465,26 @@ class PodWorker(Controller):
     # ---- status --------------------------------------------------------------------------------
 
     def _view(self, pod: dict, state: PodState, by_name: dict, sandbox) -> PodView:
-        def view(container: dict) -> ContainerView:
+        has_init = bool(pod["spec"].get("initContainers"))
+
+        def view(container: dict, init: bool = False) -> ContainerView:
             cs = by_name.get(container["name"]) or []
             cur = cs[0] if cs else None
             prev = cs[1] if len(cs) > 1 else None
             uid, name = state.uid, container["name"]
             v = ContainerView(spec=container, current=cur, previous=prev, waiting=state.waiting.get(name),
                               ready=self.k.prober.readiness(uid, name),
-                              started=self.k.prober.started(uid, name))
+                              started=self.k.prober.started(uid, name), init=init,
+                              behind_init=has_init and not init)
             if cur is not None:
                 v.image, v.image_id = self.k.image_names(container, cur)
                 if cur.state == CONTAINER_EXITED:
                     v.termination_message = self.k.termination_message(pod, container, cur)
             return v
 
-        pod_ip = sandbox.ip if sandbox is not None else ""
-        if sandbox is not None and pod["spec"].get("hostNetwork"):
-            pod_ip = self.k.node_ip   # a hostNetwork pod's IP is its node's, as the kubelet reports
-        return PodView(pod=pod, host_ip=self.k.node_ip, pod_ip=pod_ip,
+        return PodView(pod=pod, host_ip=self.k.node_ip, pod_ip=self.k.pod_ip(pod, sandbox),
                        sandbox_ready=sandbox is not None, runtime_name=self.k.runtime_name,
-                       init=[view(c) for c in pod["spec"].get("initContainers") or ()],
+                       init=[view(c, init=True) for c in pod["spec"].get("initContainers") or ()],
                        containers=[view(c) for c in pod["spec"]["containers"]],
                        start_time=state.start_time, terminal_phase=state.terminal_phase, reason=state.reason,
                        message=state.message)

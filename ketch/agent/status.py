@@ -35,6 +35,8 @@ class ContainerView:
     image: str = ""                             # the image as the runtime names it
     image_id: str = ""
     termination_message: str = ""
+    init: bool = False                          # an init container
+    behind_init: bool = False                   # an app container of a pod with init containers
 
 
 @dataclass
@@ -77,8 +79,9 @@ def container_status(view: ContainerView, runtime_name: str) -> dict:
         out["started"] = True if view.started is None else view.started
     elif cur is not None and cur.state == CONTAINER_EXITED and view.waiting is None:
         out["state"] = {"terminated": _terminated(cur, runtime_name, view.termination_message)}
+        out["ready"] = view.init and cur.exit_code == 0   # a finished init container counts as ready
     else:
-        waiting = view.waiting or Waiting("ContainerCreating")
+        waiting = view.waiting or Waiting("PodInitializing" if view.behind_init else "ContainerCreating")
         out["state"] = {"waiting": {"reason": waiting.reason, **({"message": waiting.message}
                                                                  if waiting.message else {})}}
         if cur is not None and cur.state == CONTAINER_EXITED:

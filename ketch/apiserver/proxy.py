@@ -35,6 +35,7 @@ LOG_PARAMS = ("follow", "previous", "timestamps", "sinceSeconds", "sinceTime", "
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 _HOP_BY_HOP = {"host", "authorization", "transfer-encoding", "keep-alive", "proxy-connection", "te", "trailer"}
 _CONNECT_TIMEOUT = 10.0
+_UPGRADE_TIMEOUT = 30.0   # for the kubelet's answer to an exec/attach/port-forward
 
 
 # ---- the checks the apiserver does before it talks to a kubelet --------------------------------
@@ -164,7 +165,8 @@ class KubeletProxy:
         sub, method = info.subresource, ctx.request.method
         if info.resource.plural == "nodes" and sub == "proxy":
             node = await self._node(info.name)
-            rest = ctx.request.path.split("/proxy", 1)[1] if "/proxy" in ctx.request.path else "/"
+            prefix = f"/nodes/{info.name}/proxy"   # (a node may be called proxy-1)
+            rest = ctx.request.path.split(prefix, 1)[1] if prefix in ctx.request.path else "/"
             return await self._forward_plain(ctx, node, rest or "/", ctx.request.query_string)
         if info.resource.plural != "pods" or sub == "proxy":
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -281,24 +283,26 @@ class KubeletProxy:
                 if k.lower() not in _HOP_BY_HOP:
                     head.append(f"{k}: {v}")
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-            await writer.drain()
-            status, headers = await _read_response_head(reader)
-        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
-            writer.close()
-            raise errors.ApiError(500, "", f"error proxying to the kubelet: {e or type(e).__name__}") from None
-        if status != 101:
-            length = int(next((v for k, v in headers if k.lower() == "content-length"), "0") or 0)
-            body = await reader.readexactly(length) if length else b""
-            writer.close()
-            resp = web.Response(status=status, body=body)
-            for k, v in headers:
-                if k.lower() not in ("content-length", "date", "server", "connection", "transfer-encoding"):
-                    resp.headers.add(k, v)
+            # A kubelet that accepts but never answers must not hold the client forever.
+            await asyncio.wait_for(writer.drain(), _CONNECT_TIMEOUT)
+            status, headers = await asyncio.wait_for(_read_response_head(reader), _UPGRADE_TIMEOUT)
+            if status != 101:
+                length = int(next((v for k, v in headers if k.lower() == "content-length"), "0") or 0)
+                body = await asyncio.wait_for(reader.readexactly(length), _UPGRADE_TIMEOUT) if length else b""
+                resp = web.Response(status=status, body=body)
+                for k, v in headers:
+                    if k.lower() not in ("content-length", "date", "server", "connection", "transfer-encoding"):
+                        resp.headers.add(k, v)
+                return resp
+            reply = [(k, v) for k, v in headers if k.lower() not in ("content-length", "date", "server")]
+            resp, client_reader, client_writer = await hijack.switch_protocols(request, _multidict(reply))
+            await hijack.splice_both((client_reader, client_writer), (reader, writer))
             return resp
-        reply = [(k, v) for k, v in headers if k.lower() not in ("content-length", "date", "server")]
-        resp, client_reader, client_writer = await hijack.switch_protocols(request, _multidict(reply))
-        await hijack.splice_both((client_reader, client_writer), (reader, writer))
-        return resp
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                asyncio.TimeoutError) as e:
+            raise errors.ApiError(500, "", f"error proxying to the kubelet: {e or type(e).__name__}") from None
+        finally:
+            writer.close()   # whatever happened, the kubelet learns the session is over
 
 
 def _multidict(pairs):

@@ -52,7 +52,9 @@ class WorkQueue:
         self._processing: set[Hashable] = set()
         self._cond = asyncio.Condition()
         self._shutting_down = False
-        self._timers: set[asyncio.TimerHandle] = set()
+        # key -> the one timer that will add it (client-go's delaying queue keeps one waiting
+        # entry per item, at the earliest time asked for)
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self.rate_limiter = rate_limiter or RateLimiter()
 
     def __len__(self) -> int:
@@ -79,13 +81,16 @@ class WorkQueue:
             self.add(key)
             return
         loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle
+        waiting = self._timers.get(key)
+        if waiting is not None:
+            if waiting.when() <= loop.time() + delay:
+                return   # already due as soon or sooner
+            waiting.cancel()
 
         def fire() -> None:
-            self._timers.discard(handle)
+            self._timers.pop(key, None)
             self.add(key)
-        handle = loop.call_later(delay, fire)
-        self._timers.add(handle)
+        self._timers[key] = loop.call_later(delay, fire)
 
     def add_rate_limited(self, key: Hashable) -> None:
         self.add_after(key, self.rate_limiter.when(key))
@@ -115,7 +120,7 @@ class WorkQueue:
 
     def shut_down(self) -> None:
         self._shutting_down = True
-        for t in self._timers:
+        for t in self._timers.values():
             t.cancel()
         self._timers.clear()
 

@@ -90,8 +90,11 @@ def unpack(blob: Path, dest: Path) -> str:
                     os.setxattr(parent_path, OPAQUE_XATTR, b"y")
                     continue
                 if base.startswith(WHITEOUT_PREFIX):
+                    hidden = base[len(WHITEOUT_PREFIX):]
+                    if hidden in ("", ".", ".."):   # would remove the layer itself, or its parent
+                        raise ImageError(f"layer entry {member.name!r} is not a valid whiteout")
                     os.makedirs(parent_path, exist_ok=True)
-                    target = os.path.join(parent_path, base[len(WHITEOUT_PREFIX):])
+                    target = os.path.join(parent_path, hidden)
                     _remove(target)
                     os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
                     continue
@@ -101,6 +104,11 @@ def unpack(blob: Path, dest: Path) -> str:
                 member.name = name
                 if member.islnk():
                     member.linkname = _safe_name(member.linkname)
+                    # A hard link must name a file of this layer, not one reached through a
+                    # symlink the layer planted (that would link, chown and chmod a host file).
+                    linked = os.path.join(dest_real, member.linkname)
+                    if os.path.realpath(linked) != os.path.normpath(linked):
+                        raise ImageError(f"layer entry {member.name!r} links through a symbolic link")
                 tar.extract(member, dest_real, set_attrs=True, numeric_owner=True, filter="fully_trusted")
         return reader.drain()
 

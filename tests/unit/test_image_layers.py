@@ -73,8 +73,17 @@ def test_gzip_layer_has_the_diff_id_of_its_tar(tmp_path):
 @pytest.mark.parametrize("entries", [
     [("../escape", "file", "x")],
     [("link", "symlink", "/etc"), ("link/passwd", "file", "x")],
+    # a hard link through a planted symlink would link (and chown) a file outside the layer
+    [("s", "symlink", "OUTSIDE"), ("x", "hardlink", "s/secret")],
+    # whiteouts of "." and ".." would remove the layer directory or its parent
+    [(".wh..", "file", "")],
+    [(".wh...", "file", "")],
 ])
 def test_unsafe_entries_refused(tmp_path, entries):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host file")
+    entries = [(n, k, p.replace("OUTSIDE", str(outside)) if isinstance(p, str) else p) for n, k, p in entries]
     blob = tmp_path / "bad.tar"
     make_tar(blob, entries)
     dest = tmp_path / "layer"
@@ -82,6 +91,8 @@ def test_unsafe_entries_refused(tmp_path, entries):
     with pytest.raises(ImageError):
         layers.unpack(blob, dest)
     assert not (tmp_path / "escape").exists()
+    assert dest.is_dir() and blob.exists()
+    assert os.stat(outside / "secret").st_nlink == 1
 
 
 def test_later_entry_replaces_symlink_without_following(tmp_path):

@@ -156,14 +156,21 @@ class CNI:
         # A child inherits the namespaces of the thread that forks it: the plugin starts in
         # the node's netns (loopback works on CNI_NETNS alone and needs no entering).
         netns_of_plugin = None if plugin == "loopback" else self.host_netns
-        proc = await run_in_netns(netns_of_plugin, lambda: subprocess.run(
-            [path], env=env, input=json.dumps(conf).encode(), capture_output=True, timeout=PLUGIN_TIMEOUT))
+        try:
+            proc = await run_in_netns(netns_of_plugin, lambda: subprocess.run(
+                [path], env=env, input=json.dumps(conf).encode(), capture_output=True, timeout=PLUGIN_TIMEOUT))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise CNIError(f"plugin type={plugin!r} failed ({command.lower()}): {e}") from None
         out, err = proc.stdout, proc.stderr
         if proc.returncode != 0:
             raise CNIError(f"plugin type={plugin!r} failed ({command.lower()}): {_error_message(out, err)}")
         if command != "ADD" or not out.strip():
             return None
-        return json.loads(out)
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise CNIError(f"plugin type={plugin!r} failed ({command.lower()}): unreadable result {out[:200]!r}") \
+                from None
 
 
 def _cni_args(pod_name: str, pod_namespace: str, pod_uid: str, container_id: str) -> str:
@@ -175,6 +182,8 @@ def _cni_args(pod_name: str, pod_namespace: str, pod_uid: str, container_id: str
 def _error_message(out: bytes, err: bytes) -> str:
     try:
         e = json.loads(out)
+        if not isinstance(e, dict):
+            raise ValueError("not an error object")
         msg = e.get("msg", "")
         if e.get("details"):
             msg = f"{msg}: {e['details']}"

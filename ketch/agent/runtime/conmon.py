@@ -79,10 +79,18 @@ def _launch(container_id: str, name: str, runc_root: Path, paths: MonitorPaths, 
         os.close(start_w)
         start_w = -1
         # conmon's first process exits once its monitor has forked off.
-        _, err = proc.communicate(timeout=CREATE_TIMEOUT)
+        try:
+            _, err = proc.communicate(timeout=CREATE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise MonitorError("timed out waiting for conmon to start the container") from None
         if proc.returncode != 0:
             raise MonitorError(f"conmon failed: {err.decode(errors='replace').strip()}")
-        message = _read_sync(sync_r, CREATE_TIMEOUT)
+        try:
+            message = _read_sync(sync_r, CREATE_TIMEOUT)
+        except ValueError:   # a truncated sync message
+            raise MonitorError("conmon reported the container's pid unreadably") from None
     finally:
         for fd in (sync_r, sync_w, start_r, start_w):
             if fd >= 0:

@@ -380,8 +380,11 @@ class RuncRuntime(RuntimeService):
         async with self._lock(cid):
             self._containers[cid] = rec
             try:
-                await asyncio.to_thread(self.image_store.mount_rootfs, image, cdir / "rootfs", cdir / "overlay")
+                # Recorded before the mount: an agent killed meanwhile leaves nothing unfindable
+                # (unmounting what is not mounted is a no-op).
                 rec["rootfs_mounted"] = True
+                self._save_container(rec)
+                await asyncio.to_thread(self.image_store.mount_rootfs, image, cdir / "rootfs", cdir / "overlay")
                 ns = SandboxNamespaces(
                     network=sb.get("netns"),
                     ipc=None if sb["host_ipc"] else f"/proc/{sb['pause_pid']}/ns/ipc",
@@ -389,8 +392,9 @@ class RuncRuntime(RuntimeService):
                     host_pid=sb["host_pid"], shm=sb.get("shm"), hosts=sb.get("hosts"),
                     resolv_conf=sb.get("resolv_conf"), hostname_file=sb.get("hostname_file"),
                     hostname=sb["hostname"])
-                spec = container_spec(config, getattr(image, "config", {}) or {}, cdir / "rootfs", ns,
-                                      self.cgroups.spec_path(rec["cgroup"]), sb["host_ipc"], stop_signal)
+                spec = await asyncio.to_thread(container_spec, config, getattr(image, "config", {}) or {},
+                                               cdir / "rootfs", ns, self.cgroups.spec_path(rec["cgroup"]),
+                                               sb["host_ipc"], stop_signal)
                 (cdir / "config.json").write_bytes(orjson.dumps(spec))
                 rec["cgroup_dirs"] = {k: str(v) for k, v in self.cgroups.dirs(rec["cgroup"]).items()}
                 self._save_container(rec)
@@ -404,7 +408,7 @@ class RuncRuntime(RuntimeService):
                     cid, f"k8s_{config.name}_{sandbox_config.name}_{sandbox_config.namespace}",
                     self.runc_root, self._monitor_paths(rec), stdin=config.stdin,
                     stdin_once=config.stdin_once, tty=config.tty)
-            except MonitorError as e:
+            except (MonitorError, OSError) as e:
                 # As containerd, whose task (the process) only exists from StartContainer on:
                 # the container is created, and starting it fails with the runtime's message.
                 rec["start_error"] = ("failed to create containerd task: failed to create shim task: "
@@ -585,10 +589,15 @@ class RuncRuntime(RuntimeService):
             stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout if timeout else None)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            # Timed out, or the caller (a probe's or a hook's own timeout) gave up: the process
+            # must not run on. Kill it in the container, and runc exec if it had not started it.
             kill_pid_file(pid_file)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(proc.communicate(), 5)
+                await asyncio.shield(asyncio.wait_for(proc.communicate(), 5))
             raise
         finally:
             pid_file.unlink(missing_ok=True)

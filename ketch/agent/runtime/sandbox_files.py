@@ -36,8 +36,9 @@ def write_sandbox_files(sdir: Path, hostname: str, ips: list[str], host_network:
     write_atomic(sdir / "hostname", f"{hostname}\n".encode())
     if hosts_file:
         out["hosts"] = hosts_file
-    elif host_network:
-        out["hosts"] = "/etc/hosts"
+    elif host_network:   # a copy of the node's: a container must not be able to rewrite the node's own
+        write_atomic(sdir / "hosts", Path("/etc/hosts").read_bytes() if os.path.exists("/etc/hosts") else b"")
+        out["hosts"] = str(sdir / "hosts")
     else:
         text = DEFAULT_HOSTS + "".join(f"{ip}\t{hostname}\n" for ip in ips[:1])
         write_atomic(sdir / "hosts", text.encode())
@@ -47,6 +48,9 @@ def write_sandbox_files(sdir: Path, hostname: str, ips: list[str], host_network:
     elif dns is not None:
         write_atomic(sdir / "resolv.conf", resolv_conf_text(dns).encode())
         out["resolv_conf"] = str(sdir / "resolv.conf")
+    elif os.path.exists("/etc/resolv.conf"):   # a copy, as containerd makes
+        write_atomic(sdir / "resolv.conf", Path("/etc/resolv.conf").read_bytes())
+        out["resolv_conf"] = str(sdir / "resolv.conf")
     else:
-        out["resolv_conf"] = "/etc/resolv.conf" if os.path.exists("/etc/resolv.conf") else None
+        out["resolv_conf"] = None
     return out

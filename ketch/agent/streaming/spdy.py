@@ -18,6 +18,8 @@ import struct
 import zlib
 from typing import Awaitable, Callable
 
+MAX_HEADER_BLOCK = 1 << 20   # decompressed headers of one frame, at most
+
 log = logging.getLogger("ketch.agent.streaming.spdy")
 
 VERSION = 3
@@ -76,9 +78,11 @@ class HeaderCodec:
 
     def decode(self, block: bytes) -> dict[str, list[str]]:
         try:
-            raw = self._inflate.decompress(block)
+            raw = self._inflate.decompress(block, MAX_HEADER_BLOCK)
         except zlib.error as e:
             raise ProtocolError(f"header block: {e}") from None
+        if self._inflate.unconsumed_tail:   # a small frame inflating to megabytes: refuse it
+            raise ProtocolError(f"header block larger than {MAX_HEADER_BLOCK} bytes")
         headers: dict[str, list[str]] = {}
         try:
             (count,), pos = struct.unpack_from(">I", raw), 4
@@ -238,7 +242,7 @@ class Session:
                     await self._data(word & 0x7FFFFFFF, flags, payload)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
-        except ProtocolError as e:
+        except (ProtocolError, struct.error, zlib.error) as e:   # a frame too short, headers unreadable
             log.info("spdy: %s", e)
             await self.goaway()
         finally:
