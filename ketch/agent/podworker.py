@@ -60,7 +60,8 @@ class PodState:
     """What the worker knows of one pod beyond what the runtime says."""
     uid: str
     waiting: dict[str, Waiting] = field(default_factory=dict)
-    kill: dict[str, str] = field(default_factory=dict)    # container -> why it must be restarted
+    kill: dict[str, tuple[str, str]] = field(default_factory=dict)  # container -> (its id, why it must go)
+    running: dict[str, str] = field(default_factory=dict)  # container -> the id the prober watches
     start_time: str = ""
     terminal_phase: str = ""
     last_status: dict | None = None
@@ -160,6 +161,9 @@ class PodWorker(Controller):
         uid = pod["metadata"]["uid"]
         self.keys[uid] = object_key(pod)
         running = {n: cs[0] for n, cs in by_name.items() if cs and cs[0].state == CONTAINER_RUNNING}
+        state = self.states.get(uid)
+        if state is not None:
+            state.running = {n: c.id for n, c in running.items()}
         self.k.prober.add_pod(pod, {n: c.id for n, c in running.items()}, sandbox.id, self.k.pod_ip(pod, sandbox),
                               {n: (c.started_at or c.created_at) / 1e9 for n, c in running.items()})
         for name, cs in by_name.items():
@@ -174,7 +178,8 @@ class PodWorker(Controller):
         if probe_type in (LIVENESS, STARTUP) and result == FAILURE:
             pod = self.k.pods.get(key)
             restarts = pod is not None and (pod["spec"].get("restartPolicy") or "Always") != "Never"
-            state.kill[name] = kill_message(name, probe_type, will_restart=restarts)
+            # Tied to the container probed: a restart meanwhile must not kill its healthy successor.
+            state.kill[name] = (state.running.get(name, ""), kill_message(name, probe_type, will_restart=restarts))
         self.enqueue(key)
 
     async def _containers(self, uid: str) -> dict[str, list[ContainerStatus]]:
@@ -287,7 +292,9 @@ class PodWorker(Controller):
             cs = by_name.get(name) or []
             latest = cs[0] if cs else None
             if latest is not None and latest.state == CONTAINER_RUNNING:
-                why = state.kill.pop(name, None)
+                victim, why = state.kill.pop(name, ("", None))
+                if victim != latest.id:
+                    why = None
                 if why is None and latest.annotations.get(cc.CONTAINER_HASH) != cc.container_hash(container):
                     why = f"Container {name} definition changed, will be restarted"
                 if why is None:
@@ -466,6 +473,9 @@ class PodWorker(Controller):
 
     def _view(self, pod: dict, state: PodState, by_name: dict, sandbox) -> PodView:
         has_init = bool(pod["spec"].get("initContainers"))
+        old_status = pod.get("status") or {}
+        reported = {s.get("name"): s for s in (old_status.get("containerStatuses") or []) +
+                    (old_status.get("initContainerStatuses") or []) if isinstance(s, dict)}
 
         def view(container: dict, init: bool = False) -> ContainerView:
             cs = by_name.get(container["name"]) or []
@@ -475,7 +485,7 @@ class PodWorker(Controller):
             v = ContainerView(spec=container, current=cur, previous=prev, waiting=state.waiting.get(name),
                               ready=self.k.prober.readiness(uid, name),
                               started=self.k.prober.started(uid, name), init=init,
-                              behind_init=has_init and not init)
+                              behind_init=has_init and not init, reported=reported.get(name))
             if cur is not None:
                 v.image, v.image_id = self.k.image_names(container, cur)
                 if cur.state == CONTAINER_EXITED:

@@ -37,6 +37,7 @@ class ContainerView:
     termination_message: str = ""
     init: bool = False                          # an init container
     behind_init: bool = False                   # an app container of a pod with init containers
+    reported: dict | None = None                # its status as the API has it now
 
 
 @dataclass
@@ -66,6 +67,8 @@ def _terminated(cs: ContainerStatus, runtime_name: str, message: str = "") -> di
 
 def container_status(view: ContainerView, runtime_name: str) -> dict:
     spec, cur = view.spec, view.current
+    if cur is None and view.waiting is None and "terminated" in ((view.reported or {}).get("state") or {}):
+        return view.reported   # the runtime forgot a finished container (as upstream, keep its end)
     out: dict = {"name": spec["name"], "image": view.image or spec.get("image", ""), "imageID": view.image_id,
                  "ready": False, "restartCount": cur.attempt if cur else 0, "started": False,
                  "state": {}, "lastState": {}}
@@ -119,8 +122,7 @@ def phase(pod: dict, init: list[dict], containers: list[dict]) -> str:
             stopped += 1
             succeeded += state["terminated"]["exitCode"] == 0
         elif (status["lastState"] or {}).get("terminated") is not None:
-            stopped += 1
-            succeeded += status["lastState"]["terminated"]["exitCode"] == 0
+            stopped += 1   # waiting to restart: stopped, and (as upstream) not counted as succeeded
         else:
             waiting += 1
     if waiting:
@@ -149,6 +151,18 @@ def _condition(ctype: str, ok: bool, old: dict[str, dict], now: str, reason: str
     return c
 
 
+def _readiness_gate_failure(pod: dict, conditions: dict[str, dict]) -> str | None:
+    """Why the pod's readinessGates keep it not Ready (upstream's message), or None."""
+    for gate in pod["spec"].get("readinessGates") or ():
+        ctype = gate.get("conditionType", "")
+        cond = conditions.get(ctype)
+        if cond is None:
+            return f'corresponding condition of pod readiness gate "{ctype}" does not exist.'
+        if cond.get("status") != "True":
+            return f'the status of pod readiness gate "{ctype}" is not "True", but {cond.get("status")}'
+    return None
+
+
 def pod_status(view: PodView, now: str) -> dict:
     pod = view.pod
     old_status = pod.get("status") or {}
@@ -172,8 +186,12 @@ def pod_status(view: PodView, now: str) -> dict:
     else:
         conditions.append(_condition("Initialized", True, old, now, "PodCompleted" if terminal and
                                      the_phase == SUCCEEDED and not view.init else ""))
-    ready = not unready and not terminal
-    if ready:
+    gate = _readiness_gate_failure(pod, old)
+    ready = not unready and not terminal and gate is None
+    if not unready and not terminal and gate is not None:
+        conditions.append(_condition("Ready", False, old, now, "ReadinessGatesNotReady", gate))
+        conditions.append(_condition("ContainersReady", True, old, now))
+    elif ready:
         conditions.append(_condition("Ready", True, old, now))
         conditions.append(_condition("ContainersReady", True, old, now))
     else:

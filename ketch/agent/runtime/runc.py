@@ -310,7 +310,8 @@ class RuncRuntime(RuntimeService):
         if rec is None:
             return  # CRI: stopping what is gone is not an error
         for c in [c for c in self._containers.values() if c["sandbox_id"] == sandbox_id]:
-            await self.stop_container(c["id"], 0)
+            with contextlib.suppress(NotFound):   # removed meanwhile: stopped all the same
+                await self.stop_container(c["id"], 0)
         async with self._lock(sandbox_id):
             await self._teardown_sandbox(rec)
             rec["state"] = api.SANDBOX_NOTREADY
@@ -477,9 +478,11 @@ class RuncRuntime(RuntimeService):
         rec = self._containers.get(container_id)
         if rec is None:
             return
-        await self.stop_container(container_id, 0)
+        with contextlib.suppress(NotFound):
+            await self.stop_container(container_id, 0)
         async with self._lock(container_id):
-            await self._forget_container(rec)
+            if container_id in self._containers:   # not removed by a concurrent call meanwhile
+                await self._forget_container(rec)
 
     async def _forget_container(self, rec: dict) -> None:
         await runc(self.runc_root, "delete", "--force", rec["id"], check=False)
