@@ -194,6 +194,8 @@ class KubeletServer:
         runtime = self.backend.runtime
 
         async def running() -> bool:
+            if request.transport is None or request.transport.is_closing():
+                return False   # the client went away: a follow ends
             try:
                 return (await runtime.container_status(ref.container_id)).state == rt.CONTAINER_RUNNING
             except rt.RuntimeError_:

@@ -255,12 +255,22 @@ class KubeletProxy:
                                                    "connection"}:
                     resp.headers.add(k, v)
             await resp.prepare(request)
+
+            async def client_gone() -> None:
+                # aiohttp does not cancel a handler whose client left; a quiet `logs -f` would
+                # otherwise hold the kubelet's stream open until the container exits.
+                while request.transport is not None and not request.transport.is_closing():
+                    await asyncio.sleep(1.0)
+                upstream.close()
+            watcher = asyncio.ensure_future(client_gone())
             try:
                 async for chunk in upstream.content.iter_any():
                     await resp.write(chunk)
                 await resp.write_eof()
             except (aiohttp.ClientError, ConnectionError):
                 pass  # either side went away (a follow ended by the client)
+            finally:
+                watcher.cancel()
             return resp
 
     async def _forward_upgrade(self, ctx, node: dict, path: str, qs: str) -> web.StreamResponse:
