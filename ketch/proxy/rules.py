@@ -1,0 +1,316 @@
+"""The service proxy's rules: Services + EndpointSlices + the node's facts -> the text that
+`iptables-restore --noflush` loads into the node's network namespace, in kube-proxy's iptables
+mode shape (chain names, hashes, comments, probabilities as kube-proxy writes them, so that
+`iptables-save` reads like a Kubernetes node).
+
+Pure: no I/O, deterministic order (services sorted by their port name), so the proxier can skip
+a restore when the text did not change.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+MASQ_MARK = "0x4000/0x4000"
+# Chains this proxy creates per service/endpoint; stale ones are deleted on the next sync.
+PER_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-SEP-", "KUBE-FW-")
+NAT_BASE_CHAINS = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")
+FILTER_BASE_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-FORWARD")
+DEFAULT_AFFINITY_TIMEOUT = 10800
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+# Jumps from the built-in chains into ours (kube-proxy's iptablesJumpChains), as
+# (table, built-in chain, comment, extra match args, target); ensured once with -C/-I.
+JUMP_RULES = (
+    ("filter", "INPUT", "kubernetes externally-visible service portals", ["-m", "conntrack", "--ctstate", "NEW"], "KUBE-EXTERNAL-SERVICES"),
+    ("filter", "FORWARD", "kubernetes forwarding rules", [], "KUBE-FORWARD"),
+    ("filter", "FORWARD", "kubernetes service portals", ["-m", "conntrack", "--ctstate", "NEW"], "KUBE-SERVICES"),
+    ("filter", "FORWARD", "kubernetes externally-visible service portals", ["-m", "conntrack", "--ctstate", "NEW"], "KUBE-EXTERNAL-SERVICES"),
+    ("filter", "OUTPUT", "kubernetes service portals", ["-m", "conntrack", "--ctstate", "NEW"], "KUBE-SERVICES"),
+    ("nat", "PREROUTING", "kubernetes service portals", [], "KUBE-SERVICES"),
+    ("nat", "OUTPUT", "kubernetes service portals", [], "KUBE-SERVICES"),
+    ("nat", "POSTROUTING", "kubernetes postrouting rules", [], "KUBE-POSTROUTING"),
+)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    node_name: str
+    node_ips: tuple[str, ...] = ()     # NodePorts answer on these; none: on every local address
+    cluster_cidr: str = ""             # pod CIDR of the cluster; traffic from outside is masqueraded
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+    node_name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass
+class ServicePort:
+    """One port of one Service, with what the rules need (kube-proxy's ServicePort info)."""
+    namespace: str
+    name: str
+    port_name: str
+    protocol: str                    # lower case: tcp, udp, sctp
+    cluster_ip: str
+    port: int
+    node_port: int = 0
+    external_ips: list[str] = field(default_factory=list)
+    lb_ips: list[str] = field(default_factory=list)
+    external_local: bool = False     # externalTrafficPolicy: Local
+    internal_local: bool = False     # internalTrafficPolicy: Local
+    affinity_timeout: int = 0        # sessionAffinity ClientIP timeout; 0 = no affinity
+    endpoints: list[Endpoint] = field(default_factory=list)   # ready ones only
+
+    @property
+    def key(self) -> str:            # ServicePortName.String(): "ns/name" or "ns/name:port"
+        return f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
+
+    @property
+    def has_external(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.lb_ips)
+
+
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def service_chain(prefix: str, sp: ServicePort) -> str:
+    """KUBE-SVC-/SVL-/EXT-/FW- + base32(sha256(servicePortName + protocol))[:16], as kube-proxy."""
+    return prefix + _hash(sp.key + sp.protocol)
+
+
+def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
+    return "KUBE-SEP-" + _hash(sp.key + sp.protocol + str(ep))
+
+
+def probability(n: int) -> str:
+    return "%0.10f" % (1.0 / n)      # kube-proxy's computeProbability
+
+
+def _is_ipv4(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).version == 4
+    except ValueError:
+        return False
+
+
+def _ready(ep: dict) -> bool:
+    # EndpointConditions.ready: nil means ready (the API's documented meaning).
+    return (ep.get("conditions") or {}).get("ready") is not False
+
+
+def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]:
+    """Flatten Services and their EndpointSlices into ServicePorts with ready endpoints, sorted."""
+    by_service: dict[tuple[str, str], list[dict]] = {}
+    for sl in slices:
+        meta = sl.get("metadata") or {}
+        svc_name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if svc_name and sl.get("addressType", "IPv4") == "IPv4":
+            by_service.setdefault((meta.get("namespace", ""), svc_name), []).append(sl)
+    out: list[ServicePort] = []
+    for svc in services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        cluster_ip = spec.get("clusterIP") or ""
+        if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
+            continue                 # headless (None) and ExternalName services get no rules
+        ns, name = meta.get("namespace", ""), meta["name"]
+        svc_type = spec.get("type", "ClusterIP")
+        externally_reachable = svc_type in ("NodePort", "LoadBalancer")
+        timeout = 0
+        if spec.get("sessionAffinity") == "ClientIP":
+            cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+            timeout = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+        lb_ips = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+                  if i.get("ip") and _is_ipv4(i["ip"])] if svc_type == "LoadBalancer" else []
+        for p in spec.get("ports") or ():
+            protocol = (p.get("protocol") or "TCP").lower()
+            sp = ServicePort(
+                namespace=ns, name=name, port_name=p.get("name") or "", protocol=protocol,
+                cluster_ip=cluster_ip, port=int(p["port"]),
+                node_port=int(p.get("nodePort") or 0) if externally_reachable else 0,
+                external_ips=[ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip)],
+                lb_ips=lb_ips, affinity_timeout=timeout,
+                internal_local=spec.get("internalTrafficPolicy") == "Local")
+            sp.external_local = spec.get("externalTrafficPolicy") == "Local" and sp.has_external
+            sp.endpoints = _endpoints_for(sp, by_service.get((ns, name), ()))
+            out.append(sp)
+    out.sort(key=lambda sp: (sp.key, sp.protocol))
+    return out
+
+
+def _endpoints_for(sp: ServicePort, slices) -> list[Endpoint]:
+    """Ready endpoints of a service port: the slice port with the same name and protocol gives the
+    number (the EndpointSlice controller resolved a named targetPort per pod)."""
+    seen: dict[str, Endpoint] = {}
+    for sl in slices:
+        port = next((q.get("port") for q in sl.get("ports") or ()
+                     if (q.get("name") or "") == sp.port_name
+                     and (q.get("protocol") or "TCP").lower() == sp.protocol), None)
+        if not port:
+            continue
+        for ep in sl.get("endpoints") or ():
+            if not _ready(ep):
+                continue
+            for ip in ep.get("addresses") or ():
+                e = Endpoint(ip, int(port), ep.get("nodeName") or "")
+                seen.setdefault(str(e), e)
+    return sorted(seen.values(), key=lambda e: (ipaddress.ip_address(e.ip), e.port))
+
+
+def _q(text: str) -> str:
+    return f'"{text}"' if " " in text else text
+
+
+class _Table:
+    def __init__(self, name: str, base_chains: tuple[str, ...]):
+        self.name = name
+        self.chains: list[str] = list(base_chains)
+        self.lines: list[str] = []
+
+    def chain(self, name: str) -> None:
+        if name not in self.chains:
+            self.chains.append(name)
+
+    def add(self, chain: str, *args: str) -> None:
+        self.lines.append(" ".join(("-A", chain) + args))
+
+    def render(self, delete: list[str]) -> str:
+        head = [f"*{self.name}"] + [f":{c} - [0:0]" for c in self.chains + delete]
+        return "\n".join(head + self.lines + [f"-X {c}" for c in delete] + ["COMMIT", ""])
+
+
+def build_rules(services: list[dict], slices: list[dict], node: NodeFacts,
+                existing_nat_chains: set[str] = frozenset()) -> str:
+    """The iptables-restore input (filter then nat) for these Services on this node.
+    `existing_nat_chains`: chains in the node's nat table now; stale per-service ones are deleted."""
+    return render(service_ports(services, slices), node, existing_nat_chains)
+
+
+def render(ports: list[ServicePort], node: NodeFacts, existing_nat_chains: set[str] = frozenset()) -> str:
+    nat, flt = _Table("nat", NAT_BASE_CHAINS), _Table("filter", FILTER_BASE_CHAINS)
+    _write_base(nat, flt)
+    for sp in ports:
+        _write_service_port(nat, flt, sp, node)
+    # NodePorts last in KUBE-SERVICES (kube-proxy's note says why: it matches any local address).
+    nodeports_comment = _q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
+    if node.node_ips:
+        for ip in node.node_ips:
+            nat.add("KUBE-SERVICES", "-m", "comment", "--comment", nodeports_comment, "-d", ip, "-j", "KUBE-NODEPORTS")
+    else:
+        nat.add("KUBE-SERVICES", "-m", "comment", "--comment", nodeports_comment,
+                "-m", "addrtype", "--dst-type", "LOCAL", "-j", "KUBE-NODEPORTS")
+    stale = sorted(c for c in existing_nat_chains
+                   if c.startswith(PER_SERVICE_PREFIXES) and c not in nat.chains)
+    return flt.render([]) + nat.render(stale)
+
+
+def _write_base(nat: _Table, flt: _Table) -> None:
+    nat.add("KUBE-POSTROUTING", "-m", "mark", "!", "--mark", MASQ_MARK, "-j", "RETURN")
+    nat.add("KUBE-POSTROUTING", "-j", "MARK", "--xor-mark", "0x4000")
+    nat.add("KUBE-POSTROUTING", "-m", "comment", "--comment", _q("kubernetes service traffic requiring SNAT"),
+            "-j", "MASQUERADE", "--random-fully")
+    nat.add("KUBE-MARK-MASQ", "-j", "MARK", "--or-mark", "0x4000")
+    flt.add("KUBE-FORWARD", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
+    flt.add("KUBE-FORWARD", "-m", "comment", "--comment", _q("kubernetes forwarding rules"),
+            "-m", "mark", "--mark", MASQ_MARK, "-j", "ACCEPT")
+    flt.add("KUBE-FORWARD", "-m", "comment", "--comment", _q("kubernetes forwarding conntrack rule"),
+            "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+
+
+def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFacts) -> None:
+    key, proto = sp.key, sp.protocol
+    match_port = ("-m", proto, "-p", proto)
+    local_eps = [e for e in sp.endpoints if e.node_name == node.node_name]
+    svc_chain, svl_chain, ext_chain = (service_chain(p, sp) for p in ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-"))
+    # Which endpoint set each kind of traffic uses (kube-proxy's internal/external policy).
+    internal_eps = local_eps if sp.internal_local else sp.endpoints
+    internal_chain = svl_chain if sp.internal_local else svc_chain
+    external_eps = local_eps if sp.external_local else sp.endpoints
+    uses_cluster = bool(sp.endpoints) and (not sp.internal_local or (sp.has_external and bool(external_eps)))
+    uses_local = bool(local_eps) and (sp.internal_local or sp.external_local)
+
+    def no_endpoints(chain: str, eps_local: bool, *match: str) -> None:
+        if not sp.endpoints:
+            flt.add(chain, "-m", "comment", "--comment", _q(f"{key} has no endpoints"), *match, "-j", "REJECT")
+        elif eps_local:
+            flt.add(chain, "-m", "comment", "--comment", _q(f"{key} has no local endpoints"), *match, "-j", "DROP")
+
+    # Cluster IP.
+    cip_match = match_port + ("-d", sp.cluster_ip, "--dport", str(sp.port))
+    if internal_eps:
+        nat.add("KUBE-SERVICES", "-m", "comment", "--comment", _q(f"{key} cluster IP"), *cip_match, "-j", internal_chain)
+    else:
+        no_endpoints("KUBE-SERVICES", sp.internal_local, *cip_match)
+
+    # External IPs, load-balancer IPs, node port: all through the EXT chain.
+    ext_matches = [("external IP", match_port + ("-d", ip, "--dport", str(sp.port))) for ip in sp.external_ips]
+    ext_matches += [("loadbalancer IP", match_port + ("-d", ip, "--dport", str(sp.port))) for ip in sp.lb_ips]
+    for what, match in ext_matches:
+        if external_eps:
+            nat.add("KUBE-SERVICES", "-m", "comment", "--comment", _q(f"{key} {what}"), *match, "-j", ext_chain)
+        else:
+            no_endpoints("KUBE-EXTERNAL-SERVICES", sp.external_local, *match)
+    if sp.node_port:
+        if external_eps:
+            nat.add("KUBE-NODEPORTS", "-m", "comment", "--comment", _q(key), *match_port,
+                    "--dport", str(sp.node_port), "-j", ext_chain)
+        else:
+            no_endpoints("KUBE-EXTERNAL-SERVICES", sp.external_local, "-m", "addrtype", "--dst-type", "LOCAL",
+                         *match_port, "--dport", str(sp.node_port))
+
+    if sp.has_external and external_eps:
+        nat.chain(ext_chain)
+        if sp.external_local:
+            if node.cluster_cidr:
+                nat.add(ext_chain, "-m", "comment", "--comment", _q(f"pod traffic for {key} external destinations"),
+                        "-s", node.cluster_cidr, "-j", svc_chain)
+            nat.add(ext_chain, "-m", "comment", "--comment", _q(f"masquerade LOCAL traffic for {key} external destinations"),
+                    "-m", "addrtype", "--src-type", "LOCAL", "-j", "KUBE-MARK-MASQ")
+            nat.add(ext_chain, "-m", "comment", "--comment", _q(f"route LOCAL traffic for {key} external destinations"),
+                    "-m", "addrtype", "--src-type", "LOCAL", "-j", svc_chain)
+            nat.add(ext_chain, "-j", svl_chain)
+        else:
+            nat.add(ext_chain, "-m", "comment", "--comment", _q(f"masquerade traffic for {key} external destinations"),
+                    "-j", "KUBE-MARK-MASQ")
+            nat.add(ext_chain, "-j", svc_chain)
+
+    # The SVC (all ready endpoints) and SVL (this node's) chains; masquerade traffic from outside
+    # the cluster CIDR into the chain the cluster IP uses.
+    for chain, eps, used in ((svc_chain, sp.endpoints, uses_cluster), (svl_chain, local_eps, uses_local)):
+        if not used:
+            continue
+        nat.chain(chain)
+        if chain == internal_chain and node.cluster_cidr:
+            nat.add(chain, "-m", "comment", "--comment", _q(f"{key} cluster IP"), *cip_match,
+                    "!", "-s", node.cluster_cidr, "-j", "KUBE-MARK-MASQ")
+        _write_balancing(nat, chain, sp, eps)
+
+    for ep in sp.endpoints:
+        sep = endpoint_chain(sp, ep)
+        nat.chain(sep)
+        nat.add(sep, "-m", "comment", "--comment", _q(key), "-s", ep.ip, "-j", "KUBE-MARK-MASQ")   # hairpin
+        affinity = ("-m", "recent", "--name", sep, "--set") if sp.affinity_timeout else ()
+        nat.add(sep, "-m", "comment", "--comment", _q(key), *affinity, *match_port,
+                "-j", "DNAT", "--to-destination", str(ep))
+
+
+def _write_balancing(nat: _Table, chain: str, sp: ServicePort, eps: list[Endpoint]) -> None:
+    """ClientIP affinity first (a client seen recently goes back to its endpoint), then a random
+    pick: endpoint i of n with probability 1/(n-i), the last one unconditionally."""
+    if sp.affinity_timeout:
+        for ep in eps:
+            sep = endpoint_chain(sp, ep)
+            nat.add(chain, "-m", "comment", "--comment", _q(f"{sp.key} -> {ep}"), "-m", "recent", "--name", sep,
+                    "--rcheck", "--seconds", str(sp.affinity_timeout), "--reap", "-j", sep)
+    n = len(eps)
+    for i, ep in enumerate(eps):
+        stat = ("-m", "statistic", "--mode", "random", "--probability", probability(n - i)) if i < n - 1 else ()
+        nat.add(chain, "-m", "comment", "--comment", _q(f"{sp.key} -> {ep}"), *stat, "-j", endpoint_chain(sp, ep))
