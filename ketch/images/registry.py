@@ -316,7 +316,8 @@ async def _pull(store: ImageStore, ref: str, auth: tuple[str, str] | None, progr
                     tmp = store.temp_path("pull-")
                     try:
                         await client.fetch_blob(repository, desc["digest"], tmp, desc.get("size", 0), kind, progress)
-                        store.put_blob_file(tmp, expected=desc["digest"], move=True)
+                        # hashing and moving a large layer must not stall the agent's event loop
+                        await asyncio.to_thread(store.put_blob_file, tmp, expected=desc["digest"], move=True)
                     finally:
                         if tmp.exists():
                             os.unlink(tmp)
