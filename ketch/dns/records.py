@@ -98,6 +98,7 @@ class ClusterRecords:
         self.modified = int(time.time())  # the SOA serial, as CoreDNS's "last modified"
         self.generation = 0  # bumped on every change (the server's answer cache follows it)
         self._reverse: dict[str, list[str]] | None = None
+        self._soa: tuple[int, RR] | None = None
 
     # --- the feed -------------------------------------------------------------------------------
 
@@ -222,9 +223,12 @@ class ClusterRecords:
         return self._reverse
 
     def soa(self) -> RR:
-        zone = self.zone + "."
-        return RR(zone, QTYPE.SOA, ttl=self.ttl, rdata=SOA(
-            f"ns.dns.{zone}", f"hostmaster.{zone}", (self.modified & 0xFFFFFFFF, 7200, 1800, 86400, self.ttl)))
+        # Built once per serial: making dnslib labels costs more than the rest of an NXDOMAIN.
+        if self._soa is None or self._soa[0] != self.modified:
+            zone = self.zone + "."
+            self._soa = (self.modified, RR(zone, QTYPE.SOA, ttl=self.ttl, rdata=SOA(
+                f"ns.dns.{zone}", f"hostmaster.{zone}", (self.modified & 0xFFFFFFFF, 7200, 1800, 86400, self.ttl))))
+        return self._soa[1]
 
     def _dns_addresses(self) -> list[str]:
         svc = self.services.get(DNS_SERVICE)

@@ -97,8 +97,9 @@ class DNSServer:
         for rr in result.authority:
             reply.add_auth(rr)
         packed = self._fit(reply, result.additional, None if max_size is None else (udp_size or max_size))
-        if len(self._cache) < CACHE_LIMIT:
-            self._cache[key] = packed[2:]
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()  # the names asked often come back at once
+        self._cache[key] = packed[2:]
         return packed
 
     @staticmethod
