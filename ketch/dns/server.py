@@ -156,6 +156,10 @@ class DNSServer:
                     if not done.done() and reply[:2] == data[:2]:
                         done.set_result(reply)
 
+                def error_received(self, exc):  # ICMP unreachable: fail now, not at the timeout
+                    if not done.done():
+                        done.set_exception(exc)
+
             transport, _ = await loop.create_datagram_endpoint(Once, remote_addr=(host, port))
             try:
                 transport.sendto(data)

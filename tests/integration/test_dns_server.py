@@ -6,14 +6,15 @@ import asyncio
 import time
 
 import pytest
-from dnslib import QTYPE, RCODE, DNSRecord
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from helpers.cluster import unique
 from helpers.http import Api
 from ketch.client import kubeconfig
 from ketch.client.informer import SharedInformers
 from ketch.client.rest import Client
-from ketch.dns.server import ClusterDNS
+from ketch.dns.records import ClusterRecords
+from ketch.dns.server import ClusterDNS, DNSServer
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +141,38 @@ async def test_big_answers_truncate_over_udp_and_come_whole_over_tcp(api, ns, dn
 
 async def _tcp_count(port, name):
     return len((await query(port, name, tcp=True)).rr)
+
+
+async def test_edns_buffer_lets_a_bigger_answer_through_udp(api, ns, dns):
+    ips = [f"10.42.4.{i}" for i in range(1, 61)]
+    create(api, ns, "services", {"metadata": {"name": "wide"},
+                                 "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}})
+    create(api, ns, "endpointslices", headless_slice("wide", ips))
+    name = f"wide.{ns}.svc.cluster.local"
+    await eventually(lambda: _tcp_count(dns.port, name), 60)
+    q = DNSRecord.question(name)
+    q.add_ar(EDNS0(udp_len=4096))
+    reply = DNSRecord.parse(await asyncio.to_thread(q.send, "127.0.0.1", dns.port, timeout=2))
+    assert reply.header.tc == 0 and len(reply.rr) == 60
+    assert any(rr.rtype == QTYPE.OPT for rr in reply.ar)
+
+
+async def test_names_outside_the_zone_go_to_the_given_upstream():
+    # The upstream is another DNSServer, authoritative for a zone of its own.
+    other = ClusterRecords("example.test", track_namespaces=False)
+    other.set_service({"metadata": {"name": "web", "namespace": "prod"},
+                       "spec": {"clusterIP": "192.0.2.7", "clusterIPs": ["192.0.2.7"], "ports": [{"port": 80}]}})
+    upstream = DNSServer(other, host="127.0.0.1", port=0)
+    await upstream.start()
+    cluster = DNSServer(ClusterRecords(), host="127.0.0.1", port=0, upstream=f"127.0.0.1:{upstream.port}")
+    await cluster.start()
+    try:
+        for tcp in (False, True):
+            assert await answers(cluster.port, "web.prod.svc.example.test", tcp=tcp) == ["192.0.2.7"]
+            assert await _rcode(cluster.port, "nope.prod.svc.example.test") == RCODE.NXDOMAIN
+        await upstream.stop()
+        # A dead upstream: SERVFAIL, as CoreDNS forward with no healthy upstream.
+        assert await _rcode(cluster.port, "web.prod.svc.example.test") == RCODE.SERVFAIL
+    finally:
+        await cluster.stop()
+        await upstream.stop()
