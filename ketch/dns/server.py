@@ -15,7 +15,7 @@ import asyncio
 import logging
 import struct
 
-from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSError, DNSRecord
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from ..client.informer import SharedInformers
 from .records import ClusterRecords
@@ -27,6 +27,29 @@ UDP_MAX_SIZE = 4096  # the largest EDNS0 buffer we honour
 FORWARD_TIMEOUT = 2.0  # seconds, as CoreDNS forward's dial+read budget for one try
 CACHE_LIMIT = 10_000
 SYNC_TIMEOUT = 5.0  # CoreDNS starts serving unsynced after 5 s
+
+
+def _plain_question(data: bytes) -> tuple[int, int, DNSQuestion] | None:
+    """(id, RD, question) of a standard query with one question and nothing else; None for
+    anything else (EDNS, compression, other opcodes), which dnslib's full parser reads."""
+    if len(data) < 17:
+        return None
+    ident, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", data)
+    if flags & 0xF800 or qd != 1 or an or ns or ar:  # QR or an opcode set, or more sections
+        return None
+    labels, pos = [], 12
+    while True:
+        length = data[pos]
+        if length == 0:
+            break
+        if length > 63 or pos + 1 + length > len(data):
+            return None
+        labels.append(bytes(data[pos + 1:pos + 1 + length]))
+        pos += 1 + length
+    if pos + 5 != len(data):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
+    return ident, (flags >> 8) & 1, DNSQuestion(DNSLabel(labels), qtype, qclass)
 
 
 def parse_hostport(text: str, default_port: int = 53) -> tuple[str, int]:
@@ -63,22 +86,29 @@ class DNSServer:
         cached = self._cache.get(key)
         if cached is not None:
             return data[:2] + cached
-        try:
-            request = DNSRecord.parse(data)
-        except (DNSError, Exception):  # noqa: BLE001 - any garbage is a format error
-            return self._format_error(data)
-        reply = request.reply()
-        reply.header.rd = request.header.rd
-        udp_size = self._edns_size(request)
-        if udp_size is not None:
-            reply.add_ar(EDNS0(udp_len=UDP_MAX_SIZE))
-        if request.header.opcode != OPCODE.QUERY:
-            reply.header.rcode = RCODE.NOTIMP
-            return reply.pack()
-        if len(request.questions) != 1:
-            reply.header.rcode = RCODE.FORMERR
-            return reply.pack()
-        q = request.q
+        simple = _plain_question(data)
+        if simple is not None:
+            # The common query, read without dnslib's generic parser (the costlier half).
+            ident, rd, q = simple
+            reply = DNSRecord(DNSHeader(id=ident, qr=1, aa=1, ra=1, rd=rd), q=q)
+            udp_size = None
+        else:
+            try:
+                request = DNSRecord.parse(data)
+            except (DNSError, Exception):  # noqa: BLE001 - any garbage is a format error
+                return self._format_error(data)
+            reply = request.reply()
+            reply.header.rd = request.header.rd
+            udp_size = self._edns_size(request)
+            if udp_size is not None:
+                reply.add_ar(EDNS0(udp_len=UDP_MAX_SIZE))
+            if request.header.opcode != OPCODE.QUERY:
+                reply.header.rcode = RCODE.NOTIMP
+                return reply.pack()
+            if len(request.questions) != 1:
+                reply.header.rcode = RCODE.FORMERR
+                return reply.pack()
+            q = request.q
         try:
             result = self.records.resolve(q.qname, q.qtype)
         except Exception:  # noqa: BLE001 - one odd object must not take the server down

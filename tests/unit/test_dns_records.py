@@ -177,3 +177,31 @@ def test_dual_stack_service_answers_aaaa():
     assert rdatas(z.resolve("web.default.svc.cluster.local", QTYPE.A)) == ["10.43.0.30"]
     ptr = ipaddress.ip_address("fd00:43::30").reverse_pointer
     assert rdatas(z.resolve(ptr, QTYPE.PTR)) == ["web.default.svc.cluster.local."]
+
+
+def test_wire_answers_of_the_server(zone, monkeypatch):
+    from dnslib import DNSRecord, EDNS0
+
+    from ketch.dns import server as dns_server
+    srv = dns_server.DNSServer(zone)
+    for name, qtype in [("node-js.default.svc.cluster.local", "A"), ("_http._tcp.node-js-none.default.svc.cluster.local", "SRV"),
+                        ("nope.default.svc.cluster.local", "A"), ("Node-JS.default.svc.cluster.local", "AAAA")]:
+        query = bytes(DNSRecord.question(name, qtype).pack())
+        fast = srv.local_answer(query, 512)
+        srv._cache.clear()
+        with monkeypatch.context() as m:  # the same bytes through dnslib's full parser
+            m.setattr(dns_server, "_plain_question", lambda data: None)
+            assert srv.local_answer(query, 512) == fast
+        srv._cache.clear()
+        assert srv.local_answer(query, 512) == fast  # and from the cache
+        reply = DNSRecord.parse(fast)
+        assert reply.header.id == DNSRecord.parse(query).header.id and reply.header.aa and reply.header.rd
+    garbage = srv.local_answer(b"\x12\x34\x01\x00" + b"\x00" * 8 + b"\xff", 512)
+    assert DNSRecord.parse(garbage).header.rcode == RCODE.FORMERR
+    notify = DNSRecord.question("cluster.local", "SOA")
+    notify.header.opcode = 4
+    assert DNSRecord.parse(srv.local_answer(bytes(notify.pack()), 512)).header.rcode == RCODE.NOTIMP
+    assert DNSRecord.parse(srv.local_answer(bytes(DNSRecord.question("example.com").pack()), 512)).header.rcode == RCODE.SERVFAIL
+    edns = DNSRecord.question("node-js-none.default.svc.cluster.local")
+    edns.add_ar(EDNS0(udp_len=1232))
+    assert any(rr.rtype == QTYPE.OPT for rr in DNSRecord.parse(srv.local_answer(bytes(edns.pack()), 512)).ar)
