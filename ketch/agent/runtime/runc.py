@@ -82,6 +82,18 @@ def _alive(pid: int, start_time: int | None) -> bool:
     return st is not None and (start_time is None or st == start_time)
 
 
+def _monitor_alive(paths, container_id: str) -> bool:
+    """Whether the container's conmon still runs: its pid, and a command line naming the
+    container (after a reboot the pid may belong to anything)."""
+    pid = conmon_pid(paths)
+    if pid <= 0:
+        return False
+    try:
+        return container_id.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class RuncRuntime(RuntimeService):
     def __init__(self, root: Path | str, image_store: Any, cni: CNIConfig | None = None,
                  host_netns: str | None = None, cgroup_root: str = "kubepods"):
@@ -452,7 +464,7 @@ class RuncRuntime(RuntimeService):
         while time.monotonic() < deadline:
             if read_exit_code(paths, rec["id"]) is not None:
                 return True
-            if not _alive(pid, start) and not _alive(conmon_pid(paths), None):
+            if not _alive(pid, start) and not _monitor_alive(paths, rec["id"]):
                 return True  # no monitor left to write an exit file
             await asyncio.sleep(EXIT_POLL)
         return False
@@ -512,7 +524,7 @@ class RuncRuntime(RuntimeService):
         paths = self._monitor_paths(rec)
         exited = read_exit_code(paths, rec["id"])
         if exited is None:
-            if _alive(rec.get("pid", 0), rec.get("pid_start")) or _alive(conmon_pid(paths), None):
+            if _alive(rec.get("pid", 0), rec.get("pid_start")) or _monitor_alive(paths, rec["id"]):
                 return state
             exited = (255, _now())  # process and monitor both gone without a word
             rec["message"] = "container's monitor exited without recording an exit code"
@@ -594,9 +606,11 @@ class RuncRuntime(RuntimeService):
             out, err = await asyncio.wait_for(proc.communicate(), timeout if timeout else None)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             # Timed out, or the caller (a probe's or a hook's own timeout) gave up: the process
-            # must not run on. Kill it in the container, and runc exec if it had not started it.
-            kill_pid_file(pid_file)
-            if proc.returncode is None:
+            # must not run on. Kill it in the container (runc exec then reaps it and exits), or
+            # runc exec itself when it had not started the process yet.
+            if pid_file.exists():
+                kill_pid_file(pid_file)
+            elif proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
             with contextlib.suppress(Exception):
