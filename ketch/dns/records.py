@@ -321,6 +321,8 @@ class ClusterRecords:
             return self._address_rrs(owner, [str(_ip(ip))], qtype), []
         items = self._service_items(ns, service, endpoint, port, proto)
         if items[0].is_name:
+            if qtype == QTYPE.SRV:  # CoreDNS: an SRV at port 0 pointing at the external name
+                return [RR(owner, QTYPE.SRV, ttl=self.ttl, rdata=SRV(0, 100, 0, items[0].host))], []
             return self._cname(owner, items[0].host, qtype), []
         if qtype in (QTYPE.A, QTYPE.AAAA):
             return self._address_rrs(owner, [i.host for i in items], qtype), []
@@ -343,11 +345,10 @@ class ClusterRecords:
         return out
 
     def _srv(self, owner, items: list[_Item]) -> tuple[list[RR], list[RR]]:
+        # CoreDNS: every record weighs 100, scaled so a priority's weights add up to ~100 (at
+        # least 1), counting the port-less endpoints it then leaves out.
+        weight = max(1, int(100.0 / (100 * len(items)) * 100))
         items = [i for i in items if i.port >= 0]
-        if not items:
-            return [], []
-        # CoreDNS: every record weighs 100, scaled so a priority's weights add up to ~100.
-        weight = int(100.0 / (100 * len(items)) * 100)
         answer, extra, seen, seen_extra = [], [], set(), set()
         for item in items:
             if (item.target, item.port) not in seen:

@@ -109,6 +109,7 @@ def test_external_name_is_a_cname(zone):
     r = zone.resolve("external.default.svc.cluster.local", QTYPE.A)
     assert [(rr.rtype, str(rr.rdata)) for rr in r.answer] == [(QTYPE.CNAME, "api.example.com.")]
     assert rdatas(zone.resolve("external.default.svc.cluster.local", QTYPE.CNAME)) == ["api.example.com."]
+    assert rdatas(zone.resolve("external.default.svc.cluster.local", QTYPE.SRV)) == ["0 100 0 api.example.com."]
 
 
 def test_nxdomain_and_nodata_carry_the_soa(zone):
