@@ -48,8 +48,8 @@ def test_cluster_ip_with_three_endpoints_spreads_randomly():
             f'--dport 80 -j {chain}') in nat
     assert (f'-A {chain} -m comment --comment "default/kubia cluster IP" -m tcp -p tcp -d 10.43.0.50 --dport 80 '
             f'! -s 10.244.0.0/16 -j KUBE-MARK-MASQ') in nat
-    balancing = [l for l in nat if l.startswith(f"-A {chain} ") and "KUBE-SEP-" in l]
-    assert [l.split(" -j ")[0].split("--comment ")[1] for l in balancing] == [
+    balancing = [ln for ln in nat if ln.startswith(f"-A {chain} ") and "KUBE-SEP-" in ln]
+    assert [ln.split(" -j ")[0].split("--comment ")[1] for ln in balancing] == [
         '"default/kubia -> 10.244.1.2:8080" -m statistic --mode random --probability 0.3333333333',
         '"default/kubia -> 10.244.1.3:8080" -m statistic --mode random --probability 0.5000000000',
         '"default/kubia -> 10.244.2.2:8080"']
@@ -58,7 +58,7 @@ def test_cluster_ip_with_three_endpoints_spreads_randomly():
     assert f"-A {sep} -m comment --comment default/kubia -m tcp -p tcp -j DNAT --to-destination 10.244.1.2:8080" in nat
     assert "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully" in nat
     assert nat[-2].startswith('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule')
-    assert not [l for l in lines(text, "filter") if "REJECT" in l]
+    assert not [ln for ln in lines(text, "filter") if "REJECT" in ln]
 
 
 def test_only_ready_endpoints_get_traffic():
@@ -73,8 +73,8 @@ def test_multi_port_service_gets_a_chain_per_port():
                        [slice_("kubia", [{"name": "http", "port": 8080}, {"name": "https", "port": 8443}],
                                [("10.244.1.4", True, "n")])], NODE)
     nat = lines(text)
-    http = [l for l in nat if '"default/kubia:http cluster IP"' in l and l.startswith("-A KUBE-SERVICES")]
-    https = [l for l in nat if '"default/kubia:https cluster IP"' in l and l.startswith("-A KUBE-SERVICES")]
+    http = [ln for ln in nat if '"default/kubia:http cluster IP"' in ln and ln.startswith("-A KUBE-SERVICES")]
+    https = [ln for ln in nat if '"default/kubia:https cluster IP"' in ln and ln.startswith("-A KUBE-SERVICES")]
     assert len(http) == 1 and "--dport 80 " in http[0] and len(https) == 1 and "--dport 8888 " in https[0]
     assert http[0].split(" -j ")[1] != https[0].split(" -j ")[1]
     assert "DNAT --to-destination 10.244.1.4:8080" in text and "DNAT --to-destination 10.244.1.4:8443" in text
@@ -92,7 +92,7 @@ def test_nodeport_goes_through_the_external_chain_and_masquerades():
                             type="NodePort")],
                        [slice_("kubia-nodeport", [{"port": 8080}], [("10.244.1.2", True, "n")])], NODE)
     nat = lines(text)
-    [np] = [l for l in nat if l.startswith("-A KUBE-NODEPORTS")]
+    [np] = [ln for ln in nat if ln.startswith("-A KUBE-NODEPORTS")]
     ext = np.split(" -j ")[1]
     assert np == f"-A KUBE-NODEPORTS -m comment --comment default/kubia-nodeport -m tcp -p tcp --dport 30123 -j {ext}"
     assert ext.startswith("KUBE-EXT-")
@@ -115,7 +115,7 @@ def test_session_affinity_client_ip_uses_recent():
     nat = lines(text)
     [sp] = service_ports([s], [slice_("kubia-sticky", [{"port": 80}], [("10.244.1.2", True, "n"), ("10.244.1.3", True, "n")])])
     chain, sep = service_chain("KUBE-SVC-", sp), endpoint_chain(sp, sp.endpoints[0])
-    rules = [l for l in nat if l.startswith(f"-A {chain} ") and "KUBE-SEP-" in l]
+    rules = [ln for ln in nat if ln.startswith(f"-A {chain} ") and "KUBE-SEP-" in ln]
     assert rules[0] == (f'-A {chain} -m comment --comment "default/kubia-sticky -> 10.244.1.2:80" -m recent '
                         f'--name {sep} --rcheck --seconds 600 --reap -j {sep}')
     assert "--rcheck" in rules[1] and "--probability 0.5000000000" in rules[2] and "statistic" not in rules[3]
@@ -144,9 +144,9 @@ def test_udp_external_ips_and_load_balancer():
     text = build_rules([s], [slice_("dns", [{"name": "dns", "port": 53, "protocol": "UDP"}],
                                     [("10.244.0.3", True, "n")])], NODE)
     nat = lines(text)
-    assert any('"default/dns:dns external IP" -m udp -p udp -d 192.168.99.11 --dport 53 -j KUBE-EXT-' in l for l in nat)
-    assert any('"default/dns:dns loadbalancer IP" -m udp -p udp -d 172.18.0.2 --dport 53 -j KUBE-EXT-' in l for l in nat)
-    assert any("-m udp -p udp --dport 30053 -j KUBE-EXT-" in l for l in nat)
+    assert any('"default/dns:dns external IP" -m udp -p udp -d 192.168.99.11 --dport 53 -j KUBE-EXT-' in ln for ln in nat)
+    assert any('"default/dns:dns loadbalancer IP" -m udp -p udp -d 172.18.0.2 --dport 53 -j KUBE-EXT-' in ln for ln in nat)
+    assert any("-m udp -p udp --dport 30053 -j KUBE-EXT-" in ln for ln in nat)
     assert "-m udp -p udp -j DNAT --to-destination 10.244.0.3:53" in text
 
 
@@ -154,7 +154,7 @@ def test_external_traffic_policy_local_uses_only_this_nodes_endpoints():
     s = svc("local", "10.43.0.95", [{"port": 80, "nodePort": 30300}], type="NodePort", externalTrafficPolicy="Local")
     sl = slice_("local", [{"port": 80}], [("10.244.1.2", True, "node-1"), ("10.244.2.2", True, "node-2")])
     nat = lines(build_rules([s], [sl], NODE))
-    svl = [l for l in nat if l.startswith("-A KUBE-SVL-") and "KUBE-SEP-" in l]
+    svl = [ln for ln in nat if ln.startswith("-A KUBE-SVL-") and "KUBE-SEP-" in ln]
     assert len(svl) == 1 and "10.244.1.2:80" in svl[0]
     # On a node without a local endpoint the node port drops (kube-proxy's "has no local endpoints").
     other = build_rules([s], [sl], NodeFacts("node-3", (), "10.244.0.0/16"))
