@@ -118,51 +118,45 @@ def stale_udp_flows(old: list[ServicePort], new: list[ServicePort]) -> list[tupl
 
 
 class RuleSyncer:
-    """One node namespace's state: applies rules only when their text changed, deletes the chains
-    of services that went away, flushes stale UDP conntrack entries."""
+    """One node namespace's state: restores only when the rules changed, and then only the chains
+    of the service ports that changed (a partial sync; a full one first, when forced and after a
+    failure); deletes the chains of services that went away; flushes stale UDP conntrack entries."""
 
     def __init__(self, netns: str, node: NodeFacts, backend: str = ""):
         self.iptables = NetnsIptables(netns, backend)
         self.node = node
-        self.last_text: str | None = None
-        self.nat_chains: set[str] | None = None   # our chains in the nat table after the last restore
+        self.last_text: str | None = None         # the last restore's input
+        self.nat_chains: set[str] | None = None   # our chains in the nat table; None: read them (full sync)
+        self.fingerprints: dict[str, str] = {}
+        self.last_state: tuple | None = None
         self.ports: list[ServicePort] = []
         self.syncs = 0                            # restores done (tests and metrics read it)
 
     async def sync(self, services: list[dict], slices: list[dict], force: bool = False) -> bool:
         """Bring the namespace's rules to these Services/EndpointSlices; True when rules were written."""
         ports = service_ports(services, slices)
-        if self.nat_chains is None or force:
-            # First sync (or a forced one): adopt what a previous agent left behind.
+        full = force or self.nat_chains is None
+        if full:
+            # Adopt what is there (a previous agent's chains, say) and rewrite everything.
             self.nat_chains = await self.iptables.chains("nat")
-        text = render(ports, self.node, self.nat_chains)
-        if text == self.last_text and not force:
+        rendered = render(ports, self.node, self.nat_chains, None if full else self.fingerprints)
+        if rendered.state == self.last_state and not full:
             self.ports = ports
             return False
-        await self.iptables.restore(text)
-        if self.last_text is None or force:
-            await self.iptables.ensure_jumps()
-        self.nat_chains = _declared_chains(text, "nat")
-        self.last_text = text
+        try:
+            await self.iptables.restore(rendered.text)
+            if full:
+                await self.iptables.ensure_jumps()
+        except Exception:
+            self.nat_chains = None                # the next sync is a full one
+            raise
+        self.nat_chains, self.fingerprints = rendered.nat_chains, rendered.fingerprints
+        self.last_state, self.last_text = rendered.state, rendered.text
         self.syncs += 1
         for flow in stale_udp_flows(self.ports, ports):
             await self.iptables.conntrack_delete(*flow)
         self.ports = ports
         return True
-
-
-def _declared_chains(text: str, table: str) -> set[str]:
-    """Chains the restore text leaves in `table` (declared and not deleted)."""
-    chains: set[str] = set()
-    current = None
-    for line in text.splitlines():
-        if line.startswith("*"):
-            current = line[1:]
-        elif current == table and line.startswith(":"):
-            chains.add(line[1:].split()[0])
-        elif current == table and line.startswith("-X "):
-            chains.discard(line[3:].strip())
-    return chains
 
 
 class Proxier:

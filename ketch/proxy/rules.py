@@ -9,6 +9,7 @@ a restore when the text did not change.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class ServicePort:
         return bool(self.node_port or self.external_ips or self.lb_ips)
 
 
+@functools.lru_cache(maxsize=65536)   # a sync hashes every chain name again; most are unchanged
 def _hash(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
 
@@ -172,33 +174,58 @@ def _q(text: str) -> str:
 class _Table:
     def __init__(self, name: str, base_chains: tuple[str, ...]):
         self.name = name
-        self.chains: list[str] = list(base_chains)
-        self.lines: list[str] = []
+        self.chains: dict[str, None] = dict.fromkeys(base_chains)   # ordered set
+        self.lines: list[tuple[str, str]] = []   # (chain, rule)
 
     def chain(self, name: str) -> None:
-        if name not in self.chains:
-            self.chains.append(name)
+        self.chains.setdefault(name)
 
     def add(self, chain: str, *args: str) -> None:
-        self.lines.append(" ".join(("-A", chain) + args))
+        self.lines.append((chain, " ".join(("-A", chain) + args)))
 
     def render(self, delete: list[str]) -> str:
-        head = [f"*{self.name}"] + [f":{c} - [0:0]" for c in self.chains + delete]
-        return "\n".join(head + self.lines + [f"-X {c}" for c in delete] + ["COMMIT", ""])
+        head = [f"*{self.name}"] + [f":{c} - [0:0]" for c in [*self.chains, *delete]]
+        return "\n".join(head + [line for _, line in self.lines] + [f"-X {c}" for c in delete] + ["COMMIT", ""])
 
 
 def build_rules(services: list[dict], slices: list[dict], node: NodeFacts,
                 existing_nat_chains: set[str] = frozenset()) -> str:
     """The iptables-restore input (filter then nat) for these Services on this node.
     `existing_nat_chains`: chains in the node's nat table now; stale per-service ones are deleted."""
-    return render(service_ports(services, slices), node, existing_nat_chains)
+    return render(service_ports(services, slices), node, existing_nat_chains).text
 
 
-def render(ports: list[ServicePort], node: NodeFacts, existing_nat_chains: set[str] = frozenset()) -> str:
+@dataclass
+class Rendered:
+    text: str                          # iptables-restore --noflush input
+    fingerprints: dict[str, str]       # service port -> its own chains' text, for the next partial sync
+    nat_chains: set[str]               # our nat chains once this is restored
+    state: tuple                       # equal states: nothing to restore (stale chains go with a change)
+
+
+def render(ports: list[ServicePort], node: NodeFacts, existing_nat_chains: set[str] = frozenset(),
+           previous: dict[str, str] | None = None) -> Rendered:
+    """All rules; with `previous` (the fingerprints of the rules in place), a partial sync as
+    kube-proxy's: the shared chains are always rewritten, a service port's own chains (SVC, SVL,
+    EXT, SEP) only when they changed; --noflush leaves the undeclared ones as they are."""
     nat, flt = _Table("nat", NAT_BASE_CHAINS), _Table("filter", FILTER_BASE_CHAINS)
     _write_base(nat, flt)
+    fingerprints: dict[str, str] = {}
+    all_chains = set(NAT_BASE_CHAINS)
     for sp in ports:
-        _write_service_port(nat, flt, sp, node)
+        scratch = _Table("nat", ())
+        _write_service_port(scratch, flt, sp, node)
+        own = [line for chain, line in scratch.lines if chain not in NAT_BASE_CHAINS]
+        ident = f"{sp.key}/{sp.protocol}"
+        fingerprints[ident] = fp = "\n".join([*scratch.chains, *own])
+        all_chains.update(scratch.chains)
+        unchanged = previous is not None and previous.get(ident) == fp
+        for chain, line in scratch.lines:
+            if chain in NAT_BASE_CHAINS or not unchanged:
+                nat.lines.append((chain, line))
+        if not unchanged:
+            for chain in scratch.chains:
+                nat.chain(chain)
     # NodePorts last in KUBE-SERVICES (kube-proxy's note says why: it matches any local address).
     nodeports_comment = _q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
     if node.node_ips:
@@ -207,9 +234,10 @@ def render(ports: list[ServicePort], node: NodeFacts, existing_nat_chains: set[s
     else:
         nat.add("KUBE-SERVICES", "-m", "comment", "--comment", nodeports_comment,
                 "-m", "addrtype", "--dst-type", "LOCAL", "-j", "KUBE-NODEPORTS")
-    stale = sorted(c for c in existing_nat_chains
-                   if c.startswith(PER_SERVICE_PREFIXES) and c not in nat.chains)
-    return flt.render([]) + nat.render(stale)
+    stale = sorted(c for c in existing_nat_chains if c.startswith(PER_SERVICE_PREFIXES) and c not in all_chains)
+    shared = flt.render([]) + "\n".join(line for chain, line in nat.lines if chain in NAT_BASE_CHAINS)
+    return Rendered(text=flt.render([]) + nat.render(stale), fingerprints=fingerprints,
+                    nat_chains=all_chains, state=(shared, tuple(sorted(fingerprints.items()))))
 
 
 def _write_base(nat: _Table, flt: _Table) -> None:

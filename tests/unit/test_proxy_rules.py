@@ -187,3 +187,25 @@ def test_removed_udp_endpoints_flush_conntrack():
     assert stale_udp_flows(none, one) == [("-p", "udp", "--orig-dst", "10.43.0.10")]
     tcp = service_ports([svc("web", "10.43.0.11", [{"port": 80}])], [slice_("web", [{"port": 80}], [("10.244.0.5", True, "n")])])
     assert stale_udp_flows(tcp, []) == []
+
+
+def test_partial_sync_rewrites_only_the_changed_service_chains():
+    from ketch.proxy.rules import render
+    svcs = [svc("a", "10.43.0.101", [{"port": 80}]), svc("b", "10.43.0.102", [{"port": 80}])]
+    one = [slice_("a", [{"port": 80}], [("10.244.1.2", True, "n")]), slice_("b", [{"port": 80}], [("10.244.1.3", True, "n")])]
+    first = render(service_ports(svcs, one), NODE)
+    two = [one[0], slice_("b", [{"port": 80}], [("10.244.1.3", True, "n"), ("10.244.1.4", True, "n")])]
+    second = render(service_ports(svcs, two), NODE, first.nat_chains, first.fingerprints)
+    nat = lines(second.text)
+    assert '-A KUBE-SERVICES -m comment --comment "default/a cluster IP"' in "\n".join(nat)   # shared chain: whole
+    assert "10.244.1.2" not in second.text                                                # a's chains untouched
+    assert "DNAT --to-destination 10.244.1.4:80" in second.text and "DNAT --to-destination 10.244.1.3:80" in second.text
+    assert not [ln for ln in nat if ln.startswith("-X ")]
+    assert second.nat_chains > first.nat_chains
+    # Nothing changed: the same state, nothing to restore.
+    assert render(service_ports(svcs, two), NODE, second.nat_chains, second.fingerprints).state == second.state
+    # b goes away: its SVC and two SEP chains are deleted, a's stay.
+    third = render(service_ports(svcs[:1], one[:1]), NODE, second.nat_chains, second.fingerprints)
+    deleted = [ln for ln in lines(third.text) if ln.startswith("-X ")]
+    assert len(deleted) == 3 and all(service_chain("KUBE-SVC-", sp) not in " ".join(deleted)
+                                     for sp in service_ports(svcs[:1], []))
