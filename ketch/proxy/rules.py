@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import ipaddress
+import socket
 from dataclasses import dataclass, field
 
 MASQ_MARK = "0x4000/0x4000"
@@ -99,8 +99,9 @@ def probability(n: int) -> str:
 
 def _is_ipv4(ip: str) -> bool:
     try:
-        return ipaddress.ip_address(ip).version == 4
-    except ValueError:
+        socket.inet_pton(socket.AF_INET, ip)     # far cheaper than ipaddress, per endpoint per sync
+        return True
+    except (OSError, TypeError):
         return False
 
 
@@ -162,9 +163,11 @@ def _endpoints_for(sp: ServicePort, slices) -> list[Endpoint]:
             if not _ready(ep):
                 continue
             for ip in ep.get("addresses") or ():
+                if not _is_ipv4(ip):
+                    continue
                 e = Endpoint(ip, int(port), ep.get("nodeName") or "")
                 seen.setdefault(str(e), e)
-    return sorted(seen.values(), key=lambda e: (ipaddress.ip_address(e.ip), e.port))
+    return sorted(seen.values(), key=lambda e: (socket.inet_pton(socket.AF_INET, e.ip), e.port))
 
 
 def _q(text: str) -> str:
