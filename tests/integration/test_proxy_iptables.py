@@ -174,7 +174,7 @@ async def test_proxier_follows_the_api_server(net, server):
     client = Client(kubeconfig.load(server.kubeconfig), user_agent="ketch-proxy-test")
     informers = SharedInformers(client)
     ns = unique("proxy")
-    proxier = Proxier(informers, net.node, net.facts(), min_sync_period=0.2)
+    proxier = Proxier(informers, net.node, net.facts(), min_sync_period=0.5)
     try:
         await client.resource("v1", "Namespace").create({"metadata": {"name": ns}})
         informers.start()
@@ -191,6 +191,16 @@ async def test_proxier_follows_the_api_server(net, server):
         await until(lambda: f'"{ns}/web cluster IP"' in (proxier.syncer.last_text or ""))
         r = await wait_until_fetch(net, net.client, f"http://{cluster_ip}/", ok=True)
         assert r.stdout == "hello from the pod\n", r.stderr
+        # A burst of endpoint changes is coalesced: one sync at once, one for the rest.
+        before = proxier.syncer.syncs
+        for extra in range(10, 15):
+            await slices.patch("web-1", {"endpoints": [{"addresses": [SERVER_IP], "conditions": {"ready": True}},
+                                                       {"addresses": [f"10.250.0.{extra}"], "conditions": {"ready": True}}]},
+                               "merge")
+        await until(lambda: "10.250.0.14" in str(proxier.slices.list()))
+        await asyncio.sleep(0.7)
+        assert 1 <= proxier.syncer.syncs - before <= 2
+        assert "10.250.0.14:80" in proxier.syncer.last_text and "10.250.0.13:80" not in proxier.syncer.last_text
         await slices.delete("web-1")
         await until(lambda: f'"{ns}/web has no endpoints"' in (proxier.syncer.last_text or ""), timeout=2.0)
         r = await wait_until_fetch(net, net.client, f"http://{cluster_ip}/", ok=False)
