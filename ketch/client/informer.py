@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..api.errors import ApiError
+from .background import Background
 from .rest import Client, ResourceClient
 
 log = logging.getLogger("ketch.client.informer")
@@ -36,7 +37,7 @@ class Handlers:
     on_delete: Handler | None = None       # (obj)
 
 
-class Informer:
+class Informer(Background):
     def __init__(self, resource: ResourceClient, *, namespace: str | None = None, label_selector: str = "",
                  field_selector: str = "", resync_period: float = 0.0, watch_timeout: int = 300,
                  transform: Callable[[dict], dict] | None = None):
@@ -54,7 +55,6 @@ class Informer:
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.relists = 0
-        self._task: asyncio.Task | None = None
 
     def add_handlers(self, on_add: Handler | None = None, on_update: Handler | None = None,
                      on_delete: Handler | None = None) -> None:
@@ -111,19 +111,6 @@ class Informer:
     def list(self) -> list[dict]:
         return list(self.cache.values())
 
-    def start(self) -> asyncio.Task:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run())
-        return self._task
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
 
     async def wait_synced(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self.synced.wait(), timeout)

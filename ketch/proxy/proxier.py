@@ -11,6 +11,7 @@ import logging
 import os
 import time
 
+from ..client.background import Background
 from ..client.informer import SharedInformers
 from .rules import JUMP_RULES, NodeFacts, ServicePort, render, service_ports
 
@@ -160,7 +161,7 @@ class RuleSyncer:
         return True
 
 
-class Proxier:
+class Proxier(Background):
     """kube-proxy for one node: watches Services and EndpointSlices through the shared informers
     and keeps the node namespace's rules current. Changes are coalesced: a sync runs at once when
     the last one is older than min_sync_period, else when it gets that old (kube-proxy's
@@ -178,7 +179,6 @@ class Proxier:
         self.full_sync_period = full_sync_period
         self._changed = asyncio.Event()
         self._last_sync = 0.0
-        self._task: asyncio.Task | None = None
         for inf in (self.services, self.slices):
             inf.add_handlers(on_add=self._on_change, on_update=self._on_update, on_delete=self._on_change)
 
@@ -194,19 +194,6 @@ class Proxier:
         self._last_sync = time.monotonic()
         return await self.syncer.sync(self.services.list(), self.slices.list(), force=force)
 
-    def start(self) -> asyncio.Task:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run())
-        return self._task
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
 
     async def run(self) -> None:
         await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
