@@ -64,6 +64,7 @@ class AgentConfig:
     container_log_max_files: int = 5
     eviction_pressure_transition_period: float = 300.0
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
+    cluster_cidr: str = "10.42.0.0/16"  # the cluster's pod network (the service proxy masquerades the rest)
 
     @property
     def root(self) -> Path:

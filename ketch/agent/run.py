@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..client.rest import Client
 from ..images.store import ImageStore
+from ..proxy.proxier import Proxier
+from ..proxy.rules import NodeFacts
 from .kubelet import AgentConfig, Kubelet
 from .runtime.cni import CNIConfig
 from .runtime.runc import RuncRuntime
@@ -38,7 +40,8 @@ def ensure_netns(name: str) -> str:
     return str(path)
 
 
-def build(client: Client, config: AgentConfig, host_netns: str | None = None) -> tuple[Kubelet, KubeletServer]:
+def build(client: Client, config: AgentConfig, host_netns: str | None = None
+          ) -> tuple[Kubelet, KubeletServer, Proxier | None]:
     netns = ensure_netns(host_netns) if host_netns else None
     config.root.mkdir(parents=True, exist_ok=True)
     # What `ketch killall` needs to clear this node after the agent stopped.
@@ -49,14 +52,20 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None) ->
     kubelet = Kubelet(client, config, runtime, store)
     server = KubeletServer(KubeletBackend(kubelet), config.address, config.port, cert_dir=config.root / "tls",
                            node_name=config.node_name)
-    return kubelet, server
+    # The service proxy keeps its rules in the node's network namespace. Without one (a real
+    # node's own namespace) it does not run yet: that is issue 5's `--network host`.
+    proxier = Proxier(kubelet.informers, netns, NodeFacts(config.node_name, (), config.cluster_cidr)) \
+        if netns else None
+    return kubelet, server, proxier
 
 
 async def run(client: Client, config: AgentConfig, host_netns: str | None = None,
               started: asyncio.Event | None = None) -> None:
-    kubelet, server = build(client, config, host_netns)
+    kubelet, server, proxier = build(client, config, host_netns)
     await server.start()
     kubelet.kubelet_url = server.url
+    if proxier is not None:
+        proxier.start()   # it waits for the informers the kubelet starts
     try:
         task = asyncio.ensure_future(kubelet.run())
         if started is not None:
@@ -66,5 +75,7 @@ async def run(client: Client, config: AgentConfig, host_netns: str | None = None
             started.set()
         await task
     finally:
+        if proxier is not None:
+            await proxier.stop()   # the rules stay: service traffic outlives an agent restart
         await server.stop()
         await kubelet.runtime.close()

@@ -105,6 +105,7 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        cluster_domain=args.cluster_domain, max_pods=args.max_pods, labels=labels,
                        cgroup_root=args.cgroup_root,
                        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
+                       cluster_cidr=args.cluster_cidr,
                        file_check_frequency=args.file_check_frequency, eviction_hard=args.eviction_hard,
                        eviction_pressure_transition_period=args.eviction_pressure_transition_period,
                        container_log_max_size=args.container_log_max_size,
@@ -312,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--kubeconfig", help="kubeconfig with the API server and credentials (instead of --server)")
     agent.add_argument("--data-dir", help="state directory: images, containers, pod volumes and logs (default as "
                                           "ketch server's)")
+    agent.add_argument("--cluster-cidr", default="10.42.0.0/16",
+                       help="the cluster's pod network, for the service proxy (default 10.42.0.0/16)")
     add_agent_flags(agent)
     agent.set_defaults(func=_agent)
 

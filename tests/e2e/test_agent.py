@@ -87,6 +87,32 @@ def test_book_listing_2_1_pod_answers_curl_on_its_ip(cluster):
         cluster.kubectl("delete", "pod", "node-js-pod", "--grace-period=0", "--force", check=False)
 
 
+def test_service_cluster_ip_reaches_the_pods(cluster):
+    """The service proxy in the node's namespace: the book's node-js Service has kube-proxy's
+    chains there, and a pod reaches the RC's pods through the ClusterIP."""
+    cluster.kubectl("create", "-f", str(BOOK / "Chapter02" / "nodejs-controller.yaml"))
+    cluster.kubectl("create", "-f", str(BOOK / "Chapter02" / "nodejs-rc-service.yaml"))
+    client = unique("client")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(client, {"image": "busybox", "command": ["sleep", "3600"]}))
+    try:
+        wait_for(lambda: len([p for p in cluster.pods("name=node-js") if p["status"].get("phase") == "Running"]) == 3,
+                 60, "three node-js pods", interval=0.3)
+        cluster.wait_running(client)
+        ip = cluster.server.kubectl_json("get", "svc", "node-js")["spec"]["clusterIP"]
+        rules = lambda: cluster.in_node("iptables-save", "-t", "nat").stdout  # noqa: E731
+        wait_for(lambda: '"default/node-js cluster IP" -m tcp --dport 80' in rules() and
+                 rules().count("KUBE-SEP-") >= 6, 20, "the service's rules", interval=0.3)
+        names = {p["metadata"]["name"] for p in cluster.pods("name=node-js")}
+        seen = set()
+        for _ in range(12):
+            page = cluster.kubectl("exec", client, "--", "wget", "-qO-", f"http://{ip}/").stdout
+            seen |= {n for n in names if f"Container name (hostname): {n}" in page}
+        assert seen and seen <= names and len(seen) >= 2, seen   # spread over the pods
+    finally:
+        cluster.kubectl("delete", "rc,svc", "node-js", "--wait=false", check=False)
+        cluster.kubectl("delete", "pod", client, "--grace-period=0", "--force", check=False)
+
+
 def test_killed_container_is_restarted_with_the_last_state(cluster):
     """Killing a container's process on the node: the kubelet starts a new container; the pod
     shows restartCount 1 and the killed run as its last state."""
