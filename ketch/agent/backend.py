@@ -37,8 +37,8 @@ class KubeletBackend:
                      if c["name"] == container), None)
         if spec is None:
             raise KubeletError(404, f'container not found ("{container}")')
-        attempts = sorted(await self.runtime.list_containers(labels={cc.POD_UID: uid, cc.CONTAINER_NAME: container}),
-                          key=lambda c: (c.attempt, c.created_at), reverse=True)
+        attempts = cc.newest_first(await self.runtime.list_containers(labels={cc.POD_UID: uid,
+                                                                              cc.CONTAINER_NAME: container}))
         if previous:   # the attempt before the newest one
             attempts = attempts[1:]
         if not attempts:

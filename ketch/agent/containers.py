@@ -35,6 +35,11 @@ def pod_labels(pod: dict) -> dict[str, str]:
     return {POD_NAME: meta["name"], POD_NAMESPACE: meta["namespace"], POD_UID: meta["uid"]}
 
 
+def newest_first(statuses: list) -> list:
+    """A container's attempts, the newest (highest restart count) first."""
+    return sorted(statuses, key=lambda c: (c.attempt, c.created_at), reverse=True)
+
+
 def container_hash(container: dict) -> str:
     """A stable digest of a container's spec: a changed spec (a new image, say) means a new container."""
     return hashlib.sha256(orjson.dumps(container, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

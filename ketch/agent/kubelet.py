@@ -44,6 +44,8 @@ STATUS_UPDATE = 10.0                # nodeStatusUpdateFrequency: conditions chec
 STATUS_REPORT = 60.0                # ... and written at least this often even when unchanged
 KUBELET_URL_ANNOTATION = "ketch.io/kubelet-url"
 LOG_ROTATION_PERIOD = 10.0          # containerLogMonitorInterval
+TERMINATION_MESSAGE_MAX = 4096      # the kubelet's limits on a termination message
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
 
 
 @dataclass
@@ -163,22 +165,25 @@ class Kubelet:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _termination_file(self, pod: dict, name: str, attempt: int) -> Path:
+        return self.config.root / "pods" / pod["metadata"]["uid"] / "containers" / name / f"termination-{attempt}"
+
     def termination_log(self, pod: dict, name: str, attempt: int) -> Path:
-        path = self.config.root / "pods" / pod["metadata"]["uid"] / "containers" / name / f"termination-{attempt}"
+        """The host file mounted at the container's terminationMessagePath (made empty)."""
+        path = self._termination_file(pod, name, attempt)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
         return path
 
     def termination_message(self, pod: dict, container: dict, cs: ContainerStatus) -> str:
         """The file at terminationMessagePath, else (FallbackToLogsOnError, failed) the log's tail."""
-        path = self.config.root / "pods" / pod["metadata"]["uid"] / "containers" / container["name"] / \
-            f"termination-{cs.attempt}"
         try:
-            message = path.read_bytes()[:4096].decode(errors="replace")
+            message = self._termination_file(pod, container["name"], cs.attempt).read_bytes()[
+                :TERMINATION_MESSAGE_MAX].decode(errors="replace")
         except OSError:
             message = ""
         if not message and container.get("terminationMessagePolicy") == "FallbackToLogsOnError" and cs.exit_code:
-            message = _log_tail(Path(cs.log_path), 80, 2048)
+            message = _log_tail(Path(cs.log_path), FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES)
         return message
 
     def pod_ip(self, pod: dict, sandbox) -> str:

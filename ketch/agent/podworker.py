@@ -39,8 +39,6 @@ log = logging.getLogger("ketch.agent.pods")
 TERMINAL = ("Succeeded", "Failed")
 RESYNC = 10.0                  # the kubelet resyncs every pod periodically
 KEEP_EXITED = 1                # exited attempts kept besides the newest (for --previous and lastState)
-TERMINATION_MESSAGE_MAX = 4096
-FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
 
 
 def _ns() -> int:
@@ -187,9 +185,7 @@ class PodWorker(Controller):
         out: dict[str, list[ContainerStatus]] = {}
         for c in await self.runtime.list_containers(labels={cc.POD_UID: uid}):
             out.setdefault(c.labels.get(cc.CONTAINER_NAME, c.name), []).append(c)
-        for cs in out.values():
-            cs.sort(key=lambda c: (c.attempt, c.created_at), reverse=True)
-        return out
+        return {name: cc.newest_first(cs) for name, cs in out.items()}
 
     def _all_done(self, pod: dict, by_name: dict) -> bool:
         policy = pod["spec"].get("restartPolicy") or "Always"
@@ -215,12 +211,9 @@ class PodWorker(Controller):
         if old:
             if any(cs for cs in by_name.values()):
                 self.recorder.event(pod, NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
-            for _name, cs in by_name.items():
-                for c in cs:
-                    if c.state == CONTAINER_RUNNING:
-                        await self.runtime.stop_container(c.id, 0)
-            # Stopped, not removed: the old containers keep the restart counts, last states and
-            # back-off of the pod (removed with the pod, or by the container GC).
+            # Stopped (their containers killed with them), not removed: the old containers keep
+            # the restart counts, last states and back-off of the pod (removed with the pod, or by
+            # the container GC).
             for sb in old:
                 await self.runtime.stop_pod_sandbox(sb.id)
         try:
@@ -247,10 +240,7 @@ class PodWorker(Controller):
         return sandbox
 
     async def _remove_sandbox(self, sandbox_id: str, uid: str) -> None:
-        for c in await self.runtime.list_containers(sandbox_id=sandbox_id):
-            if c.state == CONTAINER_RUNNING:
-                await self.runtime.stop_container(c.id, 0)
-        await self.runtime.stop_pod_sandbox(sandbox_id)
+        await self.runtime.stop_pod_sandbox(sandbox_id)   # kills its containers too
         await self.runtime.remove_pod_sandbox(sandbox_id)
         if uid and not await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
             await self.k.volumes.teardown(uid)

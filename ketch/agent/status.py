@@ -4,17 +4,13 @@ what the prober says of readiness. Pure functions: no I/O.
 """
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 
 from ..api.defaults import pod_qos_class
-from .runtime.api import CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, ContainerStatus
+from .resource_metrics import rfc3339
+from .runtime.api import CONTAINER_EXITED, CONTAINER_RUNNING, ContainerStatus
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
-
-
-def rfc3339(ns: int) -> str:
-    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -222,6 +218,3 @@ def pod_status(view: PodView, now: str) -> dict:
         status["message"] = view.message
     return status
 
-
-def is_created(cs: ContainerStatus | None) -> bool:
-    return cs is not None and cs.state == CONTAINER_CREATED

@@ -620,9 +620,7 @@ class RuncRuntime(RuntimeService):
             pid_file.unlink(missing_ok=True)
         failure = _runc_start_failure(proc.returncode, err)
         if failure:
-            # containerd's wording; probes report it as "errored", hooks as failed
-            raise RuntimeFailure(f'failed to exec in container: failed to start exec "{pid_file.stem}": '
-                                 f"OCI runtime exec failed: {failure}: unknown")
+            raise _exec_failure(pid_file, failure)   # probes report it as "errored", hooks as failed
         return proc.returncode, out, err
 
     async def exec(self, container_id: str, cmd: list[str], tty: bool = False,
@@ -638,9 +636,8 @@ class RuncRuntime(RuntimeService):
             if not await _exec_started(proc, pid_file):
                 # runc could not start it (no such executable, ...): containerd's error, not a run
                 err = await proc.stderr.read()
-                failure = _runc_start_failure(proc.returncode, err) or err.decode(errors="replace").strip()
-                raise RuntimeFailure(f'failed to exec in container: failed to start exec "{pid_file.stem}": '
-                                     f"OCI runtime exec failed: {failure}: unknown")
+                raise _exec_failure(pid_file, _runc_start_failure(proc.returncode, err)
+                                    or err.decode(errors="replace").strip())
             return PipeExecSession(proc, pid_file)
         master, slave = os.openpty()
         try:
@@ -708,6 +705,12 @@ class RuncRuntime(RuntimeService):
 
 
 _RUNC_ERROR = re.compile(r'^time="[^"]*" level=error msg="(.*)"$')
+
+
+def _exec_failure(pid_file: Path, failure: str) -> RuntimeFailure:
+    """containerd's wording for an exec whose process could not start."""
+    return RuntimeFailure(f'failed to exec in container: failed to start exec "{pid_file.stem}": '
+                          f"OCI runtime exec failed: {failure}: unknown")
 
 
 async def _exec_started(proc: asyncio.subprocess.Process, pid_file: Path) -> bool:
