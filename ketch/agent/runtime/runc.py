@@ -526,6 +526,9 @@ class RuncRuntime(RuntimeService):
         if exited is None:
             if _alive(rec.get("pid", 0), rec.get("pid_start")) or _monitor_alive(paths, rec["id"]):
                 return state
+            # conmon writes the exit file and then exits: it may have done both since the first look
+            exited = read_exit_code(paths, rec["id"])
+        if exited is None:
             exited = (255, _now())  # process and monitor both gone without a word
             rec["message"] = "container's monitor exited without recording an exit code"
         code, finished = exited
