@@ -10,7 +10,9 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -120,3 +122,63 @@ def _settle(fut: asyncio.Future, value, error) -> None:
         fut.set_exception(error)
     else:
         fut.set_result(value)
+
+
+def _enter_thread(netns: str) -> None:
+    _enter_and_call(netns, lambda: None)
+
+
+class NetnsSockets:
+    """Sockets made inside one network namespace (None: this process's own), for asyncio code
+    that runs in another: one long-lived thread has entered the namespace and makes them; a
+    socket keeps its namespace, so the event loop then uses it like any other. The agent's host
+    port publisher and ingress controller listen on the host's loopback and dial pods this way."""
+
+    def __init__(self, netns: str | None):
+        self.netns = netns
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="netns-sockets", initializer=_enter_thread,
+                                            initargs=(netns,)) if netns else None
+
+    async def new_socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        if self._executor is None:
+            sock = socket.socket(family, type)
+        else:
+            sock = await asyncio.get_running_loop().run_in_executor(self._executor, socket.socket, family, type)
+        sock.setblocking(False)
+        return sock
+
+    async def connect(self, host: str, port: int, timeout: float | None = None) -> socket.socket:
+        """A connected non-blocking TCP socket to host:port (an IP address) inside the namespace."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = await self.new_socket(family)
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def open_connection(self, host: str, port: int, timeout: float | None = None, **kwargs):
+        """asyncio.open_connection to host:port inside the namespace: (reader, writer)."""
+        return await asyncio.open_connection(sock=await self.connect(host, port, timeout), **kwargs)
+
+    async def listen(self, host: str, port: int, type: int = socket.SOCK_STREAM, reuse_port: bool = False,
+                     backlog: int = 511) -> socket.socket:
+        """A bound (and for TCP listening) socket on host:port inside the namespace."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = await self.new_socket(family, type)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            if type == socket.SOCK_STREAM:
+                sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
