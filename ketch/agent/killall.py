@@ -12,6 +12,7 @@ from pathlib import Path
 from ..images.store import ImageStore
 from .runtime.runc import RuncRuntime
 from .volumes import VolumeManager
+from . import nodenet
 
 log = logging.getLogger("ketch.agent")
 
@@ -25,9 +26,10 @@ async def killall(data_dir: Path) -> int:
         if not runtime_root.is_dir():
             continue
         try:
-            netns = json.loads((node_root / "agent.json").read_text()).get("node_netns")
+            facts = json.loads((node_root / "agent.json").read_text())
         except (OSError, ValueError):
-            netns = None
+            facts = {}
+        netns, underlay = facts.get("node_netns"), facts.get("underlay")
         runtime = RuncRuntime(runtime_root, store, host_netns=f"/run/netns/{netns}" if netns else None)
         for sandbox in await runtime.list_pod_sandboxes():
             await runtime.stop_pod_sandbox(sandbox.id)
@@ -39,6 +41,8 @@ async def killall(data_dir: Path) -> int:
         for uid in volumes.pod_uids_on_disk():
             await volumes.teardown(uid)
         await runtime.close()
+        if netns and underlay:
+            nodenet.detach(netns, underlay)
         if netns and (Path("/run/netns") / netns).exists():
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
     return removed

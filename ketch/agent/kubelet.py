@@ -52,7 +52,7 @@ FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
 class AgentConfig:
     node_name: str
     data_dir: Path
-    node_ip: str = "127.0.0.1"
+    node_ip: str = ""                  # "": the node's underlay address, else 127.0.0.1
     address: str = "127.0.0.1"         # where the kubelet API listens
     port: int = nodeinfo.KUBELET_PORT  # 0: any free port
     cluster_dns: list[str] = field(default_factory=list)
@@ -67,6 +67,10 @@ class AgentConfig:
     eviction_pressure_transition_period: float = 300.0
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
     cluster_cidr: str = "10.42.0.0/16"  # the cluster's pod network (the service proxy masquerades the rest)
+    underlay: str = ""                 # netns of the bridge the node namespaces share ("": none)
+    underlay_cidr: str = "172.30.0.0/16"
+    serve_dns: bool = True             # answer cluster DNS on the node's address (behind kube-dns)
+    dns_upstream: str | None = None    # where names outside the cluster domain go (None: SERVFAIL)
 
     @property
     def root(self) -> Path:
@@ -118,7 +122,7 @@ class Kubelet:
         self.runtime = runtime
         self.image_store = image_store
         self.node_name = config.node_name
-        self.node_ip = config.node_ip
+        self.node_ip = config.node_ip or "127.0.0.1"
         self.facts = nodeinfo.MachineFacts.read(config.data_dir)
         self.eviction = eviction.EvictionManager(config.data_dir, eviction.parse_thresholds(config.eviction_hard),
                                                  config.eviction_pressure_transition_period)

@@ -13,6 +13,7 @@ import logging
 import subprocess
 from pathlib import Path
 
+from ..client.background import Background
 from ..client.rest import Client
 from ..images.store import ImageStore
 from ..proxy.proxier import Proxier
@@ -22,6 +23,9 @@ from .runtime.cni import CNIConfig
 from .runtime.runc import RuncRuntime
 from .server import KubeletServer
 from .backend import KubeletBackend
+from . import nodenet
+from .nodedns import NodeDNS
+from .runtime.namespaces import NetnsSockets
 
 log = logging.getLogger("ketch.agent")
 
@@ -41,31 +45,45 @@ def ensure_netns(name: str) -> str:
 
 
 def build(client: Client, config: AgentConfig, host_netns: str | None = None
-          ) -> tuple[Kubelet, KubeletServer, Proxier | None]:
+          ) -> tuple[Kubelet, KubeletServer, list[Background]]:
+    """The agent's parts: the kubelet, its API server, and the node's network services (each a
+    Background, started once the kubelet API listens)."""
     netns = ensure_netns(host_netns) if host_netns else None
+    if netns and config.underlay:
+        address = nodenet.attach(host_netns, config.underlay, config.underlay_cidr)
+        config.node_ip = config.node_ip or address
+    config.node_ip = config.node_ip or "127.0.0.1"
     config.root.mkdir(parents=True, exist_ok=True)
     # What `ketch killall` needs to clear this node after the agent stopped.
-    (config.root / "agent.json").write_text(json.dumps({"node_name": config.node_name, "node_netns": host_netns}))
+    (config.root / "agent.json").write_text(json.dumps({"node_name": config.node_name, "node_netns": host_netns,
+                                                        "underlay": config.underlay if netns else ""}))
     store = ImageStore(config.data_dir / "images")
     runtime = RuncRuntime(config.root / "runtime", store, CNIConfig(), host_netns=netns,
                           cgroup_root=config.cgroup_root)
     kubelet = Kubelet(client, config, runtime, store)
     server = KubeletServer(KubeletBackend(kubelet), config.address, config.port, cert_dir=config.root / "tls",
                            node_name=config.node_name)
-    # The service proxy keeps its rules in the node's network namespace. Without one (a real
-    # node's own namespace) it does not run yet: that is issue 5's `--network host`.
-    proxier = Proxier(kubelet.informers, netns, NodeFacts(config.node_name, (), config.cluster_cidr)) \
-        if netns else None
-    return kubelet, server, proxier
+    components: list[Background] = []
+    # The node's network services live in its network namespace. Without one (a real node's own
+    # namespace) they do not run yet: that is issue 5's `--network host`.
+    if netns:
+        sockets = NetnsSockets(netns)
+        components.append(Proxier(kubelet.informers, netns, NodeFacts(config.node_name, (), config.cluster_cidr)))
+        if config.serve_dns:
+            components.append(NodeDNS(kubelet, sockets, zone=config.cluster_domain, upstream=config.dns_upstream))
+        if config.underlay:
+            components.append(nodenet.HostGwRoutes(kubelet.informers, host_netns, config.node_name,
+                                                         config.underlay_cidr))
+    return kubelet, server, components
 
 
 async def run(client: Client, config: AgentConfig, host_netns: str | None = None,
               started: asyncio.Event | None = None) -> None:
-    kubelet, server, proxier = build(client, config, host_netns)
+    kubelet, server, components = build(client, config, host_netns)
     await server.start()
     kubelet.kubelet_url = server.url
-    if proxier is not None:
-        proxier.start()   # it waits for the informers the kubelet starts
+    for component in components:
+        component.start()   # each waits for the informers the kubelet starts
     try:
         task = asyncio.ensure_future(kubelet.run())
         if started is not None:
@@ -75,7 +93,8 @@ async def run(client: Client, config: AgentConfig, host_netns: str | None = None
             started.set()
         await task
     finally:
-        if proxier is not None:
-            await proxier.stop()   # the rules stay: service traffic outlives an agent restart
+        # The proxy's rules stay: service traffic outlives an agent restart.
+        for component in reversed(components):
+            await component.stop()
         await server.stop()
         await kubelet.runtime.close()

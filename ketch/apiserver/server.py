@@ -60,6 +60,8 @@ class ServerConfig:
     # metrics.k8s.io: how often kubelets are scraped, and whether non-loopback kubelet URLs may be.
     metrics_resolution: float = metrics.DEFAULT_RESOLUTION
     metrics_allow_remote_kubelets: bool = False
+    # The kube-system/kube-dns Service is made at this cluster IP (the node agents serve it); "": none.
+    cluster_dns: str = "10.43.0.10"
 
     @property
     def tls_dir(self) -> Path:
@@ -237,6 +239,8 @@ class APIServer:
                                        "targetPort": self.config.secure_port}]}}
             defaults.apply_defaults(svc, svc_res.schema)
             await reg.create(svc_res, svc)
+        if self.config.cluster_dns and await reg.get_or_none(svc_res, "kube-system", "kube-dns") is None:
+            await self._create_dns_service(reg, svc_res)
         sc_res = kinds.lookup("storage.k8s.io", "v1", "storageclasses")
         if await reg.get_or_none(sc_res, None, DEFAULT_STORAGE_CLASS["metadata"]["name"]) is None:
             await reg.create(sc_res, copy.deepcopy(DEFAULT_STORAGE_CLASS))
@@ -265,6 +269,22 @@ class APIServer:
                 await reg.update(res, "default", "kubernetes",
                                  lambda cur, obj=obj, fields=fields: {**cur, **{f: obj[f] for f in fields}},
                                  trusted=True)
+
+    async def _create_dns_service(self, reg, svc_res) -> None:
+        """kube-dns as k3s ships it, without a selector: each node agent adds its own DNS server to
+        it with an EndpointSlice (ketch/agent/nodedns.py)."""
+        from ..api import defaults
+        labels = {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}
+        svc = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+               "spec": {"clusterIP": self.config.cluster_dns, "type": "ClusterIP",
+                        "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                  {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}
+        defaults.apply_defaults(svc, svc_res.schema)
+        try:
+            await reg.create(svc_res, svc)
+        except errors.ApiError as e:   # an address outside the service CIDR, or taken: say so, serve on
+            log.warning("kube-system/kube-dns not created at %s: %s", self.config.cluster_dns, e)
 
     async def _compactor(self) -> None:
         """Compact history periodically, keeping recent revisions for watchers and paging."""

@@ -24,11 +24,15 @@ def _server(args: argparse.Namespace) -> int:
     from ..apiserver.server import APIServer, ServerConfig
 
     data_dir = Path(args.data_dir or default_data_dir())
+    if args.nodes < 1 or (args.nodes > 1 and (args.disable_agent or not args.node_netns)):
+        print("ketch server: --nodes N needs N >= 1, a --node-netns and the agent", file=sys.stderr)
+        return 2
     kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
                           advertise_names=tuple(args.tls_san or ()), metrics_resolution=args.metrics_resolution,
-                          metrics_allow_remote_kubelets=args.metrics_allow_remote_kubelets)
+                          metrics_allow_remote_kubelets=args.metrics_allow_remote_kubelets,
+                          cluster_dns=next((d for d in (args.cluster_dns or "").split(",") if d), ""))
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -50,11 +54,11 @@ def _server(args: argparse.Namespace) -> int:
                 server.component_kubeconfig("scheduler", "system:kube-scheduler"))))
         if not args.disable_agent:
             from ..agent.run import run as run_agent
-            agent_config = _agent_config(args, data_dir)
-            components.append(asyncio.create_task(_agent_task(
-                run_agent, server.component_kubeconfig(f"node-{agent_config.node_name}",
-                                                       f"system:node:{agent_config.node_name}"),
-                agent_config, args.node_netns)))
+            for agent_config, netns in _local_nodes(args, data_dir):
+                components.append(asyncio.create_task(_agent_task(
+                    run_agent, server.component_kubeconfig(f"node-{agent_config.node_name}",
+                                                           f"system:node:{agent_config.node_name}"),
+                    agent_config, netns)))
         if args.simulate_nodes:
             from ..simulate.run import run as simulate
             from ..simulate.simulator import SimulatorConfig
@@ -106,10 +110,26 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        cgroup_root=args.cgroup_root,
                        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
                        cluster_cidr=args.cluster_cidr,
+                       underlay=(args.underlay or f"{args.node_netns}-net") if args.node_netns else "",
+                       underlay_cidr=args.underlay_cidr, serve_dns=not args.disable_dns,
+                       dns_upstream=args.dns_upstream,
                        file_check_frequency=args.file_check_frequency, eviction_hard=args.eviction_hard,
                        eviction_pressure_transition_period=args.eviction_pressure_transition_period,
                        container_log_max_size=args.container_log_max_size,
                        container_log_max_files=args.container_log_max_files)
+
+
+def _local_nodes(args: argparse.Namespace, data_dir: Path) -> list:
+    """(AgentConfig, node netns) of each node `ketch server` runs on this machine: the first as the
+    flags say, the others (--nodes N) named NAME-2.., in namespaces NETNS-2.. on the same underlay,
+    with kubelet APIs on free ports and cgroups of their own."""
+    import dataclasses
+    first = _agent_config(args, data_dir)
+    nodes = [(first, args.node_netns)]
+    for i in range(2, args.nodes + 1):
+        nodes.append((dataclasses.replace(first, node_name=f"{first.node_name}-{i}", port=0, node_ip="",
+                                          cgroup_root=f"{first.cgroup_root}-{i}"), f"{args.node_netns}-{i}"))
+    return nodes
 
 
 async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None) -> None:
@@ -159,11 +179,20 @@ def _killall(args: argparse.Namespace) -> int:
 
 def add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-name", help="the Node's name (default: this machine's hostname)")
-    p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP and pods' hostIP (default 127.0.0.1)")
+    p.add_argument("--node-ip", default="", help="the node's InternalIP and pods' hostIP (default: its address on "
+                                                 "the underlay with --node-netns, else 127.0.0.1)")
     p.add_argument("--node-labels", help="extra labels of the Node, k=v,k2=v2")
     p.add_argument("--node-netns", metavar="NAME",
                    help="a network namespace standing in for the node's host network (made if missing): the "
                         "pods' bridge lives there instead of in the agent's own namespace")
+    p.add_argument("--underlay", metavar="NAME",
+                   help="with --node-netns: the network namespace of the bridge the nodes share (made if "
+                        "missing; default NODE_NETNS-net); agents joining a cluster give the cluster's")
+    p.add_argument("--underlay-cidr", default="172.30.0.0/16",
+                   help="addresses of the nodes on the underlay (default 172.30.0.0/16)")
+    p.add_argument("--dns-upstream", metavar="IP:PORT",
+                   help="where cluster DNS sends names outside the cluster domain (default: none, SERVFAIL)")
+    p.add_argument("--disable-dns", action="store_true", help="serve no cluster DNS on this node")
     p.add_argument("--kubelet-address", default="127.0.0.1", help="address of the kubelet API (default 127.0.0.1)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port of the kubelet API (default 10250; 0: any)")
     p.add_argument("--cluster-dns", default="10.43.0.10", help="comma-separated DNS servers of the pods "
@@ -294,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run no controllers in-process (run `ketch controller-manager` instead)")
     server.add_argument("--disable-scheduler", action="store_true",
                         help="run no scheduler in-process (run `ketch scheduler` instead)")
+    server.add_argument("--nodes", type=int, default=1, metavar="N",
+                        help="run N nodes with real containers on this machine, each in a network namespace "
+                             "of its own (NODE_NETNS, NODE_NETNS-2, ...; needs --node-netns) (default 1)")
     server.add_argument("--simulate-nodes", type=int, default=0, metavar="N",
                         help="register N simulated nodes in-process (sim-0..), as `ketch simulate --metrics` "
                              "does, so pods run as far as the API can tell (default 0)"),

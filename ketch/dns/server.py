@@ -212,7 +212,9 @@ class DNSServer:
 
     # --- transports -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, udp_sock=None, tcp_sock=None) -> None:
+        """Serve on host:port, or on the sockets given (bound already, e.g. inside another network
+        namespace; the TCP one listening)."""
         loop = asyncio.get_running_loop()
         server = self
 
@@ -227,9 +229,14 @@ class DNSServer:
                     task.add_done_callback(server._tasks.discard)
 
         # UDP first: with port 0 the kernel picks one, and TCP takes the same number.
-        self._udp, _ = await loop.create_datagram_endpoint(UDP, local_addr=(self.host, self.port))
-        self.port = self._udp.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+        if udp_sock is not None:
+            self._udp, _ = await loop.create_datagram_endpoint(UDP, sock=udp_sock)
+            self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
+            self.host, self.port = udp_sock.getsockname()[:2]
+        else:
+            self._udp, _ = await loop.create_datagram_endpoint(UDP, local_addr=(self.host, self.port))
+            self.port = self._udp.get_extra_info("sockname")[1]
+            self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
         log.info("cluster DNS for %s on %s:%d (udp, tcp)", self.records.zone, self.host, self.port)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -286,14 +293,14 @@ class ClusterDNS:
     def port(self) -> int:
         return self.server.port
 
-    async def start(self) -> None:
+    async def start(self, udp_sock=None, tcp_sock=None) -> None:
         """Start the informers (idempotent when shared) and serve once they synced, or after 5 s."""
         self.informers.start()
         try:
             await asyncio.wait_for(self.informers.wait_synced(), SYNC_TIMEOUT)
         except asyncio.TimeoutError:
             log.warning("starting cluster DNS with unsynced caches")
-        await self.server.start()
+        await self.server.start(udp_sock, tcp_sock)
 
     async def stop(self) -> None:
         await self.server.stop()

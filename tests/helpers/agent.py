@@ -9,6 +9,7 @@ import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from ketch.images import bundled
 from ketch.images.store import ImageStore
@@ -33,14 +34,27 @@ class AgentCluster:
     node_name: str
     netns_name: str
     cgroup_top: str
+    nodes: int = 1
+
+    @property
+    def underlay(self) -> str:
+        return f"{self.netns_name}-net"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [self.node_name] + [f"{self.node_name}-{i}" for i in range(2, self.nodes + 1)]
+
+    @property
+    def netns_names(self) -> list[str]:
+        return [self.netns_name] + [f"{self.netns_name}-{i}" for i in range(2, self.nodes + 1)]
 
     @property
     def root(self) -> Path:
         """The runtime's root (what destroy_node cleans)."""
         return self.base / "data" / "agent" / self.node_name / "runtime"
 
-    def node_ready(self) -> bool:
-        got = self.server.kubectl("get", "node", self.node_name, "-o", "json", check=False)
+    def node_ready(self, name: str | None = None) -> bool:
+        got = self.server.kubectl("get", "node", name or self.node_name, "-o", "json", check=False)
         if got.returncode != 0:
             return False
         node = json.loads(got.stdout)
@@ -78,26 +92,32 @@ class AgentCluster:
                              text=True, check=True).stdout
         return json.loads(out)["pid"]
 
-    def in_node(self, *argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.netns_name, *argv], capture_output=True, text=True)
+    def in_node(self, *argv: str, node: int = 1) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.netns_names[node - 1], *argv], capture_output=True,
+                              text=True)
 
     def stop(self) -> None:
         self.server.stop()
-        destroy_node(self)
+        for name, netns in zip(self.node_names, self.netns_names):
+            destroy_node(SimpleNamespace(root=self.base / "data" / "agent" / name / "runtime", base=self.base,
+                                         netns_name=netns, cgroup_top=self.cgroup_top))
+        subprocess.run(["ip", "netns", "del", self.underlay], capture_output=True)
 
 
 def start_agent_cluster(base: Path, node_name: str = "node1", extra_args: list[str] | None = None,
-                        images: list[str] | None = None) -> AgentCluster:
+                        images: list[str] | None = None, nodes: int = 1) -> AgentCluster:
     bundled.ensure(ImageStore(base / "data" / "images"), images or IMAGES)
     tag = secrets.token_hex(4)
     netns, cgroup_top = f"ketch-e2e-{tag}", f"ketch-e2e-{tag}"
     server = Server(data_dir=base, port=free_port(), kubeconfig=base / "kubeconfig.yaml", agent=True,
                     extra_args=["--node-name", node_name, "--node-netns", netns, "--kubelet-port", "0",
-                                "--cgroup-root", f"{cgroup_top}/kubepods", *(extra_args or [])])
-    cluster = AgentCluster(server, base, node_name, netns, cgroup_top)
+                                "--cgroup-root", f"{cgroup_top}/kubepods", "--nodes", str(nodes),
+                                *(extra_args or [])])
+    cluster = AgentCluster(server, base, node_name, netns, cgroup_top, nodes)
     try:
         server.start()
-        wait_for(lambda: cluster.node_ready(), 30, f"node {node_name} ready", interval=0.2)
+        for name in cluster.node_names:
+            wait_for(lambda: cluster.node_ready(name), 30 + 10 * nodes, f"node {name} ready", interval=0.2)
     except BaseException:
         cluster.stop()
         raise

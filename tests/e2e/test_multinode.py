@@ -1,0 +1,123 @@
+"""Three nodes on one machine (`ketch server --nodes 3`): each in its own network namespace on a
+shared underlay, pods reaching pods and Services across nodes, and cluster DNS behind kube-dns —
+the book's chapter 3 with real containers, real kubectl and the book's manifests verbatim."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers.agent import start_agent_cluster
+from helpers.cluster import wait_for
+
+BOOK = Path(__file__).resolve().parents[2].parent / "shared" / "book-examples"
+if not BOOK.is_dir():
+    BOOK = Path("/work/shared/book-examples")
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/runc").exists(), reason="needs runc")
+
+CLIENT = """
+apiVersion: v1
+kind: Pod
+metadata: {name: %(name)s, namespace: %(namespace)s}
+spec:
+  nodeName: %(node)s
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: c, image: busybox:latest, command: [sleep, "3600"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = start_agent_cluster(tmp_path_factory.mktemp("multinode"), nodes=3,
+                            images=["busybox:latest", "jonbaier/node-express-info:latest", "debian:latest"])
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def exec_out(cluster, pod: str, *argv: str, namespace: str = "default", check: bool = True) -> str:
+    got = cluster.kubectl("exec", pod, "-n", namespace, "--", *argv, check=False)
+    if check:
+        assert got.returncode == 0, got.stderr
+    return got.stdout
+
+
+def client_pod(cluster, name: str, node: str, namespace: str = "default") -> None:
+    cluster.kubectl("apply", "-f", "-", input=CLIENT % {"name": name, "namespace": namespace, "node": node})
+    cluster.wait_running(name, namespace)
+
+
+def test_nodes_join_one_underlay_with_routes_to_each_others_pods(cluster):
+    nodes = {n["metadata"]["name"]: n for n in cluster.server.kubectl_json("get", "nodes")["items"]}
+    assert sorted(nodes) == sorted(cluster.node_names)
+    ips = {name: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+           for name, n in nodes.items()}
+    assert len(set(ips.values())) == 3
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("172.30.0.0/16") for ip in ips.values())
+    cidrs = {name: n["spec"]["podCIDR"] for name, n in nodes.items()}
+    assert len(set(cidrs.values())) == 3
+    # host-gw: node 1 routes the other nodes' pod ranges via their addresses
+    def routed():
+        routes = json.loads(cluster.in_node("ip", "-j", "route").stdout)
+        have = {r["dst"]: r.get("gateway") for r in routes}
+        return all(have.get(cidrs[n]) == ips[n] for n in cluster.node_names[1:])
+    wait_for(routed, 20, "routes to the other nodes' pods")
+    # the underlay is in a namespace of its own; nothing of it is in the root namespace
+    root_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "underlay0" not in root_links and " u-" not in root_links
+
+
+def test_book_chapter3_services_across_three_nodes(cluster):
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter02" / "nodejs-controller.yaml"))
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / "nodejs-service-internal.yaml"))
+    pods = wait_for(lambda: (lambda ps: ps if len(ps) == 3 and all(
+        p["status"].get("podIP") and any(c["type"] == "Ready" and c["status"] == "True"
+                                         for c in p["status"].get("conditions", [])) for p in ps) else None)(
+        cluster.pods("name=node-js")), 120, "three node-js pods ready", interval=0.5)
+    by_node = {p["spec"]["nodeName"]: p for p in pods}
+    assert len(by_node) == 3, "the scheduler spreads the RC over the three nodes"
+    client_pod(cluster, "client", cluster.node_names[0])
+
+    # pod to pod across nodes, by pod IP
+    for p in pods:
+        page = exec_out(cluster, "client", "wget", "-qO-", f"http://{p['status']['podIP']}/")
+        assert p["metadata"]["name"] in page
+
+    # the ClusterIP, from a pod: spread over the pods on all three nodes
+    ip = cluster.server.kubectl_json("get", "svc", "node-js-internal")["spec"]["clusterIP"]
+    seen = set()
+    for _ in range(60):
+        page = exec_out(cluster, "client", "wget", "-qO-", f"http://{ip}/")
+        seen |= {p["metadata"]["name"] for p in pods if p["metadata"]["name"] in page}
+        if len(seen) == 3:
+            break
+    assert len(seen) == 3, f"only {seen} answered through {ip}"
+
+
+def test_cluster_dns_from_another_namespace(cluster):
+    svc = cluster.server.kubectl_json("get", "svc", "kube-dns", "-n", "kube-system")
+    assert svc["spec"]["clusterIP"] == "10.43.0.10"
+    slices = cluster.server.kubectl_json("get", "endpointslices", "-n", "kube-system",
+                                         "-l", "kubernetes.io/service-name=kube-dns")["items"]
+    assert sorted(s["endpoints"][0]["nodeName"] for s in slices) == sorted(cluster.node_names)
+
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / "test-ns.yaml"))
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter02" / "nodejs-controller.yaml"))
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / "nodejs-service-internal.yaml"))
+    client_pod(cluster, "dns-client", cluster.node_names[2], namespace="test")
+    wait_for(lambda: any(s.get("endpoints") for s in cluster.server.kubectl_json(
+        "get", "endpointslices", "-l", "kubernetes.io/service-name=node-js-internal")["items"]), 60, "endpoints")
+    # the full name, the legacy form the book uses, and a short name through the search path
+    for name in ("node-js-internal.default.svc.cluster.local", "node-js-internal.default.cluster.local",
+                 "node-js-internal.default"):
+        page = exec_out(cluster, "dns-client", "wget", "-qO-", f"http://{name}/", namespace="test")
+        assert "node-js-" in page, name
+    # a name the cluster does not know, with no upstream configured: no answer, quickly
+    got = cluster.kubectl("exec", "dns-client", "-n", "test", "--", "nslookup", "nosuch.example.", check=False)
+    assert got.returncode != 0
