@@ -25,6 +25,7 @@ from .server import KubeletServer
 from .backend import KubeletBackend
 from . import nodenet
 from .nodedns import NodeDNS
+from .publisher import HostPublisher
 from .runtime.namespaces import NetnsSockets
 
 log = logging.getLogger("ketch.agent")
@@ -69,6 +70,9 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None
     if netns:
         sockets = NetnsSockets(netns)
         components.append(Proxier(kubelet.informers, netns, NodeFacts(config.node_name, (), config.cluster_cidr)))
+        # NodePorts and the ServiceLB's loopback addresses, published on the host's loopback.
+        components.append(HostPublisher(kubelet.informers, sockets, kubelet.node_ip,
+                                        recorder=kubelet.recorder.for_component("kube-proxy")))
         if config.serve_dns:
             components.append(NodeDNS(kubelet, sockets, zone=config.cluster_domain, upstream=config.dns_upstream))
         if config.underlay:

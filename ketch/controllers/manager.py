@@ -32,6 +32,7 @@ from .persistentvolume import PersistentVolumeController
 from .podautoscaler import HorizontalPodAutoscalerController
 from .replicaset import ReplicaSetController, ReplicationControllerController
 from .resourcequota import ResourceQuotaController
+from .servicelb import ServiceLBController
 from .statefulset import StatefulSetController
 from .ttlafterfinished import TTLAfterFinishedController
 from .volumeprotection import PVCProtectionController, PVProtectionController
@@ -63,6 +64,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "resourcequota": ResourceQuotaController,
     "daemonset": DaemonSetController,
     "cronjob": CronJobController,
+    "service-lb-controller": ServiceLBController,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,8 @@ class ControllerOptions:
     node_eviction_rate: float = 0.1
     horizontal_pod_autoscaler_sync_period: float = 15.0
     horizontal_pod_autoscaler_downscale_stabilization: float = 300.0
+    # Not an upstream flag (k3s' ServiceLB uses node IPs): the built-in load balancer's loopback pool.
+    service_lb_cidr: str = "127.0.1.0/24"
     # Not an upstream flag: the first Job pod re-creation delay (doubling to 6 min), for tests.
     job_backoff_base: float = 10.0
 
@@ -40,6 +43,16 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _ipv4_cidr(text: str) -> str:
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if net.version != 4:
+        raise argparse.ArgumentTypeError(f"not an IPv4 CIDR: {text}")
+    return str(net)
+
+
 # field -> (type, help)
 FLAGS: dict[str, tuple[Callable, str]] = {
     "cluster_cidr": (str, "pod network of the cluster; each node gets a range of it (default 10.42.0.0/16)"),
@@ -51,6 +64,8 @@ FLAGS: dict[str, tuple[Callable, str]] = {
     "horizontal_pod_autoscaler_sync_period": (_duration, "how often autoscalers are evaluated (default 15s)"),
     "horizontal_pod_autoscaler_downscale_stabilization": (
         _duration, "autoscalers scale down only to the highest recommendation of this window (default 5m)"),
+    "service_lb_cidr": (_ipv4_cidr, "loopback addresses the built-in service load balancer gives LoadBalancer "
+                                    "Services, one each (default 127.0.1.0/24)"),
     "job_backoff_base": (_duration, "first delay before a failed Job pod is re-created, doubling (default 10s)"),
 }
 

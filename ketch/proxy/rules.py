@@ -65,6 +65,7 @@ class ServicePort:
     node_port: int = 0
     external_ips: list[str] = field(default_factory=list)
     lb_ips: list[str] = field(default_factory=list)
+    load_balancer: bool = False      # type LoadBalancer: also served at the node IPs on `port`
     external_local: bool = False     # externalTrafficPolicy: Local
     internal_local: bool = False     # internalTrafficPolicy: Local
     affinity_timeout: int = 0        # sessionAffinity ClientIP timeout; 0 = no affinity
@@ -105,6 +106,10 @@ def _is_ipv4(ip: str) -> bool:
         return False
 
 
+def _is_loopback(ip: str) -> bool:
+    return ip.startswith("127.")
+
+
 def _ready(ep: dict) -> bool:
     # EndpointConditions.ready: nil means ready (the API's documented meaning).
     return (ep.get("conditions") or {}).get("ready") is not False
@@ -131,8 +136,11 @@ def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]
         if spec.get("sessionAffinity") == "ClientIP":
             cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
             timeout = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+        # Loopback ingress IPs (the built-in service load balancer's) are served by the agent's
+        # host publisher on the host itself; inside the node they would mean nothing.
         lb_ips = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
-                  if i.get("ip") and _is_ipv4(i["ip"])] if svc_type == "LoadBalancer" else []
+                  if i.get("ip") and _is_ipv4(i["ip"]) and not _is_loopback(i["ip"])] \
+            if svc_type == "LoadBalancer" else []
         for p in spec.get("ports") or ():
             protocol = (p.get("protocol") or "TCP").lower()
             sp = ServicePort(
@@ -140,9 +148,9 @@ def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]
                 cluster_ip=cluster_ip, port=int(p["port"]),
                 node_port=int(p.get("nodePort") or 0) if externally_reachable else 0,
                 external_ips=[ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip)],
-                lb_ips=lb_ips, affinity_timeout=timeout,
+                lb_ips=lb_ips, load_balancer=svc_type == "LoadBalancer", affinity_timeout=timeout,
                 internal_local=spec.get("internalTrafficPolicy") == "Local")
-            sp.external_local = spec.get("externalTrafficPolicy") == "Local" and sp.has_external
+            sp.external_local = spec.get("externalTrafficPolicy") == "Local" and (sp.has_external or sp.load_balancer)
             sp.endpoints = _endpoints_for(sp, by_service.get((ns, name), ()))
             out.append(sp)
     out.sort(key=lambda sp: (sp.key, sp.protocol))
@@ -265,7 +273,11 @@ def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFac
     internal_eps = local_eps if sp.internal_local else sp.endpoints
     internal_chain = svl_chain if sp.internal_local else svc_chain
     external_eps = local_eps if sp.external_local else sp.endpoints
-    uses_cluster = bool(sp.endpoints) and (not sp.internal_local or (sp.has_external and bool(external_eps)))
+    # A LoadBalancer is also served on the service port at every node IP, as k3s' ServiceLB does
+    # (it reports the node IPs as the ingress IPs, which kube-proxy then matches).
+    lb_ips = sp.lb_ips + [ip for ip in node.node_ips if sp.load_balancer and ip not in sp.lb_ips]
+    has_external = sp.has_external or bool(lb_ips)
+    uses_cluster = bool(sp.endpoints) and (not sp.internal_local or (has_external and bool(external_eps)))
     uses_local = bool(local_eps) and (sp.internal_local or sp.external_local)
 
     def no_endpoints(chain: str, eps_local: bool, *match: str) -> None:
@@ -283,7 +295,7 @@ def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFac
 
     # External IPs, load-balancer IPs, node port: all through the EXT chain.
     ext_matches = [("external IP", match_port + ("-d", ip, "--dport", str(sp.port))) for ip in sp.external_ips]
-    ext_matches += [("loadbalancer IP", match_port + ("-d", ip, "--dport", str(sp.port))) for ip in sp.lb_ips]
+    ext_matches += [("loadbalancer IP", match_port + ("-d", ip, "--dport", str(sp.port))) for ip in lb_ips]
     for what, match in ext_matches:
         if external_eps:
             nat.add("KUBE-SERVICES", "-m", "comment", "--comment", _q(f"{key} {what}"), *match, "-j", ext_chain)
@@ -297,7 +309,7 @@ def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFac
             no_endpoints("KUBE-EXTERNAL-SERVICES", sp.external_local, "-m", "addrtype", "--dst-type", "LOCAL",
                          *match_port, "--dport", str(sp.node_port))
 
-    if sp.has_external and external_eps:
+    if has_external and external_eps:
         nat.chain(ext_chain)
         if sp.external_local:
             if node.cluster_cidr:
