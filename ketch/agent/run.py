@@ -16,6 +16,7 @@ from pathlib import Path
 from ..client.background import Background
 from ..client.rest import Client
 from ..images.store import ImageStore
+from ..netpol.enforcer import NetworkPolicyEnforcer
 from ..proxy.proxier import Proxier
 from ..proxy.rules import NodeFacts
 from .kubelet import AgentConfig, Kubelet
@@ -70,6 +71,8 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None
     if netns:
         sockets = NetnsSockets(netns)
         components.append(Proxier(kubelet.informers, netns, NodeFacts(config.node_name, (), config.cluster_cidr)))
+        # NetworkPolicies: filter rules for this node's pods in the same namespace's FORWARD chain.
+        components.append(NetworkPolicyEnforcer(kubelet.informers, netns, config.node_name))
         # NodePorts and the ServiceLB's loopback addresses, published on the host's loopback.
         components.append(HostPublisher(kubelet.informers, sockets, kubelet.node_ip,
                                         recorder=kubelet.recorder.for_component("kube-proxy")))

@@ -1,0 +1,1 @@
+"""NetworkPolicy enforcement: iptables filter rules in each node's network namespace."""
