@@ -34,7 +34,9 @@ spec:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = start_agent_cluster(tmp_path_factory.mktemp("multinode"), nodes=3,
-                            images=["busybox:latest", "jonbaier/node-express-info:latest", "debian:latest"])
+                            images=["busybox:latest", "jonbaier/node-express-info:latest", "debian:latest",
+                                    "jonbaier/node-express-multi:latest", "jonbaier/pod-scaling:0.2",
+                                    "jonbaier/pod-scaling:0.3", "jonbaier/httpwhalesay:0.2"])
     try:
         yield c
     finally:
@@ -121,3 +123,51 @@ def test_cluster_dns_from_another_namespace(cluster):
     # a name the cluster does not know, with no upstream configured: no answer, quickly
     got = cluster.kubectl("exec", "dns-client", "-n", "test", "--", "nslookup", "nosuch.example.", check=False)
     assert got.returncode != 0
+
+
+def test_book_chapter3_ports_and_chapter4_session_affinity(cluster):
+    """Listing 3-5's port 90 -> 80, Listing 3-6's two ports, and chapter 4's A/B Service with
+    sessionAffinity: ClientIP pinning one client to one pod."""
+    for f in ("nodejs-customPort-controller.yaml", "nodejs-customPort-service.yaml",
+              "nodejs-multi-controller.yaml", "nodejs-multi-service.yaml"):
+        cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / f))
+    for f in ("pod-A-controller.yaml", "pod-B-controller.yaml", "pod-AB-service.yaml"):
+        cluster.kubectl("apply", "-f", str(BOOK / "Chapter04" / f))
+    client_pod(cluster, "ports-client", cluster.node_names[1])
+
+    def ready_endpoints(service: str, count: int):
+        slices = cluster.server.kubectl_json("get", "endpointslices",
+                                             "-l", f"kubernetes.io/service-name={service}")["items"]
+        return sum(1 for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready")) >= count
+    for service, count in (("node-js-90", 3), ("node-js-multi", 3)):
+        wait_for(lambda: ready_endpoints(service, count), 90, f"{service} endpoints", interval=0.5)
+
+    ip90 = cluster.server.kubectl_json("get", "svc", "node-js-90")["spec"]["clusterIP"]
+    assert "node-js-90-" in exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{ip90}:90/")
+    multi = cluster.server.kubectl_json("get", "svc", "node-js-multi")["spec"]["clusterIP"]
+    assert "node-js-multi-" in exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{multi}:80/")
+    admin = exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{multi}:8888/")
+    assert admin.strip(), "the second port answers too"
+
+    # The A/B pods turn ready after their 30 s initial delay.
+    wait_for(lambda: ready_endpoints("node-js-scale-ab", 4), 120, "the A/B pods ready", interval=1)
+    ab = cluster.server.kubectl_json("get", "svc", "node-js-scale-ab")["spec"]["clusterIP"]
+    pods = {p["metadata"]["name"] for p in cluster.pods("service=node-js-scale-ab")}
+    answered = set()
+    for _ in range(12):
+        page = exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{ab}/")
+        answered |= {name for name in pods if name in page}
+    assert len(answered) == 1, f"one client, one pod with ClientIP affinity; got {answered}"
+
+
+def test_book_chapter6_statefulset_names(cluster):
+    """Chapter 6: from inside whaleset-0, `curl sayhey-svc` and the pod name of whaleset-1."""
+    for f in ("solidstate-sc.yaml", "sayhey-svc.yaml", "sayhey-statefulset.yaml"):
+        cluster.kubectl("apply", "-f", str(BOOK / "Chapter06" / f))
+    for i in range(3):
+        cluster.wait_running(f"whaleset-{i}", timeout=120)
+    wait_for(lambda: sum(len(s.get("endpoints") or []) for s in cluster.server.kubectl_json(
+        "get", "endpointslices", "-l", "kubernetes.io/service-name=sayhey-svc")["items"]) == 3, 30, "endpoints")
+    assert "Whale it up!" in exec_out(cluster, "whaleset-0", "curl", "-s", "sayhey-svc")
+    page = exec_out(cluster, "whaleset-0", "curl", "-s", "whaleset-1.sayhey-svc.default.svc.cluster.local")
+    assert "Whale it up!" in page
