@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES="runc conmon busybox-static containernetworking-plugins iptables conntrack umoci skopeo docker-registry etcd-server etcd-client iproute2 curl python3"
+DEB_PACKAGES="runc conmon busybox-static containernetworking-plugins iptables conntrack umoci skopeo docker-registry etcd-server etcd-client iproute2 curl python3 nginx-light wrk"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=""

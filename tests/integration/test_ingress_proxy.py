@@ -1,0 +1,247 @@
+"""The ingress data path: ketch's proxy on the host's loopback in front of aiohttp backends
+listening inside a network namespace the test made (so only the proxy, dialling through
+NetnsSockets, can reach them). Keep-alive on both sides, bodies streamed both ways, WebSocket
+passthrough, forwarded headers, round robin, and the 404/503/502 answers."""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ketch.agent.runtime.namespaces import NetnsSockets
+from ketch.ingress.proxy import IngressProxy, RoutingState
+from ketch.ingress.routes import build_table
+
+
+@pytest.fixture
+def netns():
+    name = f"ketch-t-ing-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+class Env:
+    def __init__(self, netns: str):
+        self.sockets = NetnsSockets(netns)
+        self.proxy = IngressProxy(self.sockets)
+        self.runners: list[web.AppRunner] = []
+        self.server = None
+        self.port = 0
+        self.seen: list[dict] = []   # request headers the backends got
+
+    async def backend(self, ip: str, app: web.Application) -> tuple[str, int]:
+        sock = await self.sockets.listen(ip, 0)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        self.runners.append(runner)
+        return ip, sock.getsockname()[1]
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.proxy.handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def route(self, rules: list[dict], endpoints: dict[str, list[tuple[str, int]]], default: str | None = None) -> None:
+        spec = {"rules": rules}
+        if default:
+            spec["defaultBackend"] = {"service": {"name": default, "port": {"number": 80}}}
+        table = build_table([{"metadata": {"name": "t", "namespace": "default"}, "spec": spec}])
+        self.proxy.state = RoutingState(table, {f"default/{svc}:80": eps for svc, eps in endpoints.items()})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def close(self) -> None:
+        self.proxy.close()
+        if self.server is not None:
+            self.server.close()
+        for r in self.runners:
+            await r.cleanup()
+        self.sockets.close()
+
+
+@pytest.fixture
+async def env(netns):
+    e = Env(netns)
+    await e.start()
+    try:
+        yield e
+    finally:
+        await e.close()
+
+
+def rule(host: str, path: str, svc: str, path_type: str = "Prefix") -> dict:
+    return {**({"host": host} if host else {}),
+            "http": {"paths": [{"path": path, "pathType": path_type,
+                                "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}
+
+
+def named_app(name: str, seen: list | None = None) -> web.Application:
+    async def hello(request: web.Request):
+        if seen is not None:
+            seen.append(dict(request.headers))
+        body = await request.read()
+        return web.Response(text=f"{name} {request.method} {request.path_qs} {len(body)}")
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hello)
+    return app
+
+
+async def test_host_routing_keep_alive_and_round_robin(env):
+    a1 = await env.backend("127.0.0.2", named_app("a1"))
+    a2 = await env.backend("127.0.0.3", named_app("a2"))
+    b = await env.backend("127.0.0.4", named_app("b"))
+    env.route([rule("a.example", "/", "svc-a"), rule("b.example", "/", "svc-b")],
+              {"svc-a": [a1, a2], "svc-b": [b]})
+    async with aiohttp.ClientSession() as s:
+        got = []
+        for i in range(6):
+            async with s.get(f"{env.url}/x?i={i}", headers={"Host": "a.example:8080"}) as r:
+                assert r.status == 200
+                got.append((await r.text()).split()[0])
+        async with s.post(f"{env.url}/upload", data=b"z" * 1000, headers={"Host": "b.example"}) as r:
+            assert await r.text() == "b POST /upload 1000"
+        connector_conns = len(s.connector._conns)
+    assert got == ["a1", "a2"] * 3                      # round robin over the ready endpoints
+    assert len(env.proxy.connections) <= 1 and connector_conns == 1   # one client connection, reused
+    assert env.proxy.pool.dials == 3                    # one upstream connection per endpoint, reused
+
+
+async def test_forwarded_headers_and_hop_by_hop_removed(env):
+    seen: list[dict] = []
+    a = await env.backend("127.0.0.2", named_app("a", seen))
+    env.route([rule("a.example", "/", "svc-a")], {"svc-a": [a]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
+    writer.write(b"GET /h HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
+                 b"Keep-Alive: timeout=5\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 6.6.6.6\r\nTE: trailers\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    await reader.readexactly(length)
+    writer.close()
+    h = {k.lower(): v for k, v in seen[0].items()}
+    assert h["x-forwarded-for"] == "192.0.2.1, 127.0.0.1"
+    assert h["x-real-ip"] == "127.0.0.1"
+    assert h["x-forwarded-proto"] == "http" and h["x-forwarded-host"] == "a.example"
+    assert h["x-forwarded-port"] == str(env.port) and h["host"] == "a.example"
+    assert "x-secret" not in h and "keep-alive" not in h and "te" not in h
+
+
+async def test_default_backend_404_and_503(env):
+    d = await env.backend("127.0.0.2", named_app("default"))
+    env.route([rule("a.example", "/only", "svc-a", "Exact")], {"svc-a": []})
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{env.url}/", headers={"Host": "nobody.example"}) as r:
+            assert r.status == 404 and await r.text() == "default backend - 404\n"
+        async with s.get(f"{env.url}/only", headers={"Host": "a.example"}) as r:
+            assert r.status == 503                      # a backend without endpoints
+        env.route([rule("a.example", "/only", "svc-a", "Exact")], {"svc-a": [], "svc-d": [d]}, default="svc-d")
+        async with s.get(f"{env.url}/other", headers={"Host": "a.example"}) as r:
+            assert (await r.text()).startswith("default GET /other")
+        # an endpoint that refuses connections: 502
+        env.route([rule("", "/", "svc-a")], {"svc-a": [("127.0.0.9", 1)]})
+        async with s.get(f"{env.url}/", headers={"Host": "x"}) as r:
+            assert r.status == 502
+
+
+async def test_streaming_both_ways(env):
+    """The first piece of a response reaches the client while the backend still holds the
+    second; the first piece of an upload reaches the backend while the client still holds the
+    second. Neither side could go on if the proxy buffered."""
+    first_seen = asyncio.Event()
+    upload_first = asyncio.Event()
+
+    async def stream(request):
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"first;")
+        await asyncio.wait_for(first_seen.wait(), 5)
+        await resp.write(b"second")
+        await resp.write_eof()
+        return resp
+
+    async def upload(request):
+        got = await request.content.readexactly(6)
+        assert got == b"part1;"
+        upload_first.set()
+        rest = await request.content.read()
+        return web.Response(text=(got + rest).decode())
+
+    app = web.Application()
+    app.router.add_get("/stream", stream)
+    app.router.add_post("/upload", upload)
+    a = await env.backend("127.0.0.2", app)
+    env.route([rule("", "/", "svc-a")], {"svc-a": [a]})
+
+    async def body():
+        yield b"part1;"
+        await asyncio.wait_for(upload_first.wait(), 5)
+        yield b"part2"
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{env.url}/stream") as r:
+            assert r.headers.get("Transfer-Encoding") == "chunked"
+            assert await r.content.readexactly(6) == b"first;"
+            first_seen.set()
+            assert await r.content.read() == b"second"
+        async with s.post(f"{env.url}/upload", data=body()) as r:
+            assert await r.text() == "part1;part2"
+        async with s.get(f"{env.url}/stream") as r:   # the same connections go on after chunked bodies
+            assert await r.read() == b"first;second"
+
+
+async def test_websocket_passthrough(env):
+    async def ws_handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            await ws.send_str(f"echo:{msg.data}")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    a = await env.backend("127.0.0.2", app)
+    env.route([rule("ws.example", "/", "svc-a")], {"svc-a": [a]})
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(f"{env.url}/ws", headers={"Host": "ws.example"}) as ws:
+            for i in range(3):
+                await ws.send_str(f"m{i}")
+                assert (await ws.receive(timeout=5)).data == f"echo:m{i}"
+            await ws.close()
+
+
+async def test_http10_head_and_pool_reconnect(env):
+    a = await env.backend("127.0.0.2", named_app("a"))
+    env.route([rule("", "/", "svc-a")], {"svc-a": [a]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
+    writer.write(b"GET /old HTTP/1.0\r\n\r\n")
+    data = await reader.read()                         # HTTP/1.0 without keep-alive: closed after
+    assert data.startswith(b"HTTP/1.1 200") and b"Connection: close" in data and data.endswith(b"a GET /old 0")
+    writer.close()
+    async with aiohttp.ClientSession() as s:
+        async with s.head(f"{env.url}/h") as r:
+            assert r.status == 200 and await r.read() == b""
+        # The pod closes its idle keep-alive connections (a restart): the proxy dials anew.
+        for _, w, _ in [c for conns in env.proxy.pool.idle.values() for c in conns]:
+            w.transport.abort()
+        async with s.get(f"{env.url}/after") as r:
+            assert await r.text() == "a GET /after 0"
+
+
+async def test_bad_requests_answer_400(env):
+    env.route([], {})
+    for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
+        writer.write(raw)
+        assert (await reader.read()).startswith(b"HTTP/1.1 400")
+        writer.close()
