@@ -10,7 +10,7 @@ import time
 from ..client.background import Background
 from ..client.informer import SharedInformers
 from ..proxy.proxier import NetnsIptables
-from .rules import OUR_PREFIXES, Rendered, pod_info, render
+from .rules import DNS_NAMESPACE, DNS_SERVICE, OUR_PREFIXES, Rendered, agent_dns_peers, pod_info, render
 
 log = logging.getLogger("ketch.netpol")
 
@@ -36,6 +36,7 @@ class NetworkPolicyEnforcer(Background):
         self.policies = informers.informer("networking.k8s.io/v1", "NetworkPolicy")
         self.pods = informers.informer("v1", "Pod")
         self.namespaces = informers.informer("v1", "Namespace")
+        self.slices = informers.informer("discovery.k8s.io/v1", "EndpointSlice")   # the proxy's, shared
         self.min_sync_period = min_sync_period
         self.sync_period = sync_period
         self.last: Rendered | None = None
@@ -47,9 +48,18 @@ class NetworkPolicyEnforcer(Background):
         self.pods.add_handlers(on_add=self._touch, on_update=self._pod_update, on_delete=self._touch)
         self.namespaces.add_handlers(on_add=self._touch, on_delete=self._touch,
                                      on_update=lambda old, new: _labels(old) != _labels(new) and self._touch())
+        self.slices.add_handlers(on_add=self._slice_change, on_delete=self._slice_change,
+                                 on_update=lambda old, new: self._slice_change(new))
 
     def _touch(self, *_) -> None:
         self._changed.set()
+
+    def _slice_change(self, sl: dict) -> None:
+        # Only the agents' kube-dns slices are peers (agent_dns_peers); the rest is the proxy's.
+        labels = (sl.get("metadata") or {}).get("labels") or {}
+        if (sl.get("metadata") or {}).get("namespace") == DNS_NAMESPACE and \
+                labels.get("kubernetes.io/service-name") == DNS_SERVICE:
+            self._changed.set()
 
     def _pod_update(self, old: dict, new: dict) -> None:
         if _pod_facts(old) != _pod_facts(new):
@@ -68,13 +78,14 @@ class NetworkPolicyEnforcer(Background):
         self._changed.clear()
         self._last_sync = time.monotonic()
         args = (self.policies.list(), self.pods.list(), self.namespaces.list(), self.node_name)
-        if not force and self.last is not None and render(*args).state == self.last.state:
+        dns = agent_dns_peers(self.slices.list())
+        if not force and self.last is not None and render(*args, extra_peers=dns).state == self.last.state:
             return False
         saved = await self.iptables.save("filter")
         chains = {line[1:].split()[0] for line in saved.splitlines() if line.startswith(":")}
         forward = [line for line in saved.splitlines() if line.startswith("-A FORWARD ")]
         rendered = render(*args, existing_chains={c for c in chains if c.startswith(OUR_PREFIXES)},
-                          forward=forward)
+                          forward=forward, extra_peers=dns)
         try:
             await self.iptables.restore(rendered.text)
         except Exception:
@@ -86,7 +97,7 @@ class NetworkPolicyEnforcer(Background):
 
     async def run(self) -> None:
         await self._ensure_bridge_netfilter()
-        await asyncio.gather(self.policies.synced.wait(), self.pods.synced.wait(), self.namespaces.synced.wait())
+        await asyncio.gather(*(inf.synced.wait() for inf in (self.policies, self.pods, self.namespaces, self.slices)))
         force = True
         while True:
             try:

@@ -99,6 +99,32 @@ def pod_info(obj: dict) -> Pod | None:
                dict(meta.get("labels") or {}), ports)
 
 
+DNS_NAMESPACE, DNS_SERVICE, DNS_MANAGED_BY = "kube-system", "kube-dns", "agent.ketch.io"
+DNS_POD_LABELS = {"k8s-app": "kube-dns"}   # CoreDNS's pods' label, as every "allow DNS" policy selects
+
+
+def agent_dns_peers(slices: list[dict]) -> list[Pod]:
+    """The node agents' DNS servers (kube-dns endpoints at the nodes' addresses, see
+    ketch/agent/nodedns.py) as the CoreDNS pods they stand in for: in kube-system, labelled
+    k8s-app=kube-dns, with the slice's named ports. So the usual egress policy allowing DNS
+    (namespaceSelector kube-system + podSelector k8s-app=kube-dns) lets queries through to the
+    servers on other nodes as well (the one on the pod's own node is always reachable)."""
+    out = []
+    for sl in slices:
+        meta = sl.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if (meta.get("namespace"), labels.get("kubernetes.io/service-name"),
+                labels.get("endpointslice.kubernetes.io/managed-by")) != (DNS_NAMESPACE, DNS_SERVICE, DNS_MANAGED_BY):
+            continue
+        ports = {(q["name"], (q.get("protocol") or "TCP").lower()): int(q["port"])
+                 for q in sl.get("ports") or () if q.get("name") and q.get("port")}
+        for ep in sl.get("endpoints") or ():
+            for ip in ep.get("addresses") or ():
+                if _ipv4(ip):   # no node name: never one of the local pods that get chains
+                    out.append(Pod(DNS_NAMESPACE, f"dns@{ep.get('nodeName') or ip}", ip, "", dict(DNS_POD_LABELS), ports))
+    return out
+
+
 def _selector(ls) -> Selector:
     try:
         return selector_from_label_selector(ls)
@@ -269,11 +295,13 @@ class Rendered:
 
 
 def render(policies: list[dict], pods: list[dict], namespaces: list[dict], node_name: str,
-           existing_chains: set[str] = frozenset(), forward: list[str] | None = None) -> Rendered:
+           existing_chains: set[str] = frozenset(), forward: list[str] | None = None,
+           extra_peers: list[Pod] = ()) -> Rendered:
     """The rules for the pods on `node_name`. `existing_chains`: the filter table's chains now
     (stale ones of ours are deleted); `forward`: its `-A FORWARD` lines now (our jump is put in
-    place), None to leave FORWARD alone."""
-    infos = [p for p in (pod_info(o) for o in pods) if p is not None]
+    place), None to leave FORWARD alone; `extra_peers`: more pods selectors may pick as peers
+    (agent_dns_peers)."""
+    infos = [p for p in (pod_info(o) for o in pods) if p is not None] + list(extra_peers)
     cluster = _Cluster(infos, namespaces)
     local = [p for p in cluster.pods if p.node_name == node_name]
     ordered = sorted((p for p in policies if isinstance(p.get("spec"), dict)),

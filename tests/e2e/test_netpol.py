@@ -1,5 +1,5 @@
 """NetworkPolicy end to end: real pods (busybox httpd servers, wget clients) in two namespaces on
-a real node, policies applied with kubectl, and what gets through checked from inside the pods.
+two real nodes, policies applied with kubectl, and what gets through checked from inside the pods.
 One cluster for the module; each step waits (bounded) for the rules to take effect."""
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ NS_A, NS_B = "np-a", "np-b"
 SERVE = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
-def _server(name: str, ns: str) -> dict:
+def _server(name: str, ns: str, node: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
-            "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{
                 "name": "httpd", "image": "busybox", "command": ["sh", "-c", SERVE],
                 "ports": [{"name": "http", "containerPort": 80}],
                 # The kubelet's probes come from the node: policies never block them.
                 "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}]}}
 
 
-def _client(name: str, ns: str, labels: dict) -> dict:
+def _client(name: str, ns: str, labels: dict, node: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {"terminationGracePeriodSeconds": 0,
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,
                      "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
 
 
@@ -44,14 +44,17 @@ def _policy(name: str, ns: str, spec: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    cluster = start_agent_cluster(tmp_path_factory.mktemp("netpol"), images=["busybox:latest"])
+    cluster = start_agent_cluster(tmp_path_factory.mktemp("netpol"), images=["busybox:latest"], nodes=2)
+    one, two = cluster.node_names
     try:
         _apply(cluster,
                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS_A, "labels": {"team": "a"}}},
                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS_B, "labels": {"team": "b"}}})
-        _apply(cluster, _server("web", NS_A), _server("web", NS_B),
-               _client("friend", NS_A, {"access": "yes"}), _client("stranger", NS_A, {}),
-               _client("visitor", NS_B, {"access": "yes"}))
+        # np-a's server with a client beside it (bridged on cni0) and one on the other node
+        # (routed over the underlay); np-b's server and client on the second node.
+        _apply(cluster, _server("web", NS_A, one), _server("web", NS_B, two),
+               _client("friend", NS_A, {"access": "yes"}, one), _client("stranger", NS_A, {}, two),
+               _client("visitor", NS_B, {"access": "yes"}, two))
         ips = {}
         for ns, name in ((NS_A, "web"), (NS_B, "web"), (NS_A, "friend"), (NS_A, "stranger"), (NS_B, "visitor")):
             ips[f"{ns}/{name}"] = cluster.wait_running(name, ns)["status"]["podIP"]
@@ -116,7 +119,21 @@ def test_network_policies(net):
     _apply(cluster, _policy("deny-out", NS_B, {"podSelector": {"matchLabels": {"access": "yes"}},
                                                "policyTypes": ["Egress"]}))
     settle(cluster, ips, {(VISITOR, WEB_A): False, (VISITOR, WEB_B): False, (STRANGER, WEB_B): True})
-    # ...yet a Service without endpoints still answers "connection refused" (kube-proxy's REJECT
+    # The usual "allow DNS" egress policy (to kube-system's k8s-app=kube-dns pods) reaches the
+    # node agents' DNS servers, on either node, whichever the kube-dns Service picks.
+    _apply(cluster, _policy("allow-dns", NS_B, {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}))
+
+    def resolves():
+        got = cluster.kubectl("exec", "-n", NS_B, "visitor", "--", "timeout", "3", "nslookup",
+                              f"web.{NS_A}.svc.cluster.local.", check=False)
+        return got.returncode == 0 and svc_ip in got.stdout
+    wait_for(resolves, 20, "DNS through the allow-dns policy", interval=0.5)
+    assert all(resolves() for _ in range(8))    # each lookup a new flow, spread over both servers
+    assert not reaches(cluster, VISITOR, ips[WEB_A])
+    # ...and a Service without endpoints still answers "connection refused" (kube-proxy's REJECT
     # runs before the policy chain), not a silent timeout.
     cluster.kubectl("create", "service", "clusterip", "nobody", "-n", NS_B, "--tcp", "80")
     empty_ip = cluster.server.kubectl_json("get", "svc", "nobody", "-n", NS_B)["spec"]["clusterIP"]
@@ -132,6 +149,7 @@ def test_network_policies(net):
     cluster.kubectl("delete", "networkpolicy", "--all", "-n", NS_B)
     settle(cluster, ips, {(FRIEND, WEB_A): True, (STRANGER, WEB_A): True, (VISITOR, WEB_A): True,
                           (VISITOR, WEB_B): True})
-    rules = cluster.in_node("iptables-save", "-t", "filter").stdout
-    assert "KUBE-POD-FW-" not in rules and "KUBE-NWPLCY-" not in rules, rules
-    assert '-A FORWARD -m comment --comment "kubernetes network policies" -j KUBE-NETPOL-FORWARD' in rules
+    for node in (1, 2):
+        rules = cluster.in_node("iptables-save", "-t", "filter", node=node).stdout
+        assert "KUBE-POD-FW-" not in rules and "KUBE-NWPLCY-" not in rules, rules
+        assert '-A FORWARD -m comment --comment "kubernetes network policies" -j KUBE-NETPOL-FORWARD' in rules

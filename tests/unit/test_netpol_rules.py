@@ -3,7 +3,7 @@ rules it writes, so each test asks what a user asks: does this connection get th
 import ipaddress
 import shlex
 
-from ketch.netpol.rules import (JUMP_COMMENT, TOP_CHAIN, cidr_minus, jump_fix, pod_chain, policy_chain,
+from ketch.netpol.rules import (JUMP_COMMENT, TOP_CHAIN, agent_dns_peers, cidr_minus, jump_fix, pod_chain, policy_chain,
                                 render)
 
 NODE = "node-1"
@@ -258,3 +258,20 @@ def test_the_jump_goes_after_kube_proxys_rejects_and_before_its_accepts():
     moved = jump_fix(PROXY + [JUMP, "-A FORWARD -j CNI-FORWARD"])
     assert moved == [JUMP.replace("-A ", "-D ", 1), JUMP.replace("-A FORWARD", "-I FORWARD 3", 1)]
     assert jump_fix([JUMP, JUMP])[:2] == [JUMP.replace("-A ", "-D ", 1)] * 2
+
+
+def test_the_agents_dns_servers_are_kube_dns_pods_for_egress_policies():
+    dns_slice = {"metadata": {"namespace": "kube-system", "name": "kube-dns-node-2", "labels": {
+        "kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "agent.ketch.io"}},
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["172.30.0.3"], "nodeName": "node-2"}]}
+    other = {**dns_slice, "metadata": {**dns_slice["metadata"], "labels": {"kubernetes.io/service-name": "web"}}}
+    peers = agent_dns_peers([dns_slice, other])
+    assert [(p.namespace, p.ip, p.labels) for p in peers] == [("kube-system", "172.30.0.3", {"k8s-app": "kube-dns"})]
+    allow_dns = policy("dns", types=["Egress"], egress=[{
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": "dns-tcp"}]}])
+    r = Rules(render([allow_dns], PODS, NAMESPACES, NODE, extra_peers=peers).text)
+    assert r.allowed(A, "172.30.0.3", 53, "udp") and r.allowed(A, "172.30.0.3", 53, "tcp")
+    assert not r.allowed(A, "172.30.0.3", 80) and not r.allowed(A, B, 53, "udp")
