@@ -67,6 +67,7 @@ class AgentConfig:
     eviction_pressure_transition_period: float = 300.0
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
     cluster_cidr: str = "10.42.0.0/16"  # the cluster's pod network (the service proxy masquerades the rest)
+    network: str = ""                  # "host": the network services run in the agent's own namespace
     underlay: str = ""                 # netns of the bridge the node namespaces share ("": none)
     underlay_cidr: str = "172.30.0.0/16"
     serve_dns: bool = True             # answer cluster DNS on the node's address (behind kube-dns)

@@ -38,10 +38,12 @@ class NodeNetError(Exception):
     pass
 
 
-def _ip(*args: str, netns: str, check: bool = True) -> str:
-    got = subprocess.run(["ip", "-n", netns, *args], capture_output=True, text=True)
+def _ip(*args: str, netns: str | None, check: bool = True) -> str:
+    """`ip` inside namespace `netns` (None: this process's own, for `--network host`)."""
+    argv = ["ip", *(("-n", netns) if netns else ()), *args]
+    got = subprocess.run(argv, capture_output=True, text=True)
     if check and got.returncode != 0:
-        raise NodeNetError(f"ip -n {netns} {' '.join(args)}: {got.stderr.strip()}")
+        raise NodeNetError(f"{' '.join(argv)}: {got.stderr.strip()}")
     return got.stdout
 
 
@@ -138,9 +140,20 @@ def detach(node_netns: str, underlay: str) -> None:
             subprocess.run(["ip", "netns", "del", underlay], capture_output=True)
 
 
-def node_routes(nodes: list[dict], own_name: str, cidr: str) -> dict[str, str]:
-    """podCIDR -> next hop for every other node whose InternalIP is on the underlay."""
-    network = ipaddress.ip_network(cidr)
+def default_route_address() -> str | None:
+    """The source address of this namespace's default route, as the kubelet picks its node IP
+    (a route lookup: nothing is sent)."""
+    try:
+        got = json.loads(_ip("-j", "route", "get", "8.8.8.8", netns=None, check=False) or "[]")
+    except ValueError:
+        return None
+    return got[0].get("prefsrc") if got else None
+
+
+def node_routes(nodes: list[dict], own_name: str, cidr: str | None) -> dict[str, str]:
+    """podCIDR -> next hop for every other node whose InternalIP is on the underlay (cidr None:
+    every other node)."""
+    network = ipaddress.ip_network(cidr) if cidr else ipaddress.ip_network("0.0.0.0/0")
     routes = {}
     for node in nodes:
         if node["metadata"]["name"] == own_name:
@@ -163,8 +176,8 @@ class HostGwRoutes(Background):
 
     RESYNC = 30.0
 
-    def __init__(self, informers: SharedInformers, node_netns: str, node_name: str,
-                 cidr: str = DEFAULT_UNDERLAY_CIDR):
+    def __init__(self, informers: SharedInformers, node_netns: str | None, node_name: str,
+                 cidr: str | None = DEFAULT_UNDERLAY_CIDR):
         self.netns = node_netns
         self.node_name = node_name
         self.cidr = cidr
@@ -186,7 +199,10 @@ class HostGwRoutes(Background):
         have = self.current()
         for dst, via in want.items():
             if have.get(dst) != via:
-                _ip("route", "replace", dst, "via", via, "dev", UPLINK, "proto", ROUTE_PROTOCOL, netns=self.netns)
+                # On the underlay the next hop is out of the uplink; on a real machine wherever the
+                # kernel finds it directly (a next hop behind a router is refused: host-gw needs one L2).
+                dev = ("dev", UPLINK) if self.netns else ()
+                _ip("route", "replace", dst, "via", via, *dev, "proto", ROUTE_PROTOCOL, netns=self.netns)
         for dst in have.keys() - want.keys():
             _ip("route", "del", dst, "proto", ROUTE_PROTOCOL, netns=self.netns, check=False)
 

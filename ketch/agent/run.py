@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None
     if netns and config.underlay:
         address = nodenet.attach(host_netns, config.underlay, config.underlay_cidr)
         config.node_ip = config.node_ip or address
+    if config.network == "host" and not config.node_ip:
+        config.node_ip = nodenet.default_route_address() or ""
     config.node_ip = config.node_ip or "127.0.0.1"
     config.root.mkdir(parents=True, exist_ok=True)
     # What `ketch killall` needs to clear this node after the agent stopped.
@@ -66,21 +69,29 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None
     server = KubeletServer(KubeletBackend(kubelet), config.address, config.port, cert_dir=config.root / "tls",
                            node_name=config.node_name)
     components: list[Background] = []
-    # The node's network services live in its network namespace. Without one (a real node's own
-    # namespace) they do not run yet: that is issue 5's `--network host`.
-    if netns:
-        sockets = NetnsSockets(netns)
-        components.append(Proxier(kubelet.informers, netns, NodeFacts(config.node_name, (), config.cluster_cidr)))
+    # The node's network services live in its network namespace: the one standing in for its host,
+    # or with `--network host` the agent's own (a real machine's). Without either they do not run:
+    # nothing then touches the namespace the agent was started in.
+    services_netns = netns or (f"/proc/{os.getpid()}/ns/net" if config.network == "host" else None)
+    if services_netns:
+        sockets = NetnsSockets(netns)     # None: the agent's own namespace
+        components.append(Proxier(kubelet.informers, services_netns,
+                                  NodeFacts(config.node_name, (), config.cluster_cidr)))
         # NetworkPolicies: filter rules for this node's pods in the same namespace's FORWARD chain.
-        components.append(NetworkPolicyEnforcer(kubelet.informers, netns, config.node_name))
-        # NodePorts and the ServiceLB's loopback addresses, published on the host's loopback.
-        components.append(HostPublisher(kubelet.informers, sockets, kubelet.node_ip,
-                                        recorder=kubelet.recorder.for_component("kube-proxy")))
+        components.append(NetworkPolicyEnforcer(kubelet.informers, services_netns, config.node_name))
+        if netns:
+            # NodePorts and the ServiceLB's loopback addresses, published on the host's loopback
+            # (with --network host they are on the machine's own addresses already).
+            components.append(HostPublisher(kubelet.informers, sockets, kubelet.node_ip,
+                                            recorder=kubelet.recorder.for_component("kube-proxy")))
         if config.serve_dns:
             components.append(NodeDNS(kubelet, sockets, zone=config.cluster_domain, upstream=config.dns_upstream))
-        if config.underlay:
+        if config.underlay and netns:
             components.append(nodenet.HostGwRoutes(kubelet.informers, host_netns, config.node_name,
-                                                         config.underlay_cidr))
+                                                   config.underlay_cidr))
+        elif config.network == "host":
+            # Machines on one L2 segment: a route to each other node's pods via its address.
+            components.append(nodenet.HostGwRoutes(kubelet.informers, None, config.node_name, None))
     return kubelet, server, components
 
 

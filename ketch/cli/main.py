@@ -103,6 +103,9 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
 
     from ..agent.kubelet import AgentConfig
     labels = dict(kv.split("=", 1) for kv in (args.node_labels or "").split(",") if "=" in kv)
+    if args.network and args.node_netns:
+        print("ketch: --network host and --node-netns exclude each other", file=sys.stderr)
+        sys.exit(2)
     return AgentConfig(node_name=args.node_name or socket.gethostname().lower(), data_dir=data_dir,
                        node_ip=args.node_ip, address=args.kubelet_address, port=args.kubelet_port,
                        cluster_dns=[d for d in (args.cluster_dns or "").split(",") if d],
@@ -112,6 +115,7 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        cluster_cidr=args.cluster_cidr,
                        underlay=(args.underlay or f"{args.node_netns}-net") if args.node_netns else "",
                        underlay_cidr=args.underlay_cidr, serve_dns=not args.disable_dns,
+                       network=args.network or "",
                        dns_upstream=args.dns_upstream,
                        file_check_frequency=args.file_check_frequency, eviction_hard=args.eviction_hard,
                        eviction_pressure_transition_period=args.eviction_pressure_transition_period,
@@ -185,6 +189,10 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-netns", metavar="NAME",
                    help="a network namespace standing in for the node's host network (made if missing): the "
                         "pods' bridge lives there instead of in the agent's own namespace")
+    p.add_argument("--network", choices=["host"],
+                   help="host: the node is this machine's network namespace (its real interfaces and "
+                        "iptables): pods, service proxy, DNS and routes to other machines' pods there; "
+                        "for clusters of several machines (not with --node-netns)")
     p.add_argument("--underlay", metavar="NAME",
                    help="with --node-netns: the network namespace of the bridge the nodes share (made if "
                         "missing; default NODE_NETNS-net); agents joining a cluster give the cluster's")

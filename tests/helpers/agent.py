@@ -105,12 +105,29 @@ class AgentCluster:
 
 
 def start_agent_cluster(base: Path, node_name: str = "node1", extra_args: list[str] | None = None,
-                        images: list[str] | None = None, nodes: int = 1) -> AgentCluster:
+                        images: list[str] | None = None, nodes: int = 1, network_host: bool = False) -> AgentCluster:
+    """A server with its agent(s). network_host: the whole server runs inside a network namespace
+    the test made (standing in for a machine's own network) with `--network host`."""
     bundled.ensure(ImageStore(base / "data" / "images"), images or IMAGES)
     tag = secrets.token_hex(4)
     netns, cgroup_top = f"ketch-e2e-{tag}", f"ketch-e2e-{tag}"
+    if network_host:
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        # A machine's network: an interface with an address and a default route (to nowhere; the
+        # veth's peer stays in the same namespace).
+        try:
+            for argv in (["link", "set", "lo", "up"], ["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"],
+                         ["link", "set", "eth0", "up"], ["link", "set", "peer0", "up"],
+                         ["addr", "add", "192.168.77.2/24", "dev", "eth0"],
+                         ["route", "add", "default", "via", "192.168.77.1"]):
+                subprocess.run(["ip", "-n", netns, *argv], check=True, capture_output=True)
+        except BaseException:
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+            raise
+    where = ["--network", "host"] if network_host else ["--node-netns", netns]
     server = Server(data_dir=base, port=free_port(), kubeconfig=base / "kubeconfig.yaml", agent=True,
-                    extra_args=["--node-name", node_name, "--node-netns", netns, "--kubelet-port", "0",
+                    netns=netns if network_host else None,
+                    extra_args=["--node-name", node_name, *where, "--kubelet-port", "0",
                                 "--cgroup-root", f"{cgroup_top}/kubepods", "--nodes", str(nodes),
                                 *(extra_args or [])])
     cluster = AgentCluster(server, base, node_name, netns, cgroup_top, nodes)

@@ -62,6 +62,13 @@ class Server(ManagedProcess):
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     agent: bool = False        # run the node agent in-process (its flags go in extra_args)
+    netns: str | None = None   # run the server (and kubectl) inside this network namespace
+
+    @property
+    def _prefix(self) -> list[str]:
+        # nsenter only switches the network namespace (`ip netns exec` also remounts /sys, which
+        # hides the cgroup mounts runc needs).
+        return ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
 
     @property
     def url(self) -> str:
@@ -71,7 +78,7 @@ class Server(ManagedProcess):
         self.log_path = self.data_dir / "server.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(self.data_dir / "data"),
+            [*self._prefix, sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(self.data_dir / "data"),
              "--bind-address", "127.0.0.1", "--secure-port", str(self.port),
              "--write-kubeconfig", str(self.kubeconfig), *([] if self.agent else ["--disable-agent"]),
              *self.extra_args],
@@ -84,19 +91,25 @@ class Server(ManagedProcess):
         while time.monotonic() - t0 < timeout:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"ketch server exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", context=ctx, timeout=1) as r:
-                    if r.status == 200 and self.kubeconfig.exists():
-                        return time.monotonic() - t0
-            except OSError:
-                pass
+            if self.netns:
+                got = subprocess.run([*self._prefix, "curl", "-sk", "-m", "1", f"{self.url}/readyz"],
+                                     capture_output=True, text=True)
+                if got.stdout == "ok" and self.kubeconfig.exists():
+                    return time.monotonic() - t0
+            else:
+                try:
+                    with urllib.request.urlopen(f"{self.url}/readyz", context=ctx, timeout=1) as r:
+                        if r.status == 200 and self.kubeconfig.exists():
+                            return time.monotonic() - t0
+                except OSError:
+                    pass
             time.sleep(0.02)
         raise RuntimeError(f"ketch server not ready after {timeout}s:\n{self.log()}")
 
     def kubectl(self, *args: str, kubectl: str = "/usr/bin/kubectl", input: str | None = None,
                 check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.data_dir)}
-        proc = subprocess.run([kubectl, *args], input=input, capture_output=True, text=True, env=env,
+        proc = subprocess.run([*self._prefix, kubectl, *args], input=input, capture_output=True, text=True, env=env,
                               timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n"
