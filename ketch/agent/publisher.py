@@ -10,7 +10,8 @@ rules pick an endpoint, or to clusterIP:port for a port without a nodePort
 (allocateLoadBalancerNodePorts: false) or when node_ip is itself a loopback address (127/8 cannot
 be DNATed to a pod without route_localnet, which we do not turn on).
 
-TCP is spliced both ways with one bounded buffer per direction, half-closes passed on; UDP
+TCP is spliced both ways inside the kernel (splice(2) through a pipe per direction, so at most
+BUFFER bytes in flight and none copied to user space), half-closes passed on; UDP
 datagrams are relayed through one upstream socket per client address, dropped after an idle
 timeout. A port that cannot be bound (something else on the host has it) is logged and reported
 as a Warning event on the Service, and retried; it never stops the others.
@@ -18,7 +19,9 @@ as a Warning event on the Service, and retried; it never stops the others.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from .runtime.namespaces import NetnsSockets
 log = logging.getLogger("ketch.agent.publisher")
 
 BUFFER = 256 * 1024          # bytes in flight per direction of a TCP connection
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 CONNECT_TIMEOUT = 5.0
 RETRY_PERIOD = 10.0          # a port that could not be bound is tried again this often
 UDP_IDLE_TIMEOUT = 60.0      # a UDP client silent this long loses its upstream socket
@@ -183,8 +187,57 @@ class _Listener:
         up.close()
 
 
-async def _pump(src: socket.socket, dst: socket.socket) -> None:
-    """Copy src to dst until src's end of stream, then half-close dst."""
+async def _ready(fd: int, write: bool) -> None:
+    """Until fd is readable (or writable)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+    add(fd, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        remove(fd)
+
+
+def _half_close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+async def _pump_splice(src: socket.socket, dst: socket.socket) -> None:
+    """Move src's bytes to dst inside the kernel (splice through a pipe of BUFFER bytes: no copy
+    to user space, at most BUFFER in flight) until src's end of stream, then half-close dst."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.fcntl(w, F_SETPIPE_SZ, BUFFER)
+        except OSError:
+            pass   # above /proc/sys/fs/pipe-max-size: the default pipe size does
+        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+        sfd, dfd = src.fileno(), dst.fileno()
+        while True:
+            try:
+                n = os.splice(sfd, w, BUFFER, flags=flags)
+            except BlockingIOError:
+                await _ready(sfd, write=False)
+                continue
+            if n == 0:
+                break
+            while n:
+                try:
+                    n -= os.splice(r, dfd, n, flags=flags)
+                except BlockingIOError:
+                    await _ready(dfd, write=True)
+    finally:
+        os.close(r)
+        os.close(w)
+    _half_close(dst)
+
+
+async def _pump_copy(src: socket.socket, dst: socket.socket) -> None:
+    """The same through one user-space buffer, where splice(2) is missing."""
     loop = asyncio.get_running_loop()
     buf = bytearray(BUFFER)
     view = memoryview(buf)
@@ -193,10 +246,10 @@ async def _pump(src: socket.socket, dst: socket.socket) -> None:
         if n == 0:
             break
         await loop.sock_sendall(dst, view[:n])
-    try:
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
+    _half_close(dst)
+
+
+_pump = _pump_splice if hasattr(os, "splice") else _pump_copy
 
 
 async def splice(a: socket.socket, b: socket.socket) -> None:
