@@ -292,7 +292,12 @@ class HostPublisher(Background):
         try:
             while True:
                 self._changed.clear()
-                await self.reconcile()
+                try:
+                    await self.reconcile()
+                except Exception:  # noqa: BLE001 - one bad Service must not stop the others' ports
+                    log.exception("host publisher: reconciling the listeners failed; retrying")
+                    self._changed.set()
+                    await asyncio.sleep(self.retry_period)
                 timeout = self.retry_period if self.failed else None
                 try:
                     await asyncio.wait_for(self._changed.wait(), timeout)
