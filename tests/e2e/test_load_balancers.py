@@ -113,3 +113,29 @@ def test_book_load_balancer_gets_an_external_ip_that_answers(cluster):
         wait_for(lambda: curl(f"http://{first}:80/").returncode == REFUSED, 15, "the address closed", interval=0.3)
     finally:
         cluster.kubectl("delete", "svc", "node-js", "node-js-second", "--ignore-not-found", check=False)
+
+
+def _listeners(port: int, pid: int) -> int:
+    """How many listening sockets of process `pid` are bound to 127.0.0.1:port."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if f"127.0.0.1:{port} " in line and f"pid={pid}," in line)
+
+
+def test_node_port_on_every_node(tmp_path):
+    """Two nodes on one machine: each node's agent listens on the NodePort (the kernel spreads
+    connections over them), and from the host the port answers whichever agent takes it."""
+    port = next(p for p in random.sample(range(30100, 32700), 200) if free_on_host(p))
+    c = start_agent_cluster(tmp_path, nodes=2, images=["jonbaier/node-express-info:latest"],
+                            extra_args=["--service-lb-cidr", f"127.0.1.{POOL_BASE}/28"])
+    try:
+        c.kubectl("create", "-f", str(BOOK / "Chapter02" / "nodejs-controller.yaml"))
+        c.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "node-js-nodeport"},
+            "spec": {"type": "NodePort", "selector": {"name": "node-js"}, "ports": [{"port": 80, "nodePort": port}]}}))
+        wait_for(lambda: len([p for p in c.pods("name=node-js") if p["status"].get("phase") == "Running"]) == 3,
+                 90, "three node-js pods", interval=0.3)
+        wait_for(lambda: _listeners(port, c.server.proc.pid) == 2, 30, "a listener per node", interval=0.3)
+        for _ in range(8):
+            wait_for(lambda: answers(f"http://127.0.0.1:{port}/"), 30, "the node-js page", interval=0.3)
+    finally:
+        c.stop()
