@@ -276,8 +276,14 @@ def _write_policy(flt: _Filter, chain: str, policy: dict, direction: str, target
         if not isinstance(rule, dict):
             continue
         peer_field = rule.get("from" if direction == INGRESS else "to")
-        peers = cluster.peers(peer_field, ns) if peer_field else None    # empty or missing: everyone
-        ports = [port_match(p) for p in rule.get("ports") or () if isinstance(p, dict)] or [None]
+        try:
+            peers = cluster.peers(peer_field, ns) if peer_field else None    # empty or missing: everyone
+            ports = [port_match(p) for p in rule.get("ports") or () if isinstance(p, dict)] or [None]
+        except (TypeError, ValueError, AttributeError) as e:
+            # Validation keeps such rules out; should one get through, it allows nothing (the
+            # pods stay isolated) and the other rules still apply.
+            log.warning("network policy %s/%s: %s rule %d skipped: %s", ns, name, direction.lower(), i, e)
+            continue
         comment = _comment(f"{ns}/{name} {direction.lower()} rule {i}")
         seen: dict[tuple, None] = {}
         for port in ports:
@@ -315,7 +321,8 @@ def render(policies: list[dict], pods: list[dict], namespaces: list[dict], node_
     for policy in ordered:
         meta, spec = policy.get("metadata") or {}, policy["spec"]
         ns, name = meta.get("namespace") or "default", meta.get("name") or ""
-        selected = [p for p in local if p.namespace == ns and _selector(spec.get("podSelector") or {}).matches(p.labels)]
+        selector = _selector(spec.get("podSelector") or {})
+        selected = [p for p in local if p.namespace == ns and selector.matches(p.labels)]
         if not selected:
             continue
         for direction in (INGRESS, EGRESS):

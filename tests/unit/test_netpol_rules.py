@@ -275,3 +275,9 @@ def test_the_agents_dns_servers_are_kube_dns_pods_for_egress_policies():
     r = Rules(render([allow_dns], PODS, NAMESPACES, NODE, extra_peers=peers).text)
     assert r.allowed(A, "172.30.0.3", 53, "udp") and r.allowed(A, "172.30.0.3", 53, "tcp")
     assert not r.allowed(A, "172.30.0.3", 80) and not r.allowed(A, B, 53, "udp")
+
+
+def test_a_malformed_rule_allows_nothing_and_breaks_nothing_else():
+    bad = policy("bad", ingress=[{"ports": [{"port": 1.5j}]}, {"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}])
+    r = rules([bad], PODS, NAMESPACES)
+    assert r.allowed(B, A) and not r.allowed(C, A)
