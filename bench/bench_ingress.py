@@ -90,7 +90,6 @@ http {{
 
 async def serve_ketch(port: int, netns: str, backend_port: int) -> None:
     from ketch.agent.runtime.namespaces import NetnsSockets
-    from ketch.ingress.http1 import MAX_HEAD
     from ketch.ingress.proxy import IngressProxy, RoutingState
     from ketch.ingress.routes import build_table
     proxy = IngressProxy(NetnsSockets(netns))
@@ -99,7 +98,7 @@ async def serve_ketch(port: int, netns: str, backend_port: int) -> None:
                                            "backend": {"service": {"name": "backend", "port": {"number": 80}}}}]}}]}}
     proxy.state = RoutingState(build_table([ingress]), {"default/backend:80": [("127.0.0.1", backend_port)]})
     sock = await NetnsSockets(None).listen("127.0.0.1", port, reuse_port=True)
-    await asyncio.start_server(proxy.handle, sock=sock, limit=MAX_HEAD)
+    await asyncio.get_running_loop().create_server(proxy.protocol(b"http"), sock=sock)
     print("ready", flush=True)
     await asyncio.Event().wait()
 

@@ -16,7 +16,6 @@ from ..api.errors import ApiError
 from ..client.background import Background
 from ..client.informer import SharedInformers, object_key
 from ..client.rest import Client
-from .http1 import MAX_HEAD
 from .proxy import IngressProxy, RoutingState
 from .routes import (DEFAULT_CLASS_ANNOTATION, SERVICE_NAME_LABEL, build_table, is_default_class,
                      resolve_endpoints, serves, tls_hosts)
@@ -171,11 +170,11 @@ class IngressController(Background):
                     plans.append((self.sockets, self.node_address, port, scheme))
         for sockets, host, port, scheme in plans:
             sock = await sockets.listen(host, port, reuse_port=True)
+            loop = asyncio.get_running_loop()
             if scheme == "https":
-                server = await asyncio.start_server(lambda r, w: self.proxy.handle(r, w, b"https"), sock=sock,
-                                                    limit=MAX_HEAD, ssl=self.sni.fallback)
+                server = await loop.create_server(self.proxy.protocol(b"https"), sock=sock, ssl=self.sni.fallback)
             else:
-                server = await asyncio.start_server(self.proxy.handle, sock=sock, limit=MAX_HEAD)
+                server = await loop.create_server(self.proxy.protocol(b"http"), sock=sock)
             self._servers.append(server)
             self.addresses.append((host, sock.getsockname()[1], scheme))
         log.info("ingress: class %s serving on %s", self.class_name,

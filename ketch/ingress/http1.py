@@ -160,3 +160,101 @@ async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             writer.write_eof()
     except (ConnectionError, OSError):
         pass
+
+
+# ---- the fast path's parsers: the common message in one pass, None for anything else -----------
+# They keep ordinary header lines as they came (nothing rebuilt) and give up — the general
+# parse_head path then decides — on any field that needs care: framing other than a
+# Content-Length, upgrades, Expect, forwarded headers, hop-by-hop fields but a plain Connection.
+
+_REQUEST_BAIL = HOP_BY_HOP - {b"connection"} | {b"expect", b"x-forwarded-for", b"x-forwarded-proto",
+                                                b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"}
+_RESPONSE_BAIL = HOP_BY_HOP - {b"connection", b"keep-alive"}
+
+
+class QuickRequest:
+    __slots__ = ("method", "target", "host", "keep", "length", "lines")
+
+    def __init__(self, method, target, host, keep, length, lines):
+        self.method, self.target, self.host, self.keep, self.length, self.lines = \
+            method, target, host, keep, length, lines
+
+
+def quick_request(raw: bytes) -> QuickRequest | None:
+    """An HTTP/1.1 request with a Host, no body or a Content-Length one, nothing special."""
+    lines = raw[:-4].split(b"\r\n")
+    first = lines[0].split(b" ")
+    if len(first) != 3 or first[2] != b"HTTP/1.1" or first[1][:1] != b"/":
+        return None
+    host = None
+    keep = True
+    length = -1
+    kept = []
+    for line in lines[1:]:
+        i = line.find(b":")
+        if i <= 0:
+            return None
+        name = line[:i].lower()
+        if b" " in name or b"\t" in name or name in _REQUEST_BAIL:
+            return None
+        if name == b"host":
+            if host is not None:
+                return None
+            host = line[i + 1:].strip()
+        elif name == b"connection":
+            value = line[i + 1:].strip().lower()
+            if value == b"close":
+                keep = False
+            elif value != b"keep-alive":
+                return None
+        elif name == b"content-length":
+            value = line[i + 1:].strip()
+            if length >= 0 or not value.isdigit():
+                return None
+            length = int(value)
+            kept.append(line)
+        else:
+            kept.append(line)
+    if not host:
+        return None
+    return QuickRequest(first[0], first[1], host, keep, max(length, 0), kept)
+
+
+def quick_response(raw: bytes, head_only: bool) -> tuple[bytes, int, bool] | None:
+    """An HTTP/1.1 response with a Content-Length (or none needed): (its head without the hop-by-hop
+    fields and without the blank line, body length, connection reusable)."""
+    lines = raw[:-4].split(b"\r\n")
+    status = lines[0][9:12]
+    if lines[0][:9] != b"HTTP/1.1 " or status[:1] == b"1":
+        return None
+    length = -1
+    reusable = True
+    kept = [lines[0]]
+    for line in lines[1:]:
+        i = line.find(b":")
+        if i <= 0:
+            return None
+        name = line[:i].lower()
+        if name == b"content-length":
+            value = line[i + 1:].strip()
+            if length >= 0 or not value.isdigit():
+                return None
+            length = int(value)
+            kept.append(line)
+        elif name == b"connection":
+            value = line[i + 1:].strip().lower()
+            if value == b"close":
+                reusable = False
+            elif value != b"keep-alive":
+                return None
+        elif name == b"keep-alive":
+            continue
+        elif name in _RESPONSE_BAIL or b" " in name or b"\t" in name:
+            return None
+        else:
+            kept.append(line)
+    if head_only or status in (b"204", b"304"):
+        length = 0
+    elif length < 0:
+        return None
+    return b"\r\n".join(kept), length, reusable

@@ -1,10 +1,15 @@
-"""The ingress data path: an HTTP/1.1 reverse proxy on asyncio streams.
+"""The ingress data path: an HTTP/1.1 reverse proxy on asyncio Protocols.
 
 Client connections are kept alive; each request is routed by the current `RoutingState`
 (host and path → backend → a ready endpoint, round robin) and sent over a pooled keep-alive
 connection to the pod, dialled inside the node's network namespace through `NetnsSockets`.
-Bodies stream both ways; a 101 Switching Protocols turns the pair of connections into a splice
-(WebSocket and any other Upgrade).
+
+Two paths, one behaviour. The fast path handles the common exchange — a request without a body
+or with a small one that has arrived, answered with a small Content-Length body, over an idle
+pooled connection — in the connections' data callbacks, with no coroutine (a task per request
+costs as much as the rest of the work). Everything else — dialling, streamed or chunked bodies,
+1xx interim responses, a 101 that turns the pair into a splice (WebSocket and any Upgrade),
+retries — runs as a coroutine that owns the connections meanwhile (ketch/ingress/conn.py).
 """
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ import time
 from dataclasses import dataclass, field
 
 from ..agent.runtime.namespaces import NetnsSockets
+from .conn import Conn
 from .http1 import (CHUNKED, HOP_BY_HOP, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, BadMessage, Head,
-                    copy_body, parse_head, read_head, splice)
+                    copy_body, parse_head, quick_request, quick_response, read_head, splice)
 from .routes import Backend, RouteTable, normalize_host
 
 log = logging.getLogger("ketch.ingress")
@@ -26,6 +32,7 @@ CLIENT_IDLE_TIMEOUT = 75.0  # nginx keepalive_timeout: an idle client connection
 POOL_IDLE = 30.0            # an idle upstream connection older than this is not reused
 POOL_PER_UPSTREAM = 64
 TRIES = 3                   # endpoints tried when connecting fails (nginx proxy_next_upstream error)
+SMALL_BODY = 65536          # bodies up to this are read whole and sent in one write
 
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
                        b"x-real-ip", b"expect"})
@@ -51,56 +58,154 @@ def simple_response(status: int, close: bool, body: bytes | None = None) -> byte
             ).encode() + body
 
 
-class UpstreamPool:
-    """Idle keep-alive connections per (ip, port), newest reused first."""
-
-    def __init__(self, sockets: NetnsSockets):
-        self.sockets = sockets
-        self.idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]] = {}
-        self.dials = 0   # new connections made (tests read it: keep-alive means few)
-
-    def take(self, addr: tuple[str, int]):
-        conns = self.idle.get(addr)
-        now = time.monotonic()
-        while conns:
-            reader, writer, since = conns.pop()
-            if writer.is_closing() or reader.at_eof() or now - since > POOL_IDLE:
-                writer.transport.abort()
-                continue
-            return reader, writer
-        return None
-
-    async def dial(self, addr: tuple[str, int]):
-        sock = await self.sockets.connect(addr[0], addr[1], CONNECT_TIMEOUT)
-        self.dials += 1
-        return await asyncio.open_connection(sock=sock, limit=MAX_HEAD)
-
-    def give(self, addr: tuple[str, int], reader, writer) -> None:
-        conns = self.idle.setdefault(addr, [])
-        if len(conns) >= POOL_PER_UPSTREAM:
-            writer.transport.abort()
-            return
-        conns.append((reader, writer, time.monotonic()))
-
-    def close(self) -> None:
-        for conns in self.idle.values():
-            for _, writer, _ in conns:
-                writer.transport.abort()
-        self.idle.clear()
-
-
 class UpstreamFailed(Exception):
     pass
 
 
+# ---- connections ---------------------------------------------------------------------------------
+
+class ClientConn(Conn):
+    def __init__(self, proxy: "IngressProxy", scheme: bytes):
+        super().__init__()
+        self.proxy = proxy
+        self.scheme = scheme
+        self.busy = False          # a request is being answered
+        self.last = time.monotonic()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.client_ip = str(peer[0]).encode()
+        self.port = str(local[1]).encode()
+        self.self_host = f"{local[0]}:{local[1]}".encode()   # the Host of an HTTP/1.0 request without one
+        self.proxy.connections.add(self)
+
+    def on_data(self) -> None:
+        if not self.busy:
+            self.proxy.next_request(self)
+
+    def on_eof(self) -> None:
+        if not self.busy and not self.buf:
+            self.close()
+
+    def on_lost(self) -> None:
+        self.proxy.connections.discard(self)
+
+
+class UpstreamConn(Conn):
+    """A connection to one endpoint. While a fast exchange is in flight, `client` is set and the
+    response is parsed in on_data."""
+
+    def __init__(self, proxy: "IngressProxy", addr: tuple[str, int]):
+        super().__init__()
+        self.proxy = proxy
+        self.addr = addr
+        self.idle_since = 0.0
+        self.client: ClientConn | None = None
+        self.request: bytes = b""
+        self.head_only = False
+        self.idempotent = True
+        self.keep = True
+        self.http11 = True
+        self.got_any = False
+        self.started = 0.0
+
+    def on_data(self) -> None:
+        if self.client is None:
+            self.abort()        # bytes nobody asked for: this connection cannot be trusted again
+            return
+        self.got_any = True
+        self.proxy.fast_response(self)
+
+    def on_eof(self) -> None:
+        if self.client is not None:
+            self.proxy.fast_failed(self, "closed the connection")
+
+    def on_lost(self) -> None:
+        if self.client is not None:
+            self.proxy.fast_failed(self, "connection lost")
+
+    def timed_out(self) -> None:
+        if self.client is not None:
+            self.proxy.fast_failed(self, "timed out", status=504)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per (ip, port), newest reused first."""
+
+    def __init__(self, proxy: "IngressProxy", sockets: NetnsSockets):
+        self.proxy = proxy
+        self.sockets = sockets
+        self.idle: dict[tuple[str, int], list[UpstreamConn]] = {}
+        self.dials = 0   # new connections made (tests read it: keep-alive means few)
+
+    def take(self, addr: tuple[str, int]) -> UpstreamConn | None:
+        conns = self.idle.get(addr)
+        now = time.monotonic()
+        while conns:
+            up = conns.pop()
+            if up.eof or up.buf or up.is_closing() or now - up.idle_since > POOL_IDLE:
+                up.abort()
+                continue
+            return up
+        return None
+
+    async def dial(self, addr: tuple[str, int]) -> UpstreamConn:
+        sock = await self.sockets.connect(addr[0], addr[1], CONNECT_TIMEOUT)
+        self.dials += 1
+        _, up = await asyncio.get_running_loop().create_connection(lambda: UpstreamConn(self.proxy, addr), sock=sock)
+        return up
+
+    def give(self, up: UpstreamConn) -> None:
+        up.client = None
+        up.owned = False
+        conns = self.idle.setdefault(up.addr, [])
+        if len(conns) >= POOL_PER_UPSTREAM or up.eof or up.buf or up.is_closing():
+            up.abort()
+            return
+        up.idle_since = time.monotonic()
+        conns.append(up)
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for up in conns:
+                up.abort()
+        self.idle.clear()
+
+
+# ---- the proxy -----------------------------------------------------------------------------------
+
 class IngressProxy:
-    """Serves client connections (`handle`, for asyncio.start_server) from `state`."""
+    """Serves client connections from `state`: `protocol(scheme)` makes the Protocol for
+    loop.create_server."""
 
     def __init__(self, sockets: NetnsSockets):
         self.state = RoutingState()
-        self.pool = UpstreamPool(sockets)
+        self.pool = UpstreamPool(self, sockets)
         self._rr: dict[str, int] = {}
-        self.connections: set[asyncio.StreamWriter] = set()
+        self.connections: set[ClientConn] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.inflight: set[UpstreamConn] = set()   # fast exchanges waiting for their response
+        self._hosts: dict[bytes, str] = {}         # Host header -> normalized host
+
+    def protocol(self, scheme: bytes = b"http"):
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(CLIENT_IDLE_TIMEOUT / 5, self._sweep)
+        return lambda: ClientConn(self, scheme)
+
+    def _sweep(self) -> None:
+        """Idle client connections past the keep-alive timeout are closed, fast exchanges past the
+        read timeout answered 504 (one timer for all, not one per request)."""
+        now = time.monotonic()
+        for c in list(self.connections):
+            if not c.busy and c.last < now - CLIENT_IDLE_TIMEOUT:
+                c.close()
+        for up in list(self.inflight):
+            if up.started < now - READ_TIMEOUT:
+                up.timed_out()
+        self._sweeper = asyncio.get_running_loop().call_later(CLIENT_IDLE_TIMEOUT / 5, self._sweep)
 
     def pick(self, backend: Backend) -> list[tuple[str, int]]:
         """The endpoints to try for one request: round robin's next first, then the following ones."""
@@ -113,45 +218,24 @@ class IngressProxy:
         return [eps[(i + k) % n] for k in range(min(TRIES, n))]
 
     def close(self) -> None:
-        for w in list(self.connections):
-            w.transport.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for c in list(self.connections):
+            c.abort()
+        for t in list(self._tasks):
+            t.cancel()
         self.pool.close()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scheme: bytes = b"http") -> None:
-        self.connections.add(writer)
-        peer = writer.get_extra_info("peername") or ("", 0)
-        local = writer.get_extra_info("sockname") or ("", 0)
-        client_ip = str(peer[0]).encode()
-        port = str(local[1]).encode()
-        self_host = f"{local[0]}:{local[1]}".encode()   # the Host of an HTTP/1.0 request without one
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(CLIENT_IDLE_TIMEOUT):
-                        raw = await read_head(reader)
-                except TimeoutError:
-                    break
-                if not raw:
-                    break
-                try:
-                    keep = await self.serve_one(raw, reader, writer, client_ip, scheme, port, self_host)
-                except BadMessage as e:
-                    writer.write(simple_response(e.status, True))
-                    break
-                if not keep:
-                    break
-            await writer.drain()
-        except (ConnectionError, OSError, asyncio.IncompleteReadError, BadMessage, TimeoutError):
-            pass
-        except Exception:  # noqa: BLE001 - one broken request must not take the listener down
-            log.exception("ingress: request failed")
-        finally:
-            self.connections.discard(writer)
-            writer.transport.close()
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def serve_one(self, raw: bytes, reader, writer, client_ip: bytes, scheme: bytes, port: bytes,
-                        self_host: bytes = b"") -> bool:
-        """One request; True when the client connection stays open for the next."""
+    # ---- requests ----------------------------------------------------------------------------
+
+    def plan(self, raw: bytes, client: ClientConn):
+        """Parse and route one request head: (req, keep, host_value, targets, upgrade, refusal status)."""
         req = parse_head(raw)
         method, target, version = req.first
         if version == b"HTTP/1.1":
@@ -165,50 +249,312 @@ class IngressProxy:
         if host_value is None and version == b"HTTP/1.1":
             raise BadMessage(400, "no Host")
         if target.startswith(b"http://") or target.startswith(b"https://"):   # absolute-form
-            rest = target.split(b"//", 1)[1]
-            authority, slash, path_part = rest.partition(b"/")
+            authority, _, path_part = target.split(b"//", 1)[1].partition(b"/")
             host_value, target = authority, b"/" + path_part
-        host = normalize_host((host_value or b"").decode("latin-1"))
+            req.first[1] = target
+        host = normalize_host(host_value.decode("latin-1")) if host_value else ""
         if host_value is None:
-            host_value = self_host
+            host_value = client.self_host
         path = target.split(b"?", 1)[0].decode("latin-1")
-        if req.get(b"expect") is not None and req.get(b"expect").lower() == b"100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")   # as nginx: answered here, not forwarded
-
-        state = self.state
-        route = state.table.match(host, path)
-        backend = route.backend if route is not None else state.table.default
+        table = self.state.table
+        route = table.match(host, path)
+        backend = route.backend if route is not None else table.default
         if backend is None:
-            status = 503 if route is not None else 404
-            return await self._refuse(status, req, reader, writer, keep)
+            return req, keep, host_value, [], None, 503 if route is not None else 404
         targets = self.pick(backend)
         if not targets:
-            return await self._refuse(503, req, reader, writer, keep)
-
+            return req, keep, host_value, [], None, 503
         upgrade = req.get(b"upgrade") if b"upgrade" in req.connection else None
-        head = self._upstream_head(req, host_value, client_ip, scheme, port, upgrade)
-        try:
-            return await self._exchange(targets, head, req, reader, writer, keep, upgrade is not None)
-        except UpstreamFailed as e:
-            log.info("ingress: %s %s%s: %s", method.decode(errors="replace"), host, path, e)
-            writer.write(simple_response(502, True))
-            return False
+        return req, keep, host_value, targets, upgrade, 0
 
-    async def _refuse(self, status: int, req: Head, reader, writer, keep: bool) -> bool:
+    def next_request(self, client: ClientConn) -> None:
+        """The fast path's entry: the next request in the client's buffer, if it has all arrived."""
+        buf = client.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                client.write(simple_response(431, True))
+                client.close()
+            elif client.eof:
+                client.close()
+            return
+        client.last = time.monotonic()
+        raw = bytes(buf[:end + 4])
+        quick = quick_request(raw)
+        if quick is not None and (not quick.length or (quick.length <= SMALL_BODY
+                                                       and len(buf) >= end + 4 + quick.length)):
+            return self._quick(client, quick, raw, end + 4)
+        try:
+            req, keep, host_value, targets, upgrade, status = self.plan(raw, client)
+        except BadMessage as e:
+            client.write(simple_response(e.status, True))
+            client.close()
+            return
+        framing = req.framing
+        expect = req.get(b"expect")
+        small = framing == NO_BODY or (framing == LENGTH and req.length <= SMALL_BODY
+                                       and len(buf) >= end + 4 + req.length)
+        up = self.pool.take(targets[0]) if targets and small and upgrade is None and expect is None else None
+        if status and small:
+            del buf[:end + 4 + (req.length if framing == LENGTH else 0)]
+            client.write(simple_response(status, not keep))
+            return self._after(client, keep)
+        if up is None:
+            # Slow path: this request in a coroutine that owns the client connection.
+            del buf[:end + 4]
+            client.busy = client.owned = True
+            self._spawn(self._slow_request(client, req, keep, host_value, targets, upgrade, status))
+            return
+        body = b""
+        if framing == LENGTH:
+            body = bytes(buf[end + 4:end + 4 + req.length])
+            del buf[:end + 4 + req.length]
+        else:
+            del buf[:end + 4]
+        client.busy = True
+        up.client = client
+        up.request = self.upstream_head(req, host_value, client, None) + body
+        up.head_only = req.first[0] == b"HEAD"
+        up.idempotent = req.first[0] not in (b"POST", b"PATCH", b"LOCK")
+        up.keep = keep
+        up.http11 = req.first[2] == b"HTTP/1.1"
+        up.got_any = False
+        up.started = client.last
+        self.inflight.add(up)
+        up.write(up.request)
+
+    def _quick(self, client: ClientConn, q, raw: bytes, head_len: int) -> None:
+        """The fast path of a plain request: routed, and sent on an idle pooled connection."""
+        buf = client.buf
+        host = self._hosts.get(q.host)
+        if host is None:
+            if len(self._hosts) > 4096:
+                self._hosts.clear()   # bounded: Host headers come from clients
+            host = self._hosts[q.host] = normalize_host(q.host.decode("latin-1"))
+        target = q.target
+        i = target.find(b"?")
+        path = (target if i < 0 else target[:i]).decode("latin-1")
+        table = self.state.table
+        route = table.match(host, path)
+        backend = route.backend if route is not None else table.default
+        targets = self.pick(backend) if backend is not None else None
+        if not targets:
+            del buf[:head_len + q.length]
+            client.write(simple_response(503 if route is not None or backend is not None else 404, not q.keep))
+            return self._after(client, q.keep)
+        up = self.pool.take(targets[0])
+        if up is None:
+            # A new connection to dial: the general path, with the endpoints already picked.
+            req = parse_head(raw)
+            req.body_framing()
+            del buf[:head_len]
+            client.busy = client.owned = True
+            self._spawn(self._slow_request(client, req, q.keep, q.host, targets, None, 0))
+            return
+        ip = client.client_ip
+        parts = [q.method, b" ", target, b" HTTP/1.1\r\nHost: ", q.host, b"\r\n"]
+        for line in q.lines:
+            parts += (line, b"\r\n")
+        parts += (b"X-Forwarded-For: ", ip, b"\r\nX-Real-IP: ", ip, b"\r\nX-Forwarded-Proto: ", client.scheme,
+                  b"\r\nX-Forwarded-Host: ", q.host, b"\r\nX-Forwarded-Port: ", client.port, b"\r\n\r\n")
+        if q.length:
+            parts.append(bytes(buf[head_len:head_len + q.length]))
+        del buf[:head_len + q.length]
+        client.busy = True
+        up.client = client
+        up.request = b"".join(parts)
+        up.head_only = q.method == b"HEAD"
+        up.idempotent = q.method not in (b"POST", b"PATCH", b"LOCK")
+        up.keep = q.keep
+        up.http11 = True
+        up.got_any = False
+        up.started = client.last
+        self.inflight.add(up)
+        up.write(up.request)
+
+    def _after(self, client: ClientConn, keep: bool) -> None:
+        """A request is answered: go on with the next one, or close."""
+        client.busy = client.owned = False
+        client.last = time.monotonic()
+        if not keep or client.lost:
+            client.close()
+            return
+        client.consumed()
+        if client.write_paused:
+            # The client does not read its responses: no more requests of it until it does.
+            client.busy = client.owned = True
+            self._spawn(self._after_drain(client))
+        elif client.buf:
+            self.next_request(client)
+        elif client.eof:
+            client.close()
+
+    async def _after_drain(self, client: ClientConn) -> None:
+        try:
+            await client.drain()
+        except ConnectionError:
+            client.close()
+            return
+        self._after(client, True)
+
+    def fast_response(self, up: UpstreamConn) -> None:
+        buf = up.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                self.fast_failed(up, "response head too large")
+            return
+        client = up.client
+        quick = quick_response(bytes(buf[:end + 4]), up.head_only)
+        if quick is not None:
+            head, length, reusable = quick
+            if len(buf) < end + 4 + length:
+                return   # the rest of the body is on its way
+            self.inflight.discard(up)
+            body = bytes(buf[end + 4:end + 4 + length])
+            del buf[:end + 4 + length]
+            up.consumed()
+            keep = up.keep
+            extra = (b"\r\n" if up.http11 else b"\r\nConnection: keep-alive\r\n") if keep else b"\r\nConnection: close\r\n"
+            client.write(b"".join((head, extra, b"\r\n", body)))
+            if reusable:
+                self.pool.give(up)
+            else:
+                up.client = None
+                up.abort()
+            return self._after(client, keep)
+        try:
+            resp = parse_head(bytes(buf[:end + 4]))
+            status = resp.first[1]
+            if up.head_only or status in (b"204", b"304"):
+                framing, length = NO_BODY, 0
+            else:
+                resp.body_framing()
+                framing, length = resp.framing, resp.length
+                if framing == NO_BODY and resp.get(b"content-length") is None:
+                    framing = UNTIL_CLOSE
+        except BadMessage as e:
+            self.fast_failed(up, str(e))
+            return
+        if status[:1] == b"1" or framing in (CHUNKED, UNTIL_CLOSE) or length > SMALL_BODY:
+            # Slow path for the response: a coroutine owns both connections from here.
+            self.inflight.discard(up)
+            del buf[:end + 4]
+            up.client = None
+            up.owned = client.owned = True
+            self._spawn(self._slow_response(resp, up, client, up.keep, up.head_only, up.http11))
+            return
+        if len(buf) < end + 4 + length:
+            return   # the rest of the body is on its way
+        self.inflight.discard(up)
+        body = bytes(buf[end + 4:end + 4 + length])
+        del buf[:end + 4 + length]
+        up.consumed()
+        keep = up.keep
+        extra = b"" if keep else b"Connection: close\r\n"
+        if keep and not up.http11:
+            extra = b"Connection: keep-alive\r\n"
+        client.write(self.client_head(resp, extra) + body)
+        if resp.first[0] == b"HTTP/1.1" and b"close" not in resp.connection:
+            self.pool.give(up)
+        else:
+            up.client = None
+            up.abort()
+        self._after(client, keep)
+
+    def fast_failed(self, up: UpstreamConn, why: str, status: int = 502) -> None:
+        client = up.client
+        up.client = None
+        self.inflight.discard(up)
+        up.abort()
+        if client is None:
+            return
+        if not up.got_any and status == 502 and up.idempotent:
+            # A pooled connection the pod closed meanwhile: the request once more, on a new one.
+            client.owned = True
+            self._spawn(self._retry(client, up))
+            return
+        log.info("ingress: %s:%s %s", up.addr[0], up.addr[1], why)
+        client.write(simple_response(status, True))
+        client.close()
+
+    async def _retry(self, client: ClientConn, old: UpstreamConn) -> None:
+        try:
+            try:
+                up = await self.pool.dial(old.addr)
+            except (OSError, asyncio.TimeoutError) as e:
+                raise UpstreamFailed(f"connecting to {old.addr[0]}:{old.addr[1]}: {e}") from None
+            up.owned = True
+            up.write(old.request)
+            resp = await self._read_response(up, client, None)
+            keep = await self._respond(resp, up, client, old.keep, old.head_only, old.http11, False, None)
+        except UpstreamFailed as e:
+            log.info("ingress: %s", e)
+            client.write(simple_response(502, True))
+            keep = False
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, BadMessage):
+            keep = False
+        self._after(client, keep)
+
+    # ---- the slow path, as coroutines ----------------------------------------------------------
+
+    async def _slow_request(self, client: ClientConn, req: Head, keep: bool, host_value: bytes, targets, upgrade,
+                            status: int) -> None:
+        try:
+            if req.get(b"expect") is not None and req.get(b"expect").lower() == b"100-continue":
+                client.write(b"HTTP/1.1 100 Continue\r\n\r\n")   # as nginx: answered here, not forwarded
+            if status:
+                keep = await self._refuse(status, req, client, keep)
+            else:
+                head = self.upstream_head(req, host_value, client, upgrade)
+                try:
+                    keep = await self._exchange(targets, head, req, client, keep, upgrade is not None)
+                except UpstreamFailed as e:
+                    log.info("ingress: %s %s: %s", req.first[0].decode(errors="replace"),
+                             host_value.decode(errors="replace"), e)
+                    client.write(simple_response(502, True))
+                    keep = False
+        except BadMessage as e:
+            client.write(simple_response(e.status, True))
+            keep = False
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, TimeoutError):
+            keep = False
+        except Exception:  # noqa: BLE001 - one broken request must not take the listener down
+            log.exception("ingress: request failed")
+            keep = False
+        self._after(client, keep)
+
+    async def _slow_response(self, resp: Head, up: UpstreamConn, client: ClientConn, keep: bool, head_only: bool,
+                             http11: bool) -> None:
+        try:
+            if resp.first[1][:1] == b"1":   # 100 Continue, 103 Early Hints: passed on
+                resp = await self._read_response(up, client, resp)
+            keep = await self._respond(resp, up, client, keep, head_only, http11, False, None)
+        except UpstreamFailed as e:
+            log.info("ingress: %s", e)
+            keep = False
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, BadMessage):
+            keep = False
+        except Exception:  # noqa: BLE001
+            log.exception("ingress: response failed")
+            keep = False
+        self._after(client, keep)
+
+    async def _refuse(self, status: int, req: Head, client: ClientConn, keep: bool) -> bool:
         # A small body is read and dropped so the connection can go on; a large one closes it.
-        if req.framing == LENGTH and req.length <= 65536:
-            await reader.readexactly(req.length)
+        if req.framing == LENGTH and req.length <= SMALL_BODY:
+            await client.readexactly(req.length)
         elif req.framing != NO_BODY:
             keep = False
-        writer.write(simple_response(status, not keep))
+        client.write(simple_response(status, not keep))
         return keep
 
-    @staticmethod
-    def _upstream_head(req: Head, host_value, client_ip: bytes, scheme: bytes, port: bytes, upgrade) -> bytes:
+    def upstream_head(self, req: Head, host_value: bytes, client: ClientConn, upgrade) -> bytes:
         method, target, _ = req.first
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         xff = None
         drop = req.connection
+        has_host = False
         for lname, name, value in req.headers:
             if lname in HOP_BY_HOP or lname in drop:
                 continue
@@ -216,12 +562,16 @@ class IngressProxy:
                 if lname == b"x-forwarded-for":
                     xff = value if xff is None else xff + b", " + value
                 continue
+            if lname == b"host":
+                has_host = True
+                value = host_value
             parts += (name, b": ", value, b"\r\n")
-        if host_value is not None and req.get(b"host") is None:
+        if not has_host:
             parts += (b"Host: ", host_value, b"\r\n")
-        parts += (b"X-Forwarded-For: ", (xff + b", " + client_ip) if xff else client_ip,
-                  b"\r\nX-Real-IP: ", client_ip, b"\r\nX-Forwarded-Proto: ", scheme,
-                  b"\r\nX-Forwarded-Host: ", host_value or b"", b"\r\nX-Forwarded-Port: ", port, b"\r\n")
+        ip = client.client_ip
+        parts += (b"X-Forwarded-For: ", (xff + b", " + ip) if xff else ip,
+                  b"\r\nX-Real-IP: ", ip, b"\r\nX-Forwarded-Proto: ", client.scheme,
+                  b"\r\nX-Forwarded-Host: ", host_value, b"\r\nX-Forwarded-Port: ", client.port, b"\r\n")
         if upgrade is not None:
             parts += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
         if req.framing == CHUNKED:
@@ -229,72 +579,86 @@ class IngressProxy:
         parts.append(b"\r\n")
         return b"".join(parts)
 
-    async def _connect(self, targets: list[tuple[str, int]], fresh: bool = False):
+    async def _connect(self, targets: list[tuple[str, int]], fresh: bool = False) -> tuple[UpstreamConn, bool]:
         last: Exception | None = None
         for addr in targets:
             if not fresh:
-                got = self.pool.take(addr)
-                if got is not None:
-                    return addr, got[0], got[1], True
+                up = self.pool.take(addr)
+                if up is not None:
+                    up.owned = True
+                    return up, True
             try:
-                r, w = await self.pool.dial(addr)
-                return addr, r, w, False
+                up = await self.pool.dial(addr)
+                up.owned = True
+                return up, False
             except (OSError, asyncio.TimeoutError) as e:
                 last = e
         raise UpstreamFailed(f"connecting to {targets[0][0]}:{targets[0][1]}: {last}")
 
-    async def _exchange(self, targets, head: bytes, req: Head, reader, writer, keep: bool, upgrade: bool) -> bool:
+    async def _read_response(self, up: UpstreamConn, client: ClientConn, resp: Head | None) -> Head | None:
+        """The final response head (interim 1xx ones passed on); None when the pod closed first."""
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                while True:
+                    if resp is None:
+                        raw = await read_head(up)
+                        if not raw:
+                            return None
+                        resp = parse_head(raw)
+                    if resp.first[1][:1] != b"1" or resp.first[1] == b"101":
+                        return resp
+                    client.write(self.client_head(resp, b""))
+                    resp = None
+        except (ConnectionError, OSError, BadMessage, TimeoutError) as e:
+            up.abort()
+            raise UpstreamFailed(f"reading the response from {up.addr[0]}:{up.addr[1]}: {e!r}") from None
+
+    async def _exchange(self, targets, head: bytes, req: Head, client: ClientConn, keep: bool, upgrade: bool) -> bool:
         small = None
-        if req.framing == LENGTH and req.length <= 65536:
-            small = await reader.readexactly(req.length)
+        if req.framing == LENGTH and req.length <= SMALL_BODY:
+            small = await client.readexactly(req.length)   # read whole first, as nginx buffers it
         has_body = req.framing != NO_BODY and small is None
         fresh = False
+        http11 = req.first[2] == b"HTTP/1.1"
+        head_only = req.first[0] == b"HEAD"
         while True:
-            addr, ur, uw, reused = await self._connect(targets, fresh)
+            up, reused = await self._connect(targets, fresh)
             body_task = None
-            if small is not None:
-                uw.write(head + small)   # a small body was read whole first (as nginx buffers it): one write
-            else:
-                uw.write(head)
-                if has_body:
-                    body_task = asyncio.ensure_future(copy_body(reader, uw, req.framing, req.length, req.framing == CHUNKED))
+            up.write(head + small if small is not None else head)
+            if has_body:
+                body_task = asyncio.ensure_future(copy_body(client, up, req.framing, req.length,
+                                                            req.framing == CHUNKED))
             try:
-                async with asyncio.timeout(READ_TIMEOUT):
-                    raw = await read_head(ur)
-                    resp = parse_head(raw) if raw else None
-                    while resp is not None and resp.first[1][:1] == b"1" and resp.first[1] != b"101":
-                        writer.write(raw)                     # 100 Continue, 103 Early Hints: passed on
-                        raw = await read_head(ur)
-                        resp = parse_head(raw) if raw else None
-            except (ConnectionError, OSError, BadMessage, TimeoutError) as e:
-                uw.transport.abort()
+                resp = await self._read_response(up, client, None)
+            except UpstreamFailed:
                 if body_task is not None:
                     body_task.cancel()
-                raise UpstreamFailed(f"reading the response from {addr[0]}:{addr[1]}: {e!r}") from None
+                raise
             if resp is None:
-                uw.transport.abort()
+                up.abort()
                 if reused and not has_body:
                     fresh = True   # the pooled connection was closed by the pod meanwhile: once more, new
                     continue
                 if body_task is not None:
                     body_task.cancel()
-                raise UpstreamFailed(f"{addr[0]}:{addr[1]} closed the connection without a response")
-            return await self._respond(resp, addr, ur, uw, req, reader, writer, keep, upgrade, body_task)
+                raise UpstreamFailed(f"{up.addr[0]}:{up.addr[1]} closed the connection without a response")
+            return await self._respond(resp, up, client, keep, head_only, http11, upgrade, body_task)
 
-    async def _respond(self, resp: Head, addr, ur, uw, req: Head, reader, writer, keep: bool, upgrade: bool,
-                       body_task) -> bool:
+    async def _respond(self, resp: Head, up: UpstreamConn, client: ClientConn, keep: bool, head_only: bool,
+                       http11: bool, upgrade: bool, body_task) -> bool:
         version, status, _ = resp.first
         if status == b"101" and upgrade:
-            writer.write(self._client_head(resp, b"", keep_upgrade=True))
-            await writer.drain()
+            client.write(self.client_head(resp, b"", keep_upgrade=True))
+            await client.drain()
             if body_task is not None:
                 body_task.cancel()
+            client.half_close = up.half_close = True
             try:
-                await asyncio.gather(splice(reader, uw), splice(ur, writer))
+                await asyncio.gather(splice(client, up), splice(up, client))
             finally:
-                uw.transport.abort()
+                up.abort()
             return False
-        if req.first[0] == b"HEAD" or status in (b"204", b"304"):
+        if head_only or status in (b"204", b"304"):
             framing, length = NO_BODY, 0
         else:
             resp.body_framing()
@@ -302,7 +666,6 @@ class IngressProxy:
             if framing == NO_BODY and resp.get(b"content-length") is None:
                 framing = UNTIL_CLOSE
         reusable = version == b"HTTP/1.1" and b"close" not in resp.connection and framing != UNTIL_CLOSE
-        http11 = req.first[2] == b"HTTP/1.1"
         chunk_out = framing in (CHUNKED, UNTIL_CLOSE) and http11
         if framing in (CHUNKED, UNTIL_CLOSE) and not http11:
             keep = False     # an HTTP/1.0 client learns the end by the close
@@ -311,31 +674,31 @@ class IngressProxy:
             extra += b"Connection: close\r\n"
         elif not http11:
             extra += b"Connection: keep-alive\r\n"
-        head = self._client_head(resp, extra)
+        head = self.client_head(resp, extra)
         ok = False
         try:
-            if framing == LENGTH and length <= 65536:
-                writer.write(head + await ur.readexactly(length))
+            if framing == LENGTH and length <= SMALL_BODY:
+                client.write(head + await up.readexactly(length))
             else:
-                writer.write(head)
+                client.write(head)
                 if framing != NO_BODY:
-                    await copy_body(ur, writer, framing, length, chunk_out)
-            await writer.drain()
+                    await copy_body(up, client, framing, length, chunk_out)
+            await client.drain()
             ok = True
         finally:
             if body_task is not None and not body_task.done():
                 body_task.cancel()   # answered before the upload ended: neither stream can go on
                 keep = reusable = False
-            elif body_task is not None and body_task.exception() is not None:
+            elif body_task is not None and (body_task.cancelled() or body_task.exception() is not None):
                 keep = reusable = False
             if ok and reusable:
-                self.pool.give(addr, ur, uw)
+                self.pool.give(up)
             else:
-                uw.transport.abort()
+                up.abort()
         return keep
 
     @staticmethod
-    def _client_head(resp: Head, extra: bytes, keep_upgrade: bool = False) -> bytes:
+    def client_head(resp: Head, extra: bytes, keep_upgrade: bool = False) -> bytes:
         _, status, reason = resp.first
         parts = [b"HTTP/1.1 ", status, b" ", reason, b"\r\n"]
         drop = resp.connection

@@ -93,10 +93,10 @@ class Backend:
     namespace: str
     service: str
     port: int | str
+    key: str = field(init=False, compare=False, repr=False)   # "ns/service:port", looked up per request
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.service}:{self.port}"
+    def __post_init__(self):
+        object.__setattr__(self, "key", f"{self.namespace}/{self.service}:{self.port}")
 
 
 def backend_of(namespace: str, backend: dict | None) -> Backend | None:

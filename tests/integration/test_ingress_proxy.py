@@ -46,7 +46,7 @@ class Env:
         return ip, sock.getsockname()[1]
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self.proxy.handle, "127.0.0.1", 0)
+        self.server = await asyncio.get_running_loop().create_server(self.proxy.protocol(), "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     def route(self, rules: list[dict], endpoints: dict[str, list[tuple[str, int]]], default: str | None = None) -> None:
@@ -231,8 +231,8 @@ async def test_http10_head_and_pool_reconnect(env):
         async with s.head(f"{env.url}/h") as r:
             assert r.status == 200 and await r.read() == b""
         # The pod closes its idle keep-alive connections (a restart): the proxy dials anew.
-        for _, w, _ in [c for conns in env.proxy.pool.idle.values() for c in conns]:
-            w.transport.abort()
+        for up in [c for conns in env.proxy.pool.idle.values() for c in conns]:
+            up.abort()
         async with s.get(f"{env.url}/after") as r:
             assert await r.text() == "a GET /after 0"
 
