@@ -7,8 +7,9 @@ load balancers, many Services can each serve port 80 at their own EXTERNAL-IP.
 
 The lowest free address is given (spec.loadBalancerIP, when set, must be a free one of the pool);
 an address stays with its Service while it is a LoadBalancer; what is taken is rebuilt from the
-Services' status on start. A Service that stops being a LoadBalancer loses its status and its
-address. With the pool used up a Service stays <pending> with upstream's SyncLoadBalancerFailed
+Services' status on start. As upstream's service controller, it holds the Service with the
+finalizer service.kubernetes.io/load-balancer-cleanup, taken off once the address is given back
+(on deletion, or when the Service stops being a LoadBalancer, whose status is then cleared). With the pool used up a Service stays <pending> with upstream's SyncLoadBalancerFailed
 warning, and is retried when an address is freed.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .base import Controller, InformerFactory
 log = logging.getLogger("ketch.controllers.servicelb")
 
 RETRY_EXHAUSTED = 60.0   # seconds; a freed address retries the waiting Services at once
+FINALIZER = "service.kubernetes.io/load-balancer-cleanup"   # upstream's (and k3s ServiceLB's)
 
 
 class PoolExhausted(Exception):
@@ -136,27 +138,45 @@ class ServiceLBController(Controller):
         await self.service_api.patch(meta["name"], {"status": {"loadBalancer": {"ingress": ingress}}}, "merge",
                                      namespace=meta["namespace"], subresource="status")
 
+    async def _set_finalizer(self, svc: dict, present: bool) -> None:
+        meta = svc["metadata"]
+        others = [f for f in meta.get("finalizers") or () if f != FINALIZER]
+        await self.service_api.patch(meta["name"], {"metadata": {
+            "resourceVersion": meta["resourceVersion"], "finalizers": [*others, FINALIZER] if present else others}},
+            "merge", namespace=meta["namespace"])
+
     async def sync(self, key: str) -> float | None:
         if not self._rebuilt:
             self._rebuild()
         svc = self.services.get(key)
-        if svc is None or not is_ours(svc):
+        if svc is None:
             self.waiting.discard(key)
-            had = self.pool.address_of(key)
             self._release(key)
-            # A Service no longer a LoadBalancer loses the address it showed (a class of its own
-            # belongs to another controller: its status is left alone).
-            if svc is not None and (svc.get("spec") or {}).get("type") != "LoadBalancer" and (
-                    had or any(self.pool.contains(ip) for ip in ingress_ips(svc))):
-                self.recorder.event(svc, NORMAL, "DeletingLoadBalancer", "Deleting load balancer")
-                await self._write_ingress(svc, None)
-                self.recorder.event(svc, NORMAL, "DeletedLoadBalancer", "Deleted load balancer")
             return None
+        meta, spec = svc["metadata"], svc.get("spec") or {}
+        finalized = FINALIZER in (meta.get("finalizers") or ())
+        if finalized and (meta.get("deletionTimestamp") or not is_ours(svc)):
+            return await self._clean_up(svc, key)
+        if not is_ours(svc):
+            self.waiting.discard(key)
+            self._release(key)
+            # A LoadBalancer address left behind without our finalizer (a class of its own
+            # belongs to another controller: its status is left alone).
+            if spec.get("type") != "LoadBalancer" and any(self.pool.contains(ip) for ip in ingress_ips(svc)):
+                await self._write_ingress(svc, None)
+            return None
+        if meta.get("deletionTimestamp"):
+            return None
+        if not finalized:
+            # First the finalizer, as upstream's service controller: the address is given back
+            # before the Service goes, whatever happens to this process meanwhile.
+            await self._set_finalizer(svc, True)
+            return None     # the update comes back through the informer
         shown = ingress_ips(svc)
         held = self.pool.address_of(key)
         if held is not None and shown == [held]:
             return None
-        wanted = (svc.get("spec") or {}).get("loadBalancerIP") or ""
+        wanted = spec.get("loadBalancerIP") or ""
         try:
             ip = self._choose(key, svc, wanted, shown)
         except PoolExhausted as e:
@@ -176,6 +196,22 @@ class ServiceLBController(Controller):
             raise
         log.info("service %s: load balancer address %s", key, ip)
         self.recorder.event(svc, NORMAL, "EnsuredLoadBalancer", "Ensured load balancer")
+        return None
+
+    async def _clean_up(self, svc: dict, key: str) -> None:
+        """A Service being deleted, or no longer a LoadBalancer: its address back to the pool,
+        then the finalizer off and (if it stays) its status cleared, as upstream does."""
+        self.waiting.discard(key)
+        self.recorder.event(svc, NORMAL, "DeletingLoadBalancer", "Deleting load balancer")
+        self._release(key)
+        self.recorder.event(svc, NORMAL, "DeletedLoadBalancer", "Deleted load balancer")
+        try:
+            await self._set_finalizer(svc, False)
+            if not svc["metadata"].get("deletionTimestamp") and ingress_ips(svc):
+                await self._write_ingress(svc, None)
+        except ApiError as e:
+            if e.code != 404:
+                raise
         return None
 
     def _choose(self, key: str, svc: dict, wanted: str, shown: list[str]) -> str:

@@ -1,7 +1,8 @@
 """The built-in service load balancer against a real API server, driven by real kubectl: each
 LoadBalancer Service gets a loopback address of its own in status (EXTERNAL-IP), a used-up pool
 leaves it <pending> with upstream's SyncLoadBalancerFailed warning, loadBalancerIP is honoured,
-a type change clears the status, and the addresses survive a restart of the controller manager."""
+a type change clears the status, the cleanup finalizer holds a LoadBalancer until its address is
+given back, and the addresses survive a restart of the controller manager."""
 from __future__ import annotations
 
 import json
@@ -63,6 +64,9 @@ def test_each_load_balancer_gets_its_own_address_and_a_full_pool_is_pending(srv,
     assert ingress(srv, ns, "a") == [{"ip": "127.0.1.245", "ipMode": "VIP"}]
     assert ingress(srv, ns, "b") == [{"ip": "127.0.1.246", "ipMode": "VIP"}]
     assert external_ip(srv, ns, "a") == "127.0.1.245"
+    # Held as upstream's service controller holds a LoadBalancer, until its address is given back.
+    assert srv.kubectl_json("get", "svc", "a", "-n", ns)["metadata"]["finalizers"] == [
+        "service.kubernetes.io/load-balancer-cleanup"]
     assert {"EnsuringLoadBalancer", "EnsuredLoadBalancer"} <= set(reasons(srv, ns, "a"))
 
     srv.kubectl("create", "-n", ns, "-f", "-", input=lb("c"))
@@ -86,6 +90,7 @@ def test_type_change_clears_the_status_and_frees_the_address(srv, ns):
     srv.kubectl("patch", "svc", "web", "-n", ns, "--type", "merge", "-p",
                 json.dumps({"spec": {"type": "NodePort", "allocateLoadBalancerNodePorts": None}}))
     wait_for(lambda: not ingress(srv, ns, "web"), 10, "the status cleared")
+    assert not srv.kubectl_json("get", "svc", "web", "-n", ns)["metadata"].get("finalizers")
     assert external_ip(srv, ns, "web") == "<none>"
     assert "DeletedLoadBalancer" in reasons(srv, ns, "web")
     # The address is free again: a new LoadBalancer takes it (the lowest free).
@@ -103,6 +108,7 @@ def test_load_balancer_ip_and_class(srv, ns):
     wait_for(lambda: "SyncLoadBalancerFailed" in reasons(srv, ns, "outside"), 15, "a refusal")
     assert not ingress(srv, ns, "outside")
     assert not ingress(srv, ns, "theirs") and "EnsuringLoadBalancer" not in reasons(srv, ns, "theirs")
+    assert not srv.kubectl_json("get", "svc", "theirs", "-n", ns)["metadata"].get("finalizers")
 
 
 def test_addresses_are_rebuilt_from_status_after_a_restart(srv, ns):
