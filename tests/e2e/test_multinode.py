@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,131 @@ def test_book_chapter6_statefulset_names(cluster):
     assert "Whale it up!" in exec_out(cluster, "whaleset-0", "curl", "-s", "sayhey-svc")
     page = exec_out(cluster, "whaleset-0", "curl", "-s", "whaleset-1.sayhey-svc.default.svc.cluster.local")
     assert "Whale it up!" in page
+
+
+def dnat_count(cluster, key: str, node: int = 1) -> int:
+    rules = cluster.in_node("iptables-save", "-t", "nat", node=node).stdout.splitlines()
+    return sum(1 for r in rules if r.startswith("-A KUBE-SEP-") and key in r and "DNAT" in r)
+
+
+def test_scaling_and_readiness_change_the_rules_and_the_traffic(cluster):
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter02" / "nodejs-controller.yaml"))
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / "nodejs-service-internal.yaml"))
+    key = "default/node-js-internal"
+    cluster.kubectl("scale", "rc", "node-js", "--replicas=5")
+    wait_for(lambda: dnat_count(cluster, key, node=3) == 5, 90, "five endpoints in node 3's rules", interval=0.3)
+    cluster.kubectl("scale", "rc", "node-js", "--replicas=1")
+    wait_for(lambda: dnat_count(cluster, key, node=3) == 1, 60, "one endpoint left", interval=0.3)
+    cluster.kubectl("scale", "rc", "node-js", "--replicas=3")
+
+    # A pod failing its readiness probe gets no more traffic; ready again, it gets it back.
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: %(name)s, labels: {app: ready-test}}
+spec:
+  nodeName: %(node)s
+  containers:
+  - name: web
+    image: jonbaier/node-express-info:latest
+    readinessProbe:
+      exec: {command: [sh, -c, "test ! -e /tmp/unready"]}
+      periodSeconds: 1
+      failureThreshold: 1
+"""
+    for name, node in (("ready-a", cluster.node_names[1]), ("ready-b", cluster.node_names[2])):
+        cluster.kubectl("apply", "-f", "-", input=manifest % {"name": name, "node": node})
+    cluster.kubectl("create", "service", "clusterip", "ready-test", "--tcp=80:80")
+    cluster.kubectl("set", "selector", "service", "ready-test", "app=ready-test")
+    client_pod(cluster, "ready-client", cluster.node_names[0])
+    for name in ("ready-a", "ready-b"):
+        cluster.wait_running(name)
+    ip = cluster.server.kubectl_json("get", "svc", "ready-test")["spec"]["clusterIP"]
+    wait_for(lambda: dnat_count(cluster, "default/ready-test") == 2, 30, "both endpoints in the rules")
+
+    def answers(n: int = 12) -> set[str]:
+        seen = set()
+        for _ in range(n):
+            page = exec_out(cluster, "ready-client", "wget", "-qO-", f"http://{ip}/")
+            seen |= {name for name in ("ready-a", "ready-b") if name in page}
+        return seen
+    assert answers() == {"ready-a", "ready-b"}
+    cluster.kubectl("exec", "ready-a", "--", "touch", "/tmp/unready")
+    wait_for(lambda: dnat_count(cluster, "default/ready-test") == 1, 30, "the unready pod out of the rules")
+    assert answers() == {"ready-b"}
+    cluster.kubectl("exec", "ready-a", "--", "rm", "/tmp/unready")
+    wait_for(lambda: dnat_count(cluster, "default/ready-test") == 2, 30, "the pod back in the rules")
+
+
+def test_hairpin_a_pod_reaches_itself_through_its_service(cluster):
+    cluster.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: hairpin, labels: {app: hairpin}}
+spec:
+  containers:
+  - {name: web, image: jonbaier/node-express-info:latest}
+""")
+    cluster.kubectl("create", "service", "clusterip", "hairpin", "--tcp=80:80")
+    cluster.kubectl("set", "selector", "service", "hairpin", "app=hairpin")
+    cluster.wait_running("hairpin")
+    wait_for(lambda: dnat_count(cluster, "default/hairpin", node=1) == 1 and
+             dnat_count(cluster, "default/hairpin", node=2) == 1 and
+             dnat_count(cluster, "default/hairpin", node=3) == 1, 30, "rules on every node")
+    assert "hairpin" in exec_out(cluster, "hairpin", "wget", "-qO-", "http://hairpin/")
+
+
+STREAMER = """
+apiVersion: v1
+kind: Pod
+metadata: {name: streamer, labels: {app: streamer}}
+spec:
+  nodeName: %(server_node)s
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: s
+    image: busybox:latest
+    # one connection only (no -k): if it broke, nothing could take its place
+    command: [sh, -c, "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done | nc -l -p 9000"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: listener}
+spec:
+  nodeName: %(client_node)s
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: busybox:latest
+    # stdin held open: at its end nc would half-close, and the server's nc would quit
+    command: [sh, -c, "sleep 3600 | nc streamer 9000 > /tmp/out"]
+"""
+
+
+def last_count(cluster) -> int:
+    out = exec_out(cluster, "listener", "cat", "/tmp/out").split()
+    return int(out[-1]) if out else -1
+
+
+def test_killing_the_agents_does_not_interrupt_established_service_traffic(cluster):
+    cluster.kubectl("create", "service", "clusterip", "streamer", "--tcp=9000:9000")
+    cluster.kubectl("set", "selector", "service", "streamer", "app=streamer")
+    server, client = (STREAMER % {"server_node": cluster.node_names[2],
+                                  "client_node": cluster.node_names[0]}).split("---")
+    cluster.kubectl("apply", "-f", "-", input=server)
+    cluster.wait_running("streamer")
+    wait_for(lambda: dnat_count(cluster, "default/streamer") == 1, 30, "the streamer in node 1's rules")
+    cluster.kubectl("apply", "-f", "-", input=client)
+    cluster.wait_running("listener")
+    wait_for(lambda: last_count(cluster) > 5, 60, "the stream flowing", interval=0.5)
+    cluster.server.kill9()          # the API server and every agent with it
+    time.sleep(3)
+    cluster.server.start()
+    for name in cluster.node_names:
+        wait_for(lambda: cluster.node_ready(name), 60, f"{name} back")
+    before = last_count(cluster)
+    time.sleep(1)
+    after = last_count(cluster)
+    assert after > before, "the established connection kept flowing through the restart"
+    numbers = [int(n) for n in exec_out(cluster, "listener", "cat", "/tmp/out").split()]
+    assert numbers == list(range(len(numbers))), "one unbroken stream"
