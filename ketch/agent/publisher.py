@@ -135,7 +135,7 @@ class _Listener:
         sweeper = asyncio.create_task(self._sweep(clients))
         try:
             while True:
-                data, addr = await loop.sock_recvfrom(self.sock, DATAGRAM)
+                data, addr = await _recvfrom(self.sock)
                 entry = clients.get(addr)
                 if entry is None:
                     if len(clients) >= UDP_MAX_CLIENTS:
@@ -160,10 +160,9 @@ class _Listener:
                 self._drop(clients, addr)
 
     async def _replies(self, up: socket.socket, addr: tuple) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await loop.sock_recv(up, DATAGRAM)
+                data, _ = await _recvfrom(up)
             except ConnectionRefusedError:
                 continue
             except OSError:
@@ -197,6 +196,15 @@ async def _ready(fd: int, write: bool) -> None:
         await fut
     finally:
         remove(fd)
+
+
+async def _recvfrom(sock: socket.socket) -> tuple[bytes, tuple]:
+    """One datagram (uvloop has no loop.sock_recvfrom)."""
+    while True:
+        try:
+            return sock.recvfrom(DATAGRAM)
+        except BlockingIOError:
+            await _ready(sock.fileno(), write=False)
 
 
 def _half_close(sock: socket.socket) -> None:
