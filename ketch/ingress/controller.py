@@ -162,14 +162,18 @@ class IngressController(Background):
 
     async def _listen(self) -> None:
         here = NetnsSockets(None)
-        plans: list[tuple[NetnsSockets, str, int, str]] = []
+        plans: list[tuple[NetnsSockets, str, int, str, str]] = []
         for (host, port), scheme in ((self.http, "http"), (self.https, "https")):
             if port:
-                plans.append((here, host, port, scheme))
+                plans.append((here, host, port, scheme, "the host"))
                 if self.node_address:
-                    plans.append((self.sockets, self.node_address, port, scheme))
-        for sockets, host, port, scheme in plans:
-            sock = await sockets.listen(host, port, reuse_port=True)
+                    plans.append((self.sockets, self.node_address, port, scheme, "the node's namespace"))
+        for sockets, host, port, scheme, where in plans:
+            try:
+                sock = await sockets.listen(host, port, reuse_port=True)
+            except OSError as e:
+                log.error("ingress: cannot listen on %s:%s in %s: %s", host, port, where, e)
+                raise
             loop = asyncio.get_running_loop()
             if scheme == "https":
                 server = await loop.create_server(self.proxy.protocol(b"https"), sock=sock, ssl=self.sni.fallback)

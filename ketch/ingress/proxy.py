@@ -33,6 +33,7 @@ POOL_IDLE = 30.0            # an idle upstream connection older than this is not
 POOL_PER_UPSTREAM = 64
 TRIES = 3                   # endpoints tried when connecting fails (nginx proxy_next_upstream error)
 SMALL_BODY = 65536          # bodies up to this are read whole and sent in one write
+SWEEP_INTERVAL = 15.0       # how often idle clients and overdue responses are looked for
 
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
                        b"x-real-ip", b"expect"})
@@ -59,7 +60,9 @@ def simple_response(status: int, close: bool, body: bytes | None = None) -> byte
 
 
 class UpstreamFailed(Exception):
-    pass
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
 
 
 # ---- connections ---------------------------------------------------------------------------------
@@ -192,7 +195,7 @@ class IngressProxy:
 
     def protocol(self, scheme: bytes = b"http"):
         if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(CLIENT_IDLE_TIMEOUT / 5, self._sweep)
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
         return lambda: ClientConn(self, scheme)
 
     def _sweep(self) -> None:
@@ -205,7 +208,7 @@ class IngressProxy:
         for up in list(self.inflight):
             if up.started < now - READ_TIMEOUT:
                 up.timed_out()
-        self._sweeper = asyncio.get_running_loop().call_later(CLIENT_IDLE_TIMEOUT / 5, self._sweep)
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 
     def pick(self, backend: Backend) -> list[tuple[str, int]]:
         """The endpoints to try for one request: round robin's next first, then the following ones."""
@@ -406,7 +409,7 @@ class IngressProxy:
             return
         client = up.client
         quick = quick_response(bytes(buf[:end + 4]), up.head_only)
-        if quick is not None:
+        if quick is not None and quick[1] <= SMALL_BODY:
             head, length, reusable = quick
             if len(buf) < end + 4 + length:
                 return   # the rest of the body is on its way
@@ -487,12 +490,18 @@ class IngressProxy:
             up.owned = True
             up.write(old.request)
             resp = await self._read_response(up, client, None)
+            if resp is None:
+                up.abort()
+                raise UpstreamFailed(f"{up.addr[0]}:{up.addr[1]} closed the connection without a response")
             keep = await self._respond(resp, up, client, old.keep, old.head_only, old.http11, False, None)
         except UpstreamFailed as e:
             log.info("ingress: %s", e)
-            client.write(simple_response(502, True))
+            client.write(simple_response(e.status, True))
             keep = False
         except (ConnectionError, OSError, asyncio.IncompleteReadError, BadMessage):
+            keep = False
+        except Exception:  # noqa: BLE001
+            log.exception("ingress: retry failed")
             keep = False
         self._after(client, keep)
 
@@ -512,7 +521,7 @@ class IngressProxy:
                 except UpstreamFailed as e:
                     log.info("ingress: %s %s: %s", req.first[0].decode(errors="replace"),
                              host_value.decode(errors="replace"), e)
-                    client.write(simple_response(502, True))
+                    client.write(simple_response(e.status, True))
                     keep = False
         except BadMessage as e:
             client.write(simple_response(e.status, True))
@@ -529,9 +538,12 @@ class IngressProxy:
         try:
             if resp.first[1][:1] == b"1":   # 100 Continue, 103 Early Hints: passed on
                 resp = await self._read_response(up, client, resp)
+            if resp is None:
+                raise UpstreamFailed(f"{up.addr[0]}:{up.addr[1]} closed the connection without a response")
             keep = await self._respond(resp, up, client, keep, head_only, http11, False, None)
         except UpstreamFailed as e:
             log.info("ingress: %s", e)
+            client.write(simple_response(e.status, True))   # nothing final was sent yet
             keep = False
         except (ConnectionError, OSError, asyncio.IncompleteReadError, BadMessage):
             keep = False
@@ -609,7 +621,10 @@ class IngressProxy:
                         return resp
                     client.write(self.client_head(resp, b""))
                     resp = None
-        except (ConnectionError, OSError, BadMessage, TimeoutError) as e:
+        except TimeoutError:
+            up.abort()
+            raise UpstreamFailed(f"{up.addr[0]}:{up.addr[1]} sent no response in {READ_TIMEOUT:g} s", 504) from None
+        except (ConnectionError, OSError, BadMessage) as e:
             up.abort()
             raise UpstreamFailed(f"reading the response from {up.addr[0]}:{up.addr[1]}: {e!r}") from None
 

@@ -37,6 +37,7 @@ def api_server(tmp_path_factory):
 
 
 BACKENDS = ("192.0.2.2", "192.0.2.3")
+NODE_IP = "192.0.2.9"   # the node's own address in its namespace
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def netns():
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         # Endpoints may not be loopback addresses: the backends get documentation addresses on the
         # namespace's lo (traffic to them never leaves it).
-        for ip in BACKENDS:
+        for ip in (*BACKENDS, NODE_IP):
             subprocess.run(["ip", "-n", name, "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
         yield f"/run/netns/{name}"
     finally:
@@ -61,7 +62,8 @@ class Env:
         self.sockets = NetnsSockets(netns)
         self.http_port, self.https_port = free_port(), free_port()
         self.controller = IngressController(self.informers, self.client, self.sockets,
-                                            http=("127.0.0.1", self.http_port), https=("127.0.0.1", self.https_port))
+                                            http=("127.0.0.1", self.http_port), https=("127.0.0.1", self.https_port),
+                                            node_address=NODE_IP)
         self.runners: list[web.AppRunner] = []
         self.ns = unique("ing")
 
@@ -149,6 +151,11 @@ async def test_default_class_status_and_endpoints_followed_live(env):
 
     await env.eventually(lambda: env.get("a.test"), (200, "one http"))
     assert await env.get("other.test") == (404, "default backend - 404\n")
+    # the node's own address inside its namespace serves the same (what pods and NodePorts reach)
+    reader, writer = await env.sockets.open_connection(NODE_IP, env.http_port, timeout=5)
+    writer.write(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert (await reader.read()).endswith(b"one http")
+    writer.close()
 
     async def lb():
         got = await ingresses.get("site", namespace=ns)

@@ -245,3 +245,128 @@ async def test_bad_requests_answer_400(env):
         writer.write(raw)
         assert (await reader.read()).startswith(b"HTTP/1.1 400")
         writer.close()
+
+
+async def read_response(reader) -> tuple[bytes, bytes]:
+    """(head, body) of one Content-Length response."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    return head, await reader.readexactly(length)
+
+
+async def test_pipelined_requests_answered_in_order(env):
+    a = await env.backend("127.0.0.2", named_app("a"))
+    env.route([rule("", "/", "svc-a")], {"svc-a": [a]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
+    writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)))
+    bodies = [(await read_response(reader))[1] for _ in range(5)]
+    assert bodies == [b"a GET /%d 0" % i for i in range(5)]
+    # HTTP/1.0 with keep-alive: kept, and told so
+    writer.write(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    head, body = await read_response(reader)
+    assert b"Connection: keep-alive" in head and body == b"a GET /old 0"
+    # Expect: 100-continue is answered by the proxy, then the body flows
+    writer.write(b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"hello")
+    assert (await read_response(reader))[1] == b"a POST /e 5"
+    writer.close()
+
+
+def raw_backend(behaviour):
+    """A tiny HTTP server: behaviour(n, request head) -> response bytes or None (close) or ... (hang)."""
+    counter = [0]
+
+    async def serve(reader, writer):
+        counter[0] += 1
+        conn, n = counter[0], 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                n += 1
+                got = behaviour(n, head, conn)
+                if got is None:
+                    break
+                if got is ...:
+                    await asyncio.sleep(3600)
+                writer.write(got)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+    return serve
+
+
+def ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def listen_raw(env, ip, behaviour):
+    sock = await env.sockets.listen(ip, 0)
+    server = await asyncio.start_server(raw_backend(behaviour), sock=sock)
+    env.runners.append(type("R", (), {"cleanup": staticmethod(lambda: _close(server))})())
+    return ip, sock.getsockname()[1]
+
+
+async def _close(server):
+    server.close()
+
+
+async def test_pooled_connection_closed_by_the_pod_is_retried_for_get_not_post(env):
+    # Each connection answers its first request and closes at the second without a word: the
+    # race of a pod's keep-alive timeout, made certain.
+    a = await listen_raw(env, "127.0.0.2", lambda n, head, conn: ok(b"conn %d" % conn) if n == 1 else None)
+    env.route([rule("", "/", "svc-a")], {"svc-a": [a]})
+    async with aiohttp.ClientSession() as s:
+        for expected in (b"conn 1", b"conn 2", b"conn 3"):
+            async with s.get(f"{env.url}/") as r:
+                assert r.status == 200 and await r.read() == expected
+        async with s.post(f"{env.url}/", data=b"once") as r:
+            assert r.status == 502            # not sent twice: the pod may have acted on it
+
+
+async def test_response_timeout_is_504(netns, monkeypatch):
+    from ketch.ingress import proxy as proxy_module
+    monkeypatch.setattr(proxy_module, "READ_TIMEOUT", 0.3)
+    monkeypatch.setattr(proxy_module, "SWEEP_INTERVAL", 0.1)
+    env = Env(netns)
+    await env.start()
+    try:
+        a = await listen_raw(env, "127.0.0.2", lambda n, head, conn: ... if b"/hang" in head else ok(b"fine"))
+        env.route([rule("", "/", "svc-a")], {"svc-a": [a]})
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{env.url}/hang") as r:     # on a new connection (the coroutine path)
+                assert r.status == 504
+            async with s.get(f"{env.url}/ok") as r:
+                assert await r.read() == b"fine"
+            async with s.get(f"{env.url}/hang") as r:     # on the pooled one (the callback path)
+                assert r.status == 504
+    finally:
+        await env.close()
+
+
+async def test_large_bodies_both_ways(env):
+    import hashlib
+
+    async def digest(request):
+        h = hashlib.sha256()
+        async for chunk in request.content.iter_chunked(65536):
+            h.update(chunk)
+        return web.Response(text=h.hexdigest())
+
+    async def big(request):
+        return web.Response(body=bytes(range(256)) * 8192)   # 2 MiB with a Content-Length
+
+    app = web.Application()
+    app.router.add_post("/digest", digest)
+    app.router.add_get("/big", big)
+    a = await env.backend("127.0.0.2", app)
+    env.route([rule("", "/", "svc-a")], {"svc-a": [a]})
+    payload = bytes(range(256)) * 12288   # 3 MiB
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{env.url}/digest", data=payload) as r:
+            assert await r.text() == hashlib.sha256(payload).hexdigest()
+        for _ in range(2):
+            async with s.get(f"{env.url}/big") as r:
+                assert r.headers["Content-Length"] == str(2 * 1024 * 1024)
+                assert await r.read() == bytes(range(256)) * 8192
