@@ -52,8 +52,10 @@ def _loopback(ip: str) -> bool:
     return ip.startswith("127.")
 
 
-def desired(services: list[dict], node_ip: str, host_address: str) -> dict[tuple[str, int, str], Target]:
-    """(listen ip, port, protocol) -> where its connections go, for these Services."""
+def desired(services: list[dict], node_ip: str, host_address: str, node_ports: bool = True
+            ) -> dict[tuple[str, int, str], Target]:
+    """(listen ip, port, protocol) -> where its connections go, for these Services; without
+    `node_ports` only the loopback LoadBalancer addresses."""
     out: dict[tuple[str, int, str], Target] = {}
     via_node = bool(node_ip) and not _loopback(node_ip)
     for svc in sorted(services, key=lambda s: (s["metadata"].get("creationTimestamp") or "", object_key(s))):
@@ -71,7 +73,7 @@ def desired(services: list[dict], node_ip: str, host_address: str) -> dict[tuple
             node_port = int(p.get("nodePort") or 0)
             target = Target(key, node_ip, node_port) if node_port and via_node else \
                 Target(key, cluster_ip, int(p["port"]))
-            if node_port:
+            if node_port and node_ports:
                 out.setdefault((host_address, node_port, proto), target)   # the first Service keeps a clash
             for ip in lb_ips:
                 out.setdefault((ip, int(p["port"]), proto), target)
@@ -281,12 +283,16 @@ class HostPublisher(Background):
     Service informer live (added, port changed, deleted: closed)."""
 
     def __init__(self, informers: SharedInformers, sockets: NetnsSockets, node_ip: str,
-                 host_address: str = "127.0.0.1", *, recorder=None, retry_period: float = RETRY_PERIOD):
+                 host_address: str = "127.0.0.1", *, recorder=None, retry_period: float = RETRY_PERIOD,
+                 node_ports: bool = True):
+        """`node_ports`=False: only the ServiceLB's loopback addresses (for an agent whose node is
+        the machine itself, `--network host`, where the NodePorts are the machine's already)."""
         self.sockets = sockets
         self.node_ip = node_ip
         self.host_address = host_address
         self.recorder = recorder
         self.retry_period = retry_period
+        self.node_ports = node_ports
         self.services = informers.informer("v1", "Service")
         self.listeners: dict[tuple[str, int, str], _Listener] = {}
         self.failed: dict[tuple[str, int, str], str] = {}   # what could not be bound -> the error
@@ -317,7 +323,7 @@ class HostPublisher(Background):
 
     async def reconcile(self) -> None:
         """Bring the listeners to what the Services ask for now."""
-        want = desired(self.services.list(), self.node_ip, self.host_address)
+        want = desired(self.services.list(), self.node_ip, self.host_address, self.node_ports)
         for key in [k for k in self.listeners if k not in want]:
             await self.listeners.pop(key).close()
             log.info("closed %s:%d/%s", *key)

@@ -71,6 +71,9 @@ def test_publisher_plan():
         ("127.0.1.2", 8080, "TCP"): Target("default/nonp", "10.43.0.22", 8080),  # no nodePort: the cluster IP
         ("127.0.0.1", 31001, "TCP"): Target("default/cloud", "10.42.0.1", 31001),  # not a loopback ingress
     }
+    # Only the loopback LoadBalancer addresses (a node that is the machine itself).
+    assert set(desired(services, "10.42.0.1", "127.0.0.1", node_ports=False)) == {
+        ("127.0.1.1", 80, "TCP"), ("127.0.1.2", 8080, "TCP")}
     # A loopback node IP cannot be DNATed to a pod: the cluster IP is dialled instead.
     assert desired(services[:1], "127.0.0.1", "127.0.0.1")[("127.0.0.1", 30001, "TCP")] == \
         Target("default/np", "10.43.0.20", 80)
