@@ -169,7 +169,7 @@ def many_services() -> tuple[list[dict], list[dict], int]:
     base = (10 << 24) | (42 << 16)
     for i in range(SERVICES):
         name = f"svc-{i}"
-        services.append({"metadata": {"namespace": "bench", "name": name},
+        services.append({"metadata": {"namespace": "bench", "name": name, "uid": f"uid-{i}", "resourceVersion": "1"},
                          "spec": {"type": "ClusterIP", "clusterIP": f"10.43.{i // 250}.{i % 250 + 1}",
                                   "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
         eps = []
@@ -178,7 +178,7 @@ def many_services() -> tuple[list[dict], list[dict], int]:
             ip = base + next_ip
             eps.append({"addresses": [f"10.42.{(ip >> 8) & 255}.{ip & 255}"], "conditions": {"ready": True},
                         "nodeName": "bench-node"})
-        slices.append({"metadata": {"namespace": "bench", "name": f"{name}-1",
+        slices.append({"metadata": {"namespace": "bench", "name": f"{name}-1", "resourceVersion": "1",
                                     "labels": {"kubernetes.io/service-name": name}},
                        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
                        "endpoints": eps})
@@ -201,7 +201,9 @@ async def sync_latency(node: str, changes: int) -> tuple[float, list[float], flo
         eps = list(slices[k]["endpoints"])
         eps[rng.randrange(ENDPOINTS)] = {"addresses": [f"10.42.{(ip >> 8) & 255}.{ip & 255}"],
                                          "conditions": {"ready": True}, "nodeName": "bench-node"}
-        slices[k] = {**slices[k], "endpoints": eps}
+        # a new object with a new resourceVersion, as the informer hands it over
+        slices[k] = {**slices[k], "endpoints": eps,
+                     "metadata": {**slices[k]["metadata"], "resourceVersion": str(next_ip)}}
         t0 = time.perf_counter()
         wrote = await syncer.sync(services, slices)
         samples.append(time.perf_counter() - t0)

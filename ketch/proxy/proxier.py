@@ -132,16 +132,18 @@ class RuleSyncer:
         self.fingerprints: dict[str, str] = {}
         self.last_state: tuple | None = None
         self.ports: list[ServicePort] = []
+        self.render_cache: dict = {}              # each service port's rules, while it is unchanged
+        self.ports_cache: dict = {}               # each Service's ports, while it and its slices are
         self.syncs = 0                            # restores done (tests and metrics read it)
 
     async def sync(self, services: list[dict], slices: list[dict], force: bool = False) -> bool:
         """Bring the namespace's rules to these Services/EndpointSlices; True when rules were written."""
-        ports = service_ports(services, slices)
+        ports = service_ports(services, slices, self.ports_cache)
         full = force or self.nat_chains is None
         if full:
             # Adopt what is there (a previous agent's chains, say) and rewrite everything.
             self.nat_chains = await self.iptables.chains("nat")
-        rendered = render(ports, self.node, self.nat_chains, None if full else self.fingerprints)
+        rendered = render(ports, self.node, self.nat_chains, None if full else self.fingerprints, self.render_cache)
         if rendered.state == self.last_state and not full:
             self.ports = ports
             return False

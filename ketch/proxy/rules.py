@@ -115,8 +115,10 @@ def _ready(ep: dict) -> bool:
     return (ep.get("conditions") or {}).get("ready") is not False
 
 
-def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]:
-    """Flatten Services and their EndpointSlices into ServicePorts with ready endpoints, sorted."""
+def service_ports(services: list[dict], slices: list[dict], cache: dict | None = None) -> list[ServicePort]:
+    """Flatten Services and their EndpointSlices into ServicePorts with ready endpoints, sorted.
+    `cache` (kept by the caller between calls) holds each Service's ports by the resourceVersions
+    of the Service and its slices: an endpoint change flattens one Service again, not all."""
     by_service: dict[tuple[str, str], list[dict]] = {}
     for sl in slices:
         meta = sl.get("metadata") or {}
@@ -124,36 +126,55 @@ def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]
         if svc_name and sl.get("addressType", "IPv4") == "IPv4":
             by_service.setdefault((meta.get("namespace", ""), svc_name), []).append(sl)
     out: list[ServicePort] = []
+    kept: dict = {}
     for svc in services:
-        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
-        cluster_ip = spec.get("clusterIP") or ""
-        if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
-            continue                 # headless (None) and ExternalName services get no rules
-        ns, name = meta.get("namespace", ""), meta["name"]
-        svc_type = spec.get("type", "ClusterIP")
-        externally_reachable = svc_type in ("NodePort", "LoadBalancer")
-        timeout = 0
-        if spec.get("sessionAffinity") == "ClientIP":
-            cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
-            timeout = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
-        # Loopback ingress IPs (the built-in service load balancer's) are served by the agent's
-        # host publisher on the host itself; inside the node they would mean nothing.
-        lb_ips = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
-                  if i.get("ip") and _is_ipv4(i["ip"]) and not _is_loopback(i["ip"])] \
-            if svc_type == "LoadBalancer" else []
-        for p in spec.get("ports") or ():
-            protocol = (p.get("protocol") or "TCP").lower()
-            sp = ServicePort(
-                namespace=ns, name=name, port_name=p.get("name") or "", protocol=protocol,
-                cluster_ip=cluster_ip, port=int(p["port"]),
-                node_port=int(p.get("nodePort") or 0) if externally_reachable else 0,
-                external_ips=[ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip)],
-                lb_ips=lb_ips, load_balancer=svc_type == "LoadBalancer", affinity_timeout=timeout,
-                internal_local=spec.get("internalTrafficPolicy") == "Local")
-            sp.external_local = spec.get("externalTrafficPolicy") == "Local" and (sp.has_external or sp.load_balancer)
-            sp.endpoints = _endpoints_for(sp, by_service.get((ns, name), ()))
-            out.append(sp)
+        meta = svc.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        own = by_service.get((ns, name), ())
+        version = (meta.get("uid"), meta.get("resourceVersion"),
+                   tuple(sorted(((s["metadata"].get("name"), s["metadata"].get("resourceVersion")) for s in own),
+                                key=str)))
+        hit = cache.get((ns, name)) if cache is not None and version[1] else None
+        ports = hit[1] if hit is not None and hit[0] == version else _service_ports(svc, own)
+        kept[(ns, name)] = (version, ports)
+        out.extend(ports)
+    if cache is not None:
+        cache.clear()
+        cache.update(kept)
     out.sort(key=lambda sp: (sp.key, sp.protocol))
+    return out
+
+
+def _service_ports(svc: dict, slices) -> list[ServicePort]:
+    out: list[ServicePort] = []
+    meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+    cluster_ip = spec.get("clusterIP") or ""
+    if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
+        return out               # headless (None) and ExternalName services get no rules
+    ns, name = meta.get("namespace", ""), meta["name"]
+    svc_type = spec.get("type", "ClusterIP")
+    externally_reachable = svc_type in ("NodePort", "LoadBalancer")
+    timeout = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+        timeout = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    # Loopback ingress IPs (the built-in service load balancer's) are served by the agent's
+    # host publisher on the host itself; inside the node they would mean nothing.
+    lb_ips = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+              if i.get("ip") and _is_ipv4(i["ip"]) and not _is_loopback(i["ip"])] \
+        if svc_type == "LoadBalancer" else []
+    for p in spec.get("ports") or ():
+        protocol = (p.get("protocol") or "TCP").lower()
+        sp = ServicePort(
+            namespace=ns, name=name, port_name=p.get("name") or "", protocol=protocol,
+            cluster_ip=cluster_ip, port=int(p["port"]),
+            node_port=int(p.get("nodePort") or 0) if externally_reachable else 0,
+            external_ips=[ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip)],
+            lb_ips=lb_ips, load_balancer=svc_type == "LoadBalancer", affinity_timeout=timeout,
+            internal_local=spec.get("internalTrafficPolicy") == "Local")
+        sp.external_local = spec.get("externalTrafficPolicy") == "Local" and (sp.has_external or sp.load_balancer)
+        sp.endpoints = _endpoints_for(sp, slices)
+        out.append(sp)
     return out
 
 
@@ -215,28 +236,43 @@ class Rendered:
 
 
 def render(ports: list[ServicePort], node: NodeFacts, existing_nat_chains: set[str] = frozenset(),
-           previous: dict[str, str] | None = None) -> Rendered:
+           previous: dict[str, str] | None = None, cache: dict | None = None) -> Rendered:
     """All rules; with `previous` (the fingerprints of the rules in place), a partial sync as
     kube-proxy's: the shared chains are always rewritten, a service port's own chains (SVC, SVL,
-    EXT, SEP) only when they changed; --noflush leaves the undeclared ones as they are."""
+    EXT, SEP) only when they changed; --noflush leaves the undeclared ones as they are.
+    `cache` (kept by the caller between renders for one node) holds each service port's rendered
+    rules, reused while the port is equal: an endpoint change re-renders one port, not all."""
     nat, flt = _Table("nat", NAT_BASE_CHAINS), _Table("filter", FILTER_BASE_CHAINS)
     _write_base(nat, flt)
     fingerprints: dict[str, str] = {}
     all_chains = set(NAT_BASE_CHAINS)
+    rendered: dict = {None: node}        # rules are the node's: another node, another cache
+    if cache is not None and cache.get(None) != node:
+        cache.clear()
     for sp in ports:
-        scratch = _Table("nat", ())
-        _write_service_port(scratch, flt, sp, node)
-        own = [line for chain, line in scratch.lines if chain not in NAT_BASE_CHAINS]
         ident = f"{sp.key}/{sp.protocol}"
-        fingerprints[ident] = fp = "\n".join([*scratch.chains, *own])
-        all_chains.update(scratch.chains)
+        hit = cache.get(ident) if cache else None
+        if hit is not None and hit[0] == sp:
+            _, lines, chains, filter_lines, fp = hit
+        else:
+            scratch, scratch_filter = _Table("nat", ()), _Table("filter", ())
+            _write_service_port(scratch, scratch_filter, sp, node)
+            lines, chains, filter_lines = scratch.lines, list(scratch.chains), scratch_filter.lines
+            fp = "\n".join([*chains, *(line for chain, line in lines if chain not in NAT_BASE_CHAINS)])
+        rendered[ident] = (sp, lines, chains, filter_lines, fp)
+        flt.lines.extend(filter_lines)
+        fingerprints[ident] = fp
+        all_chains.update(chains)
         unchanged = previous is not None and previous.get(ident) == fp
-        for chain, line in scratch.lines:
+        for chain, line in lines:
             if chain in NAT_BASE_CHAINS or not unchanged:
                 nat.lines.append((chain, line))
         if not unchanged:
-            for chain in scratch.chains:
+            for chain in chains:
                 nat.chain(chain)
+    if cache is not None:
+        cache.clear()
+        cache.update(rendered)
     # NodePorts last in KUBE-SERVICES (kube-proxy's note says why: it matches any local address).
     nodeports_comment = _q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
     if node.node_ips:

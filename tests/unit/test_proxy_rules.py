@@ -1,5 +1,7 @@
 """The service proxy's iptables-restore text, compared with what kube-proxy writes for the same
 Services (chain hashes and comments as in kube-proxy's own proxier tests)."""
+import copy
+
 from ketch.proxy.proxier import stale_udp_flows
 from ketch.proxy.rules import NodeFacts, build_rules, endpoint_chain, probability, service_chain, service_ports
 
@@ -209,3 +211,40 @@ def test_partial_sync_rewrites_only_the_changed_service_chains():
     deleted = [ln for ln in lines(third.text) if ln.startswith("-X ")]
     assert len(deleted) == 3 and all(service_chain("KUBE-SVC-", sp) not in " ".join(deleted)
                                      for sp in service_ports(svcs[:1], []))
+
+
+def test_render_cache_reuses_unchanged_ports_and_gives_the_same_text():
+    from ketch.proxy.rules import render
+    svcs = [svc("a", "10.43.0.101", [{"port": 80}], type="NodePort"), svc("b", "10.43.0.102", [{"port": 80}])]
+    svcs[0]["spec"]["ports"][0]["nodePort"] = 30080
+    one = [slice_("a", [{"port": 80}], [("10.244.1.2", True, "n")]), slice_("b", [{"port": 80}], [])]
+    two = [one[0], slice_("b", [{"port": 80}], [("10.244.1.3", True, "n")])]
+    cache: dict = {}
+    first = render(service_ports(svcs, one), NODE, cache=cache)
+    assert first.text == render(service_ports(svcs, one), NODE).text     # filter rules (REJECT) included
+    kept = cache["default/a/tcp"]
+    second = render(service_ports(svcs, two), NODE, first.nat_chains, first.fingerprints, cache)
+    assert second.text == render(service_ports(svcs, two), NODE, first.nat_chains, first.fingerprints).text
+    assert cache["default/a/tcp"][1] is kept[1]                        # a: reused, not rendered again
+    other = NodeFacts("node-2", ("192.0.2.1",), "10.244.0.0/16")       # another node: nothing reused
+    assert render(service_ports(svcs, two), other, cache=cache).text == render(service_ports(svcs, two), other).text
+
+
+def test_service_ports_cache_follows_resource_versions():
+    svcs = [svc("a", "10.43.0.101", [{"port": 80}]), svc("b", "10.43.0.102", [{"port": 80}])]
+    for i, s in enumerate(svcs):
+        s["metadata"].update(uid=f"u{i}", resourceVersion="1")
+    slices = [slice_("a", [{"port": 80}], [("10.244.1.2", True, "n")]),
+              slice_("b", [{"port": 80}], [("10.244.1.3", True, "n")])]
+    for s in slices:
+        s["metadata"]["resourceVersion"] = "1"
+    cache: dict = {}
+    first = service_ports(svcs, slices, cache)
+    changed = copy.deepcopy(slices[1])
+    changed["metadata"]["resourceVersion"] = "2"
+    changed["endpoints"][0]["addresses"] = ["10.244.1.9"]
+    second = service_ports(svcs, [slices[0], changed], cache)
+    assert second[0] is first[0], "a's ports are reused while nothing of a changed"
+    assert [e.ip for e in second[1].endpoints] == ["10.244.1.9"]
+    assert second == service_ports(svcs, [slices[0], changed]), "the cache never changes the answer"
+    assert service_ports(svcs[:1], slices, cache) == service_ports(svcs[:1], slices) and len(cache) == 1
