@@ -26,8 +26,10 @@ class Conn(asyncio.Protocol):
 
     # ---- what subclasses do with data when no coroutine owns the connection --------------------
 
-    def on_data(self) -> None:
-        pass
+    def on_data(self, data: bytes) -> None:
+        """Every received byte not yet used (the buffer is empty meanwhile); what the subclass
+        does not use it puts back in self.buf."""
+        self.buf += data
 
     def on_eof(self) -> None:
         pass
@@ -41,14 +43,21 @@ class Conn(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
         waiter = self._waiter
         if waiter is not None:
+            self.buf += data
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        elif not self.owned:
-            self.on_data()
+        elif self.owned:
+            self.buf += data
+        elif self.buf:
+            self.buf += data
+            data = bytes(self.buf)
+            self.buf.clear()
+            self.on_data(data)
+        else:
+            self.on_data(data)
         if len(self.buf) > HIGH_WATER and not self._read_paused and not self.lost:
             self._read_paused = True
             self.transport.pause_reading()
@@ -183,5 +192,6 @@ class Conn(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
+        self.eof = True   # at once: connection_lost comes a loop turn later
         if self.transport is not None:
             self.transport.abort()

@@ -84,9 +84,11 @@ class ClientConn(Conn):
         self.self_host = f"{local[0]}:{local[1]}".encode()   # the Host of an HTTP/1.0 request without one
         self.proxy.connections.add(self)
 
-    def on_data(self) -> None:
-        if not self.busy:
-            self.proxy.next_request(self)
+    def on_data(self, data: bytes) -> None:
+        if self.busy:
+            self.buf += data     # pipelined: after the current one
+        else:
+            self.proxy.next_request(self, data)
 
     def on_eof(self) -> None:
         if not self.busy and not self.buf:
@@ -114,12 +116,12 @@ class UpstreamConn(Conn):
         self.got_any = False
         self.started = 0.0
 
-    def on_data(self) -> None:
+    def on_data(self, data: bytes) -> None:
         if self.client is None:
             self.abort()        # bytes nobody asked for: this connection cannot be trusted again
             return
         self.got_any = True
-        self.proxy.fast_response(self)
+        self.proxy.fast_response(self, data)
 
     def on_eof(self) -> None:
         if self.client is not None:
@@ -143,12 +145,11 @@ class UpstreamPool:
         self.idle: dict[tuple[str, int], list[UpstreamConn]] = {}
         self.dials = 0   # new connections made (tests read it: keep-alive means few)
 
-    def take(self, addr: tuple[str, int]) -> UpstreamConn | None:
+    def take(self, addr: tuple[str, int], now: float) -> UpstreamConn | None:
         conns = self.idle.get(addr)
-        now = time.monotonic()
         while conns:
             up = conns.pop()
-            if up.eof or up.buf or up.is_closing() or now - up.idle_since > POOL_IDLE:
+            if up.eof or up.buf or now - up.idle_since > POOL_IDLE:
                 up.abort()
                 continue
             return up
@@ -160,14 +161,16 @@ class UpstreamPool:
         _, up = await asyncio.get_running_loop().create_connection(lambda: UpstreamConn(self.proxy, addr), sock=sock)
         return up
 
-    def give(self, up: UpstreamConn) -> None:
+    def give(self, up: UpstreamConn, now: float) -> None:
         up.client = None
         up.owned = False
-        conns = self.idle.setdefault(up.addr, [])
-        if len(conns) >= POOL_PER_UPSTREAM or up.eof or up.buf or up.is_closing():
+        conns = self.idle.get(up.addr)
+        if conns is None:
+            conns = self.idle[up.addr] = []
+        if len(conns) >= POOL_PER_UPSTREAM or up.eof or up.buf:
             up.abort()
             return
-        up.idle_since = time.monotonic()
+        up.idle_since = now
         conns.append(up)
 
     def close(self) -> None:
@@ -270,23 +273,26 @@ class IngressProxy:
         upgrade = req.get(b"upgrade") if b"upgrade" in req.connection else None
         return req, keep, host_value, targets, upgrade, 0
 
-    def next_request(self, client: ClientConn) -> None:
-        """The fast path's entry: the next request in the client's buffer, if it has all arrived."""
-        buf = client.buf
-        end = buf.find(b"\r\n\r\n")
+    def next_request(self, client: ClientConn, data: bytes) -> None:
+        """The fast path's entry with every byte the client sent that is not yet used; what is
+        left over goes back to its buffer."""
+        end = data.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > MAX_HEAD:
+            if len(data) > MAX_HEAD:
                 client.write(simple_response(431, True))
                 client.close()
             elif client.eof:
                 client.close()
+            else:
+                client.buf += data
             return
-        client.last = time.monotonic()
-        raw = bytes(buf[:end + 4])
+        head_len = end + 4
+        raw = data[:head_len] if len(data) > head_len else data
+        client.last = now = time.monotonic()
         quick = quick_request(raw)
         if quick is not None and (not quick.length or (quick.length <= SMALL_BODY
-                                                       and len(buf) >= end + 4 + quick.length)):
-            return self._quick(client, quick, raw, end + 4)
+                                                       and len(data) >= head_len + quick.length)):
+            return self._quick(client, quick, data, raw, head_len, now)
         try:
             req, keep, host_value, targets, upgrade, status = self.plan(raw, client)
         except BadMessage as e:
@@ -294,86 +300,80 @@ class IngressProxy:
             client.close()
             return
         framing = req.framing
-        expect = req.get(b"expect")
-        small = framing == NO_BODY or (framing == LENGTH and req.length <= SMALL_BODY
-                                       and len(buf) >= end + 4 + req.length)
-        up = self.pool.take(targets[0]) if targets and small and upgrade is None and expect is None else None
+        used = head_len + (req.length if framing == LENGTH else 0)
+        small = framing == NO_BODY or (framing == LENGTH and req.length <= SMALL_BODY and len(data) >= used)
         if status and small:
-            del buf[:end + 4 + (req.length if framing == LENGTH else 0)]
+            client.buf += data[used:]
             client.write(simple_response(status, not keep))
             return self._after(client, keep)
+        up = self.pool.take(targets[0], now) \
+            if targets and small and upgrade is None and req.get(b"expect") is None else None
         if up is None:
             # Slow path: this request in a coroutine that owns the client connection.
-            del buf[:end + 4]
+            client.buf += data[head_len:]
             client.busy = client.owned = True
             self._spawn(self._slow_request(client, req, keep, host_value, targets, upgrade, status))
             return
-        body = b""
-        if framing == LENGTH:
-            body = bytes(buf[end + 4:end + 4 + req.length])
-            del buf[:end + 4 + req.length]
-        else:
-            del buf[:end + 4]
-        client.busy = True
-        up.client = client
-        up.request = self.upstream_head(req, host_value, client, None) + body
-        up.head_only = req.first[0] == b"HEAD"
-        up.idempotent = req.first[0] not in (b"POST", b"PATCH", b"LOCK")
-        up.keep = keep
-        up.http11 = req.first[2] == b"HTTP/1.1"
-        up.got_any = False
-        up.started = client.last
-        self.inflight.add(up)
-        up.write(up.request)
+        client.buf += data[used:]
+        self._send(client, up, self.upstream_head(req, host_value, client, None) + data[head_len:used],
+                   req.first[0], keep, req.first[2] == b"HTTP/1.1", now)
 
-    def _quick(self, client: ClientConn, q, raw: bytes, head_len: int) -> None:
+    def _quick(self, client: ClientConn, q, data: bytes, raw: bytes, head_len: int, now: float) -> None:
         """The fast path of a plain request: routed, and sent on an idle pooled connection."""
-        buf = client.buf
         host = self._hosts.get(q.host)
         if host is None:
             if len(self._hosts) > 4096:
                 self._hosts.clear()   # bounded: Host headers come from clients
             host = self._hosts[q.host] = normalize_host(q.host.decode("latin-1"))
-        target = q.target
+        head = q.head
+        start = len(q.method) + 1
+        target = head[start:head.find(b" ", start)]
         i = target.find(b"?")
         path = (target if i < 0 else target[:i]).decode("latin-1")
         table = self.state.table
         route = table.match(host, path)
         backend = route.backend if route is not None else table.default
-        targets = self.pick(backend) if backend is not None else None
-        if not targets:
-            del buf[:head_len + q.length]
+        used = head_len + q.length
+        if len(data) > used:
+            client.buf += data[used:]
+        eps = self.state.endpoints.get(backend.key) if backend is not None else None
+        if not eps:
             client.write(simple_response(503 if route is not None or backend is not None else 404, not q.keep))
             return self._after(client, q.keep)
-        up = self.pool.take(targets[0])
+        key = backend.key
+        rr = self._rr.get(key, 0)
+        self._rr[key] = rr + 1
+        up = self.pool.take(eps[rr % len(eps)], now)
         if up is None:
             # A new connection to dial: the general path, with the endpoints already picked.
             req = parse_head(raw)
             req.body_framing()
-            del buf[:head_len]
+            if q.length:
+                client.buf[:0] = data[head_len:used]
             client.busy = client.owned = True
+            n = len(eps)
+            targets = [eps[(rr + k) % n] for k in range(min(TRIES, n))]
             self._spawn(self._slow_request(client, req, q.keep, q.host, targets, None, 0))
             return
         ip = client.client_ip
-        parts = [q.method, b" ", target, b" HTTP/1.1\r\nHost: ", q.host, b"\r\n"]
-        for line in q.lines:
-            parts += (line, b"\r\n")
-        parts += (b"X-Forwarded-For: ", ip, b"\r\nX-Real-IP: ", ip, b"\r\nX-Forwarded-Proto: ", client.scheme,
-                  b"\r\nX-Forwarded-Host: ", q.host, b"\r\nX-Forwarded-Port: ", client.port, b"\r\n\r\n")
-        if q.length:
-            parts.append(bytes(buf[head_len:head_len + q.length]))
-        del buf[:head_len + q.length]
+        request = b"".join((head, b"X-Forwarded-For: ", ip, b"\r\nX-Real-IP: ", ip, b"\r\nX-Forwarded-Proto: ",
+                            client.scheme, b"\r\nX-Forwarded-Host: ", q.host, b"\r\nX-Forwarded-Port: ", client.port,
+                            b"\r\n\r\n", data[head_len:used] if q.length else b""))
+        self._send(client, up, request, q.method, q.keep, True, now)
+
+    def _send(self, client: ClientConn, up: UpstreamConn, request: bytes, method: bytes, keep: bool, http11: bool,
+              now: float) -> None:
         client.busy = True
         up.client = client
-        up.request = b"".join(parts)
-        up.head_only = q.method == b"HEAD"
-        up.idempotent = q.method not in (b"POST", b"PATCH", b"LOCK")
-        up.keep = q.keep
-        up.http11 = True
+        up.request = request
+        up.head_only = method == b"HEAD"
+        up.idempotent = method not in (b"POST", b"PATCH", b"LOCK")
+        up.keep = keep
+        up.http11 = http11
         up.got_any = False
-        up.started = client.last
+        up.started = now
         self.inflight.add(up)
-        up.write(up.request)
+        up.transport.write(request)
 
     def _after(self, client: ClientConn, keep: bool) -> None:
         """A request is answered: go on with the next one, or close."""
@@ -383,12 +383,14 @@ class IngressProxy:
             client.close()
             return
         client.consumed()
-        if client.write_paused:
+        if client._write_paused:
             # The client does not read its responses: no more requests of it until it does.
             client.busy = client.owned = True
             self._spawn(self._after_drain(client))
         elif client.buf:
-            self.next_request(client)
+            data = bytes(client.buf)
+            client.buf.clear()
+            self.next_request(client, data)
         elif client.eof:
             client.close()
 
@@ -400,34 +402,40 @@ class IngressProxy:
             return
         self._after(client, True)
 
-    def fast_response(self, up: UpstreamConn) -> None:
-        buf = up.buf
-        end = buf.find(b"\r\n\r\n")
+    def fast_response(self, up: UpstreamConn, data: bytes) -> None:
+        """A fast exchange's response bytes (all not yet used; the rest goes back to the buffer)."""
+        end = data.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > MAX_HEAD:
+            if len(data) > MAX_HEAD:
                 self.fast_failed(up, "response head too large")
+            else:
+                up.buf += data
             return
+        head_len = end + 4
         client = up.client
-        quick = quick_response(bytes(buf[:end + 4]), up.head_only)
+        raw = data[:head_len] if len(data) > head_len else data
+        quick = quick_response(raw, up.head_only)
         if quick is not None and quick[1] <= SMALL_BODY:
             head, length, reusable = quick
-            if len(buf) < end + 4 + length:
-                return   # the rest of the body is on its way
+            used = head_len + length
+            if len(data) < used:
+                up.buf += data   # the rest of the body is on its way
+                return
+            if len(data) > used:
+                up.abort()       # more than the response: nothing this connection says can be trusted
+                reusable = False
             self.inflight.discard(up)
-            body = bytes(buf[end + 4:end + 4 + length])
-            del buf[:end + 4 + length]
-            up.consumed()
             keep = up.keep
             extra = (b"\r\n" if up.http11 else b"\r\nConnection: keep-alive\r\n") if keep else b"\r\nConnection: close\r\n"
-            client.write(b"".join((head, extra, b"\r\n", body)))
+            client.write(b"".join((head, extra, b"\r\n", data[head_len:used] if length else b"")))
             if reusable:
-                self.pool.give(up)
+                self.pool.give(up, client.last)
             else:
                 up.client = None
                 up.abort()
             return self._after(client, keep)
         try:
-            resp = parse_head(bytes(buf[:end + 4]))
+            resp = parse_head(raw)
             status = resp.first[1]
             if up.head_only or status in (b"204", b"304"):
                 framing, length = NO_BODY, 0
@@ -442,24 +450,23 @@ class IngressProxy:
         if status[:1] == b"1" or framing in (CHUNKED, UNTIL_CLOSE) or length > SMALL_BODY:
             # Slow path for the response: a coroutine owns both connections from here.
             self.inflight.discard(up)
-            del buf[:end + 4]
+            up.buf += data[head_len:]
             up.client = None
             up.owned = client.owned = True
             self._spawn(self._slow_response(resp, up, client, up.keep, up.head_only, up.http11))
             return
-        if len(buf) < end + 4 + length:
-            return   # the rest of the body is on its way
+        used = head_len + length
+        if len(data) < used:
+            up.buf += data   # the rest of the body is on its way
+            return
         self.inflight.discard(up)
-        body = bytes(buf[end + 4:end + 4 + length])
-        del buf[:end + 4 + length]
-        up.consumed()
         keep = up.keep
         extra = b"" if keep else b"Connection: close\r\n"
         if keep and not up.http11:
             extra = b"Connection: keep-alive\r\n"
-        client.write(self.client_head(resp, extra) + body)
-        if resp.first[0] == b"HTTP/1.1" and b"close" not in resp.connection:
-            self.pool.give(up)
+        client.write(self.client_head(resp, extra) + data[head_len:used])
+        if len(data) == used and resp.first[0] == b"HTTP/1.1" and b"close" not in resp.connection:
+            self.pool.give(up, client.last)
         else:
             up.client = None
             up.abort()
@@ -595,7 +602,7 @@ class IngressProxy:
         last: Exception | None = None
         for addr in targets:
             if not fresh:
-                up = self.pool.take(addr)
+                up = self.pool.take(addr, time.monotonic())
                 if up is not None:
                     up.owned = True
                     return up, True
@@ -707,7 +714,7 @@ class IngressProxy:
             elif body_task is not None and (body_task.cancelled() or body_task.exception() is not None):
                 keep = reusable = False
             if ok and reusable:
-                self.pool.give(up)
+                self.pool.give(up, time.monotonic())
             else:
                 up.abort()
         return keep
