@@ -382,7 +382,8 @@ class IngressProxy:
         if not keep or client.lost:
             client.close()
             return
-        client.consumed()
+        if client._read_paused:
+            client.consumed()
         if client._write_paused:
             # The client does not read its responses: no more requests of it until it does.
             client.busy = client.owned = True
@@ -427,7 +428,8 @@ class IngressProxy:
             self.inflight.discard(up)
             keep = up.keep
             extra = (b"\r\n" if up.http11 else b"\r\nConnection: keep-alive\r\n") if keep else b"\r\nConnection: close\r\n"
-            client.write(b"".join((head, extra, b"\r\n", data[head_len:used] if length else b"")))
+            if not client.lost:
+                client.transport.write(b"".join((head, extra, b"\r\n", data[head_len:used] if length else b"")))
             if reusable:
                 self.pool.give(up, client.last)
             else:

@@ -167,22 +167,31 @@ class RouteTable:
     routes: list[Route] = field(default_factory=list)      # in precedence order
     default: Backend | None = None
     default_ingress: str = ""
-    # host -> routes that can match it, filled lazily (hosts repeat; the list scan does not)
-    _by_host: dict[str, list[Route]] = field(default_factory=dict)
+    # host -> (kind, path to compare, route) of the routes that can match it, filled lazily
+    # (hosts repeat; the list scan does not)
+    _by_host: dict[str, list[tuple[int, str, Route]]] = field(default_factory=dict)
 
-    def candidates(self, host: str) -> list[Route]:
+    def candidates(self, host: str) -> list[tuple[int, str, Route]]:
         got = self._by_host.get(host)
         if got is None:
-            got = [r for r in self.routes if host_matches(r.host, host)]
+            got = [(r.kind, r.path if r.kind == EXACT else r.path.rstrip("/"), r)
+                   for r in self.routes if host_matches(r.host, host)]
             if len(self._by_host) > 4096:
                 self._by_host.clear()   # bounded: Host headers come from clients
             self._by_host[host] = got
         return got
 
     def match(self, host: str, path: str) -> Route | None:
-        """The route for a request (host already normalized; path without query)."""
-        for r in self.candidates(host):
-            if path_matches(r.kind, r.path, path):
+        """The route for a request (host already normalized; path without query): path_matches
+        inlined, as this runs for every request."""
+        got = self._by_host.get(host)
+        if got is None:
+            got = self.candidates(host)
+        for kind, p, r in got:
+            if kind == EXACT:
+                if path == p:
+                    return r
+            elif not p or path == p or (path.startswith(p) and path[len(p)] == "/"):
                 return r
         return None
 

@@ -121,19 +121,31 @@ async def test_forwarded_headers_and_hop_by_hop_removed(env):
     a = await env.backend("127.0.0.2", named_app("a", seen))
     env.route([rule("a.example", "/", "svc-a")], {"svc-a": [a]})
     reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
-    writer.write(b"GET /h HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
-                 b"Keep-Alive: timeout=5\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 6.6.6.6\r\nTE: trailers\r\n\r\n")
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 OK")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
-    await reader.readexactly(length)
+    for _ in range(2):   # a new upstream connection, then the pooled one (the callback path)
+        writer.write(b"GET /h HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
+                     b"Keep-Alive: timeout=5\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 6.6.6.6\r\nTE: trailers\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
     writer.close()
-    h = {k.lower(): v for k, v in seen[0].items()}
-    assert h["x-forwarded-for"] == "192.0.2.1, 127.0.0.1"
-    assert h["x-real-ip"] == "127.0.0.1"
-    assert h["x-forwarded-proto"] == "http" and h["x-forwarded-host"] == "a.example"
-    assert h["x-forwarded-port"] == str(env.port) and h["host"] == "a.example"
-    assert "x-secret" not in h and "keep-alive" not in h and "te" not in h
+    assert len(seen) == 2 and env.proxy.pool.dials == 1
+    for headers in seen:
+        h = {k.lower(): v for k, v in headers.items()}
+        assert h["x-forwarded-for"] == "192.0.2.1, 127.0.0.1"
+        assert h["x-real-ip"] == "127.0.0.1"
+        assert h["x-forwarded-proto"] == "http" and h["x-forwarded-host"] == "a.example"
+        assert h["x-forwarded-port"] == str(env.port) and h["host"] == "a.example"
+        assert "x-secret" not in h and "keep-alive" not in h and "te" not in h
+    # A plain request (the one-pass parser's), on the pooled connection too.
+    async with aiohttp.ClientSession() as session:
+        for _ in range(2):
+            async with session.get(f"{env.url}/p?q=1", headers={"Host": "a.example"}) as r:
+                assert await r.text() == "a GET /p?q=1 0"
+    assert len(seen) == 4 and env.proxy.pool.dials == 1
+    h = {k.lower(): v for k, v in seen[3].items()}
+    assert h["x-forwarded-for"] == "127.0.0.1" and h["x-real-ip"] == "127.0.0.1" and h["host"] == "a.example"
+    assert h["x-forwarded-proto"] == "http" and h["x-forwarded-port"] == str(env.port)
 
 
 async def test_default_backend_404_and_503(env):
