@@ -23,6 +23,7 @@ not_ours`, for the server to forward or refuse.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -57,11 +58,22 @@ class NameError_(Exception):
     """The name does not exist (NXDOMAIN)."""
 
 
+@functools.lru_cache(maxsize=16384)
 def _ip(text: str):
+    # Cached: the same few addresses are parsed for every answer naming them.
     try:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=16384)
+def _address_rdata(host: str):
+    """(record type, dnslib rdata) of an address; None for text that is not one."""
+    addr = _ip(host)
+    if addr is None:
+        return None
+    return (QTYPE.A, A(host)) if addr.version == 4 else (QTYPE.AAAA, AAAA(host))
 
 
 def _dashed(ip: str) -> str:
@@ -240,22 +252,22 @@ class ClusterRecords:
     def _address_rrs(self, owner, addresses, qtype: int) -> list[RR]:
         out, seen = [], set()
         for host in addresses:
-            addr = _ip(host)
-            if addr is None or host in seen:
+            typed = _address_rdata(host)
+            if typed is None or typed[0] != qtype or host in seen:
                 continue
-            if qtype == QTYPE.A and addr.version == 4:
-                out.append(RR(owner, QTYPE.A, ttl=self.ttl, rdata=A(host)))
-            elif qtype == QTYPE.AAAA and addr.version == 6:
-                out.append(RR(owner, QTYPE.AAAA, ttl=self.ttl, rdata=AAAA(host)))
-            else:
-                continue
+            out.append(RR(owner, qtype, ttl=self.ttl, rdata=typed[1]))
             seen.add(host)
         return out
 
     def resolve(self, qname, qtype: int) -> Result:
         """The answer for one question; `qname` as asked (its case is kept in the answer)."""
-        owner = DNSLabel(qname)
-        name = str(owner).rstrip(".").lower()
+        owner = qname if isinstance(qname, DNSLabel) else DNSLabel(qname)
+        try:  # the labels joined, as str() spells them when none needs escaping (the usual case)
+            name = b".".join(owner.label).decode("ascii").lower()
+            if name.count(".") != len(owner.label) - 1 or "\\" in name:
+                raise ValueError
+        except ValueError:
+            name = str(owner).rstrip(".").lower()
         if name.endswith(".in-addr.arpa") or name.endswith(".ip6.arpa"):
             return self._resolve_reverse(owner, name, qtype)
         if name != self.zone and not name.endswith("." + self.zone):

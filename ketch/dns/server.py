@@ -18,7 +18,8 @@ import struct
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from ..client.informer import SharedInformers
-from .records import ClusterRecords
+from . import wire
+from .records import ClusterRecords, Result
 
 log = logging.getLogger("ketch.dns")
 
@@ -27,29 +28,6 @@ UDP_MAX_SIZE = 4096  # the largest EDNS0 buffer we honour
 FORWARD_TIMEOUT = 2.0  # seconds, as CoreDNS forward's dial+read budget for one try
 CACHE_LIMIT = 10_000
 SYNC_TIMEOUT = 5.0  # CoreDNS starts serving unsynced after 5 s
-
-
-def _plain_question(data: bytes) -> tuple[int, int, DNSQuestion] | None:
-    """(id, RD, question) of a standard query with one question and nothing else; None for
-    anything else (EDNS, compression, other opcodes), which dnslib's full parser reads."""
-    if len(data) < 17:
-        return None
-    ident, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", data)
-    if flags & 0xF800 or qd != 1 or an or ns or ar:  # QR or an opcode set, or more sections
-        return None
-    labels, pos = [], 12
-    while True:
-        length = data[pos]
-        if length == 0:
-            break
-        if length > 63 or pos + 1 + length > len(data):
-            return None
-        labels.append(bytes(data[pos + 1:pos + 1 + length]))
-        pos += 1 + length
-    if pos + 5 != len(data):
-        return None
-    qtype, qclass = struct.unpack_from("!HH", data, pos + 1)
-    return ident, (flags >> 8) & 1, DNSQuestion(DNSLabel(labels), qtype, qclass)
 
 
 def parse_hostport(text: str, default_port: int = 53) -> tuple[str, int]:
@@ -86,12 +64,12 @@ class DNSServer:
         cached = self._cache.get(key)
         if cached is not None:
             return data[:2] + cached
-        simple = _plain_question(data)
-        if simple is not None:
-            # The common query, read without dnslib's generic parser (the costlier half).
-            ident, rd, q = simple
-            reply = DNSRecord(DNSHeader(id=ident, qr=1, aa=1, ra=1, rd=rd), q=q)
-            udp_size = None
+        query = wire.parse_query(data)
+        if query is not None:
+            # The common query: read and answered without dnslib's generic parser and packer.
+            reply = None
+            qname, qtype = DNSLabel(query.labels), query.qtype
+            udp_size = None if query.udp_size is None else max(UDP_DEFAULT_SIZE, min(query.udp_size, UDP_MAX_SIZE))
         else:
             try:
                 request = DNSRecord.parse(data)
@@ -108,29 +86,46 @@ class DNSServer:
             if len(request.questions) != 1:
                 reply.header.rcode = RCODE.FORMERR
                 return reply.pack()
-            q = request.q
+            qname, qtype = request.q.qname, request.q.qtype
         try:
-            result = self.records.resolve(q.qname, q.qtype)
+            result = self.records.resolve(qname, qtype)
         except Exception:  # noqa: BLE001 - one odd object must not take the server down
-            log.exception("resolving %s %s", q.qname, QTYPE.get(q.qtype))
-            reply.header.rcode = RCODE.SERVFAIL
-            return reply.pack()
+            log.exception("resolving %s %s", qname, QTYPE.get(qtype))
+            result = Result(RCODE.SERVFAIL)
+        aa = 1
         if result.not_ours:
             if self.upstream is not None:
                 return None
-            reply.header.aa = 0
-            reply.header.rcode = RCODE.SERVFAIL
-            return reply.pack()
-        reply.header.rcode = result.rcode
-        for rr in result.answer:
-            reply.add_answer(rr)
-        for rr in result.authority:
-            reply.add_auth(rr)
-        packed = self._fit(reply, result.additional, None if max_size is None else (udp_size or max_size))
+            aa, result = 0, Result(RCODE.SERVFAIL)
+        limit = None if max_size is None else (udp_size or max_size)
+        packed = None
+        if query is not None:
+            packed = wire.pack_reply(query, 0x8080 | aa << 10 | query.echo | result.rcode, result.answer,
+                                     result.authority, result.additional, opt=udp_size is not None)
+            if packed is not None and limit is not None and len(packed) > limit:
+                packed = None  # too big: dnslib's path below cuts it to fit
+            if packed is None:
+                reply = self._reply_record(query, qname)
+        if packed is None:
+            reply.header.aa = aa
+            reply.header.rcode = result.rcode
+            for rr in result.answer:
+                reply.add_answer(rr)
+            for rr in result.authority:
+                reply.add_auth(rr)
+            packed = self._fit(reply, result.additional, limit)
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()  # the names asked often come back at once
         self._cache[key] = packed[2:]
         return packed
+
+    @staticmethod
+    def _reply_record(query: wire.Query, qname: DNSLabel) -> DNSRecord:
+        reply = DNSRecord(DNSHeader(id=query.ident, qr=1, aa=1, ra=1, rd=query.echo >> 8 & 1, cd=query.echo >> 4 & 1),
+                          q=DNSQuestion(qname, query.qtype, query.qclass))
+        if query.udp_size is not None:
+            reply.add_ar(EDNS0(udp_len=UDP_MAX_SIZE))
+        return reply
 
     @staticmethod
     def _edns_size(request: DNSRecord) -> int | None:

@@ -184,19 +184,35 @@ def test_wire_answers_of_the_server(zone, monkeypatch):
     from dnslib import DNSRecord, EDNS0
 
     from ketch.dns import server as dns_server
+    from ketch.dns import wire
+    zone.set_service(service("dual", cluster_ip="10.43.0.30", clusterIPs=["10.43.0.30", "fd00:43::30"]))
     srv = dns_server.DNSServer(zone)
-    for name, qtype in [("node-js.default.svc.cluster.local", "A"), ("_http._tcp.node-js-none.default.svc.cluster.local", "SRV"),
-                        ("nope.default.svc.cluster.local", "A"), ("Node-JS.default.svc.cluster.local", "AAAA")]:
-        query = bytes(DNSRecord.question(name, qtype).pack())
+    cases = [("node-js.default.svc.cluster.local", "A"), ("_http._tcp.node-js-none.default.svc.cluster.local", "SRV"),
+             ("_http._tcp.node-js.default.svc.cluster.local", "SRV"), ("nope.default.svc.cluster.local", "A"),
+             ("Node-JS.default.svc.cluster.local", "AAAA"), ("dual.default.svc.cluster.local", "AAAA"),
+             ("external.default.svc.cluster.local", "A"), ("20.0.43.10.in-addr.arpa", "PTR"),
+             ("cluster.local", "SOA"), ("cluster.local", "NS"), ("whaleset-0.sayhey-svc.default.svc.cluster.local", "A"),
+             ("node-js-none.default.svc.cluster.local", "TXT"), ("example.com", "A")]
+    queries = [DNSRecord.question(name, qtype) for name, qtype in cases]
+    for q in queries[:4]:
+        q = DNSRecord.parse(q.pack())
+        q.add_ar(EDNS0(udp_len=1232))
+        queries.append(q)
+    cd = DNSRecord.question("node-js.default.svc.cluster.local")
+    cd.header.cd = 1
+    queries.append(cd)
+    for q in queries:
+        query = bytes(q.pack())
         fast = srv.local_answer(query, 512)
         srv._cache.clear()
-        with monkeypatch.context() as m:  # the same bytes through dnslib's full parser
-            m.setattr(dns_server, "_plain_question", lambda data: None)
-            assert srv.local_answer(query, 512) == fast
+        with monkeypatch.context() as m:  # the same bytes through dnslib's parser and packer
+            m.setattr(wire, "parse_query", lambda data: None)
+            assert srv.local_answer(query, 512) == fast, q
         srv._cache.clear()
         assert srv.local_answer(query, 512) == fast  # and from the cache
         reply = DNSRecord.parse(fast)
-        assert reply.header.id == DNSRecord.parse(query).header.id and reply.header.aa and reply.header.rd
+        assert reply.header.id == q.header.id and reply.header.rd and reply.header.cd == q.header.cd
+        assert reply.header.aa == (str(q.q.qname) != "example.com.")
     garbage = srv.local_answer(b"\x12\x34\x01\x00" + b"\x00" * 8 + b"\xff", 512)
     assert DNSRecord.parse(garbage).header.rcode == RCODE.FORMERR
     notify = DNSRecord.question("cluster.local", "SOA")
@@ -206,3 +222,16 @@ def test_wire_answers_of_the_server(zone, monkeypatch):
     edns = DNSRecord.question("node-js-none.default.svc.cluster.local")
     edns.add_ar(EDNS0(udp_len=1232))
     assert any(rr.rtype == QTYPE.OPT for rr in DNSRecord.parse(srv.local_answer(bytes(edns.pack()), 512)).ar)
+
+
+def test_a_reply_too_big_for_udp_is_cut_and_flagged(zone):
+    from dnslib import DNSRecord
+
+    from ketch.dns.server import DNSServer
+    zone.set_service(service("big", cluster_ip="None"))
+    zone.set_endpoint_slice(endpoint_slice("big", [ep(f"10.42.3.{i}") for i in range(1, 61)]))
+    srv = DNSServer(zone)
+    query = bytes(DNSRecord.question("big.default.svc.cluster.local").pack())
+    udp, tcp = DNSRecord.parse(srv.local_answer(query, 512)), DNSRecord.parse(srv.local_answer(query, None))
+    assert udp.header.tc and 0 < len(udp.rr) < 60
+    assert not tcp.header.tc and len(tcp.rr) == 60
