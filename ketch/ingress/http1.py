@@ -175,29 +175,9 @@ _REQUEST_BAIL = re.compile(rb"\r\n(?:transfer-encoding|upgrade|expect|x-forwarde
 _RESPONSE_BAIL = re.compile(rb"\r\n(?:transfer-encoding|upgrade|trailer|te:|proxy-|[ \t])")
 
 
-def _field(raw: bytes, low: bytes, name: bytes) -> tuple[int, int, bytes] | None:
-    """The one field `name` (b"\r\nhost:") of a head: (start, end of its line, value); None when
-    absent; ValueError when repeated."""
-    i = low.find(name)
-    if i < 0:
-        return None
-    if low.find(name, i + len(name)) >= 0:
-        raise ValueError(name)
-    j = raw.find(b"\r\n", i + len(name))
-    return i, j, raw[i + len(name):j].strip()
-
-
-def _connection(raw: bytes, low: bytes) -> tuple[bytes, bool] | None:
-    """The head without a plain Connection field, and whether it said close; None for any other
-    Connection (tokens naming fields to drop: the general parser's work)."""
-    got = _field(raw, low, b"\r\nconnection:")
-    if got is None:
-        return raw, False
-    i, j, value = got
-    value = value.lower()
-    if value not in (b"close", b"keep-alive"):
-        return None
-    return raw[:i] + raw[j:], value == b"close"
+# The fields the one-pass parsers look at, found in the lowercased head in one regex call.
+_REQUEST_FIELDS = re.compile(rb"\r\n(host|content-length|connection):[ \t]*([^\r\n]*)")
+_RESPONSE_FIELDS = re.compile(rb"\r\n(content-length|connection|keep-alive):[ \t]*([^\r\n]*)")
 
 
 class QuickRequest:
@@ -217,19 +197,31 @@ def quick_request(raw: bytes) -> QuickRequest | None:
     low = raw.lower()
     if _REQUEST_BAIL.search(low) is not None or b" :" in low or b"\t:" in low:
         return None
-    try:
-        host = _field(raw, low, b"\r\nhost:")
-        length = _field(raw, low, b"\r\ncontent-length:")
-    except ValueError:
+    host = None
+    length = -1
+    keep = True
+    cut = None
+    for m in _REQUEST_FIELDS.finditer(low):
+        name = m.group(1)
+        if name == b"host":
+            if host is not None:
+                return None
+            host = raw[m.start(2):m.end(2)].rstrip()
+        elif name == b"content-length":
+            value = m.group(2).rstrip()
+            if length >= 0 or not value.isdigit():
+                return None
+            length = int(value)
+        else:
+            value = m.group(2).rstrip()
+            if cut is not None or value not in (b"close", b"keep-alive"):
+                return None   # tokens naming fields to drop: the general parser's work
+            keep = value != b"close"
+            cut = m.span()
+    if not host:
         return None
-    if host is None or not host[2]:
-        return None
-    if length is not None and not length[2].isdigit():
-        return None
-    conn = _connection(raw, low)
-    if conn is None:
-        return None
-    return QuickRequest(first[0], conn[0][:-2], host[2], not conn[1], int(length[2]) if length else 0)
+    head = raw[:-2] if cut is None else raw[:cut[0]] + raw[cut[1]:-2]
+    return QuickRequest(first[0], head, host, keep, max(length, 0))
 
 
 def quick_response(raw: bytes, head_only: bool) -> tuple[bytes, int, bool] | None:
@@ -241,22 +233,37 @@ def quick_response(raw: bytes, head_only: bool) -> tuple[bytes, int, bool] | Non
     low = raw.lower()
     if _RESPONSE_BAIL.search(low) is not None or b" :" in low or b"\t:" in low:
         return None
-    try:
-        length = _field(raw, low, b"\r\ncontent-length:")
-        conn = _connection(raw, low)
-        if conn is None:
-            return None
-        head = conn[0]
-        if b"\r\nkeep-alive:" in low:
-            low = head.lower()
-            i, j, _ = _field(head, low, b"\r\nkeep-alive:")
-            head = head[:i] + head[j:]
-    except ValueError:
-        return None
+    length = -1
+    reusable = True
+    cuts = None
+    for m in _RESPONSE_FIELDS.finditer(low):
+        name = m.group(1)
+        if name == b"content-length":
+            value = m.group(2).rstrip()
+            if length >= 0 or not value.isdigit():
+                return None
+            length = int(value)
+            continue
+        if name == b"connection":
+            value = m.group(2).rstrip()
+            if value == b"close":
+                reusable = False
+            elif value != b"keep-alive":
+                return None
+        if cuts is None:
+            cuts = [m.span()]
+        else:
+            cuts.append(m.span())
     if head_only or status in (b"204", b"304"):
-        n = 0
-    elif length is None or not length[2].isdigit():
+        length = 0
+    elif length < 0:
         return None
-    else:
-        n = int(length[2])
-    return head[:-4], n, not conn[1]
+    if cuts is None:
+        return raw[:-4], length, reusable
+    parts = []
+    at = 0
+    for start, end in cuts:
+        parts.append(raw[at:start])
+        at = end
+    parts.append(raw[at:-4])
+    return b"".join(parts), length, reusable
