@@ -75,8 +75,11 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None
     services_netns = netns or (f"/proc/{os.getpid()}/ns/net" if config.network == "host" else None)
     if services_netns:
         sockets = NetnsSockets(netns)     # None: the agent's own namespace
+        # NodePorts (and LoadBalancer ports, as k3s's ServiceLB) answer on the node's address, as
+        # kube-proxy's --nodeport-addresses=primary; a loopback node IP means every local address.
+        node_ips = () if kubelet.node_ip.startswith("127.") else (kubelet.node_ip,)
         components.append(Proxier(kubelet.informers, services_netns,
-                                  NodeFacts(config.node_name, (), config.cluster_cidr)))
+                                  NodeFacts(config.node_name, node_ips, config.cluster_cidr)))
         # NetworkPolicies: filter rules for this node's pods in the same namespace's FORWARD chain.
         components.append(NetworkPolicyEnforcer(kubelet.informers, services_netns, config.node_name))
         if netns:

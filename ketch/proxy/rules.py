@@ -12,7 +12,7 @@ import base64
 import functools
 import hashlib
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MASQ_MARK = "0x4000/0x4000"
 # Chains this proxy creates per service/endpoint; stale ones are deleted on the next sync.
@@ -65,7 +65,9 @@ class ServicePort:
     node_port: int = 0
     external_ips: list[str] = field(default_factory=list)
     lb_ips: list[str] = field(default_factory=list)
-    load_balancer: bool = False      # type LoadBalancer: also served at the node IPs on `port`
+    load_balancer: bool = False      # type LoadBalancer
+    on_node_ips: bool = False        # ... served at the node IPs on `port` (the oldest one per port)
+    created: str = ""                # the Service's creationTimestamp, which decides that
     external_local: bool = False     # externalTrafficPolicy: Local
     internal_local: bool = False     # internalTrafficPolicy: Local
     affinity_timeout: int = 0        # sessionAffinity ClientIP timeout; 0 = no affinity
@@ -141,8 +143,23 @@ def service_ports(services: list[dict], slices: list[dict], cache: dict | None =
     if cache is not None:
         cache.clear()
         cache.update(kept)
+    out = _claim_node_ports(out)
     out.sort(key=lambda sp: (sp.key, sp.protocol))
     return out
+
+
+def _claim_node_ports(ports: list[ServicePort]) -> list[ServicePort]:
+    """Which LoadBalancer serves each protocol/port at the node IPs: the oldest Service (k3s's
+    ServiceLB leaves a later one pending on a taken port; here it keeps its own address and just
+    does not get the node's). Changed ports are new objects: cached ones are never mutated."""
+    taken: set[tuple[str, int]] = set()
+    winners: set[int] = set()
+    for sp in sorted((p for p in ports if p.load_balancer), key=lambda p: (p.created, p.key, p.protocol)):
+        if (sp.protocol, sp.port) not in taken:
+            taken.add((sp.protocol, sp.port))
+            winners.add(id(sp))
+    return [sp if sp.on_node_ips == (id(sp) in winners) else replace(sp, on_node_ips=id(sp) in winners)
+            for sp in ports]
 
 
 def _service_ports(svc: dict, slices) -> list[ServicePort]:
@@ -171,6 +188,7 @@ def _service_ports(svc: dict, slices) -> list[ServicePort]:
             node_port=int(p.get("nodePort") or 0) if externally_reachable else 0,
             external_ips=[ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip)],
             lb_ips=lb_ips, load_balancer=svc_type == "LoadBalancer", affinity_timeout=timeout,
+            created=meta.get("creationTimestamp") or "",
             internal_local=spec.get("internalTrafficPolicy") == "Local")
         sp.external_local = spec.get("externalTrafficPolicy") == "Local" and (sp.has_external or sp.load_balancer)
         sp.endpoints = _endpoints_for(sp, slices)
@@ -311,7 +329,7 @@ def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFac
     external_eps = local_eps if sp.external_local else sp.endpoints
     # A LoadBalancer is also served on the service port at every node IP, as k3s' ServiceLB does
     # (it reports the node IPs as the ingress IPs, which kube-proxy then matches).
-    lb_ips = sp.lb_ips + [ip for ip in node.node_ips if sp.load_balancer and ip not in sp.lb_ips]
+    lb_ips = sp.lb_ips + [ip for ip in node.node_ips if sp.on_node_ips and ip not in sp.lb_ips]
     has_external = sp.has_external or bool(lb_ips)
     uses_cluster = bool(sp.endpoints) and (not sp.internal_local or (has_external and bool(external_eps)))
     uses_local = bool(local_eps) and (sp.internal_local or sp.external_local)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 import subprocess
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = start_agent_cluster(tmp_path_factory.mktemp("multinode"), nodes=3,
+    pool = f"127.0.1.{16 * random.randrange(1, 15)}/28"    # LoadBalancer addresses of our own
+    c = start_agent_cluster(tmp_path_factory.mktemp("multinode"), nodes=3, extra_args=["--service-lb-cidr", pool],
                             images=["busybox:latest", "jonbaier/node-express-info:latest", "debian:latest",
                                     "jonbaier/node-express-multi:latest", "jonbaier/pod-scaling:0.2",
                                     "jonbaier/pod-scaling:0.3", "jonbaier/httpwhalesay:0.2"])
@@ -300,3 +302,33 @@ def test_killing_the_agents_does_not_interrupt_established_service_traffic(clust
     assert after > before, "the established connection kept flowing through the restart"
     numbers = [int(n) for n in exec_out(cluster, "listener", "cat", "/tmp/out").split()]
     assert numbers == list(range(len(numbers))), "one unbroken stream"
+
+
+def test_book_custom_service_and_endpoints_point_at_a_load_balancer(cluster):
+    """Listings 3-10/3-11: a Service without a selector and hand-written Endpoints pointing at the
+    node-js-multi load balancer, which (as k3s's ServiceLB) serves its port on every node's
+    address; the book's file has a placeholder IP, so the test fills in node 2's."""
+    for f in ("nodejs-multi-controller.yaml", "nodejs-multi-service.yaml"):
+        cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / f))
+    external = wait_for(lambda: (cluster.server.kubectl_json("get", "svc", "node-js-multi")["status"]
+                                 .get("loadBalancer") or {}).get("ingress"), 30, "an EXTERNAL-IP")
+    assert external[0]["ip"].startswith("127.0.1.")
+    # (The older of two LoadBalancers on one port holds it at the node IPs; creationTimestamps
+    # have seconds, so the book's order — custom-service well after node-js-multi — matters.)
+    wait_for(lambda: any(e["conditions"].get("ready") for s in cluster.server.kubectl_json(
+        "get", "endpointslices", "-l", "kubernetes.io/service-name=node-js-multi")["items"]
+        for e in s.get("endpoints") or []), 60, "node-js-multi ready")
+    time.sleep(1.1)
+    node2 = cluster.server.kubectl_json("get", "node", cluster.node_names[1])
+    node2_ip = next(a["address"] for a in node2["status"]["addresses"] if a["type"] == "InternalIP")
+    cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / "nodejs-custom-service.yaml"))
+    endpoints = (BOOK / "Chapter03" / "nodejs-custom-endpoint.yaml").read_text()
+    placeholder = cluster.kubectl("apply", "-f", "-", input=endpoints, check=False)
+    assert placeholder.returncode != 0, "the book's placeholder is not an IP address"
+    cluster.kubectl("apply", "-f", "-", input=endpoints.replace("<ENTER IP TO POINT SERVICE TO>", node2_ip))
+    described = cluster.kubectl("describe", "service", "custom-service").stdout
+    assert f"{node2_ip}:80" in described
+    client_pod(cluster, "custom-client", cluster.node_names[0])
+    wait_for(lambda: "node-js-multi-" in exec_out(cluster, "custom-client", "wget", "-qO-",
+                                                  "http://custom-service/", check=False), 60,
+             "custom-service answering with node-js-multi's page", interval=0.5)

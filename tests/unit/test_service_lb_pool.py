@@ -96,3 +96,14 @@ def test_load_balancer_rules_at_node_ips_and_none_for_loopback_ingress():
     # Without endpoints the node IP's service port is rejected, as the other external addresses.
     text = build_rules([s], [], NodeFacts("n1", ("172.30.0.2",), "10.42.0.0/16"))
     assert '"default/web has no endpoints" -m tcp -p tcp -d 172.30.0.2 --dport 80 -j REJECT' in text
+
+
+def test_the_oldest_load_balancer_holds_a_port_at_the_node_ips():
+    old = svc("old", "LoadBalancer", [{"port": 80, "nodePort": 31080}], ingress=["127.0.1.1"])
+    new = svc("aaa-new", "LoadBalancer", [{"port": 80, "nodePort": 31081}], ingress=["127.0.1.2"])
+    old["metadata"]["creationTimestamp"], new["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z", \
+        "2026-01-02T00:00:00Z"
+    text = build_rules([new, old], [], NodeFacts("n1", ("172.30.0.2",), "10.42.0.0/16"))
+    at_node = [ln for ln in text.splitlines() if "-d 172.30.0.2 --dport 80" in ln]
+    assert len(at_node) == 1 and "default/old" in at_node[0]
+    assert "--dport 31081" in text, "the later one keeps its node port"
