@@ -82,6 +82,9 @@ class ClientConn(Conn):
         self.client_ip = str(peer[0]).encode()
         self.port = str(local[1]).encode()
         self.self_host = f"{local[0]}:{local[1]}".encode()   # the Host of an HTTP/1.0 request without one
+        # What the fast path adds to every request of this connection, after X-Forwarded-Host.
+        self.forwarded = (b"\r\nX-Forwarded-For: %s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %s"
+                          b"\r\n\r\n" % (self.client_ip, self.client_ip, self.scheme, self.port))
         self.proxy.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -209,7 +212,8 @@ class IngressProxy:
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.inflight: set[UpstreamConn] = set()   # fast exchanges waiting for their response
-        self._hosts: dict[bytes, str] = {}         # Host header -> normalized host
+        self._routes: dict[tuple[bytes, bytes], tuple] = {}   # (Host, path) -> (route, backend)
+        self._routes_of: RoutingState | None = None
 
     def protocol(self, scheme: bytes = b"http"):
         if self._sweeper is None:
@@ -335,23 +339,28 @@ class IngressProxy:
 
     def _quick(self, client: ClientConn, q, data: bytes, raw: bytes, head_len: int, now: float) -> None:
         """The fast path of a plain request: routed, and sent on an idle pooled connection."""
-        host = self._hosts.get(q.host)
-        if host is None:
-            if len(self._hosts) > 4096:
-                self._hosts.clear()   # bounded: Host headers come from clients
-            host = self._hosts[q.host] = normalize_host(q.host.decode("latin-1"))
         head = q.head
         start = len(q.method) + 1
         target = head[start:head.find(b" ", start)]
         i = target.find(b"?")
-        path = (target if i < 0 else target[:i]).decode("latin-1")
-        table = self.state.table
-        route = table.match(host, path)
-        backend = route.backend if route is not None else table.default
+        path = target if i < 0 else target[:i]
+        state = self.state
+        if state is not self._routes_of:
+            self._routes.clear()      # routes of the previous state
+            self._routes_of = state
+        hit = self._routes.get((q.host, path))
+        if hit is None:
+            # Host and path -> route, for this routing state (bounded: they come from clients).
+            route = state.table.match(normalize_host(q.host.decode("latin-1")), path.decode("latin-1"))
+            hit = (route, route.backend if route is not None else state.table.default)
+            if len(self._routes) > 4096:
+                self._routes.clear()
+            self._routes[(q.host, path)] = hit
+        route, backend = hit
         used = head_len + q.length
         if len(data) > used:
             client.buf += data[used:]
-        eps = self.state.endpoints.get(backend.key) if backend is not None else None
+        eps = state.endpoints.get(backend.key) if backend is not None else None
         if not eps:
             client.write(simple_response(503 if route is not None or backend is not None else 404, not q.keep))
             return self._after(client, q.keep)
@@ -370,10 +379,8 @@ class IngressProxy:
             targets = [eps[(rr + k) % n] for k in range(min(TRIES, n))]
             self._spawn(self._slow_request(client, req, q.keep, q.host, targets, None, 0))
             return
-        ip = client.client_ip
-        request = b"".join((head, b"X-Forwarded-For: ", ip, b"\r\nX-Real-IP: ", ip, b"\r\nX-Forwarded-Proto: ",
-                            client.scheme, b"\r\nX-Forwarded-Host: ", q.host, b"\r\nX-Forwarded-Port: ", client.port,
-                            b"\r\n\r\n", data[head_len:used] if q.length else b""))
+        request = b"".join((head, b"X-Forwarded-Host: ", q.host, client.forwarded,
+                            data[head_len:used] if q.length else b""))
         self._send(client, up, request, q.method, q.keep, True, now)
 
     def _send(self, client: ClientConn, up: UpstreamConn, request: bytes, method: bytes, keep: bool, http11: bool,
