@@ -4,13 +4,14 @@ PY := .venv/bin/python
 setup:
 	@scripts/setup.sh
 
-# One real node (its agent runs the pods with runc; the pods' network lives in the network
-# namespace ketch-host, standing in for the machine's, so nothing of the host's network changes),
-# plus NODES simulated ones (default none).
-NODES ?= 0
+# NODES real nodes (default 1; their agents run the pods with runc), each in a network namespace
+# standing in for a machine (ketch-host, ketch-host-2, ...) on one underlay, plus SIMULATED
+# simulated ones (default none).
+NODES ?= 1
+SIMULATED ?= 0
 up: setup images
 	.venv/bin/ketch server --write-kubeconfig $(CURDIR)/.ketch/kubeconfig --data-dir $(CURDIR)/.ketch/data \
-		--node-netns ketch-host --simulate-nodes $(NODES)
+		--node-netns ketch-host --nodes $(NODES) --simulate-nodes $(SIMULATED)
 
 # After `make up` stopped: remove its pods (containers outlive the agent, which adopts them on restart).
 down: setup

@@ -23,13 +23,14 @@ async def killall(data_dir: Path) -> int:
     store = ImageStore(data_dir / "images")
     for node_root in sorted((data_dir / "agent").glob("*")):
         runtime_root = node_root / "runtime"
-        if not runtime_root.is_dir():
-            continue
         try:
             facts = json.loads((node_root / "agent.json").read_text())
         except (OSError, ValueError):
             facts = {}
         netns, underlay = facts.get("node_netns"), facts.get("underlay")
+        if not runtime_root.is_dir():      # set up no further than its network
+            _remove_network(netns, underlay)
+            continue
         runtime = RuncRuntime(runtime_root, store, host_netns=f"/run/netns/{netns}" if netns else None)
         for sandbox in await runtime.list_pod_sandboxes():
             await runtime.stop_pod_sandbox(sandbox.id)
@@ -41,8 +42,12 @@ async def killall(data_dir: Path) -> int:
         for uid in volumes.pod_uids_on_disk():
             await volumes.teardown(uid)
         await runtime.close()
-        if netns and underlay:
-            nodenet.detach(netns, underlay)
-        if netns and (Path("/run/netns") / netns).exists():
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        _remove_network(netns, underlay)
     return removed
+
+
+def _remove_network(netns: str | None, underlay: str | None) -> None:
+    if netns and underlay:
+        nodenet.detach(netns, underlay)
+    if netns and (Path("/run/netns") / netns).exists():
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)

@@ -20,7 +20,7 @@ from .runtime.namespaces import NetnsSockets
 log = logging.getLogger("ketch.agent.dns")
 
 DNS_NAMESPACE, DNS_SERVICE = "kube-system", "kube-dns"
-MANAGED_BY = "agent.ketch.io"
+MANAGED_BY = "agent.ketch.io"   # the node lifecycle controller knows this name too
 REPUBLISH = 60.0   # the slice is checked this often (someone may have deleted it)
 
 
@@ -67,9 +67,24 @@ class NodeDNS(Background):
                 await asyncio.sleep(REPUBLISH)
         finally:
             await self.dns.stop()
+            await self._withdraw(ip)
+
+    async def _withdraw(self, ip: str) -> None:
+        """On a clean stop: the endpoint is not ready (best effort, briefly: a killed agent leaves
+        that to the node lifecycle controller, which does it when the Node goes NotReady)."""
+        if not self.kubelet.node_uid:
+            return
+        gone = endpoint_slice(self.kubelet.node_name, self.kubelet.node_uid, ip, self.port)
+        gone["endpoints"][0]["conditions"] = {"ready": False, "serving": False, "terminating": True}
+        try:
+            await asyncio.wait_for(self._put(gone), 2.0)
+        except (Exception, asyncio.TimeoutError):  # noqa: BLE001 - stopping anyway
+            log.info("could not mark the node's DNS endpoint not ready")
 
     async def publish(self, ip: str) -> None:
-        want = endpoint_slice(self.kubelet.node_name, self.kubelet.node_uid, ip, self.port)
+        await self._put(endpoint_slice(self.kubelet.node_name, self.kubelet.node_uid, ip, self.port))
+
+    async def _put(self, want: dict) -> None:
         name = want["metadata"]["name"]
         try:
             have = await self.slices.get(name)

@@ -84,16 +84,31 @@ def _uplink_address(node_netns: str) -> str | None:
 
 @contextlib.contextmanager
 def _locked(underlay: str):
+    """One lock for every underlay of the machine: nothing per underlay to leak or race on."""
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_DIR / f"{underlay}.lock", "w") as f:
+    with open(LOCK_DIR / "underlay.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
+
+
+def check_underlay_cidr(cidr: str, *others: str) -> str:
+    """The underlay CIDR if usable: IPv4, room for a gateway and nodes, clear of loopback and of
+    the cluster's other ranges (pod and service CIDRs); ValueError says why not."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    if network.version != 4 or network.prefixlen > 29:
+        raise ValueError(f"{cidr}: the underlay needs an IPv4 range of /29 or larger")
+    if network.is_loopback:
+        raise ValueError(f"{cidr}: the underlay cannot be loopback")
+    for other in others:
+        if other and network.overlaps(ipaddress.ip_network(other, strict=False)):
+            raise ValueError(f"{cidr} overlaps {other}")
+    return str(network)
 
 
 def attach(node_netns: str, underlay: str, cidr: str = DEFAULT_UNDERLAY_CIDR) -> str:
     """Give `node_netns` its uplink on `underlay` (both made if missing); returns the node's
     address. Idempotent: a second call (an agent restart) returns the same address."""
-    network = ipaddress.ip_network(cidr)
+    network = ipaddress.ip_network(cidr, strict=False)
     gateway = next(network.hosts())
     with _locked(underlay):
         _ensure_netns(underlay)
@@ -153,7 +168,7 @@ def default_route_address() -> str | None:
 def node_routes(nodes: list[dict], own_name: str, cidr: str | None) -> dict[str, str]:
     """podCIDR -> next hop for every other node whose InternalIP is on the underlay (cidr None:
     every other node)."""
-    network = ipaddress.ip_network(cidr) if cidr else ipaddress.ip_network("0.0.0.0/0")
+    network = ipaddress.ip_network(cidr, strict=False) if cidr else ipaddress.ip_network("0.0.0.0/0")
     routes = {}
     for node in nodes:
         if node["metadata"]["name"] == own_name:
@@ -161,9 +176,10 @@ def node_routes(nodes: list[dict], own_name: str, cidr: str | None) -> dict[str,
         ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
                    if a.get("type") == "InternalIP"), None)
         try:
-            if ip is None or ipaddress.ip_address(ip) not in network:
-                continue
+            address = ipaddress.ip_address(ip) if ip is not None else None
         except ValueError:
+            continue
+        if address is None or address not in network or address.is_loopback:
             continue
         for pod_cidr in (node.get("spec") or {}).get("podCIDRs") or [(node.get("spec") or {}).get("podCIDR")]:
             if pod_cidr and ":" not in pod_cidr:
@@ -182,6 +198,7 @@ class HostGwRoutes(Background):
         self.node_name = node_name
         self.cidr = cidr
         self.nodes = informers.informer("v1", "Node")
+        self._refused: dict[str, str] = {}    # routes the kernel refused (said once)
         self._changed = asyncio.Event()
         self.nodes.add_handlers(on_add=lambda _: self._changed.set(),
                                 on_update=lambda _old, _new: self._changed.set(),
@@ -197,14 +214,22 @@ class HostGwRoutes(Background):
     def sync(self) -> None:
         want = node_routes(self.nodes.list(), self.node_name, self.cidr)
         have = self.current()
-        for dst, via in want.items():
-            if have.get(dst) != via:
-                # On the underlay the next hop is out of the uplink; on a real machine wherever the
-                # kernel finds it directly (a next hop behind a router is refused: host-gw needs one L2).
-                dev = ("dev", UPLINK) if self.netns else ()
-                _ip("route", "replace", dst, "via", via, *dev, "proto", ROUTE_PROTOCOL, netns=self.netns)
         for dst in have.keys() - want.keys():
             _ip("route", "del", dst, "proto", ROUTE_PROTOCOL, netns=self.netns, check=False)
+        for dst, via in want.items():
+            if have.get(dst) == via:
+                continue
+            # On the underlay the next hop is out of the uplink; on a real machine wherever the kernel
+            # finds it directly (a next hop behind a router is refused: host-gw needs one L2).
+            dev = ("dev", UPLINK) if self.netns else ()
+            try:
+                _ip("route", "replace", dst, "via", via, *dev, "proto", ROUTE_PROTOCOL, netns=self.netns)
+            except NodeNetError as e:   # one node's route, not the others'
+                if self._refused.get(dst) != via:
+                    log.warning("no route to node pods %s via %s: %s", dst, via, e)
+                self._refused[dst] = via
+            else:
+                self._refused.pop(dst, None)
 
     async def run(self) -> None:
         await self.nodes.synced.wait()

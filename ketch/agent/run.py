@@ -47,21 +47,22 @@ def ensure_netns(name: str) -> str:
     return str(path)
 
 
-def build(client: Client, config: AgentConfig, host_netns: str | None = None
-          ) -> tuple[Kubelet, KubeletServer, list[Background]]:
+async def build(client: Client, config: AgentConfig, host_netns: str | None = None
+                ) -> tuple[Kubelet, KubeletServer, list[Background]]:
     """The agent's parts: the kubelet, its API server, and the node's network services (each a
     Background, started once the kubelet API listens)."""
+    config.root.mkdir(parents=True, exist_ok=True)
+    # What `ketch killall` needs to clear this node after the agent stopped (written first: even a
+    # node whose setup failed half way is cleared).
+    (config.root / "agent.json").write_text(json.dumps({"node_name": config.node_name, "node_netns": host_netns,
+                                                        "underlay": config.underlay if host_netns else ""}))
     netns = ensure_netns(host_netns) if host_netns else None
     if netns and config.underlay:
-        address = nodenet.attach(host_netns, config.underlay, config.underlay_cidr)
+        address = await asyncio.to_thread(nodenet.attach, host_netns, config.underlay, config.underlay_cidr)
         config.node_ip = config.node_ip or address
     if config.network == "host" and not config.node_ip:
         config.node_ip = nodenet.default_route_address() or ""
     config.node_ip = config.node_ip or "127.0.0.1"
-    config.root.mkdir(parents=True, exist_ok=True)
-    # What `ketch killall` needs to clear this node after the agent stopped.
-    (config.root / "agent.json").write_text(json.dumps({"node_name": config.node_name, "node_netns": host_netns,
-                                                        "underlay": config.underlay if netns else ""}))
     store = ImageStore(config.data_dir / "images")
     runtime = RuncRuntime(config.root / "runtime", store, CNIConfig(), host_netns=netns,
                           cgroup_root=config.cgroup_root)
@@ -75,18 +76,19 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None
     services_netns = netns or (f"/proc/{os.getpid()}/ns/net" if config.network == "host" else None)
     if services_netns:
         sockets = NetnsSockets(netns)     # None: the agent's own namespace
-        # NodePorts (and LoadBalancer ports, as k3s's ServiceLB) answer on the node's address, as
-        # kube-proxy's --nodeport-addresses=primary; a loopback node IP means every local address.
-        node_ips = () if kubelet.node_ip.startswith("127.") else (kubelet.node_ip,)
+        # In a node namespace NodePorts (and LoadBalancer ports, as k3s's ServiceLB) answer on the
+        # node's address, as kube-proxy's --nodeport-addresses=primary; on a real machine on every
+        # local address, kube-proxy's default.
+        node_ips = (kubelet.node_ip,) if netns and not kubelet.node_ip.startswith("127.") else ()
         components.append(Proxier(kubelet.informers, services_netns,
                                   NodeFacts(config.node_name, node_ips, config.cluster_cidr)))
         # NetworkPolicies: filter rules for this node's pods in the same namespace's FORWARD chain.
         components.append(NetworkPolicyEnforcer(kubelet.informers, services_netns, config.node_name))
-        if netns:
-            # NodePorts and the ServiceLB's loopback addresses, published on the host's loopback
-            # (with --network host they are on the machine's own addresses already).
-            components.append(HostPublisher(kubelet.informers, sockets, kubelet.node_ip,
-                                            recorder=kubelet.recorder.for_component("kube-proxy")))
+        # NodePorts and the ServiceLB's loopback addresses, published on the host's loopback (with
+        # --network host the NodePorts are on the machine's own addresses already).
+        components.append(HostPublisher(kubelet.informers, sockets, kubelet.node_ip,
+                                        recorder=kubelet.recorder.for_component("kube-proxy"),
+                                        node_ports=bool(netns)))
         if config.serve_dns:
             components.append(NodeDNS(kubelet, sockets, zone=config.cluster_domain, upstream=config.dns_upstream))
         if config.underlay and netns:
@@ -100,7 +102,7 @@ def build(client: Client, config: AgentConfig, host_netns: str | None = None
 
 async def run(client: Client, config: AgentConfig, host_netns: str | None = None,
               started: asyncio.Event | None = None) -> None:
-    kubelet, server, components = build(client, config, host_netns)
+    kubelet, server, components = await build(client, config, host_netns)
     await server.start()
     kubelet.kubelet_url = server.url
     for component in components:

@@ -27,6 +27,10 @@ def _server(args: argparse.Namespace) -> int:
     if args.nodes < 1 or (args.nodes > 1 and (args.disable_agent or not args.node_netns)):
         print("ketch server: --nodes N needs N >= 1, a --node-netns and the agent", file=sys.stderr)
         return 2
+    error = None if args.disable_agent else _agent_flags_error(args)
+    if error:
+        print(f"ketch server: {error}", file=sys.stderr)
+        return 2
     kubeconfig = Path(args.write_kubeconfig) if args.write_kubeconfig else data_dir / "kubeconfig.yaml"
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
@@ -34,8 +38,8 @@ def _server(args: argparse.Namespace) -> int:
                           metrics_allow_remote_kubelets=args.metrics_allow_remote_kubelets,
                           cluster_dns=next((d for d in (args.cluster_dns or "").split(",") if d), ""))
 
-    async def run() -> None:
-        stop = asyncio.Event()
+    async def run() -> bool:
+        stop, failed = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -58,7 +62,7 @@ def _server(args: argparse.Namespace) -> int:
                 components.append(asyncio.create_task(_agent_task(
                     run_agent, server.component_kubeconfig(f"node-{agent_config.node_name}",
                                                            f"system:node:{agent_config.node_name}"),
-                    agent_config, netns)))
+                    agent_config, netns, failed)))
         if args.simulate_nodes:
             from ..simulate.run import run as simulate
             from ..simulate.simulator import SimulatorConfig
@@ -68,16 +72,19 @@ def _server(args: argparse.Namespace) -> int:
         print(f"ketch: API server (Kubernetes v{schema.KUBERNETES_VERSION}) is serving on {config.url}", flush=True)
         print(f"ketch: point kubectl at it with:  export KUBECONFIG={kubeconfig}", flush=True)
         try:
-            await stop.wait()
+            waits = [asyncio.ensure_future(e.wait()) for e in (stop, failed)]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
         finally:
             print("ketch: shutting down", flush=True)
             for task in components:
                 task.cancel()
             await asyncio.gather(*components, return_exceptions=True)
             await server.stop()
+        return not failed.is_set()
 
-    _run(run())
-    return 0
+    return 0 if _run(run()) else 1
 
 
 def _bytes(text: str) -> int:
@@ -103,16 +110,13 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
 
     from ..agent.kubelet import AgentConfig
     labels = dict(kv.split("=", 1) for kv in (args.node_labels or "").split(",") if "=" in kv)
-    if args.network and args.node_netns:
-        print("ketch: --network host and --node-netns exclude each other", file=sys.stderr)
-        sys.exit(2)
     return AgentConfig(node_name=args.node_name or socket.gethostname().lower(), data_dir=data_dir,
                        node_ip=args.node_ip, address=args.kubelet_address, port=args.kubelet_port,
                        cluster_dns=[d for d in (args.cluster_dns or "").split(",") if d],
                        cluster_domain=args.cluster_domain, max_pods=args.max_pods, labels=labels,
                        cgroup_root=args.cgroup_root,
                        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
-                       cluster_cidr=args.cluster_cidr,
+                       cluster_cidr=args.cluster_cidr or DEFAULT_CLUSTER_CIDR,
                        underlay=(args.underlay or f"{args.node_netns}-net") if args.node_netns else "",
                        underlay_cidr=args.underlay_cidr, serve_dns=not args.disable_dns,
                        network=args.network or "",
@@ -123,6 +127,33 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        container_log_max_files=args.container_log_max_files)
 
 
+DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
+
+
+def _agent_flags_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the agent flags, before anything starts."""
+    from ..agent import nodenet
+    from ..apiserver.allocators import SERVICE_CIDR
+    from ..dns.server import parse_hostport
+    import ipaddress
+    if args.network and args.node_netns:
+        return "--network host and --node-netns exclude each other"
+    try:
+        nodenet.check_underlay_cidr(args.underlay_cidr, args.cluster_cidr or DEFAULT_CLUSTER_CIDR,
+                                    str(SERVICE_CIDR), getattr(args, "service_lb_cidr", "") or "")
+    except ValueError as e:
+        return f"--underlay-cidr: {e}"
+    if args.dns_upstream:
+        try:
+            host, port = parse_hostport(args.dns_upstream)
+            ipaddress.ip_address(host)
+            if not 0 < port < 65536:
+                raise ValueError(port)
+        except ValueError:
+            return f"--dns-upstream {args.dns_upstream}: want IP:PORT"
+    return None
+
+
 def _local_nodes(args: argparse.Namespace, data_dir: Path) -> list:
     """(AgentConfig, node netns) of each node `ketch server` runs on this machine: the first as the
     flags say, the others (--nodes N) named NAME-2.., in namespaces NETNS-2.. on the same underlay,
@@ -131,18 +162,24 @@ def _local_nodes(args: argparse.Namespace, data_dir: Path) -> list:
     first = _agent_config(args, data_dir)
     nodes = [(first, args.node_netns)]
     for i in range(2, args.nodes + 1):
+        # Static pods are the machine's: they run on the first node only.
         nodes.append((dataclasses.replace(first, node_name=f"{first.node_name}-{i}", port=0, node_ip="",
-                                          cgroup_root=f"{first.cgroup_root}-{i}"), f"{args.node_netns}-{i}"))
+                                          cgroup_root=f"{first.cgroup_root}-{i}", pod_manifest_path=None),
+                      f"{args.node_netns}-{i}"))
     return nodes
 
 
-async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None) -> None:
+async def _agent_task(run_agent, kubeconfig_path: Path, config, netns: str | None, failed: asyncio.Event) -> None:
+    """One in-process agent; if it fails, the server stops with it (as k3s does), saying why."""
     from ..client import kubeconfig
     from ..client.rest import Client
     from ..agent.run import API_CONNECTIONS, USER_AGENT
     client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT, connections=API_CONNECTIONS)
     try:
         await run_agent(client, config, netns)
+    except Exception:  # noqa: BLE001 - reported, then the whole server goes
+        logging.getLogger("ketch.agent").exception("the agent of node %s failed", config.node_name)
+        failed.set()
     finally:
         await client.close()
 
@@ -152,6 +189,10 @@ def _agent(args: argparse.Namespace) -> int:
     from ..client import kubeconfig
     from ..client.rest import Client
     data_dir = Path(args.data_dir or default_data_dir())
+    error = _agent_flags_error(args)
+    if error:
+        print(f"ketch agent: {error}", file=sys.stderr)
+        return 2
     config = _agent_config(args, data_dir)
     if args.kubeconfig:
         client_config = kubeconfig.load(args.kubeconfig)
@@ -276,12 +317,12 @@ def _scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(coro) -> None:
+def _run(coro):
     try:
         import uvloop
-        uvloop.run(coro)
     except ImportError:
-        asyncio.run(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _kubectl(args: list[str]) -> int:

@@ -61,6 +61,9 @@ SECONDARY_EVICTION_RATE = 0.01
 MONITOR = ("monitor",)  # the work-queue key of the periodic health pass
 
 
+AGENT_MANAGER = "agent.ketch.io"     # endpointslice.kubernetes.io/managed-by of the agents' own slices
+
+
 def _rfc3339(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -215,6 +218,7 @@ class NodeLifecycleController(Controller):
                 self.recorder.event(_node_ref(updated), NORMAL, "NodeNotReady",
                                     f"Node {updated['metadata']['name']} status is now: NodeNotReady")
                 await self._mark_pods_not_ready(updated["metadata"]["name"])
+                await self._mark_agent_endpoints_not_ready(updated["metadata"]["name"])
         self._handle_disruption(current)
         for node, status in current:
             try:
@@ -291,6 +295,28 @@ class NodeLifecycleController(Controller):
                 log.info("pod %s/%s: marking not ready: %s", meta["namespace"], meta["name"], e.message)
                 continue
             self.recorder.event(pod, WARNING, "NodeNotReady", "Node is not ready")
+
+    async def _mark_agent_endpoints_not_ready(self, node_name: str) -> None:
+        """The endpoints node agents serve themselves (cluster DNS, ketch/agent/nodedns.py) stand for
+        pods of their node: not ready with it, as its pods are. The agent sets them ready again."""
+        slices = self.client.resource("discovery.k8s.io/v1", "EndpointSlice")
+        try:
+            listed = await slices.list(labelSelector=f"endpointslice.kubernetes.io/managed-by={AGENT_MANAGER}")
+        except ApiError as e:
+            log.info("agent endpoints of node %s: %s", node_name, e.message)
+            return
+        for sl in listed.get("items") or ():
+            endpoints = sl.get("endpoints") or []
+            if not any(e.get("nodeName") == node_name and (e.get("conditions") or {}).get("ready") is not False
+                       for e in endpoints):
+                continue
+            for e in endpoints:
+                if e.get("nodeName") == node_name:
+                    e["conditions"] = {**(e.get("conditions") or {}), "ready": False, "serving": False}
+            try:
+                await slices.update(sl)
+            except ApiError as e:
+                log.info("agent endpoints of node %s: %s", node_name, e.message)
 
     def _handle_disruption(self, current: list[tuple[dict, str | None]]) -> None:
         """Zone states and their tainting rates (handleDisruption)."""

@@ -108,9 +108,11 @@ def test_book_chapter3_services_across_three_nodes(cluster):
 def test_cluster_dns_from_another_namespace(cluster):
     svc = cluster.server.kubectl_json("get", "svc", "kube-dns", "-n", "kube-system")
     assert svc["spec"]["clusterIP"] == "10.43.0.10"
-    slices = cluster.server.kubectl_json("get", "endpointslices", "-n", "kube-system",
-                                         "-l", "kubernetes.io/service-name=kube-dns")["items"]
-    assert sorted(s["endpoints"][0]["nodeName"] for s in slices) == sorted(cluster.node_names)
+    def dns_nodes():
+        slices = cluster.server.kubectl_json("get", "endpointslices", "-n", "kube-system",
+                                             "-l", "kubernetes.io/service-name=kube-dns")["items"]
+        return sorted(e["nodeName"] for s in slices for e in s["endpoints"] if e["conditions"]["ready"])
+    wait_for(lambda: dns_nodes() == sorted(cluster.node_names), 30, "every node's DNS endpoint")
 
     cluster.kubectl("apply", "-f", str(BOOK / "Chapter03" / "test-ns.yaml"))
     cluster.kubectl("apply", "-f", str(BOOK / "Chapter02" / "nodejs-controller.yaml"))
@@ -216,13 +218,15 @@ spec:
     ip = cluster.server.kubectl_json("get", "svc", "ready-test")["spec"]["clusterIP"]
     wait_for(lambda: dnat_count(cluster, "default/ready-test") == 2, 30, "both endpoints in the rules")
 
-    def answers(n: int = 12) -> set[str]:
+    def answers(n: int = 12, until: set[str] | None = None) -> set[str]:
         seen = set()
         for _ in range(n):
             page = exec_out(cluster, "ready-client", "wget", "-qO-", f"http://{ip}/")
             seen |= {name for name in ("ready-a", "ready-b") if name in page}
+            if seen == until:
+                break
         return seen
-    assert answers() == {"ready-a", "ready-b"}
+    assert answers(40, until={"ready-a", "ready-b"}) == {"ready-a", "ready-b"}
     cluster.kubectl("exec", "ready-a", "--", "touch", "/tmp/unready")
     wait_for(lambda: dnat_count(cluster, "default/ready-test") == 1, 30, "the unready pod out of the rules")
     assert answers() == {"ready-b"}
@@ -291,11 +295,21 @@ def test_killing_the_agents_does_not_interrupt_established_service_traffic(clust
     cluster.kubectl("apply", "-f", "-", input=client)
     cluster.wait_running("listener")
     wait_for(lambda: last_count(cluster) > 5, 60, "the stream flowing", interval=0.5)
+    def kubelet_urls():
+        return {n["metadata"]["name"]: n["metadata"]["annotations"].get("ketch.io/kubelet-url")
+                for n in cluster.server.kubectl_json("get", "nodes")["items"]}
+    urls = kubelet_urls()
     cluster.server.kill9()          # the API server and every agent with it
     time.sleep(3)
     cluster.server.start()
-    for name in cluster.node_names:
-        wait_for(lambda: cluster.node_ready(name), 60, f"{name} back")
+    # Each agent is back once it advertised its new kubelet API (a free port each start) ...
+    wait_for(lambda: all(kubelet_urls()[n] != urls[n] for n in cluster.node_names), 60, "every agent back")
+    # ... and its proxy is syncing again once a new Service's rules appear on the stream's nodes.
+    cluster.kubectl("create", "service", "clusterip", "after-restart", "--tcp=80:80")
+    # (no endpoints: its rule is a REJECT in the filter table)
+    wait_for(lambda: "default/after-restart" in cluster.in_node("iptables-save", "-t", "filter", node=1).stdout and
+             "default/after-restart" in cluster.in_node("iptables-save", "-t", "filter", node=3).stdout, 30,
+             "the restarted proxies syncing")
     before = last_count(cluster)
     time.sleep(1)
     after = last_count(cluster)

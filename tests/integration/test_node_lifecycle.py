@@ -187,3 +187,26 @@ def test_pods_of_a_dead_node_are_replaced_on_the_others(cluster, simulator):
     dead.kill9()
     after = _poll(lambda: len(p := placement()) == 4 and set(p.values()) == {"keep-0"} and p, timeout=30)
     assert not on_lost & set(after), "the lost node's pods were replaced by new ones"
+
+
+def test_a_dead_nodes_agent_endpoints_go_not_ready(cluster, simulator):
+    """The cluster DNS endpoint a node agent publishes for itself (managed-by agent.ketch.io) is
+    marked not ready with the node, as its pods are, so the proxy stops sending queries there."""
+    fast = ["--lease-interval", "0.5"]
+    simulator(cluster, nodes=1, name_prefix="live-", extra_args=fast)
+    dead = simulator(cluster, nodes=1, name_prefix="dead-", extra_args=fast)
+    def endpoint(node: str, ip: str) -> dict:
+        return {"addresses": [ip], "nodeName": node, "conditions": {"ready": True, "serving": True}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "kube-dns-test", "namespace": "kube-system",
+                     "labels": {"kubernetes.io/service-name": "kube-dns",
+                                "endpointslice.kubernetes.io/managed-by": "agent.ketch.io"}},
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}],
+        "endpoints": [endpoint("dead-0", "172.30.0.9"), endpoint("live-0", "172.30.0.8")]}))
+    dead.kill9()
+
+    def readiness():
+        sl = cluster.kubectl_json("get", "endpointslice", "kube-dns-test", "-n", "kube-system")
+        return {e["nodeName"]: e["conditions"]["ready"] for e in sl["endpoints"]}
+    _poll(lambda: readiness() == {"dead-0": False, "live-0": True}, timeout=30)
