@@ -399,7 +399,7 @@ class Kubelet:
             self.recorder.event(self._node_ref(), "Warning", "EvictionThresholdMet",
                                 f"Attempting to reclaim {resource}")
             if threshold.signal == eviction.NODEFS and self.image_store is not None:
-                in_use = {c.image_id for c in await self.runtime.list_containers()}
+                in_use = await self._images_in_use()
                 need = threshold.value(obs.capacity) - obs.available
                 if await asyncio.to_thread(self.image_store.prune, in_use, need):
                     if not any(t is threshold for t, _ in self.eviction.met()):
@@ -414,6 +414,23 @@ class Kubelet:
             self.recorder.event(victim.pod, "Warning", "Evicted", message)
             self.worker.evict(victim.pod, message)
             return   # one pod per round, then look again
+
+    async def _images_in_use(self) -> set[str]:
+        """Images any container of this machine uses: the store is shared by every agent of the
+        data dir (`ketch server --nodes N`), so the other nodes' containers count too."""
+        in_use = {c.image_id for c in await self.runtime.list_containers()}
+        for root in (self.config.data_dir / "agent").glob("*/runtime"):
+            if root == self.config.root / "runtime":
+                continue
+            other = type(self.runtime)(root, self.image_store)   # the same runtime, at the other node's root
+            try:
+                in_use |= {c.image_id for c in await other.list_containers()}
+            except Exception:  # noqa: BLE001 - unreadable: keep everything it might use
+                log.warning("cannot read the containers under %s; pruning no images", root)
+                return {i.id for i in await asyncio.to_thread(self.image_store.list)}
+            finally:
+                await other.close()
+        return in_use
 
     def _node_ref(self) -> dict:
         # The kubelet's node reference carries the node's name as its uid.
