@@ -107,6 +107,7 @@ class ClusterRecords:
         self.slices: dict[tuple[str, str], dict] = {}
         self.slices_by_service: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.namespaces: set[str] = set()
+        self._service_namespaces: dict[str, int] = {}  # namespace -> how many Services it has
         self.modified = int(time.time())  # the SOA serial, as CoreDNS's "last modified"
         self.generation = 0  # bumped on every change (the server's answer cache follows it)
         self._reverse: dict[str, list[str]] | None = None
@@ -125,11 +126,18 @@ class ClusterRecords:
         return meta.get("namespace", ""), meta.get("name", "")
 
     def set_service(self, svc: dict) -> None:
-        self.services[self._key(svc)] = svc
+        key = self._key(svc)
+        if key not in self.services:
+            self._service_namespaces[key[0]] = self._service_namespaces.get(key[0], 0) + 1
+        self.services[key] = svc
         self._changed()
 
     def remove_service(self, svc: dict) -> None:
-        self.services.pop(self._key(svc), None)
+        key = self._key(svc)
+        if self.services.pop(key, None) is not None:
+            left = self._service_namespaces.pop(key[0]) - 1
+            if left:
+                self._service_namespaces[key[0]] = left
         self._changed()
 
     def set_endpoint_slice(self, es: dict) -> None:
@@ -167,7 +175,7 @@ class ClusterRecords:
     def _namespace_exists(self, ns: str) -> bool:
         if self.track_namespaces:
             return ns in self.namespaces
-        return any(key[0] == ns for key in self.services)
+        return ns in self._service_namespaces
 
     def _endpoints(self, ns: str, service: str):
         """(address, endpoint name, ports) of every ready endpoint of a Service."""

@@ -235,3 +235,14 @@ def test_a_reply_too_big_for_udp_is_cut_and_flagged(zone):
     udp, tcp = DNSRecord.parse(srv.local_answer(query, 512)), DNSRecord.parse(srv.local_answer(query, None))
     assert udp.header.tc and 0 < len(udp.rr) < 60
     assert not tcp.header.tc and len(tcp.rr) == 60
+
+
+def test_without_a_namespace_feed_a_namespace_exists_while_it_has_a_service():
+    z = ClusterRecords(Z, track_namespaces=False)
+    svc = service("web", ns="shop")
+    z.set_service(svc)
+    z.set_service(svc)  # an update counts once
+    assert z.resolve("shop.svc.cluster.local", QTYPE.A).rcode == RCODE.NOERROR  # NODATA
+    assert z.resolve("nope.shop.svc.cluster.local", QTYPE.A).rcode == RCODE.NXDOMAIN
+    z.remove_service(svc)
+    assert z.resolve("shop.svc.cluster.local", QTYPE.A).rcode == RCODE.NXDOMAIN
