@@ -9,8 +9,8 @@ from the cache). The baseline is a trivial responder on the same event loop and 
 each query with a fixed packet, the ceiling of a Python asyncio UDP server on this machine.
 
 Each mix is measured two ways:
-- flat out: WINDOW queries in flight, a new one sent as each answer comes back (dnsperf's default,
-  `-q`): the most queries/s the server gives; the latency then is mostly the queue it runs with.
+- flat out: WINDOW queries in flight, a new one sent as each answer comes back (dnsperf without
+  `-Q`, `-q 8` outstanding): the most queries/s the server gives; the latency then is mostly the queue it runs with.
 - at a fixed offered rate, RATE queries/s sent on a clock whether or not answers came back
   (dnsperf `-Q`, resperf): the latency a pod sees at that load, which is how DNS latency targets
   are usually stated. This is the figure the p99 target is checked on.
@@ -18,7 +18,7 @@ Both phases are bounded by a query count and TIME_LIMIT seconds; a query unanswe
 phase counts as lost and is reported. The fixed-rate phase runs RUNS times (fresh names each) and
 the median run's percentiles are the figures: on this shared 2-CPU VM another process on the
 server's core delays its wake-ups by a scheduler tick (~4 ms) whenever it runs, and that — not the
-server — makes a lone run's p99 swing between 0.5 and 5 ms; every run is printed with the CPU the
+server — makes a lone run's p99 swing between 0.4 ms and 5-15 ms; every run is printed with the CPU the
 rest of the machine used meanwhile.
 
     .venv/bin/python bench/bench_dns.py            # 20,000 queries per phase
