@@ -72,6 +72,10 @@ class AgentConfig:
     underlay_cidr: str = "172.30.0.0/16"
     serve_dns: bool = True             # answer cluster DNS on the node's address (behind kube-dns)
     dns_upstream: str | None = None    # where names outside the cluster domain go (None: SERVFAIL)
+    ingress_class: str = "ketch"       # the ingress controller's IngressClass
+    ingress_address: str = "127.0.0.1"  # where it listens on the host (and writes into Ingress status)
+    ingress_http_port: int = 80        # 0: no HTTP listener
+    ingress_https_port: int = 443      # 0: no HTTPS listener; both 0: no ingress controller
 
     @property
     def root(self) -> Path:

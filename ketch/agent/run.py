@@ -17,6 +17,7 @@ from pathlib import Path
 from ..client.background import Background
 from ..client.rest import Client
 from ..images.store import ImageStore
+from ..ingress import IngressController
 from ..netpol.enforcer import NetworkPolicyEnforcer
 from ..proxy.proxier import Proxier
 from ..proxy.rules import NodeFacts
@@ -89,6 +90,13 @@ async def build(client: Client, config: AgentConfig, host_netns: str | None = No
         components.append(HostPublisher(kubelet.informers, sockets, kubelet.node_ip,
                                         recorder=kubelet.recorder.for_component("kube-proxy"),
                                         node_ports=bool(netns)))
+        if config.ingress_http_port or config.ingress_https_port:
+            # Ingresses served on the host's loopback (and, in a node namespace, on the node's address).
+            components.append(IngressController(
+                kubelet.informers, client, sockets, class_name=config.ingress_class,
+                http=(config.ingress_address, config.ingress_http_port),
+                https=(config.ingress_address, config.ingress_https_port), status_ip=config.ingress_address,
+                node_address=kubelet.node_ip if netns and not kubelet.node_ip.startswith("127.") else None))
         if config.serve_dns:
             components.append(NodeDNS(kubelet, sockets, zone=config.cluster_domain, upstream=config.dns_upstream))
         if config.underlay and netns:

@@ -120,6 +120,9 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        underlay=(args.underlay or f"{args.node_netns}-net") if args.node_netns else "",
                        underlay_cidr=args.underlay_cidr, serve_dns=not args.disable_dns,
                        network=args.network or "",
+                       ingress_class=args.ingress_class, ingress_address=args.ingress_address,
+                       ingress_http_port=0 if args.disable_ingress else args.ingress_http_port,
+                       ingress_https_port=0 if args.disable_ingress else args.ingress_https_port,
                        dns_upstream=args.dns_upstream,
                        file_check_frequency=args.file_check_frequency, eviction_hard=args.eviction_hard,
                        eviction_pressure_transition_period=args.eviction_pressure_transition_period,
@@ -163,6 +166,7 @@ def _local_nodes(args: argparse.Namespace, data_dir: Path) -> list:
     nodes = [(first, args.node_netns)]
     for i in range(2, args.nodes + 1):
         # Static pods are the machine's: they run on the first node only.
+        # (Every node's ingress controller shares the host's ports: SO_REUSEPORT.)
         nodes.append((dataclasses.replace(first, node_name=f"{first.node_name}-{i}", port=0, node_ip="",
                                           cgroup_root=f"{first.cgroup_root}-{i}", pod_manifest_path=None),
                       f"{args.node_netns}-{i}"))
@@ -242,6 +246,12 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dns-upstream", metavar="IP:PORT",
                    help="where cluster DNS sends names outside the cluster domain (default: none, SERVFAIL)")
     p.add_argument("--disable-dns", action="store_true", help="serve no cluster DNS on this node")
+    p.add_argument("--ingress-class", default="ketch", help="the ingress controller's IngressClass (default ketch)")
+    p.add_argument("--ingress-address", default="127.0.0.1",
+                   help="host address the ingress controller listens on (default 127.0.0.1)")
+    p.add_argument("--ingress-http-port", type=int, default=80, help="its HTTP port (default 80; 0: none)")
+    p.add_argument("--ingress-https-port", type=int, default=443, help="its HTTPS port (default 443; 0: none)")
+    p.add_argument("--disable-ingress", action="store_true", help="run no ingress controller on this node")
     p.add_argument("--kubelet-address", default="127.0.0.1", help="address of the kubelet API (default 127.0.0.1)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port of the kubelet API (default 10250; 0: any)")
     p.add_argument("--cluster-dns", default="10.43.0.10", help="comma-separated DNS servers of the pods "

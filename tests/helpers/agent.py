@@ -127,7 +127,10 @@ def start_agent_cluster(base: Path, node_name: str = "node1", extra_args: list[s
     where = ["--network", "host"] if network_host else ["--node-netns", netns]
     server = Server(data_dir=base, port=free_port(), kubeconfig=base / "kubeconfig.yaml", agent=True,
                     netns=netns if network_host else None,
+                    # No ingress on the host's ports 80/443 unless a test asks (with ports of its own):
+                    # clusters of other tests would share them (SO_REUSEPORT).
                     extra_args=["--node-name", node_name, *where, "--kubelet-port", "0",
+                                "--ingress-http-port", "0", "--ingress-https-port", "0",
                                 "--cgroup-root", f"{cgroup_top}/kubepods", "--nodes", str(nodes),
                                 *(extra_args or [])])
     cluster = AgentCluster(server, base, node_name, netns, cgroup_top, nodes)
