@@ -64,8 +64,11 @@ def desired(services: list[dict], node_ip: str, host_address: str, node_ports: b
         if kind not in ("NodePort", "LoadBalancer") or not cluster_ip or cluster_ip == "None":
             continue
         key = object_key(svc)
+        # The ServiceLB's addresses: loopback ones of Services it serves (no loadBalancerClass),
+        # never the host's own 127.0.0.1, where the ingress controller and the NodePorts listen.
         lb_ips = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
-                  if _loopback(i.get("ip") or "")] if kind == "LoadBalancer" else []
+                  if _loopback(i.get("ip") or "") and i["ip"] not in ("127.0.0.1", host_address)] \
+            if kind == "LoadBalancer" and not spec.get("loadBalancerClass") else []
         for p in spec.get("ports") or ():
             proto = (p.get("protocol") or "TCP").upper()
             if proto not in ("TCP", "UDP"):

@@ -53,6 +53,18 @@ def _ipv4_cidr(text: str) -> str:
     return str(net)
 
 
+def _loopback_cidr(text: str) -> str:
+    """The ServiceLB's pool: loopback addresses only (they are published on the host's loopback,
+    never routed), and not 127.0.0.1, the host's own (the ingress and NodePorts listen there)."""
+    cidr = _ipv4_cidr(text)
+    net = ipaddress.ip_network(cidr)
+    if not net.subnet_of(ipaddress.ip_network("127.0.0.0/8")):
+        raise argparse.ArgumentTypeError(f"the service load balancer's addresses must be loopback (127.0.0.0/8): {text}")
+    if ipaddress.ip_address("127.0.0.1") in net:
+        raise argparse.ArgumentTypeError(f"{text} holds 127.0.0.1, the host's own address")
+    return cidr
+
+
 # field -> (type, help)
 FLAGS: dict[str, tuple[Callable, str]] = {
     "cluster_cidr": (str, "pod network of the cluster; each node gets a range of it (default 10.42.0.0/16)"),
@@ -64,7 +76,7 @@ FLAGS: dict[str, tuple[Callable, str]] = {
     "horizontal_pod_autoscaler_sync_period": (_duration, "how often autoscalers are evaluated (default 15s)"),
     "horizontal_pod_autoscaler_downscale_stabilization": (
         _duration, "autoscalers scale down only to the highest recommendation of this window (default 5m)"),
-    "service_lb_cidr": (_ipv4_cidr, "loopback addresses the built-in service load balancer gives LoadBalancer "
+    "service_lb_cidr": (_loopback_cidr, "loopback addresses the built-in service load balancer gives LoadBalancer "
                                     "Services, one each (default 127.0.1.0/24)"),
     "job_backoff_base": (_duration, "first delay before a failed Job pod is re-created, doubling (default 10s)"),
 }

@@ -10,7 +10,8 @@ import time
 from ..client.background import Background
 from ..client.informer import SharedInformers
 from ..proxy.proxier import NetnsIptables
-from .rules import DNS_NAMESPACE, DNS_SERVICE, OUR_PREFIXES, Rendered, agent_dns_peers, pod_info, render
+from .rules import (DNS_NAMESPACE, DNS_SERVICE, OUR_PREFIXES, Rendered, agent_dns_peers, jump_fix, pod_info,
+                    render)
 
 log = logging.getLogger("ketch.netpol")
 
@@ -80,6 +81,9 @@ class NetworkPolicyEnforcer(Background):
         args = (self.policies.list(), self.pods.list(), self.namespaces.list(), self.node_name)
         dns = agent_dns_peers(self.slices.list())
         if not force and self.last is not None and render(*args, extra_peers=dns).state == self.last.state:
+            # The rules stand; the jump may not: kube-proxy's jumps, inserted at the top of FORWARD
+            # when the proxy (re)starts, can land ahead of ours.
+            await self._fix_jump()
             return False
         saved = await self.iptables.save("filter")
         chains = {line[1:].split()[0] for line in saved.splitlines() if line.startswith(":")}
@@ -94,6 +98,12 @@ class NetworkPolicyEnforcer(Background):
         self.last = rendered
         self.syncs += 1
         return True
+
+    async def _fix_jump(self) -> None:
+        fix = jump_fix([line for line in (await self.iptables.save("filter")).splitlines()
+                        if line.startswith("-A FORWARD ")])
+        if fix:
+            await self.iptables.restore("*filter\n" + "\n".join(fix) + "\nCOMMIT\n")
 
     async def run(self) -> None:
         await self._ensure_bridge_netfilter()

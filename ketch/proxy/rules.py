@@ -65,7 +65,7 @@ class ServicePort:
     node_port: int = 0
     external_ips: list[str] = field(default_factory=list)
     lb_ips: list[str] = field(default_factory=list)
-    load_balancer: bool = False      # type LoadBalancer
+    load_balancer: bool = False      # type LoadBalancer of the built-in ServiceLB (no loadBalancerClass)
     on_node_ips: bool = False        # ... served at the node IPs on `port` (the oldest one per port)
     created: str = ""                # the Service's creationTimestamp, which decides that
     external_local: bool = False     # externalTrafficPolicy: Local
@@ -187,10 +187,14 @@ def _service_ports(svc: dict, slices) -> list[ServicePort]:
             cluster_ip=cluster_ip, port=int(p["port"]),
             node_port=int(p.get("nodePort") or 0) if externally_reachable else 0,
             external_ips=[ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip)],
-            lb_ips=lb_ips, load_balancer=svc_type == "LoadBalancer", affinity_timeout=timeout,
+            # (only the built-in ServiceLB's LoadBalancers, without a loadBalancerClass, are served
+            # at the node IPs, as k3s's ignores the others)
+            lb_ips=lb_ips, load_balancer=svc_type == "LoadBalancer" and not spec.get("loadBalancerClass"),
+            affinity_timeout=timeout,
             created=meta.get("creationTimestamp") or "",
             internal_local=spec.get("internalTrafficPolicy") == "Local")
-        sp.external_local = spec.get("externalTrafficPolicy") == "Local" and (sp.has_external or sp.load_balancer)
+        sp.external_local = spec.get("externalTrafficPolicy") == "Local" and (sp.has_external or
+                                                                              svc_type == "LoadBalancer")
         sp.endpoints = _endpoints_for(sp, slices)
         out.append(sp)
     return out

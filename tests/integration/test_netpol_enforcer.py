@@ -95,6 +95,13 @@ async def test_enforcer_follows_the_api_server(netns, server, simulated_nodes):
         forward = [line.split(" -j ")[-1] for line in saved(netns).splitlines() if line.startswith("-A FORWARD")]
         assert forward == ["KUBE-SERVICES", TOP_CHAIN, "KUBE-FORWARD"]
         assert not await enforcer.sync_once()          # nothing changed: no restore
+        # ... and a jump of the proxy's inserted later still is put behind ours by a sync without
+        # changes (no waiting for the periodic full one).
+        sh(*node, "-D", "FORWARD", "-j", "KUBE-FORWARD")
+        sh(*node, "-I", "FORWARD", "1", "-j", "KUBE-FORWARD")
+        assert not await enforcer.sync_once()
+        forward = [line.split(" -j ")[-1] for line in saved(netns).splitlines() if line.startswith("-A FORWARD")]
+        assert forward.index(TOP_CHAIN) < forward.index("KUBE-FORWARD")
 
         # Everything gone: every chain of ours goes, the jump and the top chain stay.
         for name in ["deny"] + [f"p{i}" for i in range(8)]:

@@ -107,3 +107,26 @@ def test_the_oldest_load_balancer_holds_a_port_at_the_node_ips():
     at_node = [ln for ln in text.splitlines() if "-d 172.30.0.2 --dport 80" in ln]
     assert len(at_node) == 1 and "default/old" in at_node[0]
     assert "--dport 31081" in text, "the later one keeps its node port"
+
+
+def test_a_load_balancer_of_another_class_is_not_served_at_the_node_ips():
+    s = svc("metal", "LoadBalancer", [{"port": 80, "nodePort": 31080}])
+    s["spec"]["loadBalancerClass"] = "metallb.io/metallb"
+    assert "-d 172.30.0.2 --dport 80" not in build_rules([s], [], NodeFacts("n1", ("172.30.0.2",), "10.42.0.0/16"))
+
+
+def test_publisher_never_binds_the_hosts_own_address_or_another_class():
+    services = [svc("mine", "LoadBalancer", [{"port": 443, "nodePort": 31443}], ingress=["127.0.0.1"]),
+                svc("other", "LoadBalancer", [{"port": 80, "nodePort": 31080}], ingress=["127.0.1.5"])]
+    services[1]["spec"]["loadBalancerClass"] = "example.com/lb"
+    plan = desired(services, "10.42.0.1", "127.0.0.1", node_ports=False)
+    assert plan == {}, "127.0.0.1:443 is the ingress's; another class's address is not ours to serve"
+
+
+def test_the_pool_must_be_loopback_without_the_hosts_address():
+    import argparse
+    from ketch.controllers.options import _loopback_cidr
+    assert _loopback_cidr("127.0.1.0/24") == "127.0.1.0/24"
+    for bad in ("10.0.0.0/24", "127.0.0.0/24", "fd00::/64"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _loopback_cidr(bad)
