@@ -8,7 +8,6 @@ upload or a long event stream flows through.
 from __future__ import annotations
 
 import asyncio
-import re
 
 CHUNK = 65536
 MAX_HEAD = 65536
@@ -75,7 +74,15 @@ class Head:
 
 def parse_head(raw: bytes) -> Head:
     """A head as read up to and including its blank line."""
-    lines = raw[:-4].split(b"\r\n") if raw.endswith(b"\r\n\r\n") else raw.rstrip(b"\r\n").split(b"\n")
+    if raw.endswith(b"\r\n\r\n"):
+        lines = raw[:-4].split(b"\r\n")
+        stray = raw.count(b"\r") != len(lines) + 1 or raw.count(b"\n") != len(lines) + 1
+    else:
+        lines = raw.rstrip(b"\r\n").split(b"\n")
+        stray = raw.rstrip(b"\r\n").find(b"\r") >= 0
+    if stray:
+        # A proxy forwards lines: one the next hop splits differently would smuggle fields past us.
+        raise BadMessage(400, "bare CR or LF in the head")
     first = lines[0].split(b" ", 2)
     if len(first) != 3:
         raise BadMessage(400, "bad start line")
@@ -165,105 +172,170 @@ async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 # ---- the fast path's parsers: the common message in one pass, None for anything else -----------
 # They keep ordinary header lines as they came (nothing rebuilt) and give up — the general
-# parse_head path then decides — on any field that needs care: framing other than a
-# Content-Length, upgrades, Expect, forwarded headers, hop-by-hop fields but a plain Connection.
+# parser then decides — on any field that needs care: framing other than a Content-Length,
+# upgrades, Expect, the forwarded fields we set, hop-by-hop fields but a plain Connection, a line
+# without a name, whitespace before a colon, folded lines, a bare CR or LF (which a next hop
+# could split on: a field smuggled past us).
+#
+# A head is split into lines and each line's verdict is a pure function of its bytes, so verdicts
+# are memoized per line (bounded): most lines recur from message to message (Host, Server,
+# Content-Type, Connection...), and a dict hit costs a fraction of the checks; a line seen once
+# (a Date, a cookie) pays the checks and is remembered until the memo is full and starts over.
 
-# Fields of the lowercased head that send a message to the general parser (one regex with a
-# literal prefix: a loop of `in` tests costs several times more), and whitespace before a colon.
-_REQUEST_BAIL = re.compile(rb"\r\n(?:transfer-encoding|upgrade|expect|x-forwarded-|x-real-ip|te:|trailer|keep-alive|"
-                           rb"proxy-|[ \t])")
-_RESPONSE_BAIL = re.compile(rb"\r\n(?:transfer-encoding|upgrade|trailer|te:|proxy-|[ \t])")
+_ORDINARY, _BAIL, _HOST, _LENGTH, _KEEP, _CLOSE, _DROP = range(7)
+_CONNECTION = -1   # a name whose verdict depends on its value: keep-alive or close
+_REQUEST_FIELDS = {b"host": _HOST, b"content-length": _LENGTH, b"connection": _CONNECTION,
+                   **dict.fromkeys((b"transfer-encoding", b"upgrade", b"expect", b"te", b"trailer", b"keep-alive",
+                                    b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
+                                    b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                                    b"x-forwarded-port", b"x-real-ip"), _BAIL)}
+_RESPONSE_FIELDS = {b"content-length": _LENGTH, b"connection": _CONNECTION, b"keep-alive": _DROP,
+                    **dict.fromkeys((b"transfer-encoding", b"upgrade", b"te", b"trailer", b"proxy-connection",
+                                     b"proxy-authenticate", b"proxy-authorization"), _BAIL)}
+_WS = frozenset(b" \t")   # as ints: line[i] is one
+MEMO_LINES = 4096       # verdicts remembered per memo...
+MEMO_LINE_MAX = 256     # ...of lines up to this long: a few MB at most, whatever clients send
+_BAILED = (_BAIL, None)
+_PLAIN = (_ORDINARY, None)
 
 
-# The fields the one-pass parsers look at, found in the lowercased head in one regex call.
-_REQUEST_FIELDS = re.compile(rb"\r\n(host|content-length|connection):[ \t]*([^\r\n]*)")
-_RESPONSE_FIELDS = re.compile(rb"\r\n(content-length|connection|keep-alive):[ \t]*([^\r\n]*)")
+def _stray(line: bytes) -> bool:
+    return line.find(b"\r") >= 0 or line.find(b"\n") >= 0
 
 
-class QuickRequest:
-    __slots__ = ("method", "head", "host", "keep", "length")
+def _field_verdict(line: bytes, fields: dict) -> tuple[int, object]:
+    """(kind, value) of one header line: the Host, the Content-Length as an int."""
+    colon = line.find(b":")
+    if colon < 1 or line[colon - 1] in _WS or line[0] in _WS or _stray(line):
+        return _BAILED
+    kind = fields.get(line[:colon].lower(), _ORDINARY)
+    if kind == _ORDINARY or kind == _BAIL or kind == _DROP:
+        return _PLAIN if kind == _ORDINARY else (kind, None)
+    value = line[colon + 1:].strip()
+    if kind == _HOST:
+        return (_HOST, value) if value else _BAILED
+    if kind == _LENGTH:
+        return (_LENGTH, int(value)) if value.isdigit() else _BAILED
+    value = value.lower()   # Connection: only a plain one; tokens naming fields are the general parser's work
+    return (_KEEP, None) if value == b"keep-alive" else (_CLOSE, None) if value == b"close" else _BAILED
 
-    def __init__(self, method, head, host, keep, length):
-        self.method, self.head, self.host, self.keep, self.length = method, head, host, keep, length
 
-
-def quick_request(raw: bytes) -> QuickRequest | None:
-    """An HTTP/1.1 request with one Host, no body or a Content-Length one, nothing special.
-    `head` is the request as it came, less a plain Connection field and the final CRLF."""
-    line_end = raw.find(b"\r\n")
-    first = raw[:line_end].split(b" ")
-    if len(first) != 3 or first[2] != b"HTTP/1.1" or first[1][:1] != b"/":
+def _request_line_verdict(line: bytes) -> tuple[bytes, bytes] | None:
+    """(method, path without the query) of an origin-form HTTP/1.1 request line."""
+    first = line.split(b" ")
+    if len(first) != 3 or first[2] != b"HTTP/1.1" or not first[1].startswith(b"/") or _stray(line):
         return None
-    low = raw.lower()
-    if _REQUEST_BAIL.search(low) is not None or b" :" in low or b"\t:" in low:
+    target = first[1]
+    q = target.find(b"?")
+    return first[0], target if q < 0 else target[:q]
+
+
+def _status_line_verdict(line: bytes) -> bytes:
+    """The status of an HTTP/1.1 final response's status line, else b""."""
+    if not line.startswith(b"HTTP/1.1 ") or line[9:10] == b"1" or _stray(line):   # 1xx: interim
+        return b""
+    return line[9:12]
+
+
+def _memo(memo: dict, key: bytes, verdict):
+    if len(key) <= MEMO_LINE_MAX:
+        if len(memo) >= MEMO_LINES:
+            memo.clear()
+        memo[key] = verdict
+    return verdict
+
+
+_start_lines: dict[bytes, tuple[bytes, bytes] | None] = {}   # request lines
+_request_lines: dict[bytes, tuple[int, object]] = {}         # request header lines
+_response_lines: dict[bytes, tuple[int, object]] = {}        # response header lines
+_status_lines: dict[bytes, bytes] = {}
+
+
+def quick_request(raw: bytes) -> tuple[bytes, bytes, bytes, bytes, bool, int] | None:
+    """An HTTP/1.1 request with one Host, no body or a Content-Length one, nothing special:
+    (method, path without the query, head, Host, keep-alive, body length). `head` is the request
+    as it came, less a plain Connection field and the final CRLF."""
+    lines = raw[:-4].split(b"\r\n")
+    start = _start_lines.get(lines[0], _BAILED)
+    if start is _BAILED:
+        start = _memo(_start_lines, lines[0], _request_line_verdict(lines[0]))
+    if start is None:
         return None
+    memo = _request_lines
     host = None
     length = -1
     keep = True
     cut = None
-    for m in _REQUEST_FIELDS.finditer(low):
-        name = m.group(1)
-        if name == b"host":
+    for line in lines[1:]:
+        verdict = memo.get(line)
+        if verdict is None:
+            verdict = _memo(memo, line, _field_verdict(line, _REQUEST_FIELDS))
+        kind = verdict[0]
+        if kind == _ORDINARY:
+            continue
+        if kind == _HOST:
             if host is not None:
                 return None
-            host = raw[m.start(2):m.end(2)].rstrip()
-        elif name == b"content-length":
-            value = m.group(2).rstrip()
-            if length >= 0 or not value.isdigit():
+            host = verdict[1]
+        elif kind == _LENGTH:
+            if length >= 0:
                 return None
-            length = int(value)
+            length = verdict[1]
+        elif (kind == _KEEP or kind == _CLOSE) and cut is None:
+            keep = kind == _KEEP
+            cut = line
         else:
-            value = m.group(2).rstrip()
-            if cut is not None or value not in (b"close", b"keep-alive"):
-                return None   # tokens naming fields to drop: the general parser's work
-            keep = value != b"close"
-            cut = m.span()
-    if not host:
+            return None
+    if host is None:
         return None
-    head = raw[:-2] if cut is None else raw[:cut[0]] + raw[cut[1]:-2]
-    return QuickRequest(first[0], head, host, keep, max(length, 0))
+    if cut is not None:
+        lines.remove(cut)
+        lines.append(b"")
+        head = b"\r\n".join(lines)
+    else:
+        head = raw[:-2]
+    return start[0], start[1], head, host, keep, max(length, 0)
 
 
 def quick_response(raw: bytes, head_only: bool) -> tuple[bytes, int, bool] | None:
     """An HTTP/1.1 response with a Content-Length (or none needed): (its head without the hop-by-hop
     fields and without the blank line, body length, connection reusable)."""
-    status = raw[9:12]
-    if raw[:9] != b"HTTP/1.1 " or status[:1] == b"1":
+    lines = raw[:-4].split(b"\r\n")
+    status = _status_lines.get(lines[0])
+    if status is None:
+        status = _memo(_status_lines, lines[0], _status_line_verdict(lines[0]))
+    if not status:
         return None
-    low = raw.lower()
-    if _RESPONSE_BAIL.search(low) is not None or b" :" in low or b"\t:" in low:
-        return None
+    memo = _response_lines
     length = -1
     reusable = True
     cuts = None
-    for m in _RESPONSE_FIELDS.finditer(low):
-        name = m.group(1)
-        if name == b"content-length":
-            value = m.group(2).rstrip()
-            if length >= 0 or not value.isdigit():
-                return None
-            length = int(value)
+    for line in lines[1:]:
+        verdict = memo.get(line)
+        if verdict is None:
+            verdict = _memo(memo, line, _field_verdict(line, _RESPONSE_FIELDS))
+        kind = verdict[0]
+        if kind == _ORDINARY:
             continue
-        if name == b"connection":
-            value = m.group(2).rstrip()
-            if value == b"close":
-                reusable = False
-            elif value != b"keep-alive":
+        if kind == _LENGTH:
+            if length >= 0:
                 return None
-        if cuts is None:
-            cuts = [m.span()]
+            length = verdict[1]
+            continue
+        if kind == _BAIL:
+            return None
+        if kind == _CLOSE:
+            reusable = False
+        if cuts is None:      # Connection and Keep-Alive: hop-by-hop
+            cuts = [line]
         else:
-            cuts.append(m.span())
-    if head_only or status in (b"204", b"304"):
+            cuts.append(line)
+    if head_only or status == b"204" or status == b"304":
         length = 0
     elif length < 0:
         return None
     if cuts is None:
         return raw[:-4], length, reusable
-    parts = []
-    at = 0
-    for start, end in cuts:
-        parts.append(raw[at:start])
-        at = end
-    parts.append(raw[at:-4])
-    return b"".join(parts), length, reusable
+    for line in cuts:
+        lines.remove(line)
+    return b"\r\n".join(lines), length, reusable

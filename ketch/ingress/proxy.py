@@ -34,6 +34,7 @@ POOL_PER_UPSTREAM = 64
 TRIES = 3                   # endpoints tried when connecting fails (nginx proxy_next_upstream error)
 SMALL_BODY = 65536          # bodies up to this are read whole and sent in one write
 SWEEP_INTERVAL = 15.0       # how often idle clients and overdue responses are looked for
+CLOCK_TICK = 1.0            # how often the proxy's request clock is read
 
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
                        b"x-real-ip", b"expect"})
@@ -73,7 +74,7 @@ class ClientConn(Conn):
         self.proxy = proxy
         self.scheme = scheme
         self.busy = False          # a request is being answered
-        self.last = time.monotonic()
+        self.last = proxy.clock
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -212,25 +213,34 @@ class IngressProxy:
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.inflight: set[UpstreamConn] = set()   # fast exchanges waiting for their response
-        self._routes: dict[tuple[bytes, bytes], tuple] = {}   # (Host, path) -> (route, backend)
+        self._routes: dict[tuple[bytes, bytes], tuple] = {}   # (Host, path) -> (routed, backend key)
         self._routes_of: RoutingState | None = None
+        # A clock the timer below moves on (at most CLOCK_TICK behind): requests stamp their times
+        # from it, with no time call per request; the timeouts it serves are tens of seconds.
+        self.clock = time.monotonic()
+        self._next_sweep = self.clock + SWEEP_INTERVAL
 
     def protocol(self, scheme: bytes = b"http"):
         if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
+            self._sweeper = asyncio.get_running_loop().call_later(min(CLOCK_TICK, SWEEP_INTERVAL), self._tick)
         return lambda: ClientConn(self, scheme)
 
-    def _sweep(self) -> None:
+    def _tick(self) -> None:
+        self.clock = now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            self._sweep(now)
+        self._sweeper = asyncio.get_running_loop().call_later(min(CLOCK_TICK, SWEEP_INTERVAL), self._tick)
+
+    def _sweep(self, now: float) -> None:
         """Idle client connections past the keep-alive timeout are closed, fast exchanges past the
         read timeout answered 504 (one timer for all, not one per request)."""
-        now = time.monotonic()
         for c in list(self.connections):
             if not c.busy and c.last < now - CLIENT_IDLE_TIMEOUT:
                 c.close()
         for up in list(self.inflight):
             if up.started < now - READ_TIMEOUT:
                 up.timed_out()
-        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 
     def pick(self, backend: Backend) -> list[tuple[str, int]]:
         """The endpoints to try for one request: round robin's next first, then the following ones."""
@@ -307,11 +317,12 @@ class IngressProxy:
             return
         head_len = end + 4
         raw = data[:head_len] if len(data) > head_len else data
-        client.last = now = time.monotonic()
+        client.last = now = self.clock
         quick = quick_request(raw)
-        if quick is not None and (not quick.length or (quick.length <= SMALL_BODY
-                                                       and len(data) >= head_len + quick.length)):
-            return self._quick(client, quick, data, raw, head_len, now)
+        if quick is not None:
+            length = quick[5]
+            if not length or (length <= SMALL_BODY and len(data) >= head_len + length):
+                return self._quick(client, quick, data, raw, head_len)
         try:
             req, keep, host_value, targets, upgrade, status = self.plan(raw, client)
         except BadMessage as e:
@@ -337,51 +348,48 @@ class IngressProxy:
         self._send(client, up, self.upstream_head(req, host_value, client, None) + data[head_len:used],
                    req.first[0], keep, req.first[2] == b"HTTP/1.1", now)
 
-    def _quick(self, client: ClientConn, q, data: bytes, raw: bytes, head_len: int, now: float) -> None:
+    def _quick(self, client: ClientConn, quick: tuple, data: bytes, raw: bytes, head_len: int) -> None:
         """The fast path of a plain request: routed, and sent on an idle pooled connection."""
-        head = q.head
-        start = len(q.method) + 1
-        target = head[start:head.find(b" ", start)]
-        i = target.find(b"?")
-        path = target if i < 0 else target[:i]
+        method, path, head, host, keep, length = quick
         state = self.state
         if state is not self._routes_of:
             self._routes.clear()      # routes of the previous state
             self._routes_of = state
-        hit = self._routes.get((q.host, path))
+        key = (host, path)
+        hit = self._routes.get(key)
         if hit is None:
             # Host and path -> route, for this routing state (bounded: they come from clients).
-            route = state.table.match(normalize_host(q.host.decode("latin-1")), path.decode("latin-1"))
-            hit = (route, route.backend if route is not None else state.table.default)
+            route = state.table.match(normalize_host(host.decode("latin-1")), path.decode("latin-1"))
+            backend = route.backend if route is not None else state.table.default
+            hit = (route is not None or backend is not None, backend.key if backend is not None else None)
             if len(self._routes) > 4096:
                 self._routes.clear()
-            self._routes[(q.host, path)] = hit
-        route, backend = hit
-        used = head_len + q.length
+            self._routes[key] = hit
+        routed, backend_key = hit
+        used = head_len + length
         if len(data) > used:
             client.buf += data[used:]
-        eps = state.endpoints.get(backend.key) if backend is not None else None
+        eps = state.endpoints.get(backend_key) if backend_key is not None else None
         if not eps:
-            client.write(simple_response(503 if route is not None or backend is not None else 404, not q.keep))
-            return self._after(client, q.keep)
-        key = backend.key
-        rr = self._rr.get(key, 0)
-        self._rr[key] = rr + 1
-        up = self.pool.take(eps[rr % len(eps)], now)
+            client.write(simple_response(503 if routed else 404, not keep))
+            return self._after(client, keep)
+        rr = self._rr.get(backend_key, 0)
+        self._rr[backend_key] = rr + 1
+        up = self.pool.take(eps[rr % len(eps)], self.clock)
         if up is None:
             # A new connection to dial: the general path, with the endpoints already picked.
             req = parse_head(raw)
             req.body_framing()
-            if q.length:
+            if length:
                 client.buf[:0] = data[head_len:used]
             client.busy = client.owned = True
             n = len(eps)
             targets = [eps[(rr + k) % n] for k in range(min(TRIES, n))]
-            self._spawn(self._slow_request(client, req, q.keep, q.host, targets, None, 0))
+            self._spawn(self._slow_request(client, req, keep, host, targets, None, 0))
             return
-        request = b"".join((head, b"X-Forwarded-Host: ", q.host, client.forwarded,
-                            data[head_len:used] if q.length else b""))
-        self._send(client, up, request, q.method, q.keep, True, now)
+        # One write: the head as it came, the fields we add, the body.
+        request = b"".join((head, b"X-Forwarded-Host: ", host, client.forwarded, data[head_len:used] if length else b""))
+        self._send(client, up, request, method, keep, True, self.clock)
 
     def _send(self, client: ClientConn, up: UpstreamConn, request: bytes, method: bytes, keep: bool, http11: bool,
               now: float) -> None:
@@ -400,7 +408,7 @@ class IngressProxy:
     def _after(self, client: ClientConn, keep: bool) -> None:
         """A request is answered: go on with the next one, or close."""
         client.busy = client.owned = False
-        client.last = time.monotonic()
+        client.last = self.clock
         if not keep or client.lost:
             client.close()
             return
@@ -453,7 +461,7 @@ class IngressProxy:
             if not client.lost:
                 client.transport.write(b"".join((head, extra, b"\r\n", data[head_len:used] if length else b"")))
             if reusable:
-                self.pool.give(up, client.last)
+                self.pool.give(up, self.clock)
             else:
                 up.client = None
                 up.abort()
@@ -490,7 +498,7 @@ class IngressProxy:
             extra = b"Connection: keep-alive\r\n"
         client.write(self.client_head(resp, extra) + data[head_len:used])
         if len(data) == used and resp.first[0] == b"HTTP/1.1" and b"close" not in resp.connection:
-            self.pool.give(up, client.last)
+            self.pool.give(up, self.clock)
         else:
             up.client = None
             up.abort()

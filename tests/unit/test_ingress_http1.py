@@ -25,11 +25,13 @@ def test_framing_rules():
 
 
 def test_quick_request_keeps_the_head_and_drops_a_plain_connection():
-    q = quick_request(b"GET /a?b=1 HTTP/1.1\r\nHost: Foo.Example:8080\r\nConnection: close\r\nAccept: */*\r\n\r\n")
-    assert q.method == b"GET" and q.host == b"Foo.Example:8080" and not q.keep and q.length == 0
-    assert q.head == b"GET /a?b=1 HTTP/1.1\r\nHost: Foo.Example:8080\r\nAccept: */*\r\n"
-    q = quick_request(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\nconnection: Keep-Alive\r\n\r\n")
-    assert q.keep and q.length == 3 and q.head == b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n"
+    method, path, head, host, keep, length = quick_request(
+        b"GET /a?b=1 HTTP/1.1\r\nHost: Foo.Example:8080\r\nConnection: close\r\nAccept: */*\r\n\r\n")
+    assert (method, path, host, keep, length) == (b"GET", b"/a", b"Foo.Example:8080", False, 0)
+    assert head == b"GET /a?b=1 HTTP/1.1\r\nHost: Foo.Example:8080\r\nAccept: */*\r\n"
+    _, path, head, _, keep, length = quick_request(
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\nconnection: Keep-Alive\r\n\r\n")
+    assert keep and length == 3 and path == b"/" and head == b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n"
 
 
 @pytest.mark.parametrize("raw", [
@@ -46,6 +48,9 @@ def test_quick_request_keeps_the_head_and_drops_a_plain_connection():
     b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\nTransfer-Encoding: chunked\r\n\r\n",    # a bare LF hiding a field
+    b"GET / HTTP/1.1\r\nHost: x\rTransfer-Encoding: chunked\r\n\r\n",    # a bare CR
+    b"GET / HTTP/1.1\r\nHost: x\r\n: nameless\r\n\r\n",
 ])
 def test_quick_request_gives_up_on_what_needs_care(raw):
     assert quick_request(raw) is None
@@ -63,5 +68,36 @@ def test_quick_response():
                 b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
                 b"HTTP/1.1 100 Continue\r\n\r\n",
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: x-hop\r\n\r\n"):
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: x-hop\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\nTransfer-Encoding: chunked\r\n\r\n"):
         assert quick_response(raw, False) is None
+
+
+def test_stray_cr_or_lf_in_a_head_is_refused():
+    for raw in (b"GET / HTTP/1.1\r\nHost: x\nTransfer-Encoding: chunked\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n"):
+        with pytest.raises(BadMessage):
+            parse_head(raw)
+
+
+def test_line_verdicts_are_memoized_without_changing_answers(monkeypatch):
+    """The fast parsers remember each line's verdict: asking twice answers the same, a response's
+    lines never stand for a request's, and the memos stay bounded whatever clients send."""
+    from ketch.ingress import http1
+    request = b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nX: y\r\n\r\n"
+    for _ in range(2):
+        assert quick_request(request) == (b"GET", b"/x", b"GET /x HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n", b"a",
+                                          False, 0)
+        assert quick_response(response, False) == (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: y", 2, False)
+    # Keep-Alive is hop-by-hop in a response (dropped) but makes a request take the general path.
+    assert quick_response(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n", False)[0] == \
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0"
+    assert quick_request(b"GET / HTTP/1.1\r\nHost: a\r\nKeep-Alive: timeout=5\r\n\r\n") is None
+    monkeypatch.setattr(http1, "MEMO_LINES", 8)
+    for i in range(50):
+        assert quick_request(b"GET / HTTP/1.1\r\nHost: a\r\nX-N: %d\r\n\r\n" % i)[3] == b"a"
+    assert len(http1._request_lines) <= 8
+    long_line = b"X-Long: " + b"v" * http1.MEMO_LINE_MAX
+    assert quick_request(b"GET / HTTP/1.1\r\nHost: a\r\n" + long_line + b"\r\n\r\n") is not None
+    assert long_line not in http1._request_lines
