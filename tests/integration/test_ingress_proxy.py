@@ -252,7 +252,8 @@ async def test_http10_head_and_pool_reconnect(env):
 async def test_bad_requests_answer_400(env):
     env.route([], {})
     for raw in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"):
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: x\nTransfer-Encoding: chunked\r\n\r\n"):   # a field behind a bare LF
         reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
         writer.write(raw)
         assert (await reader.read()).startswith(b"HTTP/1.1 400")
