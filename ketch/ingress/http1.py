@@ -170,7 +170,7 @@ async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         pass
 
 
-# ---- the fast path's parsers: the common message in one pass, None for anything else -----------
+# ---- the fast path's parsers: the common message in one split, None for anything else ----------
 # They keep ordinary header lines as they came (nothing rebuilt) and give up — the general
 # parser then decides — on any field that needs care: framing other than a Content-Length,
 # upgrades, Expect, the forwarded fields we set, hop-by-hop fields but a plain Connection, a line
