@@ -422,19 +422,9 @@ class Kubelet:
     async def _images_in_use(self) -> set[str]:
         """Images any container of this machine uses: the store is shared by every agent of the
         data dir (`ketch server --nodes N`), so the other nodes' containers count too."""
-        in_use = {c.image_id for c in await self.runtime.list_containers()}
-        for root in (self.config.data_dir / "agent").glob("*/runtime"):
-            if root == self.config.root / "runtime":
-                continue
-            other = type(self.runtime)(root, self.image_store)   # the same runtime, at the other node's root
-            try:
-                in_use |= {c.image_id for c in await other.list_containers()}
-            except Exception:  # noqa: BLE001 - unreadable: keep everything it might use
-                log.warning("cannot read the containers under %s; pruning no images", root)
-                return {i.id for i in await asyncio.to_thread(self.image_store.list)}
-            finally:
-                await other.close()
-        return in_use
+        own = self.config.root / "runtime"
+        others = [r for r in (self.config.data_dir / "agent").glob("*/runtime") if r != own]
+        return await images_in_use(self.runtime, others, self.image_store)
 
     def _node_ref(self) -> dict:
         # The kubelet's node reference carries the node's name as its uid.
@@ -533,3 +523,18 @@ def _log_tail(path: Path, lines: int, max_bytes: int) -> str:
             text.append(parts[3].decode(errors="replace") + ("\n" if parts[2] == b"F" else ""))
     return "".join(text)[-max_bytes:]
 
+
+async def images_in_use(runtime: RuntimeService, other_roots, image_store) -> set[str]:
+    """The image ids of `runtime`'s containers and of those under the other runtime roots (read
+    with the same runtime type); every image when one cannot be read."""
+    in_use = {c.image_id for c in await runtime.list_containers()}
+    for root in other_roots:
+        other = type(runtime)(root, image_store)
+        try:
+            in_use |= {c.image_id for c in await other.list_containers()}
+        except Exception:  # noqa: BLE001 - unreadable: keep everything it might use
+            log.warning("cannot read the containers under %s; pruning no images", root)
+            return {i.id for i in await asyncio.to_thread(image_store.list)}
+        finally:
+            await other.close()
+    return in_use

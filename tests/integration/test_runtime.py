@@ -474,3 +474,19 @@ async def test_tty_exec_takes_more_input_than_a_pty_buffers(rt, node):
     out = await asyncio.wait_for(t.stdout.read(), 20)
     assert await asyncio.wait_for(t.wait(), 5) == 0
     assert str(len(lines)).encode() in out
+
+
+async def test_images_in_use_count_the_other_local_nodes_containers(rt, node, tmp_path):
+    """Image GC of one node keeps the images another node of the machine (another runtime root,
+    the same store) has containers of, running or not."""
+    from ketch.agent.kubelet import images_in_use
+    from ketch.agent.runtime.runc import RuncRuntime
+    sid, scfg = await run_pod(rt, "gc")
+    cid = await run_container(rt, node, sid, scfg, "c", ["true"], start=False)
+    image_id = next(c.image_id for c in await rt.list_containers() if c.id == cid)
+    lonely = RuncRuntime(tmp_path / "other-node", node.store)
+    try:
+        assert image_id not in await images_in_use(lonely, [], node.store)
+        assert image_id in await images_in_use(lonely, [node.root], node.store)
+    finally:
+        await lonely.close()
