@@ -25,6 +25,7 @@ log = logging.getLogger("ketch.ingress")
 
 CONTROLLER_NAME = "ketch.io/ingress-controller"   # spec.controller of our IngressClass
 STATUS_RETRY = 2.0
+LISTEN_RETRY = 10.0   # a listen that failed (the port taken) is tried again this often
 
 
 def _service_of_slice(es: dict) -> list[str]:
@@ -89,6 +90,7 @@ class IngressController(Background):
                 key = f"{b.namespace}/{b.service}"
                 endpoints[b.key] = resolve_endpoints(b, services, {key: self.slices.by_index("service", key)})
         self.proxy.state = RoutingState(table, endpoints)
+        self.proxy.pool.sweep(self.proxy.clock, {addr for eps in endpoints.values() for addr in eps})
         self.sni.update(tls_hosts(mine), self.secrets.cache)
         self.served = {object_key(i) for i in mine}
         self.rebuilds += 1
@@ -114,12 +116,15 @@ class IngressController(Background):
     # ---- status ----------------------------------------------------------------------------
 
     def desired_status(self, ingress: dict) -> list[dict] | None:
-        """The status.loadBalancer.ingress to write, or None when it is right already: exactly
-        ours on a served Ingress; ours removed (others' kept) on one we do not serve."""
+        """The status.loadBalancer.ingress to write, or None when it is right already: ours added
+        on a served Ingress, ours removed on one we do not serve; other agents' entries (another
+        --ingress-address) kept either way, or agents would overwrite each other forever."""
         current = ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         ours = {"ip": self.status_ip}
         if object_key(ingress) in self.served:
-            return None if current == [ours] else [ours]
+            if any(e.get("ip") == self.status_ip and not e.get("hostname") for e in current):
+                return None
+            return [*current, ours]
         if any(e.get("ip") == self.status_ip and not e.get("hostname") for e in current):
             return [e for e in current if not (e.get("ip") == self.status_ip and not e.get("hostname"))]
         return None
@@ -160,32 +165,48 @@ class IngressController(Background):
 
     # ---- listeners -------------------------------------------------------------------------
 
-    async def _listen(self) -> None:
+    def _plans(self) -> list[tuple[NetnsSockets, str, int, str, str]]:
         here = NetnsSockets(None)
-        plans: list[tuple[NetnsSockets, str, int, str, str]] = []
+        plans = []
         for (host, port), scheme in ((self.http, "http"), (self.https, "https")):
             if port:
                 plans.append((here, host, port, scheme, "the host"))
                 if self.node_address:
                     plans.append((self.sockets, self.node_address, port, scheme, "the node's namespace"))
-        for sockets, host, port, scheme, where in plans:
+        return plans
+
+    async def _listen(self, plans: list) -> list:
+        """Open each planned listener; the ones that failed are returned (to try again later)."""
+        failed = []
+        for plan in plans:
+            sockets, host, port, scheme, where = plan
+            sock = None
             try:
                 sock = await sockets.listen(host, port, reuse_port=True)
+                loop = asyncio.get_running_loop()
+                if scheme == "https":
+                    server = await loop.create_server(self.proxy.protocol(b"https"), sock=sock, ssl=self.sni.fallback)
+                else:
+                    server = await loop.create_server(self.proxy.protocol(b"http"), sock=sock)
             except OSError as e:
-                log.error("ingress: cannot listen on %s:%s in %s: %s", host, port, where, e)
-                raise
-            loop = asyncio.get_running_loop()
-            if scheme == "https":
-                server = await loop.create_server(self.proxy.protocol(b"https"), sock=sock, ssl=self.sni.fallback)
-            else:
-                server = await loop.create_server(self.proxy.protocol(b"http"), sock=sock)
+                if sock is not None:
+                    sock.close()
+                log.warning("ingress: cannot listen on %s:%s in %s (trying again in %g s): %s",
+                            host, port, where, LISTEN_RETRY, e)
+                failed.append(plan)
+                continue
             self._servers.append(server)
             self.addresses.append((host, sock.getsockname()[1], scheme))
-        log.info("ingress: class %s serving on %s", self.class_name,
-                 ", ".join(f"{s}://{h}:{p}" for h, p, s in self.addresses) or "nothing")
+            log.info("ingress: class %s serving on %s://%s:%s", self.class_name, scheme, host, sock.getsockname()[1])
+        return failed
+
+    async def _listen_retry(self, pending: list) -> None:
+        while pending:
+            await asyncio.sleep(LISTEN_RETRY)
+            pending = await self._listen(pending)
 
     async def run(self) -> None:
-        status_task = None
+        status_task = retry_task = None
         try:
             for inf in (self.ingresses, self.classes, self.services, self.slices, self.secrets):
                 await inf.synced.wait()
@@ -194,13 +215,16 @@ class IngressController(Background):
             for inf in (self.ingresses, self.classes, self.services, self.slices, self.secrets):
                 inf.add_handlers(on_add=self._changed, on_update=self._changed, on_delete=self._changed)
             self.rebuild()
-            await self._listen()
+            pending = await self._listen(self._plans())
+            if pending:   # the listeners that worked serve meanwhile
+                retry_task = asyncio.create_task(self._listen_retry(pending))
             status_task = asyncio.create_task(self._status_loop())
             self.ready.set()
             await asyncio.Event().wait()
         finally:
-            if status_task is not None:
-                status_task.cancel()
+            for task in (status_task, retry_task):
+                if task is not None:
+                    task.cancel()
             for server in self._servers:
                 server.close()
             self.proxy.close()

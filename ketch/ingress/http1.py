@@ -8,6 +8,7 @@ upload or a long event stream flows through.
 from __future__ import annotations
 
 import asyncio
+import re
 
 CHUNK = 65536
 MAX_HEAD = 65536
@@ -16,7 +17,12 @@ MAX_HEAD = 65536
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
 
+# Never removed by a Connection token: the fields that frame the message and say where it goes (a
+# `Connection: content-length` stripping the length would let the body pass as a second request).
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
+
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")   # int(x, 16) alone takes 0x10, 1_0, +1, -1
 
 
 class BadMessage(Exception):
@@ -80,9 +86,9 @@ def parse_head(raw: bytes) -> Head:
     else:
         lines = raw.rstrip(b"\r\n").split(b"\n")
         stray = raw.rstrip(b"\r\n").find(b"\r") >= 0
-    if stray:
+    if stray or b"\0" in raw:
         # A proxy forwards lines: one the next hop splits differently would smuggle fields past us.
-        raise BadMessage(400, "bare CR or LF in the head")
+        raise BadMessage(400, "bare CR or LF, or NUL, in the head")
     first = lines[0].split(b" ", 2)
     if len(first) != 3:
         raise BadMessage(400, "bad start line")
@@ -98,24 +104,55 @@ def parse_head(raw: bytes) -> Head:
 async def read_head(reader: asyncio.StreamReader) -> bytes:
     """Up to the blank line; b"" when the peer closed before sending anything."""
     try:
-        return await reader.readuntil(b"\r\n\r\n")
+        raw = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as e:
         if e.partial.strip():
             raise BadMessage(400, "incomplete head") from None
         return b""
     except asyncio.LimitOverrunError:
         raise BadMessage(431, "head too large") from None
+    if len(raw) > MAX_HEAD:   # the blank line came, but past the limit
+        raise BadMessage(431, "head too large")
+    return raw
 
 
 async def copy_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, framing: int, length: int,
-                    chunk_out: bool) -> None:
+                    chunk_out: bool, timeout: float | None = None) -> None:
     """Copy one body: `framing`/`length` say how it arrives, `chunk_out` whether to send it on
-    chunked (else as it comes: a known length, or until close)."""
+    chunked (else as it comes: a known length, or until close). With `timeout`, each read of the
+    reader must make progress within it (nginx's client_body_timeout): TimeoutError."""
+    try:
+        await _copy_body(reader, writer, framing, length, chunk_out, timeout)
+    except asyncio.LimitOverrunError:
+        raise BadMessage(400, "chunk line too long") from None
+
+
+def _timed(reader, timeout: float | None):
+    """reader's read and readuntil, each bounded by `timeout`."""
+    if timeout is None:
+        return reader.read, reader.readuntil, reader.readexactly
+
+    async def read(n):
+        async with asyncio.timeout(timeout):
+            return await reader.read(n)
+
+    async def readuntil(sep):
+        async with asyncio.timeout(timeout):
+            return await reader.readuntil(sep)
+
+    async def readexactly(n):
+        async with asyncio.timeout(timeout):
+            return await reader.readexactly(n)
+    return read, readuntil, readexactly
+
+
+async def _copy_body(reader, writer, framing: int, length: int, chunk_out: bool, timeout: float | None) -> None:
     write = writer.write
+    read, readuntil, readexactly = _timed(reader, timeout)
     if framing == LENGTH:
         left = length
         while left:
-            data = await reader.read(min(left, CHUNK))
+            data = await read(min(left, CHUNK))
             if not data:
                 raise asyncio.IncompleteReadError(b"", left)
             left -= len(data)
@@ -123,29 +160,28 @@ async def copy_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
             await writer.drain()
     elif framing == CHUNKED:
         while True:
-            line = await reader.readuntil(b"\r\n")
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadMessage(400, "bad chunk size") from None
+            line = await readuntil(b"\r\n")
+            size_text = line[:-2].split(b";", 1)[0].rstrip(b" \t")   # whitespace only before an extension
+            if _CHUNK_SIZE.fullmatch(size_text) is None:
+                raise BadMessage(400, "bad chunk size")
+            size = int(size_text, 16)
             if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                while (await readuntil(b"\r\n")) != b"\r\n":
                     pass   # trailers: dropped
                 break
             left = size
             while left:
-                data = await reader.read(min(left, CHUNK))
+                data = await read(min(left, CHUNK))
                 if not data:
                     raise asyncio.IncompleteReadError(b"", left)
                 left -= len(data)
                 write(b"%x\r\n%s\r\n" % (len(data), data) if chunk_out else data)
-            if await reader.readexactly(2) != b"\r\n":
+            if await readexactly(2) != b"\r\n":
                 raise BadMessage(400, "bad chunk end")
             await writer.drain()
     elif framing == UNTIL_CLOSE:
         while True:
-            data = await reader.read(CHUNK)
+            data = await read(CHUNK)
             if not data:
                 break
             write(b"%x\r\n%s\r\n" % (len(data), data) if chunk_out else data)
@@ -174,8 +210,8 @@ async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 # They keep ordinary header lines as they came (nothing rebuilt) and give up — the general
 # parser then decides — on any field that needs care: framing other than a Content-Length,
 # upgrades, Expect, the forwarded fields we set, hop-by-hop fields but a plain Connection, a line
-# without a name, whitespace before a colon, folded lines, a bare CR or LF (which a next hop
-# could split on: a field smuggled past us).
+# without a name, whitespace before a colon, folded lines, a bare CR or LF or a NUL (which a next
+# hop could split on: a field smuggled past us).
 #
 # A head is split into lines and each line's verdict is a pure function of its bytes, so verdicts
 # are memoized per line (bounded): most lines recur from message to message (Host, Server,
@@ -200,7 +236,7 @@ _PLAIN = (_ORDINARY, None)
 
 
 def _stray(line: bytes) -> bool:
-    return line.find(b"\r") >= 0 or line.find(b"\n") >= 0
+    return line.find(b"\r") >= 0 or line.find(b"\n") >= 0 or line.find(b"\0") >= 0
 
 
 def _field_verdict(line: bytes, fields: dict) -> tuple[int, object]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..agent.runtime.namespaces import NetnsSockets
 from .conn import Conn
-from .http1 import (CHUNKED, HOP_BY_HOP, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, BadMessage, Head,
+from .http1 import (CHUNKED, FRAMING, HOP_BY_HOP, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, BadMessage, Head,
                     copy_body, parse_head, quick_request, quick_response, read_head, splice)
 from .routes import Backend, RouteTable, normalize_host
 
@@ -29,6 +29,7 @@ log = logging.getLogger("ketch.ingress")
 CONNECT_TIMEOUT = 5.0       # nginx proxy_connect_timeout is 60 s; a pod on the node answers at once or never
 READ_TIMEOUT = 60.0         # nginx proxy_read_timeout: waiting for the response head
 CLIENT_IDLE_TIMEOUT = 75.0  # nginx keepalive_timeout: an idle client connection
+CLIENT_BODY_TIMEOUT = 60.0  # nginx client_body_timeout: between two reads of a request body (and a drain)
 POOL_IDLE = 30.0            # an idle upstream connection older than this is not reused
 POOL_PER_UPSTREAM = 64
 TRIES = 3                   # endpoints tried when connecting fails (nginx proxy_next_upstream error)
@@ -38,8 +39,8 @@ CLOCK_TICK = 1.0            # how often the proxy's request clock is read
 
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
                        b"x-real-ip", b"expect"})
-REASONS = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
-           501: "Not Implemented", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
+REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 413: "Payload Too Large",
+           431: "Request Header Fields Too Large", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
            504: "Gateway Timeout"}
 BODIES = {404: b"default backend - 404\n", 502: b"502 Bad Gateway\n", 503: b"503 Service Temporarily Unavailable\n",
           504: b"504 Gateway Timeout\n"}
@@ -64,6 +65,14 @@ class UpstreamFailed(Exception):
     def __init__(self, message: str, status: int = 502):
         super().__init__(message)
         self.status = status
+
+
+class ClientBodyFailed(Exception):
+    """The request body could not be read (malformed, too slow, cut) before a response came."""
+
+    def __init__(self, error: BaseException | None):
+        super().__init__(repr(error))
+        self.error = error
 
 
 # ---- connections ---------------------------------------------------------------------------------
@@ -102,8 +111,8 @@ class ClientConn(Conn):
             self.proxy.next_request(self, data)
 
     def on_eof(self) -> None:
-        if not self.busy and not self.buf:
-            self.close()
+        if not self.busy:
+            self.close()   # whatever is buffered is a head that can no longer be completed
 
     def on_lost(self) -> None:
         self.proxy.connections.discard(self)
@@ -149,6 +158,8 @@ class UpstreamConn(Conn):
     def on_lost(self) -> None:
         if self.client is not None:
             self.proxy.fast_failed(self, "connection lost")
+        else:
+            self.proxy.pool.forget(self)
 
     def timed_out(self) -> None:
         if self.client is not None:
@@ -191,6 +202,27 @@ class UpstreamPool:
             return
         up.idle_since = now
         conns.append(up)
+
+    def forget(self, up: UpstreamConn) -> None:
+        """A connection that is gone (the pod closed it while idle) leaves the pool."""
+        conns = self.idle.get(up.addr)
+        if conns and up in conns:
+            conns.remove(up)
+            if not conns:
+                del self.idle[up.addr]
+
+    def sweep(self, now: float, addresses: set[tuple[str, int]]) -> None:
+        """Idle connections past POOL_IDLE, or to an address no endpoint list names any more, are
+        closed (their fds would stay forever: nothing takes them)."""
+        for addr, conns in list(self.idle.items()):
+            keep = [up for up in conns if addr in addresses and now - up.idle_since <= POOL_IDLE and not up.eof]
+            for up in conns:
+                if up not in keep:
+                    up.abort()
+            if keep:
+                self.idle[addr] = keep
+            else:
+                del self.idle[addr]
 
     def close(self) -> None:
         for conns in self.idle.values():
@@ -241,6 +273,7 @@ class IngressProxy:
         for up in list(self.inflight):
             if up.started < now - READ_TIMEOUT:
                 up.timed_out()
+        self.pool.sweep(now, {addr for eps in self.state.endpoints.values() for addr in eps})
 
     def pick(self, backend: Backend) -> list[tuple[str, int]]:
         """The endpoints to try for one request: round robin's next first, then the following ones."""
@@ -316,6 +349,10 @@ class IngressProxy:
                 client.buf += data
             return
         head_len = end + 4
+        if head_len > MAX_HEAD:
+            client.write(simple_response(431, True))
+            client.close()
+            return
         raw = data[:head_len] if len(data) > head_len else data
         client.last = now = self.clock
         quick = quick_request(raw)
@@ -427,9 +464,10 @@ class IngressProxy:
 
     async def _after_drain(self, client: ClientConn) -> None:
         try:
-            await client.drain()
-        except ConnectionError:
-            client.close()
+            async with asyncio.timeout(CLIENT_BODY_TIMEOUT):
+                await client.drain()
+        except (ConnectionError, TimeoutError):
+            client.abort()
             return
         self._after(client, True)
 
@@ -443,6 +481,9 @@ class IngressProxy:
                 up.buf += data
             return
         head_len = end + 4
+        if head_len > MAX_HEAD:
+            self.fast_failed(up, "response head too large")
+            return
         client = up.client
         raw = data[:head_len] if len(data) > head_len else data
         quick = quick_response(raw, up.head_only)
@@ -565,7 +606,16 @@ class IngressProxy:
         except BadMessage as e:
             client.write(simple_response(e.status, True))
             keep = False
-        except (ConnectionError, OSError, asyncio.IncompleteReadError, TimeoutError):
+        except TimeoutError:
+            client.write(simple_response(408, True))   # the client stopped sending its body
+            keep = False
+        except ClientBodyFailed as e:
+            if isinstance(e.error, BadMessage):
+                client.write(simple_response(e.error.status, True))
+            elif isinstance(e.error, TimeoutError):
+                client.write(simple_response(408, True))
+            keep = False
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
             keep = False
         except Exception:  # noqa: BLE001 - one broken request must not take the listener down
             log.exception("ingress: request failed")
@@ -594,7 +644,8 @@ class IngressProxy:
     async def _refuse(self, status: int, req: Head, client: ClientConn, keep: bool) -> bool:
         # A small body is read and dropped so the connection can go on; a large one closes it.
         if req.framing == LENGTH and req.length <= SMALL_BODY:
-            await client.readexactly(req.length)
+            async with asyncio.timeout(CLIENT_BODY_TIMEOUT):
+                await client.readexactly(req.length)
         elif req.framing != NO_BODY:
             keep = False
         client.write(simple_response(status, not keep))
@@ -603,24 +654,22 @@ class IngressProxy:
     def upstream_head(self, req: Head, host_value: bytes, client: ClientConn, upgrade) -> bytes:
         method, target, _ = req.first
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-        xff = None
-        drop = req.connection
-        has_host = False
+        drop = req.connection - FRAMING if req.connection else req.connection
+        had_length = False
         for lname, name, value in req.headers:
             if lname in HOP_BY_HOP or lname in drop:
                 continue
-            if lname in FORWARDED:
-                if lname == b"x-forwarded-for":
-                    xff = value if xff is None else xff + b", " + value
+            if lname in FORWARDED or lname == b"host":
+                continue   # set below: the client's own X-Forwarded-* are not trusted (as ingress-nginx)
+            if lname == b"content-length":
+                had_length = True   # written below, once, as the framing we read
                 continue
-            if lname == b"host":
-                has_host = True
-                value = host_value
             parts += (name, b": ", value, b"\r\n")
-        if not has_host:
-            parts += (b"Host: ", host_value, b"\r\n")
+        parts += (b"Host: ", host_value, b"\r\n")
+        if req.framing == LENGTH or had_length:
+            parts += (b"Content-Length: %d\r\n" % req.length,)
         ip = client.client_ip
-        parts += (b"X-Forwarded-For: ", (xff + b", " + ip) if xff else ip,
+        parts += (b"X-Forwarded-For: ", ip,
                   b"\r\nX-Real-IP: ", ip, b"\r\nX-Forwarded-Proto: ", client.scheme,
                   b"\r\nX-Forwarded-Host: ", host_value, b"\r\nX-Forwarded-Port: ", client.port, b"\r\n")
         if upgrade is not None:
@@ -646,13 +695,28 @@ class IngressProxy:
                 last = e
         raise UpstreamFailed(f"connecting to {targets[0][0]}:{targets[0][1]}: {last}")
 
-    async def _read_response(self, up: UpstreamConn, client: ClientConn, resp: Head | None) -> Head | None:
-        """The final response head (interim 1xx ones passed on); None when the pod closed first."""
+    async def _read_response(self, up: UpstreamConn, client: ClientConn, resp: Head | None,
+                             body_task: asyncio.Future | None = None) -> Head | None:
+        """The final response head (interim 1xx ones passed on); None when the pod closed first.
+        A request body that fails (malformed, or the client stopped sending) before the response
+        came is raised here: the client is answered 400 or 408, not the pod's reaction."""
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 while True:
                     if resp is None:
-                        raw = await read_head(up)
+                        if body_task is not None and not body_task.done():
+                            head_task = asyncio.ensure_future(read_head(up))
+                            try:
+                                await asyncio.wait((head_task, body_task), return_when=asyncio.FIRST_COMPLETED)
+                                if not head_task.done() and (body_task.cancelled() or body_task.exception()):
+                                    up.abort()
+                                    raise ClientBodyFailed(None if body_task.cancelled() else body_task.exception())
+                                raw = await head_task
+                            finally:
+                                if not head_task.done():
+                                    head_task.cancel()
+                        else:
+                            raw = await read_head(up)
                         if not raw:
                             return None
                         resp = parse_head(raw)
@@ -670,27 +734,30 @@ class IngressProxy:
     async def _exchange(self, targets, head: bytes, req: Head, client: ClientConn, keep: bool, upgrade: bool) -> bool:
         small = None
         if req.framing == LENGTH and req.length <= SMALL_BODY:
-            small = await client.readexactly(req.length)   # read whole first, as nginx buffers it
+            async with asyncio.timeout(CLIENT_BODY_TIMEOUT):
+                small = await client.readexactly(req.length)   # read whole first, as nginx buffers it
         has_body = req.framing != NO_BODY and small is None
         fresh = False
         http11 = req.first[2] == b"HTTP/1.1"
-        head_only = req.first[0] == b"HEAD"
+        method = req.first[0]
+        head_only = method == b"HEAD"
         while True:
             up, reused = await self._connect(targets, fresh)
             body_task = None
             up.write(head + small if small is not None else head)
             if has_body:
                 body_task = asyncio.ensure_future(copy_body(client, up, req.framing, req.length,
-                                                            req.framing == CHUNKED))
+                                                            req.framing == CHUNKED, CLIENT_BODY_TIMEOUT))
             try:
-                resp = await self._read_response(up, client, None)
-            except UpstreamFailed:
+                resp = await self._read_response(up, client, None, body_task)
+            except BaseException:
                 if body_task is not None:
                     body_task.cancel()
                 raise
             if resp is None:
                 up.abort()
-                if reused and not has_body:
+                # Once more only when nothing can have been acted on twice (as nginx: not a POST).
+                if reused and not has_body and method not in (b"POST", b"PATCH", b"LOCK"):
                     fresh = True   # the pooled connection was closed by the pod meanwhile: once more, new
                     continue
                 if body_task is not None:
@@ -755,7 +822,7 @@ class IngressProxy:
     def client_head(resp: Head, extra: bytes, keep_upgrade: bool = False) -> bytes:
         _, status, reason = resp.first
         parts = [b"HTTP/1.1 ", status, b" ", reason, b"\r\n"]
-        drop = resp.connection
+        drop = resp.connection - FRAMING if resp.connection else resp.connection
         for lname, name, value in resp.headers:
             if keep_upgrade and lname in (b"upgrade", b"connection"):
                 parts += (name, b": ", value, b"\r\n")

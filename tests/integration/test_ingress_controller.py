@@ -217,3 +217,35 @@ async def test_named_port_and_tls_by_sni(env):
     _, der = await https_get("unknown.test", insecure)
     cn = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     assert cn == FALLBACK_CN
+
+
+async def test_failed_listen_is_retried_and_the_others_serve(api_server, netns, monkeypatch, caplog):
+    """The HTTP port is taken (a socket without SO_REUSEPORT): HTTPS serves meanwhile, a warning
+    says so, and HTTP is served once the port is free."""
+    import socket as socket_module
+    from ketch.ingress import controller as controller_module
+    monkeypatch.setattr(controller_module, "LISTEN_RETRY", 0.2)
+    e = Env(api_server, netns)
+    blocker = socket_module.socket()
+    blocker.bind(("127.0.0.1", e.http_port))
+    blocker.listen(1)
+    await e.res("v1", "Namespace").create({"metadata": {"name": e.ns}})
+    caplog.set_level("WARNING", logger="ketch.ingress")
+    e.controller.start()
+    e.informers.start()
+    try:
+        await asyncio.wait_for(e.controller.ready.wait(), 20)
+        assert ("127.0.0.1", e.https_port, "https") in e.controller.addresses
+        assert ("127.0.0.1", e.http_port, "http") not in e.controller.addresses
+        assert any("cannot listen on 127.0.0.1:%d" % e.http_port in r.getMessage() for r in caplog.records)
+        blocker.close()
+        await e.eventually(lambda: _served(e), True)
+        status, body = await e.get("nobody.example")
+        assert status == 404 and body == "default backend - 404\n"
+    finally:
+        blocker.close()
+        await e.close()
+
+
+async def _served(e) -> bool:
+    return ("127.0.0.1", e.http_port, "http") in e.controller.addresses

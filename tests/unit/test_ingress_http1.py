@@ -101,3 +101,53 @@ def test_line_verdicts_are_memoized_without_changing_answers(monkeypatch):
     long_line = b"X-Long: " + b"v" * http1.MEMO_LINE_MAX
     assert quick_request(b"GET / HTTP/1.1\r\nHost: a\r\n" + long_line + b"\r\n\r\n") is not None
     assert long_line not in http1._request_lines
+
+
+def test_nul_in_a_head_is_refused():
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n"
+    assert quick_request(raw) is None
+    assert quick_response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: a\0b\r\n\r\n", False) is None
+    with pytest.raises(BadMessage):
+        parse_head(raw)
+    assert quick_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\nX: y\r\n\r\n", False) is None   # bare LF
+
+
+@pytest.mark.parametrize("size", [b"0x4", b"+4", b"-1", b"4_0", b" 4", b"", b"1" * 17, b"4\n"])
+async def test_chunk_sizes_are_parsed_strictly(size):
+    import asyncio
+    from ketch.ingress.http1 import copy_body
+
+    class Sink:
+        def write(self, data):
+            pass
+
+        async def drain(self):
+            pass
+    reader = asyncio.StreamReader()
+    reader.feed_data(size + b"\r\nabcd\r\n0\r\n\r\n")
+    reader.feed_eof()
+    with pytest.raises(BadMessage) as e:
+        await copy_body(reader, Sink(), CHUNKED, 0, False)
+    assert e.value.status == 400
+
+
+async def test_good_chunks_and_a_too_long_chunk_line():
+    import asyncio
+    from ketch.ingress.http1 import copy_body
+    out = []
+
+    class Sink:
+        def write(self, data):
+            out.append(data)
+
+        async def drain(self):
+            pass
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"4;a=b\r\nabcd\r\nA \r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n")
+    reader.feed_eof()
+    await copy_body(reader, Sink(), CHUNKED, 0, False)
+    assert b"".join(out) == b"abcd0123456789"
+    reader = asyncio.StreamReader(limit=1024)
+    reader.feed_data(b"4;" + b"e" * 5000)
+    with pytest.raises(BadMessage):
+        await copy_body(reader, Sink(), CHUNKED, 0, False)
