@@ -335,7 +335,9 @@ def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFac
     # (it reports the node IPs as the ingress IPs, which kube-proxy then matches).
     lb_ips = sp.lb_ips + [ip for ip in node.node_ips if sp.on_node_ips and ip not in sp.lb_ips]
     has_external = sp.has_external or bool(lb_ips)
-    uses_cluster = bool(sp.endpoints) and (not sp.internal_local or (has_external and bool(external_eps)))
+    # Cluster endpoints serve internal traffic unless its policy is Local, and external traffic
+    # always: with externalTrafficPolicy Local too, for the short cut of pods and the node itself.
+    uses_cluster = bool(sp.endpoints) and (not sp.internal_local or has_external)
     uses_local = bool(local_eps) and (sp.internal_local or sp.external_local)
 
     def no_endpoints(chain: str, eps_local: bool, *match: str) -> None:
@@ -351,23 +353,25 @@ def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFac
     else:
         no_endpoints("KUBE-SERVICES", sp.internal_local, *cip_match)
 
-    # External IPs, load-balancer IPs, node port: all through the EXT chain.
+    # External IPs, load-balancer IPs, node port: all through the EXT chain whenever the service has
+    # endpoints at all; what the EXT chain does not short-cut or send on (externalTrafficPolicy
+    # Local without local endpoints) the filter table then drops, as kube-proxy does.
     ext_matches = [("external IP", match_port + ("-d", ip, "--dport", str(sp.port))) for ip in sp.external_ips]
     ext_matches += [("loadbalancer IP", match_port + ("-d", ip, "--dport", str(sp.port))) for ip in lb_ips]
     for what, match in ext_matches:
-        if external_eps:
+        if sp.endpoints:
             nat.add("KUBE-SERVICES", "-m", "comment", "--comment", _q(f"{key} {what}"), *match, "-j", ext_chain)
-        else:
+        if not external_eps:
             no_endpoints("KUBE-EXTERNAL-SERVICES", sp.external_local, *match)
     if sp.node_port:
-        if external_eps:
+        if sp.endpoints:
             nat.add("KUBE-NODEPORTS", "-m", "comment", "--comment", _q(key), *match_port,
                     "--dport", str(sp.node_port), "-j", ext_chain)
-        else:
+        if not external_eps:
             no_endpoints("KUBE-EXTERNAL-SERVICES", sp.external_local, "-m", "addrtype", "--dst-type", "LOCAL",
                          *match_port, "--dport", str(sp.node_port))
 
-    if has_external and external_eps:
+    if has_external and sp.endpoints:
         nat.chain(ext_chain)
         if sp.external_local:
             if node.cluster_cidr:
@@ -377,7 +381,8 @@ def _write_service_port(nat: _Table, flt: _Table, sp: ServicePort, node: NodeFac
                     "-m", "addrtype", "--src-type", "LOCAL", "-j", "KUBE-MARK-MASQ")
             nat.add(ext_chain, "-m", "comment", "--comment", _q(f"route LOCAL traffic for {key} external destinations"),
                     "-m", "addrtype", "--src-type", "LOCAL", "-j", svc_chain)
-            nat.add(ext_chain, "-j", svl_chain)
+            if local_eps:
+                nat.add(ext_chain, "-j", svl_chain)
         else:
             nat.add(ext_chain, "-m", "comment", "--comment", _q(f"masquerade traffic for {key} external destinations"),
                     "-j", "KUBE-MARK-MASQ")

@@ -346,3 +346,64 @@ def test_book_custom_service_and_endpoints_point_at_a_load_balancer(cluster):
     wait_for(lambda: "node-js-multi-" in exec_out(cluster, "custom-client", "wget", "-qO-",
                                                   "http://custom-service/", check=False), 60,
              "custom-service answering with node-js-multi's page", interval=0.5)
+
+
+def test_traffic_policies_and_external_ips(cluster):
+    """internalTrafficPolicy Local keeps a client on its node's endpoints; externalTrafficPolicy
+    Local answers a NodePort only on nodes with an endpoint; externalIPs are served on every node."""
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: %(name)s, labels: {app: policies}}
+spec:
+  nodeName: %(node)s
+  containers:
+  - {name: web, image: jonbaier/node-express-info:latest}
+"""
+    cluster.kubectl("apply", "-f", "-", input=manifest % {"name": "pol-1", "node": cluster.node_names[0]})
+    cluster.kubectl("apply", "-f", "-", input=manifest % {"name": "pol-2", "node": cluster.node_names[1]})
+    cluster.kubectl("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Service
+metadata: {name: pol-local}
+spec:
+  selector: {app: policies}
+  internalTrafficPolicy: Local
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: pol-ext}
+spec:
+  type: NodePort
+  selector: {app: policies}
+  externalTrafficPolicy: Local
+  externalIPs: [192.0.2.80]
+  ports: [{port: 80}]
+""")
+    for name in ("pol-1", "pol-2"):
+        cluster.wait_running(name)
+    client_pod(cluster, "pol-client-1", cluster.node_names[0])
+    client_pod(cluster, "pol-client-3", cluster.node_names[2])
+    wait_for(lambda: dnat_count(cluster, "default/pol-local") == 2, 30, "pol-local's endpoints in the rules")
+    for _ in range(8):
+        assert "pol-1" in exec_out(cluster, "pol-client-1", "wget", "-qO-", "http://pol-local/")
+    # node 3 has no local endpoint: dropped there (a timeout, not a refusal)
+    got = cluster.kubectl("exec", "pol-client-3", "--", "timeout", "3", "wget", "-qO-", "http://pol-local/",
+                          check=False)
+    assert got.returncode != 0 and "pol-" not in got.stdout
+
+    svc = cluster.server.kubectl_json("get", "svc", "pol-ext")
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    ips = {n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+           for n in cluster.server.kubectl_json("get", "nodes")["items"]}
+    # Traffic from outside the pod network (node 3's own address) to node 2's NodePort: node 2
+    # has an endpoint and answers with its own pod, the client's address kept (no masquerade).
+    def curl_from_node(node: int, ip: str):
+        return cluster.in_node("curl", "-s", "-m", "3", f"http://{ip}:{node_port}/", node=node)
+    for _ in range(4):
+        assert "pol-2" in curl_from_node(3, ips[cluster.node_names[1]]).stdout
+    # node 3 has no endpoint: its NodePort does not answer outside traffic (dropped)
+    assert curl_from_node(1, ips[cluster.node_names[2]]).returncode != 0
+    # the external IP answers from any node's pods
+    assert "pol-" in exec_out(cluster, "pol-client-3", "wget", "-qO-", "http://192.0.2.80/")

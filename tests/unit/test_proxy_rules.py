@@ -161,6 +161,13 @@ def test_external_traffic_policy_local_uses_only_this_nodes_endpoints():
     # On a node without a local endpoint the node port drops (kube-proxy's "has no local endpoints").
     other = build_rules([s], [sl], NodeFacts("node-3", (), "10.244.0.0/16"))
     assert '"default/local has no local endpoints" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 30300 -j DROP' in other
+    # ... but pods and the node itself are short-cut to every endpoint through the EXT chain, as
+    # kube-proxy does, and nothing else leaves it (no SVL chain to jump to).
+    other_nat = lines(other)
+    ext = [ln for ln in other_nat if ln.startswith("-A KUBE-EXT-")]
+    assert any("-s 10.244.0.0/16 -j KUBE-SVC-" in ln for ln in ext)
+    assert not any("KUBE-SVL-" in ln for ln in ext)
+    assert any(ln.startswith("-A KUBE-NODEPORTS") and "--dport 30300 -j KUBE-EXT-" in ln for ln in other_nat)
 
 
 def test_headless_and_external_name_services_get_no_rules():
