@@ -271,9 +271,14 @@ async def list_(ctx: Context) -> web.StreamResponse:
                          orjson.dumps(ctx.res.api_version), b',"metadata":', orjson.dumps(meta),
                          b',"items":[', b",".join(items), b"]}"))
         return web.Response(body=body, content_type="application/json", headers=ctx.warning_headers())
-    items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts)
+    # The collector stays off until the decoded objects are freed again: enabled while they are
+    # alive, its next pass would walk their millions of containers (~200 ms for 10,000 pods).
     with gc_paused():
-        return ctx.respond(ctx.render_list(items, meta))
+        items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts)
+        try:
+            return ctx.respond(ctx.render_list(items, meta))
+        finally:
+            del items
 
 
 async def create(ctx: Context) -> web.StreamResponse:
