@@ -53,6 +53,13 @@ def exec_out(cluster, pod: str, *argv: str, namespace: str = "default", check: b
     return got.stdout
 
 
+def fetch(cluster, pod: str, url: str, namespace: str = "default") -> str:
+    """A page by `wget` from inside a pod, each try bounded (a Service the proxy has no rules for
+    yet would hang, not fail), retried for a while."""
+    return wait_for(lambda: exec_out(cluster, pod, "timeout", "5", "wget", "-qO-", url, namespace=namespace,
+                                     check=False), 30, f"{url} from {pod}", interval=0.3)
+
+
 def client_pod(cluster, name: str, node: str, namespace: str = "default") -> None:
     cluster.kubectl("apply", "-f", "-", input=CLIENT % {"name": name, "namespace": namespace, "node": node})
     cluster.wait_running(name, namespace)
@@ -91,14 +98,14 @@ def test_book_chapter3_services_across_three_nodes(cluster):
 
     # pod to pod across nodes, by pod IP
     for p in pods:
-        page = exec_out(cluster, "client", "wget", "-qO-", f"http://{p['status']['podIP']}/")
+        page = fetch(cluster, "client", f"http://{p['status']['podIP']}/")
         assert p["metadata"]["name"] in page
 
     # the ClusterIP, from a pod: spread over the pods on all three nodes
     ip = cluster.server.kubectl_json("get", "svc", "node-js-internal")["spec"]["clusterIP"]
     seen = set()
     for _ in range(60):
-        page = exec_out(cluster, "client", "wget", "-qO-", f"http://{ip}/")
+        page = fetch(cluster, "client", f"http://{ip}/")
         seen |= {p["metadata"]["name"] for p in pods if p["metadata"]["name"] in page}
         if len(seen) == 3:
             break
@@ -123,7 +130,7 @@ def test_cluster_dns_from_another_namespace(cluster):
     # the full name, the legacy form the book uses, and a short name through the search path
     for name in ("node-js-internal.default.svc.cluster.local", "node-js-internal.default.cluster.local",
                  "node-js-internal.default"):
-        page = exec_out(cluster, "dns-client", "wget", "-qO-", f"http://{name}/", namespace="test")
+        page = fetch(cluster, "dns-client", f"http://{name}/", namespace="test")
         assert "node-js-" in page, name
     # a name the cluster does not know, with no upstream configured: no answer, quickly
     got = cluster.kubectl("exec", "dns-client", "-n", "test", "--", "nslookup", "nosuch.example.", check=False)
@@ -148,10 +155,10 @@ def test_book_chapter3_ports_and_chapter4_session_affinity(cluster):
         wait_for(lambda: ready_endpoints(service, count), 90, f"{service} endpoints", interval=0.5)
 
     ip90 = cluster.server.kubectl_json("get", "svc", "node-js-90")["spec"]["clusterIP"]
-    assert "node-js-90-" in exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{ip90}:90/")
+    assert "node-js-90-" in fetch(cluster, "ports-client", f"http://{ip90}:90/")
     multi = cluster.server.kubectl_json("get", "svc", "node-js-multi")["spec"]["clusterIP"]
-    assert "node-js-multi-" in exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{multi}:80/")
-    admin = exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{multi}:8888/")
+    assert "node-js-multi-" in fetch(cluster, "ports-client", f"http://{multi}:80/")
+    admin = fetch(cluster, "ports-client", f"http://{multi}:8888/")
     assert admin.strip(), "the second port answers too"
 
     # The A/B pods turn ready after their 30 s initial delay.
@@ -160,7 +167,7 @@ def test_book_chapter3_ports_and_chapter4_session_affinity(cluster):
     pods = {p["metadata"]["name"] for p in cluster.pods("service=node-js-scale-ab")}
     answered = set()
     for _ in range(12):
-        page = exec_out(cluster, "ports-client", "wget", "-qO-", f"http://{ab}/")
+        page = fetch(cluster, "ports-client", f"http://{ab}/")
         answered |= {name for name in pods if name in page}
     assert len(answered) == 1, f"one client, one pod with ClientIP affinity; got {answered}"
 
@@ -221,7 +228,7 @@ spec:
     def answers(n: int = 12, until: set[str] | None = None) -> set[str]:
         seen = set()
         for _ in range(n):
-            page = exec_out(cluster, "ready-client", "wget", "-qO-", f"http://{ip}/")
+            page = fetch(cluster, "ready-client", f"http://{ip}/")
             seen |= {name for name in ("ready-a", "ready-b") if name in page}
             if seen == until:
                 break
@@ -249,7 +256,7 @@ spec:
     wait_for(lambda: dnat_count(cluster, "default/hairpin", node=1) == 1 and
              dnat_count(cluster, "default/hairpin", node=2) == 1 and
              dnat_count(cluster, "default/hairpin", node=3) == 1, 30, "rules on every node")
-    assert "hairpin" in exec_out(cluster, "hairpin", "wget", "-qO-", "http://hairpin/")
+    assert "hairpin" in fetch(cluster, "hairpin", "http://hairpin/")
 
 
 STREAMER = """
@@ -343,7 +350,9 @@ def test_book_custom_service_and_endpoints_point_at_a_load_balancer(cluster):
     described = cluster.kubectl("describe", "service", "custom-service").stdout
     assert f"{node2_ip}:80" in described
     client_pod(cluster, "custom-client", cluster.node_names[0])
-    wait_for(lambda: "node-js-multi-" in exec_out(cluster, "custom-client", "wget", "-qO-",
+    # (before the proxy has the rules a request would hang, not fail: wait for them, and bound each try)
+    wait_for(lambda: dnat_count(cluster, "default/custom-service") == 1, 30, "custom-service's rules")
+    wait_for(lambda: "node-js-multi-" in exec_out(cluster, "custom-client", "timeout", "5", "wget", "-qO-",
                                                   "http://custom-service/", check=False), 60,
              "custom-service answering with node-js-multi's page", interval=0.5)
 
@@ -387,7 +396,7 @@ spec:
     client_pod(cluster, "pol-client-3", cluster.node_names[2])
     wait_for(lambda: dnat_count(cluster, "default/pol-local") == 2, 30, "pol-local's endpoints in the rules")
     for _ in range(8):
-        assert "pol-1" in exec_out(cluster, "pol-client-1", "wget", "-qO-", "http://pol-local/")
+        assert "pol-1" in fetch(cluster, "pol-client-1", "http://pol-local/")
     # node 3 has no local endpoint: dropped there (a timeout, not a refusal)
     got = cluster.kubectl("exec", "pol-client-3", "--", "timeout", "3", "wget", "-qO-", "http://pol-local/",
                           check=False)
@@ -406,4 +415,4 @@ spec:
     # node 3 has no endpoint: its NodePort does not answer outside traffic (dropped)
     assert curl_from_node(1, ips[cluster.node_names[2]]).returncode != 0
     # the external IP answers from any node's pods
-    assert "pol-" in exec_out(cluster, "pol-client-3", "wget", "-qO-", "http://192.0.2.80/")
+    assert "pol-" in fetch(cluster, "pol-client-3", "http://192.0.2.80/")
