@@ -562,28 +562,15 @@ class IngressProxy:
         client.close()
 
     async def _retry(self, client: ClientConn, old: UpstreamConn) -> None:
-        try:
+        async def resend() -> tuple[UpstreamConn, Head | None]:
             try:
                 up = await self.pool.dial(old.addr)
             except (OSError, asyncio.TimeoutError) as e:
                 raise UpstreamFailed(f"connecting to {old.addr[0]}:{old.addr[1]}: {e}") from None
             up.owned = True
             up.write(old.request)
-            resp = await self._read_response(up, client, None)
-            if resp is None:
-                up.abort()
-                raise UpstreamFailed(f"{up.addr[0]}:{up.addr[1]} closed the connection without a response")
-            keep = await self._respond(resp, up, client, old.keep, old.head_only, old.http11, False, None)
-        except UpstreamFailed as e:
-            log.info("ingress: %s", e)
-            client.write(simple_response(e.status, True))
-            keep = False
-        except (ConnectionError, OSError, asyncio.IncompleteReadError, BadMessage):
-            keep = False
-        except Exception:  # noqa: BLE001
-            log.exception("ingress: retry failed")
-            keep = False
-        self._after(client, keep)
+            return up, await self._read_response(up, client, None)
+        await self._relay_response(client, resend(), old.keep, old.head_only, old.http11, "retry")
 
     # ---- the slow path, as coroutines ----------------------------------------------------------
 
@@ -624,20 +611,30 @@ class IngressProxy:
 
     async def _slow_response(self, resp: Head, up: UpstreamConn, client: ClientConn, keep: bool, head_only: bool,
                              http11: bool) -> None:
-        try:
+        async def final() -> tuple[UpstreamConn, Head | None]:
             if resp.first[1][:1] == b"1":   # 100 Continue, 103 Early Hints: passed on
-                resp = await self._read_response(up, client, resp)
+                return up, await self._read_response(up, client, resp)
+            return up, resp
+        await self._relay_response(client, final(), keep, head_only, http11, "response")
+
+    async def _relay_response(self, client: ClientConn, response, keep: bool, head_only: bool, http11: bool,
+                              what: str) -> None:
+        """Pass on the response `response` (awaitable: (upstream connection, final head or None))
+        brings; nothing final was sent to the client yet, so a failure can still be answered."""
+        try:
+            up, resp = await response
             if resp is None:
+                up.abort()
                 raise UpstreamFailed(f"{up.addr[0]}:{up.addr[1]} closed the connection without a response")
             keep = await self._respond(resp, up, client, keep, head_only, http11, False, None)
         except UpstreamFailed as e:
             log.info("ingress: %s", e)
-            client.write(simple_response(e.status, True))   # nothing final was sent yet
+            client.write(simple_response(e.status, True))
             keep = False
         except (ConnectionError, OSError, asyncio.IncompleteReadError, BadMessage):
             keep = False
         except Exception:  # noqa: BLE001
-            log.exception("ingress: response failed")
+            log.exception("ingress: %s failed", what)
             keep = False
         self._after(client, keep)
 
