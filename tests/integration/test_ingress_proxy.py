@@ -5,11 +5,11 @@ passthrough, forwarded headers, round robin, and the 404/503/502 answers."""
 from __future__ import annotations
 
 import asyncio
-import secrets
-import subprocess
 
 import aiohttp
 import pytest
+
+from helpers.netns import scratch_netns
 from aiohttp import web
 
 from ketch.agent.runtime.namespaces import NetnsSockets
@@ -19,13 +19,8 @@ from ketch.ingress.routes import build_table
 
 @pytest.fixture
 def netns():
-    name = f"ketch-t-ing-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    with scratch_netns("ketch-t-ing") as path:
+        yield path
 
 
 class Env:

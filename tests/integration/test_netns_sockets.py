@@ -1,23 +1,18 @@
 """NetnsSockets: sockets made in a namespace the test created are used from the event loop of
 the root namespace — a listener there is not visible from the host's loopback, and back."""
 import asyncio
-import secrets
-import subprocess
 
 import pytest
+
+from helpers.netns import scratch_netns
 
 from ketch.agent.runtime.namespaces import NetnsSockets
 
 
 @pytest.fixture
 def netns():
-    name = f"ketch-t-sock-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    with scratch_netns("ketch-t-sock") as path:
+        yield path
 
 
 def test_listen_and_connect_inside_the_namespace(netns):
