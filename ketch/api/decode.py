@@ -446,7 +446,31 @@ def find_duplicate_fields(
     if _is_yaml(content_type):
         problem = yaml_duplicate_error(text)
         return [problem] if problem else []
+    if not _has_duplicate_keys(text):
+        return []  # the common case, told by a parse that only counts keys
     return [m for m in strict_decoding_errors(text, content_type, node) if m.startswith("duplicate field")]
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _dict_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _DuplicateKey
+    return out
+
+
+def _has_duplicate_keys(text: str) -> bool:
+    """Whether any object of a JSON text repeats a key (the text is known to parse)."""
+    try:
+        json.loads(text, object_pairs_hook=_dict_without_duplicates)
+    except _DuplicateKey:
+        return True
+    except ValueError:
+        return True  # let the full walk say what it finds
+    return False
 
 
 def strict_decoding_errors(raw: bytes | str, content_type: str, node: schema.Node | None) -> list[str]:

@@ -94,11 +94,12 @@ def defaults_for(definition: str) -> Defaults:
     return Defaults(_plain(entry.values), list(entry.compute))
 
 
-def apply_defaults(obj: Any, node: schema.Node) -> None:
+def apply_defaults(obj: Any, node: schema.Node, skip: tuple[str, ...] = ()) -> None:
     """Fill defaults into `obj` in place, at every position whose definition declares some.
 
     Parents are defaulted before their children, as upstream's generated defaulters do, and
-    children added by a parent's defaults are visited too.
+    children added by a parent's defaults are visited too. Fields named in `skip` (at the top
+    level only) are left as they are.
     """
     if isinstance(obj, dict):
         entry = _registry.get(node.ref) if node.ref else None
@@ -107,7 +108,7 @@ def apply_defaults(obj: Any, node: schema.Node) -> None:
         if node.properties:
             for key in list(obj):
                 sub = node.field(key)
-                if sub is not None:
+                if sub is not None and key not in skip:
                     apply_defaults(obj[key], sub)
         elif (values := node.values) is not None:
             for value in list(obj.values()):

@@ -25,6 +25,7 @@ import jsonpointer
 from . import schema
 from .decode import json_kind
 from .errors import ApiError, bad_request
+from .jsonclone import clone
 
 MAX_JSON_PATCH_OPERATIONS = 10000
 
@@ -79,7 +80,7 @@ def json_patch(obj: dict, patch: Any) -> dict:
 
 def merge_patch(obj: dict, patch: Any) -> dict:
     if isinstance(patch, dict):
-        return _merge_docs(copy.deepcopy(obj), patch)
+        return _merge_docs(clone(obj), patch)
     if isinstance(patch, list):
         # v4 MergePatch makes a non-object patch the whole document; decoding it then fails.
         replaced = json.dumps(_prune_nulls(patch), separators=(",", ":"))
@@ -145,7 +146,7 @@ def strategic_merge_patch(obj: dict, patch: Any, node: schema.Node | None) -> di
     if not isinstance(patch, dict):
         raise bad_request(f"json: cannot unmarshal {json_kind(patch)} into Go value of type map[string]interface {{}}")
     try:
-        return _merge_map(copy.deepcopy(obj), copy.deepcopy(patch), node)
+        return _merge_map(clone(obj), clone(patch), node)
     except _PatchError as e:
         raise e.error from None
 

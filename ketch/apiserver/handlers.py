@@ -16,7 +16,22 @@ import orjson
 from aiohttp import web
 
 from ..api import apply as ssa
-from ..api import casefold, convert, decode, defaults, errors, fields, kinds, labels, legacy, names, patch, schema, tables
+from ..api import (
+    casefold,
+    convert,
+    decode,
+    defaults,
+    errors,
+    fields,
+    kinds,
+    labels,
+    legacy,
+    names,
+    patch,
+    schema,
+    tables,
+)
+from ..api.jsonclone import clone
 from . import codec, pods, strategy
 from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, gc_paused, now_rfc3339
 from .request import RequestInfo
@@ -307,7 +322,7 @@ async def update(ctx: Context) -> web.StreamResponse:
     manager = ctx.field_manager()
 
     def transform(current: dict | None) -> dict:
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         current_ext = ctx.external(current) if current is not None else None
         if current_ext is not None and "managedFields" not in new["metadata"]:
             new["metadata"]["managedFields"] = current_ext["metadata"].get("managedFields", [])

@@ -327,7 +327,7 @@ class Registry:
             current = decode(kv) if kv else None
             if current is None and not allow_create:
                 raise errors.not_found(res.group, res.plural, name)
-            new = transform(copy.deepcopy(current) if current is not None else None)
+            new = transform(decode(kv) if kv else None)  # a second decode: a fresh copy for transform to change
             meta = new.setdefault("metadata", {})
             if meta.get("name", name) != name:
                 raise errors.bad_request("the name of the object (%s) does not match the name on the URL (%s)"

@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from ..api import defaults, kinds
+from ..api.jsonclone import clone
 
 GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 CREATE_ON_UPDATE = {("", "Endpoints"), ("", "Event"), ("coordination.k8s.io", "Lease")}
@@ -70,8 +71,11 @@ def prepare_for_create(res: kinds.Resource, obj: dict) -> None:
         obj["metadata"]["generation"] = 1
     if res.storage_group == "apps" and res.kind == "DaemonSet":
         obj["metadata"].setdefault("annotations", {})[TEMPLATE_GENERATION] = "1"
-    # Status defaults (a PV's phase, ...) come back, as upstream re-defaults what it stores.
-    defaults.apply_defaults(obj, kinds.storage_resource(res).schema)
+    # Status defaults (a PV's phase, ...) come back, as upstream re-defaults what it stores. The
+    # spec was defaulted before and what is changed in it here declares no defaults, except the
+    # labels a Job's template gains.
+    redefault_spec = res.storage_group == "batch" and res.kind == "Job"
+    defaults.apply_defaults(obj, kinds.storage_resource(res).schema, skip=() if redefault_spec else ("spec",))
 
 
 def prepare_for_update(res: kinds.Resource, obj: dict, old: dict) -> None:
@@ -107,7 +111,7 @@ def _keep_template_generation(obj: dict, old: dict) -> None:
 
 def prepare_for_status_update(res: kinds.Resource, obj: dict, old: dict) -> dict:
     """A status update changes only status (and, as upstream allows, nothing of metadata)."""
-    merged = copy.deepcopy(old)
+    merged = clone(old)
     merged["status"] = obj.get("status")
     if merged["status"] is None:
         merged.pop("status")
