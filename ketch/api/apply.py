@@ -69,10 +69,24 @@ MISSING: Any = _Missing()  # an absent field, as opposed to an explicit null
 SCALAR, ATOMIC, STRUCT, MAP, SET, KEYED, DEDUCED = "scalar", "atomic", "struct", "map", "set", "keyed", "deduced"
 
 
+_shapes: dict[int, tuple[schema.Node, str]] = {}  # id → (node, shape); the node is kept so ids stay unique
+
+
 def _shape(node: schema.Node | None) -> str:
     """The element relationship of a schema position, as k8s' schema converter derives it."""
     if node is None:
         return DEDUCED
+    hit = _shapes.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    shape = _derive_shape(node)
+    if len(_shapes) >= 10_000:
+        _shapes.clear()
+    _shapes[id(node)] = (node, shape)
+    return shape
+
+
+def _derive_shape(node: schema.Node) -> str:
     kind = node.type
     if kind == "array":
         if node.list_type == "atomic":

@@ -9,30 +9,17 @@ untouched. (Recorded in docs/design.md.)
 """
 from __future__ import annotations
 
-from typing import Any
-
 from . import schema
 
 
-def fold_field_case(obj: Any, node: schema.Node) -> None:
-    if isinstance(obj, dict):
-        if node.properties:
-            props = node.properties
-            if any(key not in props for key in obj):
-                lowered = node.lowered_field_names
-                for key in list(obj):
-                    if key in props:
-                        continue
-                    matches = lowered.get(key.lower(), ())
-                    if len(matches) == 1 and matches[0] not in obj:
-                        obj[matches[0]] = obj.pop(key)
-            for key, value in obj.items():
-                sub = node.field(key)
-                if sub is not None:
-                    fold_field_case(value, sub)
-        elif node.values is not None:
-            for value in obj.values():
-                fold_field_case(value, node.values)
-    elif isinstance(obj, list) and node.items is not None:
-        for value in obj:
-            fold_field_case(value, node.items)
+def fold_case(obj: dict, node: schema.Node) -> None:
+    """Rename, in place, the keys of one object of `node`'s type that spell a field in another case."""
+    props = node.properties
+    if any(key not in props for key in obj):
+        lowered = node.lowered_field_names
+        for key in list(obj):
+            if key in props:
+                continue
+            matches = lowered.get(key.lower(), ())
+            if len(matches) == 1 and matches[0] not in obj:
+                obj[matches[0]] = obj.pop(key)

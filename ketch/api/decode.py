@@ -19,11 +19,12 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
 
 from . import schema
+from .casefold import fold_case
 from .names import go_quote
 from .quantity import ERR_FORMAT_WRONG, QuantityError, from_json
 
@@ -178,8 +179,14 @@ class _Fatal(Exception):
 
 
 class _Checker:
-    def __init__(self, strict: bool):
+    """One walk of a parsed body over its schema. It always finds type errors (and, if `strict`,
+    unknown fields); with `fix` it also does what decoding into the Go type does to the body, in
+    the same walk: keys folded to the field they spell (casefold.py), unknown fields dropped (and
+    recorded), quantities stored in canonical form."""
+
+    def __init__(self, strict: bool, fix: bool = False):
         self.strict = strict
+        self.fix = fix
         self.type_errors: list[str] = []
         self.unknown: list[str] = []
 
@@ -204,12 +211,14 @@ class _Checker:
         path: str,
         owner: str = "",
         field: str = "",
-    ) -> None:
+    ) -> Any:
+        """Check `value` at `node`; returns it, or with `fix` what replaces it in its container."""
         if value is None or node.preserves_unknown or node.ref == RAW_EXTENSION:
-            return  # null leaves the Go zero value; free-form content is not decoded into a type
+            return value  # null leaves the Go zero value; free-form content is not decoded into a type
         t = node.type
         if t == "quantity":
-            _check_quantity(value)
+            quantity = _parse_quantity(value)
+            return str(quantity) if self.fix else value
         elif t == "int-or-string":
             if not isinstance(value, str) and not _fits_int(value, "int32"):
                 kind = f"number {_number_text(value)}" if json_kind(value) == "number" else None
@@ -242,26 +251,37 @@ class _Checker:
                 self.type_error(value, go_type(node, owner, field), struct, stack)
             elif node.items is not None:
                 for i, item in enumerate(value):
-                    self.check(item, node.items, struct, stack, f"{path}[{i}]", owner, field)
+                    checked = self.check(item, node.items, struct, stack, f"{path}[{i}]", owner, field)
+                    if checked is not item:
+                        value[i] = checked
         elif node.properties:
             if not isinstance(value, dict):
                 self.type_error(value, go_type(node, owner, field), struct, stack)
-                return
+                return value
+            if self.fix:
+                fold_case(value, node)
             name = struct_name(node)
-            for key, sub in value.items():
+            for key, sub in list(value.items()):
                 sub_node = node.field(key)
                 sub_path = f"{path}.{key}" if path else key
                 if sub_node is None:
-                    if self.strict and sub_path not in self.unknown:
+                    if (self.strict or self.fix) and sub_path not in self.unknown:
                         self.unknown.append(sub_path)
+                    if self.fix:
+                        del value[key]
                     continue
-                self.check(sub, sub_node, name, stack + (key,), sub_path, node.ref or "", key)
+                checked = self.check(sub, sub_node, name, stack + (key,), sub_path, node.ref or "", key)
+                if checked is not sub:
+                    value[key] = checked
         elif node.is_map:
             if not isinstance(value, dict):
                 self.type_error(value, go_type(node, owner, field), struct, stack)
             elif node.values is not None:
                 for key, sub in value.items():
-                    self.check(sub, node.values, struct, stack, f"{path}.{key}" if path else key)
+                    checked = self.check(sub, node.values, struct, stack, f"{path}.{key}" if path else key)
+                    if checked is not sub:
+                        value[key] = checked
+        return value
 
 
 def _fits_int(value: Any, fmt: str) -> bool:
@@ -273,18 +293,17 @@ def _fits_int(value: Any, fmt: str) -> bool:
     return lo <= int(value) <= hi
 
 
-def _check_quantity(value: Any) -> None:
+def _parse_quantity(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         raise _Fatal(ERR_FORMAT_WRONG)  # upstream parses the raw JSON text, which cannot match
     try:
-        from_json(value)
+        return from_json(value)
     except QuantityError as err:
         raise _Fatal(str(err)) from None
 
 
-def check_structure(obj: Any, node: schema.Node, *, strict: bool) -> Structure:
-    """Decode-time checks of a parsed body against `node`. Unknown fields are reported only if `strict`."""
-    checker = _Checker(strict)
+def _walk(obj: Any, node: schema.Node, strict: bool, fix: bool) -> Structure:
+    checker = _Checker(strict, fix)
     try:
         checker.check(obj, node, "", (), "")
     except _Fatal as fatal:
@@ -292,62 +311,22 @@ def check_structure(obj: Any, node: schema.Node, *, strict: bool) -> Structure:
     return Structure(checker.type_errors, checker.unknown)
 
 
+def check_structure(obj: Any, node: schema.Node, *, strict: bool) -> Structure:
+    """Decode-time checks of a parsed body against `node`. Unknown fields are reported only if `strict`."""
+    return _walk(obj, node, strict, fix=False)
+
+
+def decode_body(obj: Any, node: schema.Node, *, strict: bool) -> Structure:
+    """Decode a parsed body into `node`'s type, in place: keys folded to the field they spell, then
+    checked; unknown fields dropped and reported in document order (free-form places are left
+    intact); quantities stored canonically (`cpu: 0.5` as `500m`). With type errors the body is
+    left half-decoded (the request fails)."""
+    return _walk(obj, node, strict, fix=True)
+
+
 def unknown_field_messages(paths: list[str]) -> list[str]:
     """The strict-decoding texts (also the Warning header texts) for unknown field paths."""
     return [f"unknown field {go_quote(p)}" for p in paths]
-
-
-# ------------------------------------------------------------------------------------------------
-# Pruning and canonical quantities
-# ------------------------------------------------------------------------------------------------
-
-
-def _children(value: Any, node: schema.Node, path: str) -> Iterator[tuple[Any, Any, schema.Node, str]]:
-    """(container, key, node, path) of every schema-described child of `value`."""
-    if value is None or node.preserves_unknown or node.ref == RAW_EXTENSION:
-        return
-    if isinstance(value, list) and node.items is not None:
-        for i in range(len(value)):
-            yield value, i, node.items, f"{path}[{i}]"
-    elif isinstance(value, dict):
-        if node.properties:
-            for key in list(value):
-                sub = node.field(key)
-                if sub is not None:
-                    yield value, key, sub, f"{path}.{key}" if path else key
-        elif node.values is not None:
-            for key in list(value):
-                yield value, key, node.values, f"{path}.{key}" if path else key
-
-
-def prune_unknown(obj: Any, node: schema.Node, path: str = "") -> list[str]:
-    """Drop, in place, every field `node` does not describe; return their paths in document order.
-
-    Free-form places (RawExtension, preserve-unknown-fields objects) are left intact.
-    """
-    removed: list[str] = []
-    if isinstance(obj, dict) and node.properties and not node.preserves_unknown:
-        for key in list(obj):
-            if node.field(key) is None:
-                removed.append(f"{path}.{key}" if path else key)
-                del obj[key]
-    for container, key, sub, sub_path in _children(obj, node, path):
-        removed.extend(prune_unknown(container[key], sub, sub_path))
-    return removed
-
-
-def canonicalize_quantities(obj: Any, node: schema.Node) -> None:
-    """Rewrite, in place, every quantity to the string the apiserver stores (`0.5` -> `"500m"`).
-
-    Call after `check_structure` succeeded: unparseable quantities raise QuantityError.
-    """
-    for container, key, sub, _ in _children(obj, node, ""):
-        value = container[key]
-        if sub.type == "quantity":
-            if value is not None:
-                container[key] = str(from_json(value))
-        else:
-            canonicalize_quantities(value, sub)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -93,9 +93,27 @@ def field_element(name: str) -> PathElement:
     return pe
 
 
+_key_elements: dict[tuple, PathElement] = {}  # bounded: cleared when it holds 10,000
+
+
 def key_element(keys: dict[str, Any]) -> PathElement:
-    """An associative-list item named by its key fields (sorted by name, as upstream)."""
-    items = sorted(keys.items())
+    """An associative-list item named by its key fields (sorted by name, as upstream). Remembered:
+    the same few keys (container names, ports, env names) recur in object after object."""
+    items = tuple(sorted(keys.items()))
+    memo = tuple((k, type(v), v) for k, v in items)  # typed: True, 1 and 1.0 are different keys
+    try:
+        pe = _key_elements.get(memo)
+    except TypeError:  # a key field holding a list or map
+        return _make_key_element(items)
+    if pe is None:
+        pe = _make_key_element(items)
+        if len(_key_elements) >= 10_000:
+            _key_elements.clear()
+        _key_elements[memo] = pe
+    return pe
+
+
+def _make_key_element(items: tuple) -> PathElement:
     text = "k:{" + ",".join(f"{go_json(k)}:{go_json(v)}" for k, v in items) + "}"
     display = "[" + ",".join(f"{k}={_value_string(v)}" for k, v in items) + "]"
     return PathElement(text, (1, tuple((k, value_order(v)) for k, v in items)), display)

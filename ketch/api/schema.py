@@ -111,7 +111,7 @@ class Node:
             return "object"
         return t
 
-    @property
+    @cached_property
     def format(self) -> str:
         return self.schema.get("format", "")
 
@@ -119,11 +119,11 @@ class Node:
     def description(self) -> str:
         return self.schema.get("description", "")
 
-    @property
+    @cached_property
     def properties(self) -> dict[str, dict]:
         return self.schema.get("properties", {})
 
-    @property
+    @cached_property
     def required(self) -> tuple[str, ...]:
         return tuple(self.schema.get("required", ()))
 
@@ -169,24 +169,24 @@ class Node:
         return _resolve(sub) if isinstance(sub, dict) else None
 
     # Merge semantics (strategic merge patch and server-side apply) of a list or map field.
-    @property
+    @cached_property
     def patch_strategy(self) -> str:
         return self.schema.get("x-kubernetes-patch-strategy", "")
 
-    @property
+    @cached_property
     def patch_merge_key(self) -> str:
         return self.schema.get("x-kubernetes-patch-merge-key", "")
 
-    @property
+    @cached_property
     def list_type(self) -> str:
         """'atomic', 'set', 'map', or '' (unspecified: atomic for apply)."""
         return self.schema.get("x-kubernetes-list-type", "")
 
-    @property
+    @cached_property
     def list_map_keys(self) -> tuple[str, ...]:
         return tuple(self.schema.get("x-kubernetes-list-map-keys", ()))
 
-    @property
+    @cached_property
     def map_type(self) -> str:
         return self.schema.get("x-kubernetes-map-type", "")
 

@@ -17,7 +17,6 @@ from aiohttp import web
 
 from ..api import apply as ssa
 from ..api import (
-    casefold,
     convert,
     decode,
     defaults,
@@ -152,23 +151,20 @@ class Context:
         mode = self.field_validation
         if codec.media_type(content_type) not in ("", codec.JSON, codec.YAML, "application/apply-patch+yaml"):
             raw = None  # duplicate keys can only be told from JSON or YAML text
-        casefold.fold_field_case(obj, res.schema)
-        found = decode.check_structure(obj, res.schema, strict=mode == "Strict")
+        found = decode.decode_body(obj, res.schema, strict=mode == "Strict")
         if found.type_errors:
             raise errors.bad_request(decode.handled_as_message(res.kind, res.version, res.kind,
                                                                found.type_errors[0]))
+        unknown = decode.unknown_field_messages(found.unknown_fields)
         if mode == "Strict":
-            problems = decode.unknown_field_messages(found.unknown_fields)
             if raw is not None:
-                problems = decode.find_duplicate_fields(raw, content_type, res.schema) + problems
-            if problems:
-                raise errors.bad_request(decode.strict_error_message(problems))
-        pruned = decode.prune_unknown(obj, res.schema)
-        if mode == "Warn":
-            self.warnings.extend(decode.unknown_field_messages(pruned))
+                unknown = decode.find_duplicate_fields(raw, content_type, res.schema) + unknown
+            if unknown:
+                raise errors.bad_request(decode.strict_error_message(unknown))
+        elif mode == "Warn":
+            self.warnings.extend(unknown)
             if raw is not None:
                 self.warnings.extend(decode.find_duplicate_fields(raw, content_type, res.schema))
-        decode.canonicalize_quantities(obj, res.schema)
         return obj
 
     def to_storage(self, obj: dict) -> dict:

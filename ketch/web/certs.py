@@ -5,6 +5,8 @@ valid. Client certificates carry the user as CN and groups as O, as in Kubernete
 """
 from __future__ import annotations
 
+import functools
+
 import datetime
 import ipaddress
 import os
@@ -138,6 +140,7 @@ def _sans(cert: x509.Certificate) -> set[str]:
            {str(v) for v in ext.get_values_for_type(x509.IPAddress)}
 
 
+@functools.lru_cache(maxsize=1024)  # every request of a connection presents the same few certificates
 def subject_of(cert_der: bytes) -> tuple[str, tuple[str, ...]]:
     """(user, groups) of a client certificate."""
     cert = x509.load_der_x509_certificate(cert_der)

@@ -179,17 +179,32 @@ def test_unknown_field_messages():
     )
 
 
-def test_prune_unknown_keeps_described_and_free_form_fields():
+def test_decoding_drops_unknown_fields_and_keeps_free_form_ones():
     revision = node("apps", "v1", "ControllerRevision")
     body = {"data": {"whatever": {"x": 1}}, "foo": 2, "metadata": {"name": "x", "bogus": 1}, "revision": 3}
-    assert decode.prune_unknown(body, revision) == ["foo", "metadata.bogus"]
+    assert decode.decode_body(body, revision, strict=False).unknown_fields == ["foo", "metadata.bogus"]
     assert body == {"data": {"whatever": {"x": 1}}, "metadata": {"name": "x"}, "revision": 3}
 
 
-def test_prune_unknown_inside_lists_and_maps():
-    body = {"spec": {"clusterip": "None", "ports": [{"port": 80, "nodeport": 1}], "selector": {"a": "b"}}}
-    assert decode.prune_unknown(body, SERVICE) == ["spec.clusterip", "spec.ports[0].nodeport"]
+def test_decoding_drops_unknown_fields_inside_lists_and_maps_in_document_order():
+    body = {"spec": {"ports": [{"port": 80, "nodeprt": 1}], "clusterAddr": "None", "selector": {"a": "b"}}}
+    assert decode.decode_body(body, SERVICE, strict=False).unknown_fields == [
+        "spec.ports[0].nodeprt", "spec.clusterAddr"]
     assert body == {"spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
+
+
+def test_decoding_folds_the_book_era_spelling_of_a_field():
+    body = {"spec": {"clusterip": "None", "ports": [{"port": 80, "nodeport": 30001}]}}
+    assert decode.decode_body(body, SERVICE, strict=True) == decode.Structure([], [])
+    assert body == {"spec": {"clusterIP": "None", "ports": [{"port": 80, "nodePort": 30001}]}}
+
+
+def test_checking_alone_changes_nothing():
+    body = {"spec": {"clusterip": "None", "containers": [], "bogus": 1}}
+    before = copy.deepcopy(body)
+    assert decode.check_structure(body, SERVICE, strict=True).unknown_fields == ["spec.clusterip", "spec.containers",
+                                                                                  "spec.bogus"]
+    assert body == before
 
 
 # --- quantities --------------------------------------------------------------------------------------------
@@ -210,7 +225,7 @@ def test_quantities_are_stored_canonically():
             "overhead": {"cpu": "250m"},
         }
     }
-    decode.canonicalize_quantities(body, POD)
+    assert decode.decode_body(body, POD, strict=True) == decode.Structure([], [])
     resources = body["spec"]["containers"][0]["resources"]
     assert resources == {"limits": {"cpu": "500m", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1"}}
     assert body["spec"]["overhead"] == {"cpu": "250m"}
@@ -219,7 +234,7 @@ def test_quantities_are_stored_canonically():
 def test_quantities_in_other_kinds():
     quota = node("", "v1", "ResourceQuota")
     body = {"spec": {"hard": {"pods": 3, "requests.memory": "2048Mi"}}}
-    decode.canonicalize_quantities(body, quota)
+    decode.decode_body(body, quota, strict=False)
     assert body == {"spec": {"hard": {"pods": "3", "requests.memory": "2Gi"}}}
 
 

@@ -1345,9 +1345,7 @@ def as_the_server_would_store(doc: dict) -> tuple[str, dict]:
     group, _, version = doc["apiVersion"].rpartition("/")
     resource = kinds.by_kind(group, version, doc["kind"])
     obj = copy.deepcopy(doc)
-    assert decode.check_structure(obj, resource.schema, strict=False).type_errors == []
-    decode.prune_unknown(obj, resource.schema)
-    decode.canonicalize_quantities(obj, resource.schema)
+    assert decode.decode_body(obj, resource.schema, strict=False).type_errors == []
     defaults.apply_defaults(obj, resource.schema)
     obj["metadata"].setdefault("uid", "5f1c2d3e-0000-4000-8000-000000000001")
     if resource.namespaced:
