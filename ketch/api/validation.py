@@ -2521,6 +2521,72 @@ def validate_pod_update(new: Mapping, old: Mapping) -> Errors:
     return errs
 
 
+_SYSTEM_POD_CONDITIONS = frozenset({"PodScheduled", "Ready", "Initialized"})
+
+
+def validate_pod_status_update(new: Mapping, old: Mapping) -> Errors:
+    """ValidatePodStatusUpdate: what a status write may change is checked; the spec is the stored
+    one (the status strategy keeps it), which passed validation when it was written."""
+    new_meta, old_meta = _d(new.get("metadata")), _d(old.get("metadata"))
+    status, old_status = _d(new.get("status")), _d(old.get("status"))
+    errs = _pod_annotation_updates(_d(new_meta.get("annotations")), _d(old_meta.get("annotations")))
+    for i, condition in enumerate(_l(status.get("conditions"))):
+        kind = _s(_d(condition).get("type"))
+        if kind not in _SYSTEM_POD_CONDITIONS:
+            errs += _msgs(child(index("status.conditions", i), "Type"), kind, is_qualified_name(kind))
+    nominated = _s(status.get("nominatedNodeName"))
+    if nominated and nominated != _s(old_status.get("nominatedNodeName")):
+        errs += _msgs("status.nominatedNodeName", nominated, name_is_dns_subdomain(nominated, False))
+    spec = _d(new.get("spec"))
+    restart_policy = _s(spec.get("restartPolicy"))
+    sidecars = {_s(_d(c).get("name")) for c in _l(spec.get("initContainers")) if _d(c).get("restartPolicy") == "Always"}
+    for fld in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+        errs += _container_state_transitions(_l(status.get(fld)), _l(old_status.get(fld)), child("status", fld),
+                                             restart_policy, sidecars if fld == "initContainerStatuses" else set())
+    for fld in ("podIPs", "hostIPs"):
+        errs += _pod_status_ips(_l(status.get(fld)), child("status", fld))
+    return errs
+
+
+def _container_state_transitions(new: list, old: list, path: str, restart_policy: str, restartable: set[str]
+                                 ) -> Errors:
+    """ValidateContainerStateTransition: a container that terminated for good stays terminated."""
+    if restart_policy == "Always":
+        return []
+    terminated_now = {_s(_d(s).get("name")) for s in new if _d(_d(s).get("state")).get("terminated") is not None}
+    names_now = {_s(_d(s).get("name")) for s in new}
+    errs: Errors = []
+    for i, status in enumerate(old):
+        name = _s(_d(status).get("name"))
+        terminated = _d(_d(status).get("state")).get("terminated")
+        if terminated is None or name in restartable:
+            continue
+        if _i(_d(terminated).get("exitCode")) != 0 and restart_policy == "OnFailure":
+            continue
+        if name in names_now and name not in terminated_now:
+            errs.append(forbidden(child(index(path, i), "state"), "may not be transitioned to non-terminated state"))
+    return errs
+
+
+def _pod_status_ips(entries: list, path: str) -> Errors:
+    """validatePodIPs / validateHostIPs: valid addresses, at most one of each family."""
+    ips = [_s(_d(e).get("ip")) for e in entries]
+    errs: Errors = []
+    for i, ip in enumerate(ips):
+        errs += _ip_errors(index(path, i), ip)
+    if len(ips) > 1 and not errs:
+        families = {":" in ip for ip in ips}
+        if len(ips) > 2 or len(families) != 2:
+            errs.append(invalid(path, GoLiteral(_go_ip_list(entries, path)), "may specify no more than one IP for "
+                                                                              "each IP family"))
+    return errs
+
+
+def _go_ip_list(entries: list, path: str) -> str:
+    kind = "core.PodIP" if path.endswith("podIPs") else "core.HostIP"
+    return "[]" + kind + "{" + ", ".join(f'{kind}{{IP:{go_quote(_s(_d(e).get("ip")))}}}' for e in entries) + "}"
+
+
 def _pod_annotation_updates(new: Mapping, old: Mapping) -> Errors:
     errs: Errors = []
     path = "metadata.annotations"
@@ -5010,6 +5076,21 @@ def validates_update(*definitions: str) -> Callable[[UpdateValidator], UpdateVal
     return register
 
 
+_STATUS_UPDATE_VALIDATORS: dict[str, UpdateValidator] = {}
+
+
+def validates_status_update(*definitions: str) -> Callable[[UpdateValidator], UpdateValidator]:
+    """Register `fn(new, old, ctx)` for writes of the status subresource of these definitions
+    (other kinds' status writes are validated as updates)."""
+
+    def register(fn: UpdateValidator) -> UpdateValidator:
+        for name in definitions:
+            _STATUS_UPDATE_VALIDATORS[name] = fn
+        return fn
+
+    return register
+
+
 _CORE_DEF, _APPS_DEF = "io.k8s.api.core.v1.", "io.k8s.api.apps.v1."
 
 
@@ -5037,6 +5118,7 @@ def _no_checks(obj: Mapping) -> Errors:
 
 validates(_CORE_DEF + "Pod")(lambda obj, path, ctx: validate_pod(_d(obj)))
 validates_update(_CORE_DEF + "Pod")(lambda new, old, ctx: validate_pod_update(new, old))
+validates_status_update(_CORE_DEF + "Pod")(lambda new, old, ctx: validate_pod_status_update(new, old))
 validates(_CORE_DEF + "PodTemplate")(lambda obj, path, ctx: validate_pod_template(_d(obj)))
 validates_update(_CORE_DEF + "PodTemplate")(
     _meta_update_then(lambda new, old: validate_pod_template_spec(_d(new.get("template")), "template"))
@@ -5316,7 +5398,8 @@ def _storage_resource(group: str, kind: str) -> kinds.Resource:
     raise KeyError(f"unknown kind {kind!r} in group {group!r}")
 
 
-def validate(group: str, kind: str, obj: dict, old: dict | None = None, *, request_group: str | None = None) -> Errors:
+def validate(group: str, kind: str, obj: dict, old: dict | None = None, *, request_group: str | None = None,
+             subresource: str = "") -> Errors:
     """The field errors of creating `obj` (old is None) or of updating `old` to `obj`.
 
     `obj` is in the storage version of its kind (autoscaling/v1 HPAs are accepted as they are),
@@ -5340,7 +5423,8 @@ def validate(group: str, kind: str, obj: dict, old: dict | None = None, *, reque
     else:
         errs = validate_object_meta(meta, resource.namespaced, validate_path_segment_name)
         errs += validate_object_meta_update(meta, _d(old.get("metadata")))
-        update = _UPDATE_VALIDATORS.get(definition)
+        update = _STATUS_UPDATE_VALIDATORS.get(definition) if subresource == "status" else None
+        update = update or _UPDATE_VALIDATORS.get(definition)
         errs += update(obj, old, ctx) if update else descend(obj, schema.node(definition), "", ctx, skip=("metadata",))
     return _dedupe(errs)
 

@@ -304,9 +304,9 @@ class Registry:
             await admission.namespace_created(self, meta["name"])
         return obj
 
-    def _validate(self, res: kinds.Resource, obj: dict, old: dict | None) -> None:
+    def _validate(self, res: kinds.Resource, obj: dict, old: dict | None, subresource: str = "") -> None:
         validation.prepare(res.storage_group, res.kind, obj, old)
-        problems = validation.validate(res.storage_group, res.kind, obj, old,
+        problems = validation.validate(res.storage_group, res.kind, obj, old, subresource=subresource,
                                        request_group=res.group if res.group != res.storage_group else None)
         if problems:
             raise errors.invalid(res.group, res.kind, obj.get("metadata", {}).get("name", ""), problems)
@@ -349,7 +349,7 @@ class Registry:
                 strategy.prepare_for_update(res, new, current)
             await self.allocators.for_update(res, new, current)
             if not trusted:
-                self._validate(res, new, current)
+                self._validate(res, new, current, subresource)
                 await admission.validate(self, attrs)
             if _same(new, current):
                 return current, False

@@ -1166,6 +1166,50 @@ def test_pod_update_allows_images_only():
     ]
 
 
+def status_messages(obj: dict, old: dict) -> list[str]:
+    return [e.message() for e in validation.validate("", "Pod", obj, old, subresource="status")]
+
+
+def test_pod_status_update_checks_the_status_not_the_spec():
+    old = stored(pod())
+    old["spec"]["containers"][0]["image"] = ""  # the stored spec is the status strategy's: not checked again
+    running = put(old, "status", {"phase": "Running", "podIP": "10.42.0.5", "podIPs": [{"ip": "10.42.0.5"}],
+                                  "conditions": [{"type": "Ready", "status": "True"},
+                                                 {"type": "example.com/gate", "status": "True"}]})
+    assert status_messages(running, old) == []
+    assert messages("", "Pod", running, old) != []  # a main-resource update checks the spec
+    bad = put(running, "status.podIPs", [{"ip": "10.42.0.300"}, {"ip": "10.42.0.6"}])
+    bad = put(bad, "status.conditions", [{"type": "not a name!", "status": "True"}])
+    bad = put(bad, "status.nominatedNodeName", "Node_1")
+    assert status_messages(bad, old) == [
+        'status.conditions[0].Type: Invalid value: "not a name!": name part must consist of alphanumeric characters, '
+        "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+        "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+        'status.nominatedNodeName: Invalid value: "Node_1": a lowercase RFC 1123 subdomain must consist of lower '
+        "case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        'status.podIPs[0]: Invalid value: "10.42.0.300": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)',
+    ]
+    two_v4 = put(running, "status.podIPs", [{"ip": "10.42.0.5"}, {"ip": "10.42.0.6"}])
+    assert status_messages(two_v4, old) == [
+        'status.podIPs: Invalid value: []core.PodIP{core.PodIP{IP:"10.42.0.5"}, core.PodIP{IP:"10.42.0.6"}}: '
+        "may specify no more than one IP for each IP family"]
+    assert status_messages(put(running, "status.podIPs", [{"ip": "10.42.0.5"}, {"ip": "fd00::5"}]), old) == []
+
+
+def test_pod_status_update_keeps_finished_containers_finished():
+    done = {"name": "web", "state": {"terminated": {"exitCode": 0}}}
+    failed = {"name": "web", "state": {"terminated": {"exitCode": 1}}}
+    again = {"name": "web", "state": {"running": {"startedAt": "2024-01-01T00:00:01Z"}}}
+    for policy, old_status, allowed in (("Never", done, False), ("Never", failed, False), ("OnFailure", done, False),
+                                        ("OnFailure", failed, True), ("Always", done, True)):
+        old = stored(pod(restartPolicy=policy))
+        old["status"] = {"containerStatuses": [old_status]}
+        found = status_messages(put(old, "status.containerStatuses", [again]), old)
+        assert found == ([] if allowed else [
+            "status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"]), policy
+
+
 def test_pod_update_tolerations_and_deadline():
     old = stored(pod(tolerations=[{"key": "a", "operator": "Exists"}], activeDeadlineSeconds=60))
     assert (
