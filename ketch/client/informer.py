@@ -15,6 +15,7 @@ from typing import Callable
 
 from ..api.errors import ApiError
 from .background import Background
+from .compact import Compactor
 from .rest import Client, ResourceClient
 
 log = logging.getLogger("ketch.client.informer")
@@ -136,6 +137,7 @@ class Informer(Background):
             if not token:
                 break
         self.relists += 1
+        _release_freed_memory()
         for key, old in list(self.cache.items()):
             if key not in fresh:
                 self._pop(key)
@@ -232,21 +234,49 @@ def strip_managed_fields(obj: dict) -> dict:
     return obj
 
 
+def _release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim). A list's response
+    bodies and parse buffers are megabytes that glibc keeps, between the long-lived objects they
+    were interleaved with, once they are freed."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim():  # noqa: ANN202
+    try:
+        import ctypes
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
+# Kinds whose cached objects share their equal parts (ketch/client/compact.py): the kinds that come
+# by the ten thousand. Every component reading them from the cache copies before it changes one.
+COMPACTED_KINDS = frozenset({("v1", "Pod")})
+
+
 class SharedInformers:
     """One informer per kind, shared by every component of a process (controllers, scheduler), so
     each kind is listed and watched once. Cached objects carry no managedFields, as upstream's
-    controller manager and scheduler drop them."""
+    controller manager and scheduler drop them; pods share their equal parts (COMPACTED_KINDS)."""
 
     def __init__(self, client: Client, resync_period: float = 0.0):
         self.client = client
         self.resync_period = resync_period
         self._informers: dict[tuple[str, str], Informer] = {}
+        self.compactor = Compactor()
+
+    def _strip_and_compact(self, obj: dict) -> dict:
+        return self.compactor.compact(strip_managed_fields(obj))
 
     def informer(self, api_version: str, kind: str) -> Informer:
         key = (api_version, kind)
         if key not in self._informers:
+            transform = self._strip_and_compact if key in COMPACTED_KINDS else strip_managed_fields
             self._informers[key] = Informer(self.client.resource(api_version, kind), resync_period=self.resync_period,
-                                            transform=strip_managed_fields)
+                                            transform=transform)
         return self._informers[key]
 
     def start(self) -> None:
