@@ -33,6 +33,8 @@ from ..api import (
 from ..api.jsonclone import clone
 from . import codec, pods, strategy
 from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, gc_paused, now_rfc3339
+from .registry import raw as stored_json
+from ..storage.interface import KeyValue
 from .request import RequestInfo
 
 MIN_REQUEST_TIMEOUT = 1800
@@ -563,8 +565,11 @@ async def watch(ctx: Context) -> web.StreamResponse:
     sent_columns = False
     last_rv = opts.resource_version or "0"
 
-    async def send(ev_type: str, obj: dict) -> None:
+    async def send(ev_type: str, obj: dict, kv: KeyValue | None = None) -> None:
         nonlocal sent_columns
+        if kv is not None and ctx.plain_json:  # the stored JSON as it is, as a GET sends it
+            await response.write(b'{"type":"%s","object":%s}\n' % (ev_type.encode(), stored_json(kv)))
+            return
         if ev_type in ("BOOKMARK", "ERROR"):
             payload = obj
         elif ctx.accept.table:
@@ -626,7 +631,7 @@ async def _send_event(send, ev: WatchEvent, bookmark) -> None:
         body["metadata"]["annotations"] = ev.object["metadata"].get("annotations", {})
         await send("BOOKMARK", body)
     else:
-        await send(ev.type, ev.object)
+        await send(ev.type, ev.object, ev.kv)
 
 
 async def _read(request: web.Request) -> bytes:

@@ -85,9 +85,34 @@ class DeleteOptions:
 
 @dataclass
 class WatchEvent:
+    """`object` may be shared with other watchers of the same change: read it, never change it."""
+
     type: str      # ADDED MODIFIED DELETED BOOKMARK ERROR
     object: dict
     revision: int = 0
+    kv: st.KeyValue | None = None  # the stored value `object` was decoded from (see `raw`)
+
+
+class _SharedDecodes:
+    """Every watcher of a kind sees the same changes one after another, so each stored value is
+    decoded once for all of them (upstream's watch cache shares its decoded objects likewise)."""
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, int, int], dict] = {}
+
+    def decode(self, kv: st.KeyValue) -> dict:
+        key = (kv.key, kv.mod_revision, kv.create_revision)
+        obj = self._objects.get(key)
+        if obj is None:
+            if len(self._objects) >= self.SIZE:
+                del self._objects[next(iter(self._objects))]
+            obj = self._objects[key] = decode(kv)
+        return obj
+
+
+_shared = _SharedDecodes()
 
 
 def field_value(obj: dict, path: str) -> str:
@@ -487,7 +512,7 @@ class Registry:
                     continue
                 obj = decode(kv)
                 if matches(res, obj, opts):
-                    yield WatchEvent("ADDED", obj, kv.mod_revision)
+                    yield WatchEvent("ADDED", obj, kv.mod_revision, kv)
             if send_initial:
                 yield WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": str(snapshot.revision),
                                                            "annotations": {"k8s.io/initial-events-end": "true"}}},
@@ -510,25 +535,21 @@ class Registry:
                 raise errors.gone(f"too old resource version: {start - 1} ({e.compact_revision})") from None
 
     def _filter(self, res: kinds.Resource, ev: st.Event, opts: ListOptions) -> WatchEvent | None:
-        if ev.type == st.DELETE:
-            obj = _loads(ev.kv.value)
-            obj.setdefault("metadata", {})["resourceVersion"] = str(ev.kv.mod_revision)
-            return WatchEvent("DELETED", obj, ev.kv.mod_revision) if matches(res, obj, opts) else None
-        obj = decode(ev.kv)
+        kv = ev.kv  # for a DELETE: the last value at the revision of the delete
+        obj = _shared.decode(kv)
         now_match = matches(res, obj, opts)
+        if ev.type == st.DELETE:
+            return WatchEvent("DELETED", obj, kv.mod_revision, kv) if now_match else None
         if ev.prev_kv is None:
-            return WatchEvent("ADDED", obj, ev.kv.mod_revision) if now_match else None
+            return WatchEvent("ADDED", obj, kv.mod_revision, kv) if now_match else None
         filtered = opts.label_selector is not None or opts.field_selector is not None
-        was_match = True
-        if filtered:
-            prev = _loads(ev.prev_kv.value)
-            was_match = matches(res, prev, opts)
+        was_match = not filtered or matches(res, _shared.decode(ev.prev_kv), opts)
         if now_match and was_match:
-            return WatchEvent("MODIFIED", obj, ev.kv.mod_revision)
+            return WatchEvent("MODIFIED", obj, kv.mod_revision, kv)
         if now_match:
-            return WatchEvent("ADDED", obj, ev.kv.mod_revision)
+            return WatchEvent("ADDED", obj, kv.mod_revision, kv)
         if was_match:
-            return WatchEvent("DELETED", obj, ev.kv.mod_revision)
+            return WatchEvent("DELETED", obj, kv.mod_revision, kv)
         return None
 
 
