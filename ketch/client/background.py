@@ -5,6 +5,20 @@ import asyncio
 import logging
 
 
+async def cancel_until_done(*tasks: asyncio.Future) -> None:
+    """Cancel tasks and wait until they have ended. A cancel can be lost: a timeout that expires
+    at the same moment turns it into a TimeoutError, which a retry loop catches and carries on, so
+    each task still running a second later is cancelled again. Their outcomes are not raised."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: it was logged, or is of no interest when stopping
+
+
 class Background:
     _task: asyncio.Task | None = None
 
@@ -25,9 +39,5 @@ class Background:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping, whatever it died of
-                pass
+            await cancel_until_done(self._task)  # what it died of, if anything, was logged by _ended
             self._task = None

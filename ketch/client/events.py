@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 
 from ..api.errors import ApiError
+from .background import cancel_until_done
 from .rest import Client
 
 log = logging.getLogger("ketch.client.events")
@@ -117,11 +118,7 @@ class EventRecorder:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_until_done(self._task)
             self._task = None
 
     async def _writer(self) -> None:

@@ -14,6 +14,7 @@ import uuid
 from typing import Awaitable, Callable
 
 from ..api.errors import ApiError
+from .background import cancel_until_done
 from .rest import Client
 
 log = logging.getLogger("ketch.client.leader")
@@ -106,11 +107,7 @@ class LeaderElector:
                     break
         finally:
             self.is_leader = False
-            work.cancel()
-            try:
-                await work
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_until_done(work)
             if on_stopped_leading is not None:
                 on_stopped_leading()
 

@@ -21,6 +21,7 @@ import aiohttp
 
 from ..api import kinds
 from ..api.errors import ApiError
+from ..client.background import cancel_until_done
 from ..client.informer import SharedInformers, object_key
 from ..client.rest import Client
 from ..client.workqueue import ShutDown, WorkQueue
@@ -145,8 +146,7 @@ class Controller:
             await asyncio.gather(*workers)
         finally:
             self.queue.shut_down()
-            for w in workers:
-                w.cancel()
+            await cancel_until_done(*workers)
             if self.component:
                 await self.recorder.close()
 

@@ -20,6 +20,7 @@ import aiohttp
 
 from ..api import labels as labelsel
 from ..api.errors import ApiError
+from ..client.background import cancel_until_done
 from ..client.informer import object_key
 from ..client.rest import Client
 from ..client.informer import SharedInformers
@@ -212,9 +213,7 @@ class Scheduler:
                 await asyncio.sleep(0)
         finally:
             self.queue.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_until_done(*self._tasks)
             await self.recorder.close()
             await self.informers.stop()
 
