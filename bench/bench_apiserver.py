@@ -102,7 +102,10 @@ class Ketch:
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "ketch.cli.main", "server", "--data-dir", str(self.work / "data"),
                 "--bind-address", "127.0.0.1", "--secure-port", str(self.port),
-                "--write-kubeconfig", str(self.kubeconfig), "--disable-agent"]
+                "--write-kubeconfig", str(self.kubeconfig), "--disable-agent",
+                # The API server alone, as etcd is storage alone: with no nodes the scheduler would
+                # write a FailedScheduling status and event for every pod during the later phases.
+                "--disable-scheduler", "--disable-controller-manager"]
 
     def ready_url(self) -> str:
         return f"{self.base}/readyz"
