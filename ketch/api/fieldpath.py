@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -78,6 +79,9 @@ class PathElement:
 
 def _order(pe: PathElement) -> tuple:
     return pe.order
+
+
+_order_of = operator.attrgetter("order")
 
 
 _field_elements: dict[str, PathElement] = {}
@@ -267,13 +271,14 @@ class FieldSet:
     def to_fields_v1(self) -> dict:
         """The FieldsV1 JSON object: elements in upstream order; a member with children leads with `"."`."""
         out: dict[str, Any] = {}
-        for pe in sorted(self.members | self.children.keys(), key=_order):
-            sub = self.children.get(pe)
-            if sub is None or sub.empty():
+        members, children = self.members, self.children
+        for pe in sorted(members | children.keys() if children else members, key=_order_of):
+            sub = children.get(pe)
+            body = sub.to_fields_v1() if sub is not None else None
+            if not body:  # no child, or children without members
                 out[pe.text] = {}
-                continue
-            body = sub.to_fields_v1()
-            out[pe.text] = {".": {}, **body} if pe in self.members else body
+            else:
+                out[pe.text] = {".": {}, **body} if pe in members else body
         return out
 
     @classmethod

@@ -13,6 +13,7 @@ import copy
 import datetime
 import gc
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
@@ -25,8 +26,15 @@ from . import admission, allocators, strategy
 from .codec import json_bytes
 
 
+_last_second: list = [0, ""]  # [whole seconds, their RFC 3339 text]: writes come many a second
+
+
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    second = int(time.time())
+    if second != _last_second[0]:
+        _last_second[:] = [second, datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+                           .strftime("%Y-%m-%dT%H:%M:%SZ")]
+    return _last_second[1]
 
 
 _META_PREFIX = b'{"metadata":{'
