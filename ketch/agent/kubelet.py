@@ -291,8 +291,9 @@ class Kubelet:
                 if c.state != "running" or not c.log_path:
                     continue
                 try:
-                    if logs.rotate(c.log_path, self.config.container_log_max_size,
-                                   self.config.container_log_max_files) is not None:
+                    # in a thread: compressing a rotated log takes a while
+                    if await asyncio.to_thread(logs.rotate, c.log_path, self.config.container_log_max_size,
+                                               self.config.container_log_max_files) is not None:
                         await self.runtime.reopen_container_log(c.id)
                 except Exception as e:  # noqa: BLE001 - one log must not stop the others
                     log.info("log rotation of %s: %s", c.id[:12], e)

@@ -6,15 +6,18 @@ from its partials; with timestamps each line is prefixed with its first part's t
 
 Rotation, as the kubelet's containerLogMaxSize/MaxFiles: `X.log` is renamed `X.log.<UTC time>`
 and the runtime is asked to reopen `X.log` (ReopenContainerLog); the oldest rotated files go
-beyond max_files - 1. A follower notices the rename (the inode at the path changes), drains the
-old file and carries on in the new one. Rotated files are not compressed (the kubelet gzips all
-but the newest).
+beyond max_files - 1. Before each rotation the rotated files still plain are gzipped to
+`X.log.<UTC time>.gz` (through a `.tmp` file), as the kubelet's container log manager does, so
+all but the newest rotated file are compressed. A follower notices the rename (the inode at the
+path changes), drains the old file and carries on in the new one.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime
+import gzip
 import os
+import shutil
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,16 +220,41 @@ def rotate(path: str | Path, max_size: int, max_files: int) -> Path | None:
             return None
     except FileNotFoundError:
         return None
+    rotated = []
+    for p in path.parent.glob(path.name + ".*"):
+        if p.name.endswith(_TMP):
+            p.unlink(missing_ok=True)  # a compression cut short
+        elif p.is_file():
+            rotated.append(p)
+    # oldest first: by when they were last written (names can repeat within a second)
+    rotated.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))
+    keep = max(max_files - 1, 1) - 1  # room for the file rotated now
+    for old in rotated[:max(0, len(rotated) - keep)]:
+        old.unlink(missing_ok=True)
+    for old in rotated[max(0, len(rotated) - keep):]:
+        if not old.name.endswith(_GZ):
+            _compress(old)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.{stamp}")
     n = 0
-    while target.exists():
+    while target.exists() or target.with_name(target.name + _GZ).exists():
         n += 1
         target = path.with_name(f"{path.name}.{stamp}.{n}")
     os.rename(path, target)
-    # oldest first: by when they were last written (names can repeat within a second)
-    rotated = sorted((p for p in path.parent.glob(path.name + ".*") if p.is_file()),
-                     key=lambda p: (p.stat().st_mtime_ns, p.name))
-    for old in rotated[:max(0, len(rotated) - max(max_files - 1, 1))]:
-        old.unlink(missing_ok=True)
     return target
+
+
+_GZ, _TMP = ".gz", ".tmp"
+
+
+def _compress(path: Path) -> None:
+    """`path` → `path.gz`, written to a temporary name first; its time is kept (files are ordered
+    by when they were last written)."""
+    done = path.with_name(path.name + _GZ)
+    tmp = done.with_name(done.name + _TMP)
+    with open(path, "rb") as src, gzip.open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    st = path.stat()
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.rename(tmp, done)
+    path.unlink()

@@ -3,6 +3,7 @@ containers (runc, conmon, CNI in a network namespace standing in for the node), 
 and the book's manifests."""
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import os
@@ -498,6 +499,16 @@ def test_container_logs_rotate_and_stay_readable(tmp_path):
             f"default_chatty_{pod['metadata']['uid']}" / "chatty"
         wait_for(lambda: len(list(log_dir.glob("0.log.*"))) >= 2, 60, "two rotations", interval=0.5)
         assert len(list(log_dir.glob("0.log*"))) <= 3
+        # all rotated files but the newest are gzipped, as the kubelet's log manager leaves them
+        def first_compressed_line() -> bytes | None:
+            for f in log_dir.glob("0.log.*.gz"):
+                try:
+                    return gzip.decompress(f.read_bytes()).splitlines()[0]
+                except FileNotFoundError:  # the next rotation removed it meanwhile
+                    continue
+            return None
+        first = wait_for(first_compressed_line, 60, "a compressed log", interval=0.5).split(b" ", 3)
+        assert first[1:3] == [b"stdout", b"F"] and first[3].startswith(b"line ")
         tail = c.kubectl("logs", "chatty", "--tail", "5").stdout.splitlines()
         assert len(tail) == 5 and all(line.startswith("line ") for line in tail)
         numbers = [int(line.split()[1]) for line in tail]

@@ -117,4 +117,25 @@ def test_rotate_keeps_max_files(tmp_path):
         made.append(logs.rotate(p, 10, 3))
         assert not p.exists()
     rotated = sorted(tmp_path.glob("c.log.*"))
-    assert rotated == sorted(made[-2:])            # max_files 3 = the live file + two rotated
+    # max_files 3 = the live file + two rotated; all but the newest compressed, as the kubelet does
+    assert rotated == sorted([made[-1], made[-2].with_name(made[-2].name + ".gz")])
+
+
+def test_rotated_logs_are_compressed_whole_and_in_order(tmp_path):
+    import gzip
+    p = tmp_path / "c.log"
+    contents = []
+    for i in range(5):
+        body = b"".join(b"2024-01-01T00:00:0%dZ stdout F line %d of rotation %d\n" % (i, n, i) for n in range(500))
+        p.write_bytes(body)
+        contents.append(body)
+        logs.rotate(p, 10, 5)
+    (tmp_path / "c.log.20240101-000000.gz.tmp").write_bytes(b"cut short")  # left by a crash
+    p.write_bytes(b"x" * 20)
+    newest = logs.rotate(p, 10, 5)
+    names = sorted(f.name for f in tmp_path.glob("c.log.*"))
+    assert not any(n.endswith(".tmp") for n in names)
+    assert len(names) == 4 and newest.name in names and sum(n.endswith(".gz") for n in names) == 3
+    # the three compressed ones are the last three rotations before the newest, intact
+    gz = sorted(tmp_path.glob("c.log.*.gz"), key=lambda f: f.stat().st_mtime_ns)
+    assert [gzip.decompress(f.read_bytes()) for f in gz] == contents[2:]
