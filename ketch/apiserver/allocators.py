@@ -11,10 +11,10 @@ import ipaddress
 import random
 from typing import TYPE_CHECKING
 
-import orjson
 
 from ..api import errors, kinds
 from ..api.names import FieldError, invalid
+from .stored import decode
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -44,7 +44,7 @@ class ServiceAllocators:
         for kv in result.kvs:
             if kv.key == skip_key:
                 continue
-            spec = orjson.loads(kv.value).get("spec", {})
+            spec = decode(kv).get("spec", {})
             for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []):
                 ips.add(ip)
             for p in spec.get("ports") or []:

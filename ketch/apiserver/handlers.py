@@ -33,7 +33,7 @@ from ..api import (
 from ..api.jsonclone import clone
 from . import codec, pods, strategy
 from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, gc_paused, now_rfc3339
-from .registry import raw as stored_json
+from .stored import raw as stored_json
 from ..storage.interface import KeyValue
 from .request import RequestInfo
 
@@ -284,11 +284,20 @@ async def list_(ctx: Context) -> web.StreamResponse:
                          orjson.dumps(ctx.res.api_version), b',"metadata":', orjson.dumps(meta),
                          b',"items":[', b",".join(items), b"]}"))
         return web.Response(body=body, content_type="application/json", headers=ctx.warning_headers())
+    # Objects written straight out as JSON in their stored version can keep their managedFields
+    # undecoded (often half of each object); YAML and conversions need them decoded.
+    managed_fields_raw = not ctx.accept.yaml and ctx.res.storage_gv == ctx.res.api_version
     # The collector stays off until the decoded objects are freed again: enabled while they are
     # alive, its next pass would walk their millions of containers (~200 ms for 10,000 pods).
     with gc_paused():
-        items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts)
+        items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts, managed_fields_raw=managed_fields_raw)
         try:
+            return ctx.respond(ctx.render_list(items, meta))
+        except TypeError:
+            if not managed_fields_raw:
+                raise
+            # integers beyond 64 bits: the standard library's encoder, which needs them decoded
+            items, meta = await ctx.registry.list(ctx.res, ctx.info.namespace, opts)
             return ctx.respond(ctx.render_list(items, meta))
         finally:
             del items

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import datetime
 import gc
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import orjson
 from ..api import errors, fields, kinds, labels, validation
 from ..storage import interface as st
 from . import admission, allocators, strategy
-from .codec import json_bytes
+from .stored import decode, encode, raw
 
 
 _last_second: list = [0, ""]  # [whole seconds, their RFC 3339 text]: writes come many a second
@@ -35,40 +34,6 @@ def now_rfc3339() -> str:
         _last_second[:] = [second, datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
                            .strftime("%Y-%m-%dT%H:%M:%SZ")]
     return _last_second[1]
-
-
-_META_PREFIX = b'{"metadata":{'
-
-
-def encode(obj: dict) -> bytes:
-    """Stored form: JSON with metadata first and no resourceVersion (the revision is the version),
-    so a read can splice the resourceVersion in without decoding (`raw`)."""
-    meta = dict(obj.get("metadata") or {})
-    meta.pop("resourceVersion", None)
-    return json_bytes({"metadata": meta, **{k: v for k, v in obj.items() if k != "metadata"}})
-
-
-def _loads(value: bytes):
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return json.loads(value)  # integers beyond 64 bits, which orjson refuses
-
-
-def decode(kv: st.KeyValue) -> dict:
-    obj = _loads(kv.value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
-    return obj
-
-
-def raw(kv: st.KeyValue) -> bytes:
-    """The stored object as JSON with its resourceVersion, without a decode/encode round trip."""
-    value = kv.value
-    if not value.startswith(_META_PREFIX):
-        return orjson.dumps(decode(kv))
-    rv = b'"resourceVersion":"%d"' % kv.mod_revision
-    rest = value[len(_META_PREFIX):]
-    return _META_PREFIX + rv + (rest if rest[:1] == b"}" else b"," + rest)
 
 
 @dataclass
@@ -218,11 +183,12 @@ class Registry:
         kv = await self.store.get(res.key(namespace, name))
         return decode(kv) if kv is not None else None
 
-    async def list(self, res: kinds.Resource, namespace: str | None, opts: ListOptions, *, as_raw: bool = False
-                   ) -> tuple[list, dict]:
+    async def list(self, res: kinds.Resource, namespace: str | None, opts: ListOptions, *, as_raw: bool = False,
+                   managed_fields_raw: bool = False) -> tuple[list, dict]:
         """Items in storage version and the list metadata (resourceVersion, continue, remainingItemCount).
 
-        With `as_raw` (only without selectors) the items are stored JSON bytes, ready to send."""
+        With `as_raw` (only without selectors) the items are stored JSON bytes, ready to send; with
+        `managed_fields_raw` their managedFields are left as JSON text (stored.decode)."""
         prefix = res.prefix(namespace)
         revision, start = 0, prefix
         if opts.continue_token:
@@ -245,7 +211,7 @@ class Registry:
                 revision = result.revision
                 last_key = None
                 with gc_paused():
-                    last_key = self._collect(res, result.kvs, items, opts, filtering, as_raw)
+                    last_key = self._collect(res, result.kvs, items, opts, filtering, as_raw, managed_fields_raw)
                 if opts.limit and len(items) == opts.limit:
                     more = result.more or (last_key != result.kvs[-1].key)
                     meta: dict[str, Any] = {"resourceVersion": str(revision)}
@@ -270,7 +236,7 @@ class Registry:
 
     @staticmethod
     def _collect(res: kinds.Resource, kvs: list, items: list, opts: ListOptions, filtering: bool,
-                 as_raw: bool) -> str | None:
+                 as_raw: bool, managed_fields_raw: bool = False) -> str | None:
         """Append the matching objects of one range to `items`, up to the limit; the last key read."""
         last_key = None
         for kv in kvs:
@@ -278,7 +244,7 @@ class Registry:
             if as_raw and not filtering:
                 items.append(raw(kv))
             else:
-                obj = decode(kv)
+                obj = decode(kv, managed_fields_raw=managed_fields_raw)
                 if filtering and not matches(res, obj, opts):
                     continue
                 items.append(obj)
