@@ -2533,16 +2533,21 @@ def validate_pod_status_update(new: Mapping, old: Mapping) -> Errors:
     for i, condition in enumerate(_l(status.get("conditions"))):
         kind = _s(_d(condition).get("type"))
         if kind not in _SYSTEM_POD_CONDITIONS:
-            errs += _msgs(child(index("status.conditions", i), "Type"), kind, is_qualified_name(kind))
+            # upstream names the path under metadata (fldPath there is still "metadata")
+            errs += _msgs(child(index("metadata.conditions", i), "Type"), kind, is_qualified_name(kind))
     nominated = _s(status.get("nominatedNodeName"))
     if nominated and nominated != _s(old_status.get("nominatedNodeName")):
         errs += _msgs("status.nominatedNodeName", nominated, name_is_dns_subdomain(nominated, False))
     spec = _d(new.get("spec"))
     restart_policy = _s(spec.get("restartPolicy"))
     sidecars = {_s(_d(c).get("name")) for c in _l(spec.get("initContainers")) if _d(c).get("restartPolicy") == "Always"}
-    for fld in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+    for fld, policy in (("containerStatuses", restart_policy), ("initContainerStatuses", restart_policy),
+                        ("ephemeralContainerStatuses", "Never")):  # ephemeral containers never restart
         errs += _container_state_transitions(_l(status.get(fld)), _l(old_status.get(fld)), child("status", fld),
-                                             restart_policy, sidecars if fld == "initContainerStatuses" else set())
+                                             policy, sidecars if fld == "initContainerStatuses" else set())
+    host_ips = _l(status.get("hostIPs"))
+    if host_ips and _s(_d(host_ips[0]).get("ip")) != _s(status.get("hostIP")):
+        errs.append(invalid("status.hostIPs[0].ip", _s(_d(host_ips[0]).get("ip")), "must be equal to `hostIP`"))
     for fld in ("podIPs", "hostIPs"):
         errs += _pod_status_ips(_l(status.get(fld)), child("status", fld))
     return errs

@@ -90,7 +90,8 @@ class Plugin:
 
 
 async def admit(registry: "Registry", a: Attributes) -> None:
-    """The mutating phase: every plugin's `admit`, in chain order."""
+    """The mutating phase: every plugin's `admit`, in chain order. A new object's spec is not
+    defaulted again afterwards (strategy.prepare_for_create): what a plugin adds, it writes whole."""
     for plugin in CHAIN:
         if plugin.admit is not None:
             await plugin.admit(registry, a)

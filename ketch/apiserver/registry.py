@@ -85,8 +85,6 @@ class _SharedDecodes:
         return obj
 
 
-_shared = _SharedDecodes()
-
 
 def field_value(obj: dict, path: str) -> str:
     """The string a field selector compares against, as upstream's per-kind field sets give it."""
@@ -164,6 +162,7 @@ class Registry:
         self.ca_pem = ca_pem  # published to every namespace as kube-root-ca.crt
         self.allocators = allocators.ServiceAllocators(self)
         self._namespace_res = kinds.lookup("", "v1", "namespaces")
+        self._watch_decodes = _SharedDecodes()  # per store: revisions are one store's
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -510,14 +509,14 @@ class Registry:
 
     def _filter(self, res: kinds.Resource, ev: st.Event, opts: ListOptions) -> WatchEvent | None:
         kv = ev.kv  # for a DELETE: the last value at the revision of the delete
-        obj = _shared.decode(kv)
+        obj = self._watch_decodes.decode(kv)
         now_match = matches(res, obj, opts)
         if ev.type == st.DELETE:
             return WatchEvent("DELETED", obj, kv.mod_revision, kv) if now_match else None
         if ev.prev_kv is None:
             return WatchEvent("ADDED", obj, kv.mod_revision, kv) if now_match else None
         filtered = opts.label_selector is not None or opts.field_selector is not None
-        was_match = not filtered or matches(res, _shared.decode(ev.prev_kv), opts)
+        was_match = not filtered or matches(res, self._watch_decodes.decode(ev.prev_kv), opts)
         if now_match and was_match:
             return WatchEvent("MODIFIED", obj, kv.mod_revision, kv)
         if now_match:

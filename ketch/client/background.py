@@ -8,15 +8,23 @@ import logging
 async def cancel_until_done(*tasks: asyncio.Future) -> None:
     """Cancel tasks and wait until they have ended. A cancel can be lost: a timeout that expires
     at the same moment turns it into a TimeoutError, which a retry loop catches and carries on, so
-    each task still running a second later is cancelled again. Their outcomes are not raised."""
+    each task still running a second later is cancelled again. Their outcomes are not raised; a
+    cancel of the caller meanwhile is raised once they have ended."""
     pending = {t for t in tasks if not t.done()}
+    interrupted = False
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
+        try:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+        except asyncio.CancelledError:  # our caller is being stopped too: finish stopping these first
+            interrupted = True
+            pending = {t for t in pending if not t.done()}
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: it was logged, or is of no interest when stopping
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 class Background:

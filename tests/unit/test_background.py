@@ -44,3 +44,26 @@ async def test_stop_after_the_component_died():
     await asyncio.sleep(0)
     await component.stop()
     assert task.done() and isinstance(task.exception(), RuntimeError)
+
+
+async def test_stopping_a_stopper_still_stops_what_it_was_stopping():
+    """A component stopping its children is itself cancelled meanwhile (its own stopper asking
+    again): the children still end before the cancel goes on up."""
+    from ketch.client.background import cancel_until_done
+    child = Stubborn()
+    child_task = child.start()
+    await asyncio.sleep(0)
+
+    async def parent() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await cancel_until_done(child_task)
+
+    parent_task = asyncio.ensure_future(parent())
+    await asyncio.sleep(0)
+    parent_task.cancel()
+    await asyncio.sleep(0.1)  # the parent is now waiting for the child, which lost the first cancel
+    parent_task.cancel()      # asked again before the child has ended
+    done, _ = await asyncio.wait({parent_task}, timeout=5)
+    assert parent_task in done and parent_task.cancelled() and child_task.done()

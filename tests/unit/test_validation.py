@@ -1182,7 +1182,7 @@ def test_pod_status_update_checks_the_status_not_the_spec():
     bad = put(bad, "status.conditions", [{"type": "not a name!", "status": "True"}])
     bad = put(bad, "status.nominatedNodeName", "Node_1")
     assert status_messages(bad, old) == [
-        'status.conditions[0].Type: Invalid value: "not a name!": name part must consist of alphanumeric characters, '
+        'metadata.conditions[0].Type: Invalid value: "not a name!": name part must consist of alphanumeric characters, '
         "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
         "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
         'status.nominatedNodeName: Invalid value: "Node_1": a lowercase RFC 1123 subdomain must consist of lower '
@@ -1195,6 +1195,10 @@ def test_pod_status_update_checks_the_status_not_the_spec():
         'status.podIPs: Invalid value: []core.PodIP{core.PodIP{IP:"10.42.0.5"}, core.PodIP{IP:"10.42.0.6"}}: '
         "may specify no more than one IP for each IP family"]
     assert status_messages(put(running, "status.podIPs", [{"ip": "10.42.0.5"}, {"ip": "fd00::5"}]), old) == []
+    on_node = put(put(running, "status.hostIP", "172.30.0.2"), "status.hostIPs", [{"ip": "172.30.0.2"}])
+    assert status_messages(on_node, old) == []
+    assert status_messages(put(on_node, "status.hostIP", "172.30.0.3"), old) == [
+        'status.hostIPs[0].ip: Invalid value: "172.30.0.2": must be equal to `hostIP`']
 
 
 def test_pod_status_update_keeps_finished_containers_finished():
