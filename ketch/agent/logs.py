@@ -228,10 +228,10 @@ def rotate(path: str | Path, max_size: int, max_files: int) -> Path | None:
             rotated.append(p)
     # oldest first: by when they were last written (names can repeat within a second)
     rotated.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))
-    keep = max(max_files - 1, 1) - 1  # room for the file rotated now
-    for old in rotated[:max(0, len(rotated) - keep)]:
+    cut = max(0, len(rotated) - (max(max_files - 1, 1) - 1))  # leave room for the file rotated now
+    for old in rotated[:cut]:
         old.unlink(missing_ok=True)
-    for old in rotated[max(0, len(rotated) - keep):]:
+    for old in rotated[cut:]:
         if not old.name.endswith(_GZ):
             _compress(old)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -11,7 +11,6 @@ sent, `convert` to the storage version, then the storage version's defaults.
 """
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -19,6 +18,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from . import kinds
+from .jsonclone import clone
 
 
 class ConversionError(ValueError):
@@ -46,7 +46,7 @@ def convert(obj: dict, to_api_version: str) -> dict:
         return obj
     source, target = _group_version(api_version), _group_version(to_api_version)
     kind = obj.get("kind", "")
-    out = _deep_copy(obj)
+    out = clone(obj)
     if kinds.by_kind(*source, kind) is None and kind.endswith("List") and isinstance(out.get("items"), list):
         item_kind = kind.removesuffix("List")
         out["items"] = [_convert_item(item, source, item_kind, target) for item in out["items"]]
@@ -59,13 +59,6 @@ def convert(obj: dict, to_api_version: str) -> dict:
 def _group_version(api_version: str) -> tuple[str, str]:
     group, _, version = api_version.rpartition("/")
     return group, version
-
-
-def _deep_copy(obj: dict) -> dict:
-    try:  # a JSON round trip is several times faster than copy.deepcopy
-        return orjson.loads(orjson.dumps(obj, option=orjson.OPT_PASSTHROUGH_DATETIME))
-    except TypeError:  # something JSON would not carry unchanged (a datetime, a huge int)
-        return copy.deepcopy(obj)
 
 
 def _convert_item(item: Any, list_source: tuple[str, str], kind: str, target: tuple[str, str]) -> Any:

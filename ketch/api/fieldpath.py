@@ -77,11 +77,7 @@ class PathElement:
         return self.order < other.order
 
 
-def _order(pe: PathElement) -> tuple:
-    return pe.order
-
-
-_order_of = operator.attrgetter("order")
+_order = operator.attrgetter("order")  # of PathElements: upstream's element order
 
 
 _field_elements: dict[str, PathElement] = {}
@@ -272,7 +268,7 @@ class FieldSet:
         """The FieldsV1 JSON object: elements in upstream order; a member with children leads with `"."`."""
         out: dict[str, Any] = {}
         members, children = self.members, self.children
-        for pe in sorted(members | children.keys() if children else members, key=_order_of):
+        for pe in sorted(members | children.keys() if children else members, key=_order):
             sub = children.get(pe)
             body = sub.to_fields_v1() if sub is not None else None
             if not body:  # no child, or children without members

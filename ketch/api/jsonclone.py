@@ -8,9 +8,10 @@ import orjson
 
 
 def clone(value: Any) -> Any:
-    """A deep copy of a JSON value through orjson; values orjson cannot write (integers beyond
-    64 bits, non-string keys) are copied with copy.deepcopy."""
+    """A deep copy of a JSON value through orjson. What a JSON round trip would not carry
+    unchanged (datetimes from YAML, integers beyond 64 bits, non-string keys) is copied with
+    copy.deepcopy instead."""
     try:
-        return orjson.loads(orjson.dumps(value))
-    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        return orjson.loads(orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME))
+    except TypeError:  # orjson.JSONEncodeError included
         return copy.deepcopy(value)

@@ -5067,30 +5067,16 @@ def validate_role_binding(binding: Mapping, namespaced: bool) -> Errors:
 # ================================================================================================
 
 UpdateValidator = Callable[[Mapping, Mapping, Context], Errors]
-_UPDATE_VALIDATORS: dict[str, UpdateValidator] = {}
+_UPDATE_VALIDATORS: dict[tuple[str, str], UpdateValidator] = {}  # (definition, subresource) → validator
 
 
-def validates_update(*definitions: str) -> Callable[[UpdateValidator], UpdateValidator]:
-    """Register `fn(new, old, ctx)` as the update validator of objects of these definitions."""
-
-    def register(fn: UpdateValidator) -> UpdateValidator:
-        for name in definitions:
-            _UPDATE_VALIDATORS[name] = fn
-        return fn
-
-    return register
-
-
-_STATUS_UPDATE_VALIDATORS: dict[str, UpdateValidator] = {}
-
-
-def validates_status_update(*definitions: str) -> Callable[[UpdateValidator], UpdateValidator]:
-    """Register `fn(new, old, ctx)` for writes of the status subresource of these definitions
-    (other kinds' status writes are validated as updates)."""
+def validates_update(*definitions: str, subresource: str = "") -> Callable[[UpdateValidator], UpdateValidator]:
+    """Register `fn(new, old, ctx)` as the update validator of objects of these definitions, or of
+    writes to their `subresource` (a subresource without one of its own is validated as updates)."""
 
     def register(fn: UpdateValidator) -> UpdateValidator:
         for name in definitions:
-            _STATUS_UPDATE_VALIDATORS[name] = fn
+            _UPDATE_VALIDATORS[(name, subresource)] = fn
         return fn
 
     return register
@@ -5123,7 +5109,7 @@ def _no_checks(obj: Mapping) -> Errors:
 
 validates(_CORE_DEF + "Pod")(lambda obj, path, ctx: validate_pod(_d(obj)))
 validates_update(_CORE_DEF + "Pod")(lambda new, old, ctx: validate_pod_update(new, old))
-validates_status_update(_CORE_DEF + "Pod")(lambda new, old, ctx: validate_pod_status_update(new, old))
+validates_update(_CORE_DEF + "Pod", subresource="status")(lambda new, old, ctx: validate_pod_status_update(new, old))
 validates(_CORE_DEF + "PodTemplate")(lambda obj, path, ctx: validate_pod_template(_d(obj)))
 validates_update(_CORE_DEF + "PodTemplate")(
     _meta_update_then(lambda new, old: validate_pod_template_spec(_d(new.get("template")), "template"))
@@ -5428,8 +5414,7 @@ def validate(group: str, kind: str, obj: dict, old: dict | None = None, *, reque
     else:
         errs = validate_object_meta(meta, resource.namespaced, validate_path_segment_name)
         errs += validate_object_meta_update(meta, _d(old.get("metadata")))
-        update = _STATUS_UPDATE_VALIDATORS.get(definition) if subresource == "status" else None
-        update = update or _UPDATE_VALIDATORS.get(definition)
+        update = _UPDATE_VALIDATORS.get((definition, subresource)) or _UPDATE_VALIDATORS.get((definition, ""))
         errs += update(obj, old, ctx) if update else descend(obj, schema.node(definition), "", ctx, skip=("metadata",))
     return _dedupe(errs)
 

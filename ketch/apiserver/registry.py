@@ -85,7 +85,6 @@ class _SharedDecodes:
         return obj
 
 
-
 def field_value(obj: dict, path: str) -> str:
     """The string a field selector compares against, as upstream's per-kind field sets give it."""
     if path == "source" and obj.get("kind", "Event") == "Event":
