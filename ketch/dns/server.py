@@ -14,6 +14,7 @@ plain (one question, at most an OPT record: what pods' resolvers send) is read a
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import struct
 
@@ -231,9 +232,18 @@ class DNSServer:
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
             self.host, self.port = udp_sock.getsockname()[:2]
         else:
-            self._udp, _ = await loop.create_datagram_endpoint(UDP, local_addr=(self.host, self.port))
-            self.port = self._udp.get_extra_info("sockname")[1]
-            self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+            asked = self.port
+            for attempt in range(20):
+                self._udp, _ = await loop.create_datagram_endpoint(UDP, local_addr=(self.host, asked))
+                self.port = self._udp.get_extra_info("sockname")[1]
+                try:
+                    self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+                    break
+                except OSError as e:
+                    # The kernel's free UDP port may be taken over TCP: with port 0, pick again.
+                    self._udp.close()
+                    if asked != 0 or e.errno != errno.EADDRINUSE or attempt == 19:
+                        raise
         log.info("cluster DNS for %s on %s:%d (udp, tcp)", self.records.zone, self.host, self.port)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
