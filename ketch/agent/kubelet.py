@@ -339,7 +339,9 @@ class Kubelet:
                                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
                                 **({KUBELET_URL_ANNOTATION: self.kubelet_url} if self.kubelet_url else {})}}
         try:
-            node = await self.node_api.create({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": {}})
+            # As the kubelet, register with the status filled in: no reader sees a Node without one.
+            node = await self.node_api.create({"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": {},
+                                               "status": self._node_status(self.eviction.conditions())})
             log.info("registered node %s", self.node_name)
         except ApiError as e:
             if e.code != 409:
@@ -376,11 +378,16 @@ class Kubelet:
                 log.info("lease renewal: %s", e)
 
     async def _report_status(self, force: bool = False) -> None:
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         pressure = self.eviction.conditions()
         key = tuple(sorted(pressure.items()))
         if not force and key == self._reported and time.monotonic() - self._last_report < STATUS_REPORT:
             return
+        await self.node_api.patch(self.node_name, {"status": self._node_status(pressure)}, "merge",
+                                  subresource="status")
+        self._reported, self._last_report = key, time.monotonic()
+
+    def _node_status(self, pressure: dict[str, bool]) -> dict:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         status = nodeinfo.node_status(self.node_name, self.node_ip, self.facts,
                                       f"{self.runtime_name}://{self.runtime_version}", now,
                                       self.config.port, self.config.max_pods)
@@ -392,8 +399,7 @@ class Kubelet:
         status["conditions"] = conditions
         self._transitions = {c["type"]: (c["status"], c["lastTransitionTime"]) for c in conditions}
         status["images"] = self._images()
-        await self.node_api.patch(self.node_name, {"status": status}, "merge", subresource="status")
-        self._reported, self._last_report = key, time.monotonic()
+        return status
 
     # ---- node-pressure eviction -----------------------------------------------------------------
 

@@ -57,7 +57,11 @@ def tracks_generation(res: kinds.Resource) -> bool:
 def prepare_for_create(res: kinds.Resource, obj: dict) -> None:
     """Reset what a client may not set on create (after uid and name are assigned)."""
     core = res.storage_group == ""
-    if res.has_status:
+    if core and res.kind == "Node":
+        # Upstream lets a Node carry its status on create (the kubelet registers with it), all
+        # but status.config, which only the kubelet's dynamic configuration set.
+        (obj.get("status") or {}).pop("config", None)
+    elif res.has_status:
         obj.pop("status", None)
     if core and res.kind == "Pod":
         defaults.pod_prepare_for_create(obj)

@@ -218,6 +218,26 @@ def test_status_subresource_separates_spec_and_status(api, ns):
     assert scale["status"]["selector"] == "app=d"
 
 
+def test_a_node_registers_with_its_status(api):
+    """Upstream lets a Node carry its status on create (the kubelet registers that way), all but
+    status.config; later main-resource writes keep the stored status."""
+    name = unique("node")
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"unschedulable": True},
+            "status": {"capacity": {"cpu": "2", "pods": "10"}, "nodeInfo": {"kubeletVersion": "v1.35.0"},
+                       "config": {"error": "set by a client"}}}
+    status, created, _ = api.request("POST", "/api/v1/nodes", node)
+    try:
+        assert status == 201, created
+        assert created["status"]["capacity"] == {"cpu": "2", "pods": "10"}
+        assert created["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.0" and "config" not in created["status"]
+        status, after, _ = api.request("PATCH", f"/api/v1/nodes/{name}",
+                                       {"metadata": {"labels": {"a": "b"}}, "status": {"capacity": {"cpu": "9"}}},
+                                       content_type="application/merge-patch+json")
+        assert status == 200 and after["status"]["capacity"] == {"cpu": "2", "pods": "10"}
+    finally:
+        api.request("DELETE", f"/api/v1/nodes/{name}")
+
+
 def test_dry_run_writes_nothing(api, ns):
     status, body, _ = api.request("POST", f"/api/v1/namespaces/{ns}/configmaps?dryRun=All", cm("dry"))
     assert status == 201 and body["metadata"]["name"] == "dry"
