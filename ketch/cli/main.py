@@ -46,16 +46,17 @@ def _server(args: argparse.Namespace) -> int:
         server = APIServer(config)
         await server.start()
         components = []
+        shared = _shared_informers(args, data_dir, server)
         if not args.disable_controller_manager:
             from ..controllers import manager
             from ..controllers import options
             components.append(asyncio.create_task(manager.run(
                 server.component_kubeconfig("controller-manager", "system:kube-controller-manager"),
-                options=options.from_args(args, data_dir))))
+                options=options.from_args(args, data_dir), informers=shared)))
         if not args.disable_scheduler:
             from ..scheduler import scheduler as kube_scheduler
             components.append(asyncio.create_task(kube_scheduler.run(
-                server.component_kubeconfig("scheduler", "system:kube-scheduler"))))
+                server.component_kubeconfig("scheduler", "system:kube-scheduler"), informers=shared)))
         if not args.disable_agent:
             from ..agent.run import run as run_agent
             for agent_config, netns in _local_nodes(args, data_dir):
@@ -81,10 +82,28 @@ def _server(args: argparse.Namespace) -> int:
             for task in components:
                 task.cancel()
             await asyncio.gather(*components, return_exceptions=True)
+            if shared is not None:
+                await shared.stop()
+                await shared.client.close()
             await server.stop()
         return not failed.is_set()
 
     return 0 if _run(run()) else 1
+
+
+def _shared_informers(args: argparse.Namespace, data_dir: Path, server):  # noqa: ANN001, ANN202
+    """One cache of each kind for the in-process controller manager and scheduler (as in one
+    kube-controller-manager, each kind is listed and watched once per process), or None when
+    only one of them runs. It watches as the controller manager, which may read every kind."""
+    if args.disable_controller_manager or args.disable_scheduler:
+        return None
+    from ..client import kubeconfig
+    from ..client.rest import Client
+    from ..controllers import manager, options
+    from ..controllers.base import InformerFactory
+    client = Client(kubeconfig.load(server.component_kubeconfig("controller-manager", "system:kube-controller-manager")),
+                    user_agent=manager.USER_AGENT)
+    return InformerFactory(client, options=options.from_args(args, data_dir))
 
 
 def _bytes(text: str) -> int:

@@ -69,9 +69,13 @@ CONTROLLERS: dict[str, type[Controller]] = {
 
 
 async def run_controllers(client: Client, names: list[str] | None = None,
-                          options: ControllerOptions | None = None) -> None:
-    """Run the selected controllers (all by default) until cancelled."""
-    informers = InformerFactory(client, options=options)
+                          options: ControllerOptions | None = None,
+                          informers: InformerFactory | None = None) -> None:
+    """Run the selected controllers (all by default) until cancelled. Informers given by the caller
+    (`ketch server` shares them with its scheduler) carry the options and are the caller's to stop."""
+    own = informers is None
+    if informers is None:
+        informers = InformerFactory(client, options=options)
     recorder = EventRecorder(client, "controller-manager")
     selected = [CONTROLLERS[n](client, informers, recorder) for n in (names or CONTROLLERS)]
     informers.start()
@@ -79,19 +83,21 @@ async def run_controllers(client: Client, names: list[str] | None = None,
         await asyncio.gather(*(c.run() for c in selected))
     finally:
         await recorder.close()
-        await informers.stop()
+        if own:
+            await informers.stop()
 
 
 async def run(kubeconfig_path: Path, *, leader_elect: bool = False, names: list[str] | None = None,
-              lease_name: str = "kube-controller-manager", options: ControllerOptions | None = None) -> None:
+              lease_name: str = "kube-controller-manager", options: ControllerOptions | None = None,
+              informers: InformerFactory | None = None) -> None:
     client = Client(kubeconfig.load(kubeconfig_path), user_agent=USER_AGENT)
     try:
         if not leader_elect:
-            await run_controllers(client, names, options)
+            await run_controllers(client, names, options, informers)
             return
         elector = LeaderElector(client, lease_name, "kube-system", leader.identity())
         try:
-            await elector.run(lambda: run_controllers(client, names, options))
+            await elector.run(lambda: run_controllers(client, names, options, informers))
         finally:
             await elector.release()
     finally:

@@ -60,10 +60,14 @@ def _node_facts(node: dict) -> tuple:
 
 class Scheduler:
     def __init__(self, client: Client, *, percentage_of_nodes_to_score: int = 0, bind_concurrency: int = 32,
-                 scheduler_name: str = SCHEDULER_NAME, recorder: EventRecorder | None = None):
+                 scheduler_name: str = SCHEDULER_NAME, recorder: EventRecorder | None = None,
+                 informers: SharedInformers | None = None):
         self.client = client
         self.name = scheduler_name
-        self.informers = SharedInformers(client)
+        # Informers given by the caller (`ketch server` shares the controller manager's) are the
+        # caller's to stop.
+        self._own_informers = informers is None
+        self.informers = informers or SharedInformers(client)
         self.pods = self.informers.informer("v1", "Pod")
         self.nodes = self.informers.informer("v1", "Node")
         self.services = self.informers.informer("v1", "Service")
@@ -215,7 +219,8 @@ class Scheduler:
             self.queue.close()
             await cancel_until_done(*self._tasks)
             await self.recorder.close()
-            await self.informers.stop()
+            if self._own_informers:
+                await self.informers.stop()
 
     def _spawn(self, coro) -> None:  # noqa: ANN001
         task = asyncio.get_running_loop().create_task(coro)
