@@ -137,14 +137,13 @@ class _TypedError(Exception):
 
 
 def _item_element(node: schema.Node, shape: str, item: Any, index: int, path: Sequence[PathElement]) -> PathElement:
-    where = path_string(path)
     if shape == SET:
         if isinstance(item, (dict, list)):
-            raise _TypedError([f"{where}: element {index}: associative list without keys has an element "
+            raise _TypedError([f"{path_string(path)}: element {index}: associative list without keys has an element "
                                f"that's a {'map' if isinstance(item, dict) else 'list'} type"])
         return value_element(item)
     if not isinstance(item, dict):
-        raise _TypedError([f"{where}: element {index}: associative list with keys has an element that's "
+        raise _TypedError([f"{path_string(path)}: element {index}: associative list with keys has an element that's "
                            f"not a map type"])
     element = node.items
     keys: dict[str, Any] = {}
@@ -155,7 +154,7 @@ def _item_element(node: schema.Node, shape: str, item: Any, index: int, path: Se
             if value is None and name not in element.required:
                 continue
         if value is None:
-            raise _TypedError([f"{where}: element {index}: associative list with keys has an element that "
+            raise _TypedError([f"{path_string(path)}: element {index}: associative list with keys has an element that "
                                f"omits key field {json.dumps(name)} (and doesn't have default value)"])
         keys[name] = value
     return key_element(keys)
@@ -334,6 +333,9 @@ def created_fields(zero: Any, new: Any, node: schema.Node | None) -> FieldSet:
 def _created(left: Any, right: Any, node: schema.Node | None, path: tuple, pe: PathElement | None,
              parent: FieldSet) -> None:
     """Record `right` (at `path`, which is `pe` below `parent`) against `left` as _compare would."""
+    if left is MISSING and pe is not None:
+        _added(right, node, path, pe, parent)
+        return
     shape = _resolve(node, right)
     if _is_leaf(shape, left, right):
         if pe is not None and (left is MISSING or not _equal(left, right)):
@@ -357,6 +359,39 @@ def _created(left: Any, right: Any, node: schema.Node | None, path: tuple, pe: P
             parent.children[pe] = here
         if left is MISSING:
             parent.members.add(pe)
+
+
+def _added(value: Any, node: schema.Node | None, path: tuple, pe: PathElement, parent: FieldSet) -> None:
+    """_created where the left side has nothing (most of a create): `value` and all below it is added."""
+    shape = DEDUCED if node is None else _shape(node)
+    if shape is DEDUCED:
+        shape = MAP if isinstance(value, dict) else ATOMIC if isinstance(value, list) else SCALAR
+    parent.members.add(pe)
+    if shape is SCALAR or shape is ATOMIC or not value:
+        return
+    if shape is STRUCT or shape is MAP:
+        if not isinstance(value, dict):
+            return
+        here = FieldSet()
+        if shape is STRUCT:
+            field = node.field  # type: ignore[union-attr]  # a STRUCT shape comes from a node
+            for key, sub in value.items():
+                element = field_element(key)
+                _added(sub, field(key), path + (element,), element, here)
+        else:
+            values = None if node is None else node.values
+            for key, sub in value.items():
+                element = field_element(key)
+                _added(sub, values, path + (element,), element, here)
+    else:
+        if not isinstance(value, list):
+            return
+        here = FieldSet()
+        items = node.items
+        for element, same in _items_by_element(value, node, shape, path).items():
+            _added(same[0], items, path + (element,), element, here)
+    if here.members or here.children:
+        parent.children[pe] = here
 
 
 def merge(live: Any, config: Any, node: schema.Node | None) -> Any:

@@ -263,6 +263,8 @@ class _Checker:
             name = struct_name(node)
             for key, sub in list(value.items()):
                 sub_node = node.field(key)
+                if sub_node is not None and type(sub) is str and _plain_string(sub_node):
+                    continue  # most leaves: nothing to check or fix, no paths to build
                 sub_path = f"{path}.{key}" if path else key
                 if sub_node is None:
                     if (self.strict or self.fix) and sub_path not in self.unknown:
@@ -282,6 +284,11 @@ class _Checker:
                     if checked is not sub:
                         value[key] = checked
         return value
+
+
+def _plain_string(node: schema.Node) -> bool:
+    """A string field that check() would pass unchanged for any string: not a time, not base64."""
+    return node.type == "string" and node.format != "byte" and node.ref not in (TIME, MICRO_TIME)
 
 
 def _fits_int(value: Any, fmt: str) -> bool:

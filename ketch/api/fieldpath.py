@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import operator
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 
@@ -50,31 +49,33 @@ def _value_string(value: Any) -> str:
     return go_json(value)
 
 
-@dataclass(frozen=True, eq=False)
-class PathElement:
-    """One step of a field path. `text` is the FieldsV1 spelling and the identity."""
+class PathElement(str):
+    """One step of a field path: the string is its FieldsV1 spelling and its identity. A str, so
+    the set and dict operations on field sets hash and compare in C."""
 
-    text: str
-    order: tuple = field(repr=False)
-    display: str = field(repr=False)
+    text: str  # the same string as a plain str (JSON object keys must be exactly str)
+    order: tuple  # upstream's element order
+    display: str  # how a conflict message spells it
 
-    def __eq__(self, other: object) -> bool:
-        return self is other or (isinstance(other, PathElement) and self.text == other.text)
-
-    def __hash__(self) -> int:
-        return hash(self.text)
+    def __new__(cls, text: str, order: tuple, display: str) -> PathElement:
+        pe = super().__new__(cls, text)
+        pe.text, pe.order, pe.display = text, order, display
+        return pe
 
     @property
     def kind(self) -> str:
-        return self.text[0]
+        return self[0]
 
     @property
     def name(self) -> str:
         """The field name of an `f:` element."""
-        return self.text[2:]
+        return self[2:]
 
-    def __lt__(self, other: PathElement) -> bool:
-        return self.order < other.order
+    def __lt__(self, other: str) -> bool:
+        return self.order < other.order  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"PathElement({str.__repr__(self)})"
 
 
 _order = operator.attrgetter("order")  # of PathElements: upstream's element order

@@ -11,6 +11,7 @@ in UTF-8 bytes, as Go's ``len(string)`` does.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import math
@@ -291,6 +292,26 @@ def _blen(s: str) -> int:
     return len(s.encode("utf-8", "surrogatepass"))
 
 
+def remembers_valid(check: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """A string checker that remembers the strings it passed: the same label keys, names and env
+    names come in object after object. Failures are computed each time (they carry messages)."""
+    passed: set[str] = set()
+
+    @functools.wraps(check)
+    def remembered(value: str) -> list[str]:
+        exact = type(value) is str
+        if exact and value in passed:
+            return []
+        errs = check(value)
+        if not errs and exact:
+            if len(passed) >= 20_000:
+                passed.clear()
+            passed.add(value)
+        return errs
+
+    return remembered
+
+
 def _matches(pattern: re.Pattern[str], value: str) -> bool:
     # Go's ^...$ anchor the whole text; Python's $ would also accept a trailing newline.
     return pattern.fullmatch(value) is not None
@@ -338,6 +359,7 @@ _DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL_FMT)
 _WILDCARD_DNS1123_SUBDOMAIN_RE = re.compile(_WILDCARD_DNS1123_SUBDOMAIN_FMT)
 
 
+@remembers_valid
 def is_dns1123_label(value: str) -> list[str]:
     errs = []
     if _blen(value) > DNS1123_LABEL_MAX_LENGTH:
@@ -350,6 +372,7 @@ def is_dns1123_label(value: str) -> list[str]:
     return errs
 
 
+@remembers_valid
 def is_dns1123_subdomain(value: str) -> list[str]:
     errs = []
     if _blen(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
@@ -368,6 +391,7 @@ def is_dns1123_subdomain_with_underscore(value: str) -> list[str]:
     return errs
 
 
+@remembers_valid
 def is_dns1035_label(value: str) -> list[str]:
     errs = []
     if _blen(value) > DNS1035_LABEL_MAX_LENGTH:
@@ -407,6 +431,7 @@ _LABEL_KEY_RE = re.compile(_LABEL_KEY_FMT)
 _LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
 
 
+@remembers_valid
 def is_qualified_name(value: str) -> list[str]:
     """A label key / annotation key: ``[DNS-subdomain '/'] name``."""
     errs: list[str] = []
@@ -434,6 +459,7 @@ def is_qualified_name(value: str) -> list[str]:
     return errs
 
 
+@remembers_valid
 def is_valid_label_value(value: str) -> list[str]:
     errs = []
     if _blen(value) > LABEL_VALUE_MAX_LENGTH:
@@ -486,12 +512,14 @@ def _chdir_prefix_errors(value: str) -> list[str]:
     return []
 
 
+@remembers_valid
 def is_c_identifier(value: str) -> list[str]:
     if not _matches(_C_IDENTIFIER_RE, value):
         return [regex_error(_C_IDENTIFIER_MSG, _C_IDENTIFIER_FMT, "my_name", "MY_NAME", "MyName")]
     return []
 
 
+@remembers_valid
 def is_env_var_name(value: str) -> list[str]:
     """Strict env var names (used when RelaxedEnvironmentVariableValidation is off)."""
     errs = []
@@ -500,6 +528,7 @@ def is_env_var_name(value: str) -> list[str]:
     return errs + _chdir_prefix_errors(value)
 
 
+@remembers_valid
 def is_relaxed_env_var_name(value: str) -> list[str]:
     """Env var names under RelaxedEnvironmentVariableValidation (on by default in 1.35)."""
     errs = []
@@ -510,6 +539,7 @@ def is_relaxed_env_var_name(value: str) -> list[str]:
     return errs
 
 
+@remembers_valid
 def is_config_map_key(value: str) -> list[str]:
     errs = []
     if _blen(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
@@ -535,6 +565,7 @@ def is_valid_user_id(uid: int) -> list[str]:
     return is_in_range(uid, 0, 0xFFFFFFFF)
 
 
+@remembers_valid
 def is_valid_port_name(port: str) -> list[str]:
     errs = []
     if _blen(port) > 15:

@@ -14,6 +14,7 @@ upstream fix and falls back to exponent notation instead of corrupting the value
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -373,6 +374,12 @@ def parse_quantity(s: str | int | float) -> Quantity:
         s = str(s)
     elif isinstance(s, float):
         s = repr(s) if math.isfinite(s) else str(s)
+    return _parse_text(s)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(s: str) -> Quantity:
+    """Remembered (quantities are immutable): the same few requests and limits recur everywhere."""
     if not s:
         raise QuantityError(ERR_FORMAT_WRONG)
     if s == "0":
