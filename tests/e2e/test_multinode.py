@@ -152,7 +152,7 @@ def test_book_chapter3_ports_and_chapter4_session_affinity(cluster):
                                              "-l", f"kubernetes.io/service-name={service}")["items"]
         return sum(1 for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready")) >= count
     for service, count in (("node-js-90", 3), ("node-js-multi", 3)):
-        wait_for(lambda: ready_endpoints(service, count), 90, f"{service} endpoints", interval=0.5)
+        wait_for(lambda service=service, count=count: ready_endpoints(service, count), 90, f"{service} endpoints", interval=0.5)
 
     ip90 = cluster.server.kubectl_json("get", "svc", "node-js-90")["spec"]["clusterIP"]
     assert "node-js-90-" in fetch(cluster, "ports-client", f"http://{ip90}:90/")

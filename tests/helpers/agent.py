@@ -137,7 +137,7 @@ def start_agent_cluster(base: Path, node_name: str = "node1", extra_args: list[s
     try:
         server.start()
         for name in cluster.node_names:
-            wait_for(lambda: cluster.node_ready(name), 30 + 10 * nodes, f"node {name} ready", interval=0.2)
+            wait_for(lambda name=name: cluster.node_ready(name), 30 + 10 * nodes, f"node {name} ready", interval=0.2)
     except BaseException:
         cluster.stop()
         raise
