@@ -21,6 +21,7 @@ import orjson
 
 from ..api import errors, fields, kinds, labels, validation
 from ..storage import interface as st
+from ..storage.leases import LeaseManager
 from . import admission, allocators, strategy
 from .stored import decode, encode, raw
 
@@ -147,6 +148,8 @@ def decode_continue(token: str) -> tuple[int, str]:
                                  "(version meta.k8s.io/v1)") from None
 
 
+DEFAULT_EVENT_TTL = 3600.0  # kube-apiserver's --event-ttl default, 1h0m0s
+
 TOO_OLD_CONTINUE = ("The provided continue parameter is too old to display a consistent list result. "
                     "You can start a new list without the continue parameter, or use the continue token "
                     "in this response to retrieve the remainder of the results. Continuing with the "
@@ -156,9 +159,11 @@ TOO_OLD_CONTINUE = ("The provided continue parameter is too old to display a con
 
 
 class Registry:
-    def __init__(self, store: st.Store, ca_pem: str = ""):
+    def __init__(self, store: st.Store, ca_pem: str = "", event_ttl: float = DEFAULT_EVENT_TTL):
         self.store = store
         self.ca_pem = ca_pem  # published to every namespace as kube-root-ca.crt
+        self.event_ttl = event_ttl  # kube-apiserver's --event-ttl: each write of an Event restarts it
+        self._leases = LeaseManager(store)
         self.allocators = allocators.ServiceAllocators(self)
         self._namespace_res = kinds.lookup("", "v1", "namespaces")
         self._watch_decodes = _SharedDecodes()  # per store: revisions are one store's
@@ -293,13 +298,21 @@ class Registry:
                     raise errors.already_exists(res.group, res.plural, meta["name"])
                 return obj
             try:
-                kv = await self.store.create(res.key(meta.get("namespace"), meta["name"]), encode(obj))
+                kv = await self.store.create(res.key(meta.get("namespace"), meta["name"]), encode(obj),
+                                             lease=await self._lease(res))
             except st.KeyExistsError:
                 raise errors.already_exists(res.group, res.plural, meta["name"]) from None
         meta["resourceVersion"] = str(kv.mod_revision)
         if res.kind == "Namespace" and res.storage_group == "":
             await admission.namespace_created(self, meta["name"])
         return obj
+
+    async def _lease(self, res: kinds.Resource, otherwise: int | None = 0) -> int | None:
+        """The lease a write of `res` attaches: Events expire event_ttl after their last write, as
+        upstream's event storage does; other kinds keep `otherwise` (none, or the key's own)."""
+        if res.kind == "Event" and res.storage_group == "" and self.event_ttl > 0:
+            return await self._leases.lease(self.event_ttl)
+        return otherwise
 
     def _validate(self, res: kinds.Resource, obj: dict, old: dict | None, subresource: str = "") -> None:
         validation.prepare(res.storage_group, res.kind, obj, old)
@@ -364,7 +377,8 @@ class Registry:
                 new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 return new, False
             try:
-                stored = await self.store.update(key, encode(new), expected_mod_revision=kv.mod_revision)
+                stored = await self.store.update(key, encode(new), expected_mod_revision=kv.mod_revision,
+                                                 lease=await self._lease(res, None))
             except st.ConflictError:
                 if retry or not requested_rv:
                     continue

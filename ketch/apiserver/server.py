@@ -62,6 +62,8 @@ class ServerConfig:
     metrics_allow_remote_kubelets: bool = False
     # The kube-system/kube-dns Service is made at this cluster IP (the node agents serve it); "": none.
     cluster_dns: str = "10.43.0.10"
+    # Events are deleted this long after their last write (kube-apiserver's --event-ttl).
+    event_ttl: float = 3600.0
 
     @property
     def tls_dir(self) -> Path:
@@ -167,7 +169,8 @@ class APIServer:
         endpoint = self.config.datastore_endpoint or f"sqlite:///{(self.config.data_dir / 'state.db').resolve()}"
         self.store = open_store(endpoint)
         await self.store.start()
-        self.registry = Registry(self.store, ca_pem=(self.config.tls_dir / "ca.crt").read_text())
+        self.registry = Registry(self.store, ca_pem=(self.config.tls_dir / "ca.crt").read_text(),
+                                 event_ttl=self.config.event_ttl)
         await self._bootstrap()
         # Request lines and headers up to 1 MiB, as the apiserver allows (aiohttp's default is 8 KiB).
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0,

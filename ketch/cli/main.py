@@ -35,7 +35,7 @@ def _server(args: argparse.Namespace) -> int:
     config = ServerConfig(data_dir=data_dir, bind_address=args.bind_address, secure_port=args.secure_port,
                           kubeconfig_path=kubeconfig, datastore_endpoint=args.datastore_endpoint or "",
                           advertise_names=tuple(args.tls_san or ()), metrics_resolution=args.metrics_resolution,
-                          metrics_allow_remote_kubelets=args.metrics_allow_remote_kubelets,
+                          metrics_allow_remote_kubelets=args.metrics_allow_remote_kubelets, event_ttl=args.event_ttl,
                           cluster_dns=next((d for d in (args.cluster_dns or "").split(",") if d), ""))
 
     async def run() -> bool:
@@ -411,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how often kubelets are scraped for metrics.k8s.io, e.g. 15s (default), 2s, 500ms")
     server.add_argument("--metrics-allow-remote-kubelets", action="store_true",
                         help="scrape kubelets whose URL is not loopback (a multi-machine cluster)")
+    server.add_argument("--event-ttl", type=_duration, default=3600.0, metavar="DURATION",
+                        help="how long an Event is kept after its last write, as kube-apiserver's flag "
+                             "(default 1h0m0s)")
     controller_options.add_flags(server)
     add_agent_flags(server)
     server.set_defaults(func=_server)
