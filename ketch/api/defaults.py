@@ -267,6 +267,7 @@ DECLARED: dict[str, dict] = {
     # networking.k8s.io/v1, storage.k8s.io/v1, discovery.k8s.io/v1, rbac.authorization.k8s.io/v1
     NETWORKING + "NetworkPolicyPort": {"protocol": Ptr("TCP")},
     STORAGE + "StorageClass": {"reclaimPolicy": Ptr("Delete"), "volumeBindingMode": Ptr("Immediate")},
+    "io.k8s.api.scheduling.v1.PriorityClass": {"preemptionPolicy": Ptr("PreemptLowerPriority")},
     DISCOVERY + "EndpointPort": {"name": Ptr(""), "protocol": Ptr("TCP")},
     RBAC + "RoleBinding": _ROLE_REF,
     RBAC + "ClusterRoleBinding": _ROLE_REF,

@@ -160,6 +160,7 @@ _add("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", short_names=
 
 _add("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short_names=("sc",))
 _add("coordination.k8s.io", "v1", "Lease", "leases")
+_add("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False, short_names=("pc",))
 _add("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")
 _add("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",),
      subresources=("status",))

@@ -31,6 +31,7 @@ APPS = "io.k8s.api.apps.v1."
 BATCH = "io.k8s.api.batch.v1."
 EXT = "io.k8s.api.extensions.v1beta1."
 BATCH_BETA = "io.k8s.api.batch.v1beta1."
+SCHEDULING = "io.k8s.api.scheduling.v1."
 HPA = "io.k8s.api.autoscaling.v2."
 HPA_BETA = "io.k8s.api.autoscaling.v2beta1."
 RBAC_BETA = "io.k8s.api.rbac.v1beta1."
@@ -798,6 +799,16 @@ def _job(job: dict, now: datetime) -> list:
         state = "Running"
     return [_name(job), state, completions, duration, _age(job, now),
             *_containers(_get(spec, "template.spec.containers")), _format_selector(spec.get("selector"))]
+
+
+@_prints("scheduling.k8s.io", "PriorityClass", NAME,
+         Column("Value", (SCHEDULING + "PriorityClass", "value"), "integer"),
+         Column("Global-Default", (SCHEDULING + "PriorityClass", "globalDefault"), "boolean"),
+         AGE,
+         Column("PreemptionPolicy", (SCHEDULING + "PriorityClass", "preemptionPolicy")))
+def _priority_class(obj: dict, now: datetime) -> list:
+    return [_name(obj), obj.get("value", 0), bool(obj.get("globalDefault")), _age(obj, now),
+            obj.get("preemptionPolicy") or ""]
 
 
 @_prints("batch", "CronJob", NAME,

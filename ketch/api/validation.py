@@ -4738,6 +4738,40 @@ def validate_ingress_class(ic: Mapping) -> Errors:
     return errs + _typed_local_reference(spec.get("parameters"), "spec.parameters")
 
 
+# The classes every cluster has (the apiserver creates them), and the ceiling of the others.
+SYSTEM_PRIORITY_CLASSES = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
+HIGHEST_USER_DEFINABLE_PRIORITY = 1_000_000_000
+
+
+def validate_priority_class(pc: Mapping) -> Errors:
+    meta = _d(pc.get("metadata"))
+    errs = validate_object_meta(meta, False, name_is_dns_subdomain)
+    name, value = _s(meta.get("name")), _i(pc.get("value"))
+    if name.startswith("system-"):
+        known = name in SYSTEM_PRIORITY_CLASSES
+        why = (f"{name} is not a known system priority class" if not known
+               else f"value of {name} PriorityClass must be {SYSTEM_PRIORITY_CLASSES[name]}"
+               if value != SYSTEM_PRIORITY_CLASSES[name]
+               else f"globalDefault of {name} PriorityClass must be false" if pc.get("globalDefault") else "")
+        if why:
+            errs.append(forbidden("metadata.name", "priority class names with 'system-' prefix are reserved "
+                                                   f"for system use only. error: {why}"))
+    elif value > HIGHEST_USER_DEFINABLE_PRIORITY:
+        errs.append(forbidden("value", f"maximum allowed value of a user defined priority is "
+                                       f"{HIGHEST_USER_DEFINABLE_PRIORITY}"))
+    if pc.get("preemptionPolicy") is not None:
+        errs += _enum(pc["preemptionPolicy"], "preemptionPolicy", ["PreemptLowerPriority", "Never"])
+    return errs
+
+
+def validate_priority_class_update(new: Mapping, old: Mapping) -> Errors:
+    """Value and preemption policy are fixed once the class exists (pods already carry them)."""
+    errs: Errors = []
+    if new.get("value") != old.get("value"):
+        errs.append(forbidden("value", "may not be changed in an update."))
+    return errs + immutable(new.get("preemptionPolicy"), old.get("preemptionPolicy"), "preemptionPolicy")
+
+
 def _domain_prefixed_path(value: str, path: str) -> Errors:
     if not value:
         return [required(path, "")]
@@ -5262,6 +5296,8 @@ validates("io.k8s.api.networking.v1.Ingress")(lambda obj, path, ctx: validate_in
 validates_update("io.k8s.api.networking.v1.Ingress")(
     _meta_update_then(lambda new, old: validate_ingress(new, create=False))
 )
+validates("io.k8s.api.scheduling.v1.PriorityClass")(lambda obj, path, ctx: validate_priority_class(_d(obj)))
+validates_update("io.k8s.api.scheduling.v1.PriorityClass")(_meta_update_then(validate_priority_class_update))
 validates("io.k8s.api.networking.v1.IngressClass")(lambda obj, path, ctx: validate_ingress_class(_d(obj)))
 validates_update("io.k8s.api.networking.v1.IngressClass")(
     _meta_update_then(

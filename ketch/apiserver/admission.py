@@ -10,8 +10,9 @@ object's own validation, just before it is stored). Security admission plugs in 
 - ServiceAccount: `default` unless named; the account must exist; its token, the cluster CA and
   the namespace are projected into every container at the well-known path, unless automounting is
   turned off on the Pod or the account.
-- Priority: a Pod without a priorityClassName gets priority 0; the two built-in classes resolve to
-  their values; an unknown class is refused.
+- Priority: a Pod gets the priority and preemption policy of its PriorityClass, or of the global
+  default class when it names none (priority 0 without one); an unknown class, or a priority or
+  policy in the pod that differs from its class's, is refused. Only one class may be the default.
 - DefaultTolerationSeconds: tolerate not-ready and unreachable nodes for 300 s.
 - DefaultStorageClass: a PersistentVolumeClaim that asks for no class gets the default one.
 - StorageObjectInUseProtection: claims and volumes get the kubernetes.io/pvc-protection and
@@ -25,16 +26,17 @@ means a Pod created right after its namespace never races them).
 from __future__ import annotations
 
 import secrets
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..api import errors, kinds, storageclass
 from . import limitranger, quota
+from .stored import decode
 
 if TYPE_CHECKING:
     from .registry import Registry
 
-BUILTIN_PRIORITY_CLASSES = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
 DEFAULT_TOLERATION_SECONDS = 300
 TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_EXPIRATION_SECONDS = 3607
@@ -108,16 +110,63 @@ def _forbidden(pod: dict, why: str) -> errors.ApiError:
     return Attributes(CREATE, kinds.lookup("", "v1", "pods"), pod).forbidden(why)
 
 
-def _priority(pod: dict) -> None:
+async def _priority_classes(registry: "Registry") -> list[dict]:
+    """Every PriorityClass, decoded once per stored revision (pods ask on every create)."""
+    res = kinds.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    seen = _decoded_classes.setdefault(registry.store, {})
+    classes = []
+    for kv in (await registry.store.range(res.prefix())).kvs:
+        obj = seen.get((kv.key, kv.mod_revision))
+        if obj is None:
+            if len(seen) > 1000:
+                seen.clear()
+            obj = seen[(kv.key, kv.mod_revision)] = decode(kv)
+        classes.append(obj)
+    return classes
+
+
+_decoded_classes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _default_class(classes: list[dict]) -> dict | None:
+    """The global default; of several (made before the check existed), the lowest value."""
+    defaults = [c for c in classes if c.get("globalDefault")]
+    return min(defaults, key=lambda c: c.get("value", 0)) if defaults else None
+
+
+async def _priority(registry: "Registry", a: Attributes) -> None:
+    pod = a.obj
     spec = pod["spec"]
-    cls = spec.get("priorityClassName")
-    if cls:
-        if cls not in BUILTIN_PRIORITY_CLASSES:
-            raise _forbidden(pod, f"no PriorityClass with name {cls} was found")
-        spec["priority"] = BUILTIN_PRIORITY_CLASSES[cls]
+    name = spec.get("priorityClassName")
+    classes = await _priority_classes(registry)
+    if name:
+        pc = next((c for c in classes if c["metadata"]["name"] == name), None)
+        if pc is None:
+            raise a.forbidden(f"no PriorityClass with name {name} was found")
     else:
-        spec.setdefault("priority", 0)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        pc = _default_class(classes)
+        if pc is not None:
+            spec["priorityClassName"] = pc["metadata"]["name"]
+    priority = pc.get("value", 0) if pc is not None else 0
+    policy = (pc.get("preemptionPolicy") if pc is not None else None) or "PreemptLowerPriority"
+    if spec.get("priority") is not None and spec["priority"] != priority:
+        raise a.forbidden(f"the integer value of priority ({spec['priority']}) must not be provided in pod spec; "
+                          f"priority admission controller computed {priority} from the given PriorityClass name")
+    if spec.get("preemptionPolicy") is not None and spec["preemptionPolicy"] != policy:
+        raise a.forbidden(f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) must not be provided "
+                          f"in pod spec; priority admission controller computed {policy} from the given "
+                          f"PriorityClass name")
+    spec["priority"] = priority
+    spec["preemptionPolicy"] = policy
+
+
+async def _only_one_default_class(registry: "Registry", a: Attributes) -> None:
+    if not a.obj.get("globalDefault"):
+        return
+    current = _default_class(await _priority_classes(registry))
+    if current is not None and (a.operation == CREATE or current["metadata"]["name"] != a.name):
+        raise a.forbidden(f"PriorityClass {current['metadata']['name']} is already marked as default. "
+                          f"Only one default can exist")
 
 
 def _default_tolerations(pod: dict) -> None:
@@ -189,7 +238,12 @@ async def _service_account_plugin(registry: "Registry", a: Attributes) -> None:
 
 async def _priority_plugin(registry: "Registry", a: Attributes) -> None:
     if a.is_("", "Pod", CREATE):
-        _priority(a.obj)
+        await _priority(registry, a)
+
+
+async def _priority_class_plugin(registry: "Registry", a: Attributes) -> None:
+    if a.is_("scheduling.k8s.io", "PriorityClass"):
+        await _only_one_default_class(registry, a)
 
 
 async def _default_toleration_seconds_plugin(registry: "Registry", a: Attributes) -> None:
@@ -221,7 +275,7 @@ CHAIN: list[Plugin] = [
     Plugin("NamespaceLifecycle", admit=_namespace_lifecycle),
     Plugin("LimitRanger", admit=limitranger.admit, validate=limitranger.validate),
     Plugin("ServiceAccount", admit=_service_account_plugin),
-    Plugin("Priority", admit=_priority_plugin),
+    Plugin("Priority", admit=_priority_plugin, validate=_priority_class_plugin),
     Plugin("DefaultTolerationSeconds", admit=_default_toleration_seconds_plugin),
     Plugin("DefaultStorageClass", admit=_default_storage_class_plugin),
     Plugin("StorageObjectInUseProtection", admit=_storage_object_in_use_protection),

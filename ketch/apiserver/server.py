@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from .. import __version__
-from ..api import discovery, errors, kinds, legacy, openapi, schema
+from ..api import discovery, errors, kinds, legacy, openapi, schema, validation
 from ..client import kubeconfig
 from ..storage import open_store
 from ..storage.interface import Store
@@ -76,6 +76,13 @@ class ServerConfig:
 
 
 NODE_TOKEN_USER = "system:node-bootstrap"
+
+# The descriptions of the PriorityClasses the apiserver makes at start (upstream's scheduling bootstrap).
+SYSTEM_PRIORITY_CLASS_DESCRIPTIONS = {
+    "system-node-critical": "Used for system critical pods that must not be moved from their current node.",
+    "system-cluster-critical": "Used for system critical pods that must run in the cluster, but can be moved to "
+                               "another node if necessary.",
+}
 
 
 class Credentials:
@@ -218,8 +225,8 @@ class APIServer:
             await self.store.close()
 
     async def _bootstrap(self) -> None:
-        """The objects every cluster starts with: system namespaces, the `kubernetes` Service and the
-        default StorageClass."""
+        """The objects every cluster starts with: system namespaces, the `kubernetes` Service, the
+        system PriorityClasses and the default StorageClass."""
         reg = self.registry
         assert reg is not None
         ns_res = kinds.lookup("", "v1", "namespaces")
@@ -244,6 +251,13 @@ class APIServer:
             await reg.create(svc_res, svc)
         if self.config.cluster_dns and await reg.get_or_none(svc_res, "kube-system", "kube-dns") is None:
             await self._create_dns_service(reg, svc_res)
+        pc_res = kinds.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        for name, value in validation.SYSTEM_PRIORITY_CLASSES.items():
+            if await reg.get_or_none(pc_res, None, name) is None:
+                pc = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                      "value": value, "description": SYSTEM_PRIORITY_CLASS_DESCRIPTIONS[name]}
+                defaults.apply_defaults(pc, pc_res.schema)
+                await reg.create(pc_res, pc)
         sc_res = kinds.lookup("storage.k8s.io", "v1", "storageclasses")
         if await reg.get_or_none(sc_res, None, DEFAULT_STORAGE_CLASS["metadata"]["name"]) is None:
             await reg.create(sc_res, copy.deepcopy(DEFAULT_STORAGE_CLASS))

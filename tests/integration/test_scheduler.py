@@ -262,7 +262,10 @@ def test_preemption(cluster):
     node = cluster.node("n", cpu="1")
     cluster.pod("low", cpu="800m")
     cluster.wait_bound("low")
-    cluster.pod("never", cpu="800m", priorityClassName="system-cluster-critical", preemptionPolicy="Never")
+    cluster.req("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", expect=201, body={
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": f"{cluster.ns}-never"}, "value": 1000, "preemptionPolicy": "Never"})
+    cluster.pod("never", cpu="800m", priorityClassName=f"{cluster.ns}-never")
     cond = cluster.wait_unschedulable("never")
     assert cond["message"] == ("0/1 nodes are available: 1 Insufficient cpu. preemption: "
                                "not eligible due to preemptionPolicy=Never..")
