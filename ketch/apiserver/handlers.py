@@ -341,11 +341,24 @@ async def update(ctx: Context) -> web.StreamResponse:
     return ctx.respond(ctx.render_object(result), 201 if created else 200)
 
 
+_GO_JSON_TYPES = {list: "array", str: "string", bool: "bool"}  # how encoding/json names what it met
+
+
 def _patched(ctx: Context, kind: str, document: Any, current_ext: dict) -> dict:
     if kind == "json":
         return patch.json_patch(current_ext, document)  # it checks the document is a list
     if not isinstance(document, dict):
-        raise errors.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+        if document is None and kind == "merge":
+            raise errors.bad_request("Invalid JSON Patch")
+        go_type = _GO_JSON_TYPES.get(type(document), "number")
+        if kind == "strategic":
+            raise errors.bad_request(f"json: cannot unmarshal {go_type} into Go value of type map[string]interface {{}}")
+        # RFC 7386 makes a non-object patch the whole new document; upstream then fails to decode
+        # it as an object, with the patched bytes as the invalid value.
+        raise errors.invalid("", "", "", [names.invalid(
+            "patch", orjson.dumps(document).decode(),
+            f"couldn't get version/kind; json parse error: json: cannot unmarshal {go_type} into Go value of type "
+            'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }')])
     if kind == "merge":
         return patch.merge_patch(current_ext, document)
     return patch.strategic_merge_patch(current_ext, document, ctx.res.schema)

@@ -302,3 +302,25 @@ def test_a_second_delete_with_another_policy_replaces_the_gc_finalizer(api, ns):
     assert "orphan" not in second["metadata"]["finalizers"] and "test.ketch.io/hold" in second["metadata"]["finalizers"]
     api.request("PATCH", f"{path}/held", {"metadata": {"finalizers": None}},
                 content_type="application/merge-patch+json")
+
+
+def test_patches_that_are_not_objects_fail_as_upstream(api, ns):
+    path = f"/api/v1/namespaces/{ns}/configmaps/c"
+    assert api.request("POST", f"/api/v1/namespaces/{ns}/configmaps", cm("c"))[0] == 201
+    merge, strategic = "application/merge-patch+json", "application/strategic-merge-patch+json"
+    # A merge patch that is not an object replaces the whole document (RFC 7386), which then does
+    # not decode as an object: 422 with the patched text as the invalid value.
+    status, body, _ = api.request("PATCH", path, raw=b"[1]", content_type=merge)
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert body["details"] == {"causes": [{
+        "reason": "FieldValueInvalid", "field": "patch",
+        "message": 'Invalid value: "[1]": couldn\'t get version/kind; json parse error: json: cannot unmarshal '
+                   'array into Go value of type struct { APIVersion string "json:\\"apiVersion,omitempty\\""; '
+                   'Kind string "json:\\"kind,omitempty\\"" }'}]}
+    assert body["message"].startswith(' "" is invalid: patch: Invalid value: "[1]": ')
+    status, body, _ = api.request("PATCH", path, raw=b"null", content_type=merge)
+    assert (status, body["message"]) == (400, "Invalid JSON Patch")
+    status, body, _ = api.request("PATCH", path, raw=b'"x"', content_type=strategic)
+    assert (status, body["message"]) == (400, "json: cannot unmarshal string into Go value of type "
+                                               "map[string]interface {}")
+    assert api.request("GET", path)[1]["data"] == {"k": "v"}
