@@ -128,7 +128,11 @@ async def test_config_map_update_is_atomic_and_seen_through_a_bind_mount(root, t
     assert seen <= {"one" * 1000} | {f"v{i}" * 1000 for i in range(20)}  # never torn, never missing
     assert not (container_view / "stale").exists() and not os.path.lexists(path / "stale")
     assert not (path / old_ts).exists()
-    assert len([n for n in os.listdir(path) if n.startswith("..20")]) == 1
+    versions = sorted(n for n in os.listdir(path) if n.startswith("..20"))
+    current = os.readlink(path / "..data")
+    assert len(versions) == 2 and current in versions  # the current version and the one it replaced
+    previous = next(n for n in versions if n != current)
+    assert (path / previous / "version").read_text() == "v18" * 1000
 
 
 async def test_secret_is_on_tmpfs_and_decoded(root):

@@ -8,7 +8,9 @@ Layout of a target directory:
     key -> ..data/key                    each top-level entry the user sees goes through ..data
 
 An update writes a new timestamped directory, points `..data_tmp` at it and renames that over
-`..data` (one atomic rename), then removes the old directory.
+`..data` (one atomic rename). The directory it replaced stays until the next update, which removes
+every version but the new one and its predecessor: a reader whose path walk read `..data` just before
+the rename still finds its file (upstream removes it at once, and such a reader sees ENOENT).
 """
 from __future__ import annotations
 
@@ -95,11 +97,18 @@ class AtomicWriter:
                 raise
         self._create_user_visible(payload)
         self._remove_user_visible(to_remove)
-        if changed and old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if changed:
+            self._remove_versions_except({ts_dir.name, old.name if old else None})
         return changed
 
     # --- steps ---
+
+    def _remove_versions_except(self, keep: set[str | None]) -> None:
+        """Remove timestamped directories (any `..` directory: no payload path may start so)."""
+        with os.scandir(self.target) as entries:
+            for entry in entries:
+                if entry.name.startswith("..") and entry.name not in keep and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
     def _new_timestamp_dir(self) -> Path:
         prefix = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
