@@ -78,7 +78,8 @@ def sandbox_config(pod: dict, *, hostname: str, dns, hosts_file: str | None, res
         labels={**(meta.get("labels") or {}), **pod_labels(pod)},
         annotations=dict(meta.get("annotations") or {}),
         linux=LinuxPodSandboxConfig(host_network=bool(spec.get("hostNetwork")), host_pid=bool(spec.get("hostPID")),
-                                    host_ipc=bool(spec.get("hostIPC")), qos_class=pod_qos_class(pod),
+                                    host_ipc=bool(spec.get("hostIPC")),
+                                    share_pid=bool(spec.get("shareProcessNamespace")), qos_class=pod_qos_class(pod),
                                     sysctls=sysctls),
         hosts_file=hosts_file, resolv_conf=resolv_conf)
 

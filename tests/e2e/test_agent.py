@@ -681,3 +681,31 @@ def test_security_context_and_host_network(cluster):
         assert "cni0" in links   # the node's bridge: the pod is in the node's network namespace
     finally:
         cluster.kubectl("delete", "pod", name, host, "--grace-period=0", "--force", check=False)
+
+
+def test_share_process_namespace(cluster):
+    """shareProcessNamespace: one container sees and signals the other's processes, the pause
+    process is PID 1; the upstream validation refuses it together with hostPID."""
+    name = unique("sharedpid")
+    sleeper = {"name": "sleeper", "image": "busybox", "command": ["sleep", "3601"]}
+    cluster.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"shareProcessNamespace": True, "restartPolicy": "Never", "containers": [
+            sleeper, {"name": "shell", "image": "busybox", "command": ["sleep", "3602"]}]}}))
+    try:
+        cluster.wait_running(name)
+        ps = cluster.kubectl("exec", name, "-c", "shell", "--", "ps", "-o", "pid,args").stdout
+        assert "sleep 3601" in ps and "sleep 3602" in ps
+        assert any(line.split()[0] == "1" and "sleep 360" not in line for line in ps.splitlines()[1:])
+        cluster.kubectl("exec", name, "-c", "shell", "--", "sh", "-c",
+                        "kill $(ps -o pid,args | awk '/[s]leep 3601/{print $1}')")
+        wait_for(lambda: next((s for s in cluster.server.kubectl_json("get", "pod", name)["status"]
+                               ["containerStatuses"] if s["name"] == "sleeper"), {}).get("state", {})
+                 .get("terminated", {}).get("exitCode") == 143, 20, "the sleeper terminated by SIGTERM")
+        both = cluster.kubectl("create", "-f", "-", check=False, input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name + "-host"},
+            "spec": {"shareProcessNamespace": True, "hostPID": True, "containers": [sleeper]}}))
+        assert both.returncode == 1
+        assert "spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled" in both.stderr
+    finally:
+        cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)

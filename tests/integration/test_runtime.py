@@ -286,6 +286,27 @@ async def test_host_network_pod_sees_the_node(rt, node):
     assert (await sh(rt, cid, f"test -d /proc/{me}"))[0] == 1  # its own pid namespace: a few pids only
 
 
+async def test_shared_process_namespace(rt, node):
+    sid, cfg = await run_pod(rt, "shared", share_pid=True)
+    sleeper = await run_container(rt, node, sid, cfg, "sleeper", ["sleep", "1001"])
+    looker = await run_container(rt, node, sid, cfg, "looker", ["sleep", "1002"])
+    code, out, _ = await sh(rt, looker, "ps -o pid,args")
+    assert code == 0 and "sleep 1001" in out and "sleep 1002" in out
+    pid1 = next(line.split(None, 1)[1] for line in out.splitlines()[1:] if line.split()[0] == "1")
+    assert pid1.startswith("/bin/sh -c trap")  # the pause process is PID 1
+    # an orphan is reparented to the pause process, which reaps it: no zombie stays
+    assert (await sh(rt, looker, "sh -c 'sleep 0.2 &' ; sleep 1; ps -o stat,args | grep -c '^Z' || true"))[1].strip() == "0"
+    # a container's processes can be signalled from the other one
+    assert (await sh(rt, looker, "kill $(ps -o pid,args | awk '/[s]leep 1001/{print $1}')"))[0] == 0
+    assert (await wait_exit(rt, sleeper)).exit_code == 143  # SIGTERM: not PID 1 of its namespace, so it dies
+    # a pod without the option keeps a pid namespace per container
+    own, own_cfg = await run_pod(rt, "own")
+    await run_container(rt, node, own, own_cfg, "a", ["sleep", "1003"])
+    b = await run_container(rt, node, own, own_cfg, "b", ["sleep", "1004"])
+    out = (await sh(rt, b, "ps -o pid,args"))[1]
+    assert "sleep 1003" not in out and any(line.split()[:2] == ["1", "sleep"] for line in out.splitlines())
+
+
 async def test_adoption_after_the_agent_is_killed(node):
     rt1 = node.runtime()
     sid, scfg = await run_pod(rt1, "survivor")

@@ -63,11 +63,12 @@ class PortMapping:
 
 @dataclass
 class LinuxPodSandboxConfig:
-    """CRI's LinuxPodSandboxConfig with its NamespaceOption flattened to three booleans."""
+    """CRI's LinuxPodSandboxConfig with its NamespaceOption flattened to booleans."""
 
     host_network: bool = False
     host_pid: bool = False
     host_ipc: bool = False
+    share_pid: bool = False  # NamespaceMode POD for pid: the containers join the pause's (shareProcessNamespace)
     # Cgroup parent of the pod, relative to the agent's own cgroup; "" lets the runtime lay it
     # out as the kubelet does: kubepods[/burstable|/besteffort]/pod<uid>.
     cgroup_parent: str = ""

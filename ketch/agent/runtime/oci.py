@@ -52,6 +52,7 @@ class SandboxNamespaces:
     ipc: str | None
     uts: str | None
     host_pid: bool = False
+    pid: str | None = None  # the pod's pid namespace to join (shareProcessNamespace); None: its own
     # per-pod files and mounts, shared by all the pod's containers
     shm: str | None = None
     hosts: str | None = None
@@ -256,7 +257,7 @@ def _bind(dest: str, src: str, readonly: bool, propagation: str = "private") -> 
 def _namespaces(ns: SandboxNamespaces, *, own_ipc_uts: bool) -> list[dict]:
     out = [{"type": "mount"}]
     if not ns.host_pid:
-        out.append({"type": "pid"})
+        out.append({"type": "pid", "path": ns.pid} if ns.pid else {"type": "pid"})
     if ns.network is not None:
         out.append({"type": "network", "path": ns.network})
     if own_ipc_uts:

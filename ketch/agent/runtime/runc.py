@@ -200,7 +200,7 @@ class RuncRuntime(RuntimeService):
             "attempt": config.attempt, "labels": dict(config.labels),
             "annotations": dict(config.annotations), "created_at": _now(), "state": "creating",
             "dir": str(sdir), "host_network": lx.host_network, "host_pid": lx.host_pid,
-            "host_ipc": lx.host_ipc, "hostname": config.hostname or config.name,
+            "share_pid": lx.share_pid and not lx.host_pid, "host_ipc": lx.host_ipc, "hostname": config.hostname or config.name,
             "netns": None, "own_netns": False, "ips": [], "cni_result": None,
             "port_mappings": port_mappings_for_cni(config.port_mappings),
             "cgroup": lx.cgroup_parent or pod_cgroup(self.cgroup_root, lx.qos_class, config.uid),
@@ -386,6 +386,7 @@ class RuncRuntime(RuntimeService):
             "log_path": config.log_path or str(cdir / "container.log"), "created_at": _now(),
             "bundle": str(cdir), "rootfs": str(cdir / "rootfs"), "state": "creating",
             "tty": config.tty, "stdin": config.stdin, "host_pid": sb["host_pid"],
+            "share_pid": sb.get("share_pid", False),
             "cgroup": f"{sb['cgroup']}/{cid}",
         }
         stop_signal = config.stop_signal or (getattr(image, "config", {}) or {}).get("StopSignal") or "SIGTERM"
@@ -402,7 +403,8 @@ class RuncRuntime(RuntimeService):
                     network=sb.get("netns"),
                     ipc=None if sb["host_ipc"] else f"/proc/{sb['pause_pid']}/ns/ipc",
                     uts=None if sb["host_network"] else f"/proc/{sb['pause_pid']}/ns/uts",
-                    host_pid=sb["host_pid"], shm=sb.get("shm"), hosts=sb.get("hosts"),
+                    host_pid=sb["host_pid"], pid=f"/proc/{sb['pause_pid']}/ns/pid" if sb.get("share_pid") else None,
+                    shm=sb.get("shm"), hosts=sb.get("hosts"),
                     resolv_conf=sb.get("resolv_conf"), hostname_file=sb.get("hostname_file"),
                     hostname=sb["hostname"])
                 spec = await asyncio.to_thread(container_spec, config, getattr(image, "config", {}) or {},
@@ -458,7 +460,7 @@ class RuncRuntime(RuntimeService):
         if _alive(pid, start):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            if sig == signal.SIGKILL and rec.get("host_pid"):
+            if sig == signal.SIGKILL and (rec.get("host_pid") or rec.get("share_pid")):
                 await runc(self.runc_root, "kill", "--all", rec["id"], "KILL", check=False)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
