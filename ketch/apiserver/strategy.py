@@ -49,9 +49,17 @@ def generate_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(GENERATE_NAME_ALPHABET) for _ in range(5))
 
 
+# Kinds with a spec whose upstream strategy keeps no generation (no controller reports an
+# observedGeneration for them): kubectl shows none on a Service, Node, Lease, ...
+_NO_GENERATION = {("", "Node"), ("", "Service"), ("", "Namespace"), ("", "PersistentVolume"),
+                  ("", "PersistentVolumeClaim"), ("", "ResourceQuota"), ("", "LimitRange"),
+                  ("coordination.k8s.io", "Lease")}
+
+
 def tracks_generation(res: kinds.Resource) -> bool:
-    """Kinds with a spec bump metadata.generation when their spec changes."""
-    return "spec" in kinds.storage_resource(res).schema.properties
+    """Kinds with a spec bump metadata.generation when their spec changes (most, not all)."""
+    stored = kinds.storage_resource(res)
+    return "spec" in stored.schema.properties and (stored.storage_group, stored.kind) not in _NO_GENERATION
 
 
 def prepare_for_create(res: kinds.Resource, obj: dict) -> None:
@@ -91,8 +99,6 @@ def prepare_for_update(res: kinds.Resource, obj: dict, old: dict) -> None:
     generation = old.get("metadata", {}).get("generation")
     if tracks_generation(res):
         changed = obj.get("spec") != old.get("spec")
-        if res.kind in ("ConfigMap", "Secret"):
-            changed = False
         obj["metadata"]["generation"] = (generation or 1) + (1 if changed else 0)
     elif generation is not None:
         obj["metadata"]["generation"] = generation

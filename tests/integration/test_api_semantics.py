@@ -190,6 +190,23 @@ def test_finalizers_hold_deletion(api, ns):
     assert status == 404
 
 
+def test_generation_only_on_kinds_upstream_keeps_it_for(api, ns):
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "g"}, "spec": {"ports": [{"port": 80}]}}
+    status, created, _ = api.request("POST", f"/api/v1/namespaces/{ns}/services", svc)
+    assert status == 201 and "generation" not in created["metadata"]
+    status, patched, _ = api.request("PATCH", f"/api/v1/namespaces/{ns}/services/g", {"spec": {"ports": [{"port": 81}]}},
+                                     content_type="application/merge-patch+json")
+    assert status == 200 and patched["spec"]["ports"][0]["port"] == 81 and "generation" not in patched["metadata"]
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "g"},
+             "spec": {"holderIdentity": "me"}}
+    status, created, _ = api.request("POST", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", lease)
+    assert status == 201 and "generation" not in created["metadata"]
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "g"},
+              "spec": {"podSelector": {}}}
+    status, created, _ = api.request("POST", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies", policy)
+    assert status == 201 and created["metadata"]["generation"] == 1
+
+
 def test_status_subresource_separates_spec_and_status(api, ns):
     # A suspended CronJob: no controller writes its status meanwhile.
     cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},

@@ -406,7 +406,7 @@ def test_apply_leaves_its_inputs_alone():
 
 def _book_objects() -> list[dict]:
     import yaml
-    from tests.helpers.cluster import BOOK
+    from helpers.cluster import BOOK
     out = []
     for path in sorted(BOOK.rglob("*.y*ml")):
         for doc in yaml.safe_load_all(path.read_text()):
