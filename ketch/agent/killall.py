@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from ..images.store import ImageStore
+from .runtime.api import RuntimeFailure
 from .runtime.runc import RuncRuntime
 from .volumes import VolumeManager
 from . import nodenet
@@ -33,8 +34,13 @@ async def killall(data_dir: Path) -> int:
             continue
         runtime = RuncRuntime(runtime_root, store, host_netns=f"/run/netns/{netns}" if netns else None)
         for sandbox in await runtime.list_pod_sandboxes():
-            await runtime.stop_pod_sandbox(sandbox.id)
-            await runtime.remove_pod_sandbox(sandbox.id)
+            try:
+                await runtime.stop_pod_sandbox(sandbox.id)
+                await runtime.remove_pod_sandbox(sandbox.id)
+            except RuntimeFailure as e:  # a failing CNI DEL: the others still go
+                log.warning("sandbox %s of %s/%s not removed: %s", sandbox.id[:12], sandbox.namespace,
+                            sandbox.name, e.message)
+                continue
             removed += 1
         for container in await runtime.list_containers():   # any left without a sandbox
             await runtime.remove_container(container.id)

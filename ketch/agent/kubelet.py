@@ -34,6 +34,7 @@ from .imagepull import ImageManager
 from .podworker import PodWorker
 from .prober.manager import ProbeManager
 from .runtime.api import ContainerStatus, RuntimeService
+from .runtime.cni import CNI_BIN_DIRS
 from .volumes import VolumeManager
 
 log = logging.getLogger("ketch.agent")
@@ -66,6 +67,7 @@ class AgentConfig:
     container_log_max_files: int = 5
     eviction_pressure_transition_period: float = 300.0
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
+    cni_bin_dirs: list[str] = field(default_factory=lambda: list(CNI_BIN_DIRS))  # where CNI plugins are looked up
     cluster_cidr: str = "10.42.0.0/16"  # the cluster's pod network (the service proxy masquerades the rest)
     network: str = ""                  # "host": the network services run in the agent's own namespace
     underlay: str = ""                 # netns of the bridge the node namespaces share ("": none)

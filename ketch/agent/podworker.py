@@ -73,6 +73,9 @@ class PodState:
     stopped: bool = False
 
 
+POD_WORKER_BACKOFF = 10.0  # the kubelet's workerBackOffPeriod: a pod whose sync failed tries again after it
+
+
 class PodWorker(Controller):
     name = "kubelet"
 
@@ -102,11 +105,16 @@ class PodWorker(Controller):
                                                                   cc.POD_NAME: key.split("/", 1)[1]})
         uid = pod["metadata"]["uid"] if pod is not None else None
         # Sandboxes of an earlier pod of that name (deleted while we were away, or recreated).
+        stale_left = False
         for sb in sandboxes:
             if sb.uid != uid:
-                await self._remove_sandbox(sb.id, sb.uid)
+                try:
+                    await self._remove_sandbox(sb.id, sb.uid)
+                except RuntimeError_ as e:  # that pod is gone from the API: nobody to tell but the log
+                    log.warning("pod %s: removing sandbox %s: %s", key, sb.id[:12], e.message)
+                    stale_left = True
         if pod is None:
-            return None
+            return POD_WORKER_BACKOFF if stale_left else None
         state = self.states.get(uid)
         if state is None:
             state = self.states[uid] = PodState(uid, start_time=(pod.get("status") or {}).get("startTime") or "")
@@ -439,8 +447,8 @@ class PodWorker(Controller):
                                     field_path(spec, spec not in pod["spec"]["containers"]))
         await asyncio.gather(*(self._stop_container(pod, spec, cs, grace) for spec, cs in running))
         self.k.prober.remove_pod(uid)
-        for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
-            await self.runtime.stop_pod_sandbox(sb.id)
+        if not await self._kill_sandboxes(pod, uid):
+            return POD_WORKER_BACKOFF
         by_name = await self._containers(uid)
         if not state.terminal_phase:
             # A pod stopped for good ends in a terminal phase, whatever its restart policy.
@@ -453,11 +461,24 @@ class PodWorker(Controller):
         await self.k.volumes.teardown(uid)
         if not meta.get("deletionTimestamp"):
             return None
-        for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
-            await self.runtime.remove_pod_sandbox(sb.id)
+        if not await self._kill_sandboxes(pod, uid, remove=True):
+            return POD_WORKER_BACKOFF
         await self._delete_api_pod(pod)
         self._forget(uid)
         return None
+
+    async def _kill_sandboxes(self, pod: dict, uid: str, remove: bool = False) -> bool:
+        """Stop (or remove) the pod's sandboxes; False, with the kubelet's FailedKillPod event, when
+        the runtime could not (a CNI DEL that failed): the pod stays until a later try succeeds."""
+        for sb in await self.runtime.list_pod_sandboxes(labels={cc.POD_UID: uid}):
+            try:
+                await (self.runtime.remove_pod_sandbox if remove else self.runtime.stop_pod_sandbox)(sb.id)
+            except RuntimeError_ as e:
+                quoted = e.message.replace("\\", "\\\\").replace('"', '\\"')
+                self.recorder.event(pod, WARNING, "FailedKillPod", f'error killing pod: failed to "KillPodSandbox" for '
+                                    f'"{uid}" with KillPodSandboxError: "rpc error: code = Unknown desc = {quoted}"')
+                return False
+        return True
 
     # ---- status --------------------------------------------------------------------------------
 

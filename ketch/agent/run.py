@@ -65,7 +65,7 @@ async def build(client: Client, config: AgentConfig, host_netns: str | None = No
         config.node_ip = nodenet.default_route_address() or ""
     config.node_ip = config.node_ip or "127.0.0.1"
     store = ImageStore(config.data_dir / "images")
-    runtime = RuncRuntime(config.root / "runtime", store, CNIConfig(), host_netns=netns,
+    runtime = RuncRuntime(config.root / "runtime", store, CNIConfig(plugin_dirs=list(config.cni_bin_dirs)), host_netns=netns,
                           cgroup_root=config.cgroup_root)
     kubelet = Kubelet(client, config, runtime, store)
     server = KubeletServer(KubeletBackend(kubelet), config.address, config.port, cert_dir=config.root / "tls",

@@ -133,7 +133,7 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        node_ip=args.node_ip, address=args.kubelet_address, port=args.kubelet_port,
                        cluster_dns=[d for d in (args.cluster_dns or "").split(",") if d],
                        cluster_domain=args.cluster_domain, max_pods=args.max_pods, labels=labels,
-                       cgroup_root=args.cgroup_root,
+                       cgroup_root=args.cgroup_root, cni_bin_dirs=[d for d in args.cni_bin_dir.split(",") if d],
                        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
                        cluster_cidr=args.cluster_cidr or DEFAULT_CLUSTER_CIDR,
                        underlay=(args.underlay or f"{args.node_netns}-net") if args.node_netns else "",
@@ -246,6 +246,7 @@ def _killall(args: argparse.Namespace) -> int:
 
 
 def add_agent_flags(p: argparse.ArgumentParser) -> None:
+    from ..agent.runtime.cni import CNI_BIN_DIRS
     p.add_argument("--node-name", help="the Node's name (default: this machine's hostname)")
     p.add_argument("--node-ip", default="", help="the node's InternalIP and pods' hostIP (default: its address on "
                                                  "the underlay with --node-netns, else 127.0.0.1)")
@@ -289,6 +290,8 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
                    help="rotate a container's log at this size (default 10Mi)")
     p.add_argument("--container-log-max-files", type=int, default=5,
                    help="log files kept per container, the live one included (default 5)")
+    p.add_argument("--cni-bin-dir", default=",".join(CNI_BIN_DIRS), metavar="DIR[,DIR...]",
+                   help=f"where the CNI plugins are found, first match wins (default {','.join(CNI_BIN_DIRS)})")
     p.add_argument("--cgroup-root", default="kubepods",
                    help="cgroup of the pods, relative to the agent's own cgroup (default kubepods)")
 

@@ -441,6 +441,33 @@ def test_static_pods_run_from_the_manifest_directory(tmp_path):
         c.stop()
 
 
+def test_a_failing_cni_del_keeps_the_pod_until_it_succeeds(tmp_path):
+    """--cni-bin-dir: with the bridge plugin gone from it the sandbox's network cannot be torn down;
+    the deleted pod stays Terminating with the kubelet's FailedKillPod event (its IP not leaked)
+    and goes once the plugin is back."""
+    plugins = tmp_path / "cni-bin"
+    plugins.mkdir()
+    for name in ("bridge", "host-local", "loopback", "portmap"):
+        (plugins / name).symlink_to(f"/usr/lib/cni/{name}")
+    c = start_agent_cluster(tmp_path / "c", images=["busybox:latest"], extra_args=["--cni-bin-dir", str(plugins)])
+    try:
+        c.kubectl("create", "-f", "-", input=_pod_manifest("net", {"image": "busybox", "command": ["sleep", "3600"]},
+                                                          terminationGracePeriodSeconds=1))
+        c.wait_running("net")
+        (plugins / "bridge").unlink()
+        c.kubectl("delete", "pod", "net", "--wait=false")
+        failed = wait_for(lambda: [e for e in c.events("net") if e["reason"] == "FailedKillPod"], 30, "FailedKillPod")
+        assert failed[0]["type"] == "Warning" and failed[0]["message"].startswith(
+            'error killing pod: failed to "KillPodSandbox" for "') and (
+            'with KillPodSandboxError: "rpc error: code = Unknown desc = failed to destroy network for sandbox '
+            '\\"') in failed[0]["message"] and 'failed to find plugin \\"bridge\\" in path' in failed[0]["message"]
+        assert c.kubectl("get", "pod", "net", check=False).returncode == 0  # still there, Terminating
+        (plugins / "bridge").symlink_to("/usr/lib/cni/bridge")
+        wait_for(lambda: c.kubectl("get", "pod", "net", check=False).returncode != 0, 40, "the pod gone")
+    finally:
+        c.stop()
+
+
 def test_disk_pressure_evicts_the_pod_filling_the_disk(tmp_path):
     """The node's filesystem (a 64 MiB tmpfs here) fills past the hard threshold: the node reports
     DiskPressure, the kubelet evicts the pod that filled it (Failed, reason Evicted, upstream's

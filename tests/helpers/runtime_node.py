@@ -37,9 +37,9 @@ class RuntimeNode:
     def root(self) -> Path:
         return self.base / "runtime"
 
-    def runtime(self) -> RuncRuntime:
-        """A RuntimeService on this node's root (a second call: a restarted agent)."""
-        rt = RuncRuntime(self.root, self.store, CNIConfig(pod_cidr=self.pod_cidr), host_netns=self.netns,
+    def runtime(self, **cni) -> RuncRuntime:
+        """A RuntimeService on this node's root (a second call: a restarted agent); `cni`: CNIConfig fields."""
+        rt = RuncRuntime(self.root, self.store, CNIConfig(pod_cidr=self.pod_cidr, **cni), host_netns=self.netns,
                          cgroup_root=f"{self.cgroup_top}/kubepods")
         self.runtimes.append(rt)
         return rt

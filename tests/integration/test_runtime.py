@@ -307,6 +307,32 @@ async def test_shared_process_namespace(rt, node):
     assert "sleep 1003" not in out and any(line.split()[:2] == ["1", "sleep"] for line in out.splitlines())
 
 
+async def test_failed_cni_del_is_retried_and_the_ip_not_leaked(node, tmp_path):
+    plugins = tmp_path / "cni-bin"  # the node's CNI plugin directory, which an upgrade will empty
+    plugins.mkdir()
+    for name in ("bridge", "host-local", "loopback", "portmap"):
+        (plugins / name).symlink_to(f"/usr/lib/cni/{name}")
+    rt = node.runtime(plugin_dirs=[str(plugins)])
+    sid, _cfg = await run_pod(rt, "del")
+    ip = (await rt.pod_sandbox_status(sid)).ip
+    lease = node.root / "cni" / "networks" / "ketch" / ip  # host-local's record of the pod's address
+    assert lease.exists()
+    (plugins / "bridge").unlink()
+    with pytest.raises(api.RuntimeFailure) as failed:
+        await rt.stop_pod_sandbox(sid)
+    assert failed.value.message == (f'failed to destroy network for sandbox "{sid}": '
+                                    f'failed to find plugin "bridge" in path [{plugins}]')
+    with pytest.raises(api.RuntimeFailure):
+        await rt.remove_pod_sandbox(sid)
+    assert [(s.id, s.state) for s in await rt.list_pod_sandboxes()] == [(sid, api.SANDBOX_NOTREADY)]
+    assert lease.exists()  # not released, not forgotten
+    (plugins / "bridge").symlink_to("/usr/lib/cni/bridge")
+    await rt.remove_pod_sandbox(sid)  # DEL again, which now succeeds
+    assert not lease.exists() and await rt.list_pod_sandboxes() == []
+    assert not (node.root / "sandboxes" / sid).exists()
+    assert node.in_node("ip", "-o", "link", "show", "type", "veth").stdout == ""  # its veth went too
+
+
 async def test_adoption_after_the_agent_is_killed(node):
     rt1 = node.runtime()
     sid, scfg = await run_pod(rt1, "survivor")

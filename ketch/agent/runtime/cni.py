@@ -27,12 +27,15 @@ class CNIError(Exception):
     pass
 
 
+CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")  # Debian's containernetworking-plugins, then upstream's place
+
+
 @dataclass
 class CNIConfig:
     pod_cidr: str = ""  # the node's spec.podCIDR, e.g. "10.244.1.0/24"; "" = not known yet
     bridge: str = "cni0"
     network_name: str = "ketch"
-    plugin_dirs: list[str] = field(default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
+    plugin_dirs: list[str] = field(default_factory=lambda: list(CNI_BIN_DIRS))
     mtu: int = 0
     ipam_data_dir: str = ""  # default: <runtime root>/cni/networks
     hairpin: bool = True
@@ -143,7 +146,7 @@ class CNI:
                     ifname: str, args: str) -> dict | None:
         path = self._find(plugin)
         if path is None:
-            raise CNIError(f"failed to find plugin {plugin!r} in path {self.config.plugin_dirs}")
+            raise CNIError(f'failed to find plugin "{plugin}" in path [{" ".join(self.config.plugin_dirs)}]')
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "CNI_COMMAND": command,
@@ -160,16 +163,16 @@ class CNI:
             proc = await run_in_netns(netns_of_plugin, lambda: subprocess.run(
                 [path], env=env, input=json.dumps(conf).encode(), capture_output=True, timeout=PLUGIN_TIMEOUT))
         except (OSError, subprocess.TimeoutExpired) as e:
-            raise CNIError(f"plugin type={plugin!r} failed ({command.lower()}): {e}") from None
+            raise CNIError(f'plugin type="{plugin}" failed ({command.lower()}): {e}') from None
         out, err = proc.stdout, proc.stderr
         if proc.returncode != 0:
-            raise CNIError(f"plugin type={plugin!r} failed ({command.lower()}): {_error_message(out, err)}")
+            raise CNIError(f'plugin type="{plugin}" failed ({command.lower()}): {_error_message(out, err)}')
         if command != "ADD" or not out.strip():
             return None
         try:
             return json.loads(out)
         except ValueError:
-            raise CNIError(f"plugin type={plugin!r} failed ({command.lower()}): unreadable result {out[:200]!r}") \
+            raise CNIError(f'plugin type="{plugin}" failed ({command.lower()}): unreadable result {out[:200]!r}') \
                 from None
 
 

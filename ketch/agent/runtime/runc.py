@@ -212,8 +212,13 @@ class RuncRuntime(RuntimeService):
                 await self._setup_sandbox(rec, config)
             except Exception as e:
                 log.warning("pod sandbox %s/%s failed: %s", config.namespace, config.name, e)
-                await self._teardown_sandbox(rec)
-                await self._forget_sandbox(rec)
+                try:
+                    await self._teardown_sandbox(rec)
+                    await self._forget_sandbox(rec)
+                except RuntimeFailure as teardown:  # kept, NotReady: removing it retries the DEL
+                    log.warning("pod sandbox %s/%s kept: %s", config.namespace, config.name, teardown.message)
+                    rec["state"] = api.SANDBOX_NOTREADY
+                    self._save_sandbox(rec)
                 if isinstance(e, api.RuntimeError_):
                     raise
                 raise RuntimeFailure(f"failed to create pod sandbox: {e}") from e
@@ -283,7 +288,10 @@ class RuncRuntime(RuntimeService):
         self._save_sandbox(rec)
 
     async def _teardown_sandbox(self, rec: dict) -> None:
-        """Kill the pause process, release the network and unmount; keep the record."""
+        """Kill the pause process, release the network and unmount; keep the record.
+
+        A failed CNI DEL fails the call and leaves the namespace and the cached result, so the
+        next stop or remove calls DEL again (as containerd: the pod's IP is not leaked)."""
         if rec.get("torn_down"):
             return
         if rec.get("bundle"):
@@ -294,6 +302,7 @@ class RuncRuntime(RuntimeService):
                                       rec.get("cni_network"), rec["name"], rec["namespace"], rec["uid"])
             except CNIError as e:
                 log.warning("CNI DEL for sandbox %s: %s", rec["id"], e)
+                raise RuntimeFailure(f'failed to destroy network for sandbox "{rec["id"]}": {e}') from e
             rec["cni_result"] = None
         if rec.get("own_netns") and rec.get("netns"):
             await asyncio.to_thread(remove_netns, Path(rec["netns"]))
