@@ -222,8 +222,8 @@ class PodWorker(Controller):
             # Stopped (their containers killed with them), not removed: the old containers keep
             # the restart counts, last states and back-off of the pod (removed with the pod, or by
             # the container GC).
-            for sb in old:
-                await self.runtime.stop_pod_sandbox(sb.id)
+            if not await self._kill_sandboxes(pod, state.uid):
+                return None
         try:
             state.volume_paths = await self.k.volumes.setup(pod)
             state.volumes_refreshed = time.monotonic()
