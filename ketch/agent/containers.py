@@ -9,6 +9,7 @@ class (Guaranteed -997, BestEffort 1000, Burstable scaled by the memory request)
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import orjson
 
 from ..api.defaults import pod_qos_class
@@ -88,12 +89,14 @@ def _security(pod: dict, container: dict) -> dict:
     """The container's effective securityContext: its own fields over the pod's."""
     pod_sc = pod["spec"].get("securityContext") or {}
     own = container.get("securityContext") or {}
-    merged = {k: pod_sc[k] for k in ("runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions") if k in pod_sc}
+    merged = {k: pod_sc[k] for k in ("runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions", "seccompProfile")
+              if k in pod_sc}
     merged.update(own)
     return merged
 
 
-def linux_config(pod: dict, container: dict, memory_capacity: int) -> LinuxContainerConfig:
+def linux_config(pod: dict, container: dict, memory_capacity: int, seccomp_root: Path | None = None,
+                 seccomp_default: bool = False) -> LinuxContainerConfig:
     resources = container.get("resources") or {}
     cpu_request = _milli(resources, "requests", "cpu")
     cpu_limit = _milli(resources, "limits", "cpu")
@@ -106,6 +109,8 @@ def linux_config(pod: dict, container: dict, memory_capacity: int) -> LinuxConta
     if pod_sc.get("fsGroup") is not None:
         groups.insert(0, int(pod_sc["fsGroup"]))
     privileged = bool(sc.get("privileged"))
+    seccomp = sc.get("seccompProfile") or {"type": "RuntimeDefault" if seccomp_default else "Unconfined"}
+    localhost = seccomp.get("localhostProfile") or ""
     return LinuxContainerConfig(
         cpu_shares=max(cpu_request * 1024 // 1000, MIN_SHARES) if cpu_request is not None else MIN_SHARES,
         cpu_quota=max(cpu_limit * CPU_PERIOD_US // 1000, MIN_QUOTA_US) if cpu_limit else 0,
@@ -119,12 +124,15 @@ def linux_config(pod: dict, container: dict, memory_capacity: int) -> LinuxConta
         # and the capabilities are not elevated; it is only ever false when asked for.
         no_new_privs=sc.get("allowPrivilegeEscalation") is False and not privileged,
         masked_paths=[] if privileged or sc.get("procMount") == "Unmasked" else None,
-        readonly_paths=[] if privileged or sc.get("procMount") == "Unmasked" else None)
+        readonly_paths=[] if privileged or sc.get("procMount") == "Unmasked" else None,
+        seccomp=seccomp.get("type") or "Unconfined",
+        seccomp_localhost=str((seccomp_root or Path("/")) / localhost) if localhost else "")
 
 
 def container_config(pod: dict, container: dict, *, image, attempt: int, command: list[str], args: list[str],
                      envs: list[tuple[str, str]], mounts: list[Mount], log_path: str, memory_capacity: int,
-                     init: bool = False) -> ContainerConfig:
+                     init: bool = False, seccomp_root: Path | None = None,
+                     seccomp_default: bool = False) -> ContainerConfig:
     labels = {**pod_labels(pod), CONTAINER_NAME: container["name"]}
     if init:
         labels[INIT_CONTAINER] = "true"
@@ -137,4 +145,4 @@ def container_config(pod: dict, container: dict, *, image, attempt: int, command
         working_dir=container.get("workingDir") or "", envs=envs, mounts=mounts, labels=labels,
         annotations=annotations, log_path=log_path, stdin=bool(container.get("stdin")),
         stdin_once=bool(container.get("stdinOnce")), tty=bool(container.get("tty")),
-        linux=linux_config(pod, container, memory_capacity))
+        linux=linux_config(pod, container, memory_capacity, seccomp_root, seccomp_default))

@@ -67,6 +67,7 @@ class AgentConfig:
     container_log_max_files: int = 5
     eviction_pressure_transition_period: float = 300.0
     cgroup_root: str = "kubepods"      # the pods' cgroups, relative to the agent's own cgroup
+    seccomp_default: bool = False      # RuntimeDefault for containers that name no seccomp profile
     cni_bin_dirs: list[str] = field(default_factory=lambda: list(CNI_BIN_DIRS))  # where CNI plugins are looked up
     cluster_cidr: str = "10.42.0.0/16"  # the cluster's pod network (the service proxy masquerades the rest)
     network: str = ""                  # "host": the network services run in the agent's own namespace
@@ -83,6 +84,11 @@ class AgentConfig:
     def root(self) -> Path:
         """The agent's own state, per node (several agents may share one machine's data dir)."""
         return self.data_dir / "agent" / self.node_name
+
+    @property
+    def seccomp_root(self) -> Path:
+        """Where Localhost seccomp profiles are found (the kubelet's <root-dir>/seccomp)."""
+        return self.root / "seccomp"
 
     @property
     def pod_log_root(self) -> Path:

@@ -356,7 +356,9 @@ class PodWorker(Controller):
                             host_path=str(self.k.termination_log(pod, name, attempt))))
         config = cc.container_config(pod, container, image=image, attempt=attempt, command=command, args=args,
                                      envs=envs, mounts=mounts, log_path=str(log_path),
-                                     memory_capacity=self.k.facts.memory_bytes, init=init)
+                                     memory_capacity=self.k.facts.memory_bytes, init=init,
+                                     seccomp_root=self.k.config.seccomp_root,
+                                     seccomp_default=self.k.config.seccomp_default)
         async with self.starts:
             try:
                 cid = await self.runtime.create_container(sandbox.id, config, state.sandbox_config)

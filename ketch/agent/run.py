@@ -53,6 +53,7 @@ async def build(client: Client, config: AgentConfig, host_netns: str | None = No
     """The agent's parts: the kubelet, its API server, and the node's network services (each a
     Background, started once the kubelet API listens)."""
     config.root.mkdir(parents=True, exist_ok=True)
+    config.seccomp_root.mkdir(exist_ok=True)
     # What `ketch killall` needs to clear this node after the agent stopped (written first: even a
     # node whose setup failed half way is cleared).
     (config.root / "agent.json").write_text(json.dumps({"node_name": config.node_name, "node_netns": host_netns,

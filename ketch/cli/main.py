@@ -133,7 +133,7 @@ def _agent_config(args: argparse.Namespace, data_dir: Path):
                        node_ip=args.node_ip, address=args.kubelet_address, port=args.kubelet_port,
                        cluster_dns=[d for d in (args.cluster_dns or "").split(",") if d],
                        cluster_domain=args.cluster_domain, max_pods=args.max_pods, labels=labels,
-                       cgroup_root=args.cgroup_root, cni_bin_dirs=[d for d in args.cni_bin_dir.split(",") if d],
+                       cgroup_root=args.cgroup_root, seccomp_default=args.seccomp_default, cni_bin_dirs=[d for d in args.cni_bin_dir.split(",") if d],
                        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
                        cluster_cidr=args.cluster_cidr or DEFAULT_CLUSTER_CIDR,
                        underlay=(args.underlay or f"{args.node_netns}-net") if args.node_netns else "",
@@ -290,6 +290,8 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
                    help="rotate a container's log at this size (default 10Mi)")
     p.add_argument("--container-log-max-files", type=int, default=5,
                    help="log files kept per container, the live one included (default 5)")
+    p.add_argument("--seccomp-default", action="store_true",
+                   help="run containers that name no seccomp profile with RuntimeDefault (default: Unconfined)")
     p.add_argument("--cni-bin-dir", default=",".join(CNI_BIN_DIRS), metavar="DIR[,DIR...]",
                    help=f"where the CNI plugins are found, first match wins (default {','.join(CNI_BIN_DIRS)})")
     p.add_argument("--cgroup-root", default="kubepods",

@@ -736,3 +736,48 @@ def test_share_process_namespace(cluster):
         assert "spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled" in both.stderr
     finally:
         cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+def test_seccomp_profiles_from_the_pod_spec(cluster):
+    """securityContext.seccompProfile: RuntimeDefault (pod level) filters the container, a
+    container's Unconfined overrides it; a Localhost profile comes from the agent's seccomp
+    directory, and a missing one leaves the container in CreateContainerError."""
+    name = unique("seccomp")
+    profiles = cluster.root.parent / "seccomp" / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    (profiles / "no-mkdir.json").write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}))
+    sleeper = {"image": "busybox", "command": ["sleep", "3600"]}
+    cluster.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}, "containers": [
+            {"name": "confined", **sleeper},
+            {"name": "free", **sleeper, "securityContext": {"seccompProfile": {"type": "Unconfined"}}},
+            {"name": "local", **sleeper, "securityContext": {"seccompProfile": {
+                "type": "Localhost", "localhostProfile": "profiles/no-mkdir.json"}}}]}}))
+    missing = unique("seccomp-missing")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(missing, {**sleeper, "securityContext": {
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/none.json"}}}))
+    try:
+        cluster.wait_running(name)
+
+        def seccomp_mode(container: str) -> str:
+            status = cluster.kubectl("exec", name, "-c", container, "--", "grep", "Seccomp:", "/proc/self/status")
+            return status.stdout.split()[1]
+        assert seccomp_mode("confined") == "2" and seccomp_mode("free") == "0"
+        refused = cluster.kubectl("exec", name, "-c", "confined", "--", "unshare", "-U", "true", check=False)
+        assert refused.returncode != 0 and "Operation not permitted" in refused.stderr
+        denied = cluster.kubectl("exec", name, "-c", "local", "--", "mkdir", "/tmp/d", check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+
+        def waiting():
+            statuses = cluster.pod(missing)["status"].get("containerStatuses") or [{}]
+            return statuses[0].get("state", {}).get("waiting")
+        state = wait_for(lambda: (lambda w: w if w and w.get("reason") == "CreateContainerError" else None)(waiting()),
+                         30, "CreateContainerError")
+        path = profiles / "none.json"
+        assert state["message"] == (f'failed to generate seccomp spec opts: cannot load seccomp profile "{path}": '
+                                    f"open {path}: no such file or directory")
+    finally:
+        cluster.kubectl("delete", "pod", name, missing, "--grace-period=0", "--force", check=False)

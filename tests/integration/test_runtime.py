@@ -271,6 +271,39 @@ async def test_limits_security_and_user(rt, node):
     assert code != 0
 
 
+async def test_seccomp_profiles(rt, node, tmp_path):
+    sid, scfg = await run_pod(rt, "seccomp")
+
+    async def container(name: str, **linux) -> str:
+        return await run_container(rt, node, sid, scfg, name, ["sleep", "1000"], linux=api.LinuxContainerConfig(**linux))
+
+    async def mode(cid: str) -> str:
+        return (await sh(rt, cid, "grep Seccomp: /proc/self/status"))[1].split()[1]
+
+    free = await container("free")  # Unconfined, the kubelet's default
+    assert await mode(free) == "0" and (await sh(rt, free, "unshare -U true"))[0] == 0
+    confined = await container("confined", seccomp="RuntimeDefault")
+    assert await mode(confined) == "2"  # a filter is installed
+    code, _, err = await sh(rt, confined, "unshare -U true")  # a user namespace needs no capability, but is refused
+    assert code != 0 and "Operation not permitted" in err
+    assert (await sh(rt, confined, "echo ok > /tmp/f && cat /tmp/f"))[1] == "ok\n"  # the rest works
+    admin = await container("admin", seccomp="RuntimeDefault", capabilities_add=["SYS_ADMIN"])
+    assert (await sh(rt, admin, "unshare -U true"))[0] == 0  # allowed again with the capability
+    privileged = await container("privileged", seccomp="RuntimeDefault", privileged=True)
+    assert await mode(privileged) == "0"
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": '
+                       '[{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}')
+    local = await container("local", seccomp="Localhost", seccomp_localhost=str(profile))
+    code, _, err = await sh(rt, local, "mkdir /tmp/d")
+    assert code != 0 and "Permission denied" in err
+    missing = tmp_path / "missing.json"
+    with pytest.raises(api.RuntimeFailure) as failed:
+        await container("missing", seccomp="Localhost", seccomp_localhost=str(missing))
+    assert failed.value.message == (f'failed to generate seccomp spec opts: cannot load seccomp profile "{missing}": '
+                                    f"open {missing}: no such file or directory")
+
+
 async def test_host_network_pod_sees_the_node(rt, node):
     pod, pcfg = await run_pod(rt, "normal")  # creates the node's bridge
     hsid, hcfg = await run_pod(rt, "hostnet", host_network=True)

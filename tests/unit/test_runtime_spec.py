@@ -11,6 +11,7 @@ from ketch.agent.runtime.cgroups import CgroupLayout, pod_cgroup, shares_to_weig
 from ketch.agent.runtime.cni import CNI, CNIConfig, port_mappings_for_cni, result_ips
 from ketch.agent.runtime.oci import (DEFAULT_CAPABILITIES, SandboxNamespaces, capabilities,
                                      container_spec, merge_env, process_args, resolve_user)
+from ketch.agent.runtime.seccomp import runtime_default, seccomp_section
 
 
 @pytest.mark.parametrize("command,args,image,expected", [
@@ -90,6 +91,20 @@ def test_container_spec_joins_the_sandbox(rootfs):
     assert res["cpu"] == {"shares": 256, "quota": 20000, "period": 100000}
     assert "/proc/kcore" in spec["linux"]["maskedPaths"]
     assert spec["annotations"]["org.opencontainers.image.stopSignal"] == "SIGQUIT"
+
+
+def test_runtime_default_seccomp_follows_the_capabilities():
+    plain = runtime_default(list(DEFAULT_CAPABILITIES))
+    denied = set(plain["syscalls"][0]["names"])
+    assert {"mount", "unshare", "ptrace", "reboot", "kexec_load", "bpf", "keyctl"} <= denied
+    assert "read" not in denied and plain["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert any(r["names"] == ["clone"] and r["args"][0]["value"] == 0x10000000 for r in plain["syscalls"])
+    admin = runtime_default([*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"])
+    still = set(admin["syscalls"][0]["names"])
+    assert not {"mount", "unshare", "bpf", "ptrace"} & still and {"reboot", "keyctl"} <= still
+    assert not any("clone" in r["names"] or "clone3" in r["names"] for r in admin["syscalls"])
+    assert seccomp_section("RuntimeDefault", "", [], privileged=True) is None
+    assert seccomp_section("Unconfined", "", [], privileged=False) is None
 
 
 def test_kubelet_cgroup_names():

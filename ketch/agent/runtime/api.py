@@ -159,6 +159,8 @@ class LinuxContainerConfig:
     readonly_paths: list[str] | None = None
     # Rlimits as (type, soft, hard), e.g. ("RLIMIT_NOFILE", 1048576, 1048576)
     rlimits: list[tuple[str, int, int]] = field(default_factory=list)
+    seccomp: str = "Unconfined"  # CRI's SecurityProfile: "RuntimeDefault" | "Unconfined" | "Localhost"
+    seccomp_localhost: str = ""  # Localhost: the profile file's absolute path
 
 
 @dataclass

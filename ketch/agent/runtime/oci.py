@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .api import ContainerConfig, RuntimeFailure
+from .seccomp import seccomp_section
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -355,6 +356,9 @@ def container_spec(config: ContainerConfig, image_config: dict, rootfs: Path, ns
         linux["rootfsPropagation"] = "rshared"
     elif any(m.propagation.lower() in ("rslave", "hosttocontainer") for m in config.mounts):
         linux["rootfsPropagation"] = "rslave"
+    seccomp = seccomp_section(lx.seccomp, lx.seccomp_localhost, caps, lx.privileged)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     if lx.privileged:
         linux["devices"] = _host_devices()
     else:
