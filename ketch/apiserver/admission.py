@@ -25,13 +25,13 @@ means a Pod created right after its namespace never races them).
 """
 from __future__ import annotations
 
-import secrets
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..api import errors, kinds, storageclass
 from . import limitranger, quota
+from .strategy import generate_name
 from .stored import decode
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ DEFAULT_TOLERATION_SECONDS = 300
 TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_EXPIRATION_SECONDS = 3607
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
-_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 CREATE, UPDATE = "CREATE", "UPDATE"
@@ -203,7 +202,7 @@ async def _service_account(registry: "Registry", pod: dict) -> None:
     containers = [*spec.get("initContainers", []), *spec.get("containers", [])]
     if any(m.get("mountPath") == TOKEN_MOUNT_PATH for c in containers for m in c.get("volumeMounts") or []):
         return
-    volume = "kube-api-access-" + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    volume = generate_name("kube-api-access-")
     spec.setdefault("volumes", []).append(_token_volume(volume))
     for c in containers:
         c.setdefault("volumeMounts", []).append({"name": volume, "readOnly": True, "mountPath": TOKEN_MOUNT_PATH})

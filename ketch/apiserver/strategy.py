@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
-import secrets
+import random
 from typing import Any
 
 from ..api import defaults, kinds
@@ -46,7 +46,8 @@ def default_propagation(res: kinds.Resource) -> str:
 
 
 def generate_name(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(GENERATE_NAME_ALPHABET) for _ in range(5))
+    """Five random characters, as upstream's utilrand.String (math/rand: names are not secrets)."""
+    return prefix + "".join(random.choices(GENERATE_NAME_ALPHABET, k=5))
 
 
 # Kinds with a spec whose upstream strategy keeps no generation (no controller reports an
