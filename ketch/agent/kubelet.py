@@ -36,6 +36,7 @@ from .prober.manager import ProbeManager
 from .runtime.api import ContainerStatus, RuntimeService
 from .runtime.cni import CNI_BIN_DIRS
 from .volumes import VolumeManager
+from .volumes.projections import ProjectionError
 
 log = logging.getLogger("ketch.agent")
 
@@ -114,6 +115,24 @@ class ApiSource:
 
     async def secret(self, namespace: str, name: str) -> dict | None:
         return await self._get("v1", "Secret", name, namespace)
+
+    async def service_account_token(self, namespace: str, account: str, audience: str, expiration: int,
+                                    pod: dict) -> str | None:
+        """A token bound to the pod (TokenRequest), as the kubelet's token manager asks for one;
+        None when the API server has no TokenRequest API."""
+        meta = pod["metadata"]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [audience] if audience else [], "expirationSeconds": expiration,
+                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                                  "uid": meta["uid"]}}}
+        path = self.k.client.resource("v1", "ServiceAccount").path(account, namespace, "token")
+        try:
+            answer = await self.k.client.request("POST", path, body=body)
+        except ApiError as e:
+            if e.code == 404 and "serviceaccounts" not in e.message:
+                return None  # no such API (the account missing is an error, as upstream)
+            raise ProjectionError(f'failed to fetch token: {e.message}') from None
+        return answer["status"]["token"]
 
     async def services(self, namespace: str) -> list[dict]:
         return [s for s in self.k.services.list() if s["metadata"].get("namespace") == namespace]

@@ -44,11 +44,12 @@ BOOKMARK_INTERVAL = 60.0
 class Context:
     """One request: what it addresses and how it wants the answer."""
 
-    def __init__(self, request: web.Request, info: RequestInfo, registry: Registry):
+    def __init__(self, request: web.Request, info: RequestInfo, registry: Registry, token_issuer=None):
         self.request = request
         self.info = info
         self.res = info.resource
         self.registry = registry
+        self.token_issuer = token_issuer  # satokens.TokenIssuer, for serviceaccounts/NAME/token
         self.query = request.query
         self.accept = codec.negotiate(request.headers.get("Accept"))
         self.warnings: list[str] = []
@@ -686,6 +687,22 @@ async def review(ctx: Context) -> web.StreamResponse:
     return ctx.respond(out, 201)
 
 
+TOKEN_REQUEST = kinds.Resource("authentication.k8s.io", "v1", "TokenRequest", "tokenrequests", verbs=("create",),
+                               storage_group="authentication.k8s.io", storage_version="v1")
+
+
+async def service_account_token(ctx: Context) -> web.StreamResponse:
+    """POST serviceaccounts/NAME/token: a TokenRequest answered with a signed token, not stored."""
+    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
+    served, ctx.res = ctx.res, TOKEN_REQUEST
+    try:
+        body = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
+    finally:
+        ctx.res = served
+    answer = await ctx.token_issuer.token_request(ctx.registry, ctx.info.namespace, ctx.info.name, body)
+    return ctx.respond(answer, 201)
+
+
 async def finalize(ctx: Context) -> web.StreamResponse:
     """PUT namespaces/NAME/finalize: only spec.finalizers changes (the namespace controller's step)."""
     raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
@@ -726,6 +743,9 @@ async def dispatch(ctx: Context) -> web.StreamResponse:
         return await pods.bind(ctx)
     if verb == "create" and info.subresource == "eviction":
         return await pods.evict(ctx)
+    if verb == "create" and info.subresource == "token" and info.resource.kind == "ServiceAccount" \
+            and ctx.token_issuer is not None:
+        return await service_account_token(ctx)
     if info.subresource in ("status", "scale"):
         if verb not in ("get", "update", "patch"):
             raise errors.method_not_allowed()

@@ -21,7 +21,7 @@ from ..client import kubeconfig
 from ..storage import open_store
 from ..storage.interface import Store
 from ..web import certs
-from . import admission, codec, handlers, metrics, proxy
+from . import admission, codec, handlers, metrics, proxy, satokens
 from .allocators import KUBERNETES_SERVICE_IP
 from .registry import Registry
 from .request import PageNotFound, parse_resource_path
@@ -150,6 +150,7 @@ class APIServer:
                                                       server_names=names, server=True)
         certs.ensure_leaf(ca, tls, "admin", "system:admin", ("system:masters",))
         self.credentials = Credentials(tls)
+        self.token_issuer = satokens.TokenIssuer(tls)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(serving_cert, serving_key)
         ctx.load_verify_locations(tls / "ca.crt")
@@ -320,6 +321,10 @@ class APIServer:
             path = request.path
             if not path.startswith(UNAUTHENTICATED_PATHS):
                 user = self.credentials.authenticate(request)
+                if user is None and self.registry is not None:
+                    bearer = request.headers.get("Authorization", "")
+                    if bearer.startswith("Bearer ") and bearer.count(".") == 2:  # a JWT: a service account's
+                        user = await self.token_issuer.authenticate(self.registry, bearer[7:].strip())
                 if user is None:
                     raise errors.unauthorized()
                 request["user"] = user
@@ -386,7 +391,7 @@ class APIServer:
         info = parse_resource_path(method, path, request.query)
         if info is None:
             raise PageNotFound(path)
-        ctx = handlers.Context(request, info, self.registry)  # type: ignore[arg-type]
+        ctx = handlers.Context(request, info, self.registry, self.token_issuer)  # type: ignore[arg-type]
         if info.resource.group == metrics.GROUP:
             return await self.metrics_api.serve(ctx)
         if info.subresource in proxy.SUBRESOURCES and info.resource.plural in ("pods", "nodes"):

@@ -3,6 +3,7 @@ containers (runc, conmon, CNI in a network namespace standing in for the node), 
 and the book's manifests."""
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import re
@@ -781,3 +782,29 @@ def test_seccomp_profiles_from_the_pod_spec(cluster):
                                     f"open {path}: no such file or directory")
     finally:
         cluster.kubectl("delete", "pod", name, missing, "--grace-period=0", "--force", check=False)
+
+
+def test_service_account_token_is_projected(cluster):
+    """The kube-api-access volume the ServiceAccount admission adds holds a token bound to the pod
+    (TokenRequest), the cluster CA and the namespace; the token is a credential while the pod lives."""
+    name = unique("token")
+    cluster.kubectl("create", "-f", "-", input=_pod_manifest(name, {"image": "busybox", "command": ["sleep", "3600"]},
+                                                              terminationGracePeriodSeconds=1))
+    try:
+        pod = cluster.wait_running(name)
+        where = "/var/run/secrets/kubernetes.io/serviceaccount"
+        files = cluster.kubectl("exec", name, "--", "ls", where).stdout.split()
+        assert sorted(files) == ["ca.crt", "namespace", "token"]
+        assert cluster.kubectl("exec", name, "--", "cat", f"{where}/namespace").stdout == "default"
+        ca = cluster.kubectl("exec", name, "--", "cat", f"{where}/ca.crt").stdout
+        assert ca == (cluster.base / "data" / "tls" / "ca.crt").read_text()
+        token = cluster.kubectl("exec", name, "--", "cat", f"{where}/token").stdout
+        part = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        assert claims["kubernetes.io"]["pod"] == {"name": name, "uid": pod["metadata"]["uid"]}
+        assert claims["sub"] == "system:serviceaccount:default:default"
+        whoami = cluster.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}", "--token", token,
+                                 "--client-certificate=", "--client-key=", check=False)
+        assert whoami.stdout == "system:serviceaccount:default:default", whoami.stderr
+    finally:
+        cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
