@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import time
 from datetime import datetime, timezone
@@ -50,11 +51,16 @@ def username(namespace: str, name: str) -> str:
 class TokenIssuer:
     def __init__(self, tls_dir: Path):
         path = tls_dir / "service-account.key"
-        if not path.exists():
+        if not path.exists():  # made whole or not at all (a temp file renamed), readable by root only
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-            path.chmod(0o600)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
         self._key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         public_der = self._key.public_key().public_bytes(serialization.Encoding.DER,
                                                          serialization.PublicFormat.SubjectPublicKeyInfo)
