@@ -63,6 +63,17 @@ def tracks_generation(res: kinds.Resource) -> bool:
     return "spec" in stored.schema.properties and (stored.storage_group, stored.kind) not in _NO_GENERATION
 
 
+_ZERO_SCALARS = {"integer": 0, "number": 0, "string": "", "boolean": False}
+
+
+def go_zero(node) -> Any:
+    """How Go encodes the zero value of a schema's type: a struct as its required (non-omitempty)
+    fields, each zero; scalars as 0, "" or false; slices and maps as null."""
+    if node.type == "object" and not node.is_map:
+        return {name: go_zero(child) for name in node.required if (child := node.field(name)) is not None}
+    return _ZERO_SCALARS.get(node.type)
+
+
 def prepare_for_create(res: kinds.Resource, obj: dict) -> None:
     """Reset what a client may not set on create (after uid and name are assigned)."""
     core = res.storage_group == ""
@@ -78,8 +89,15 @@ def prepare_for_create(res: kinds.Resource, obj: dict) -> None:
         defaults.namespace_prepare_for_create(obj)
     elif res.storage_group == "batch" and res.kind == "Job":
         defaults.job_prepare_for_create(obj)
-    elif core and res.kind == "Service":
+    elif (core and res.kind == "Service") or (res.storage_group == "networking.k8s.io" and res.kind == "Ingress"):
         obj["status"] = {"loadBalancer": {}}
+    # Go encodes a zero spec or status struct (omitempty does not omit structs) with the fields that
+    # lack omitempty, the schema's required ones: every object upstream returns has both.
+    schema = kinds.storage_resource(res).schema
+    for part in ("spec", "status"):
+        node = schema.field(part)
+        if node is not None and obj.get(part) is None:
+            obj[part] = go_zero(node)
     if tracks_generation(res):
         obj["metadata"]["generation"] = 1
     if res.storage_group == "apps" and res.kind == "DaemonSet":
