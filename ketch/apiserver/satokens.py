@@ -137,10 +137,11 @@ class TokenIssuer:
         sa = await registry.get_or_none(SERVICE_ACCOUNTS, namespace, account.get("name", ""))
         if sa is None or sa["metadata"].get("uid") != account.get("uid") or sa["metadata"].get("deletionTimestamp"):
             return None
-        for kind in ("pod", "secret"):
+        for kind in ("pod", "secret", "node"):
             ref = private.get(kind)
             if ref:
-                obj = await registry.get_or_none(kinds.lookup(*BINDABLE[kind.capitalize()]), namespace, ref["name"])
+                obj = await registry.get_or_none(kinds.lookup(*BINDABLE[kind.capitalize()]),
+                                                 None if kind == "node" else namespace, ref["name"])
                 if obj is None or obj["metadata"].get("uid") != ref.get("uid") or \
                         obj["metadata"].get("deletionTimestamp"):
                     return None

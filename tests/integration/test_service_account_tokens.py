@@ -75,6 +75,12 @@ def test_a_pod_bound_token_lives_as_long_as_the_pod(server, api, ns):
     status, body, _ = api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/p?gracePeriodSeconds=0")
     assert status == 200
     assert as_token(api, token, f"/api/v1/namespaces/{ns}/pods")[0] == 401  # the pod went
+    node = api.request("GET", "/api/v1/nodes")[1]["items"][0]["metadata"]
+    request["spec"]["boundObjectRef"] = {"kind": "Node", "apiVersion": "v1", "name": node["name"]}
+    status, answer, _ = api.request("POST", path, request)
+    assert status == 201 and claims(answer["status"]["token"])["kubernetes.io"]["node"] == {
+        "name": node["name"], "uid": node["uid"]}
+    assert as_token(api, answer["status"]["token"], f"/api/v1/namespaces/{ns}/pods")[0] == 200
 
 
 def test_token_request_errors(api, ns):
