@@ -124,7 +124,7 @@ class ApiSource:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"audiences": [audience] if audience else [], "expirationSeconds": expiration,
                          "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
-                                                  "uid": meta["uid"]}}}
+                                            "uid": meta["uid"]}}}
         path = self.k.client.resource("v1", "ServiceAccount").path(account, namespace, "token")
         try:
             answer = await self.k.client.request("POST", path, body=body)
