@@ -132,6 +132,15 @@ class Context:
 
     # ---- incoming objects -------------------------------------------------------------------
 
+    async def read_body(self, res: kinds.Resource | None = None) -> dict:
+        """The request's body, read, parsed and decode-checked as `res` (default: the resource addressed)."""
+        raw, ctype = await _read(self.request), self.request.headers.get("Content-Type", "")
+        served, self.res = self.res, res or self.res
+        try:
+            return self.check_body(codec.parse_body(raw, ctype), raw, ctype)
+        finally:
+            self.res = served
+
     def check_body(self, obj: Any, raw: bytes | None = None, content_type: str = "") -> dict:
         """Decode checks on a body in the request's version; returns it pruned and canonical."""
         if obj is None:
@@ -305,8 +314,7 @@ async def list_(ctx: Context) -> web.StreamResponse:
 
 
 async def create(ctx: Context) -> web.StreamResponse:
-    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
-    obj = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
+    obj = await ctx.read_body()
     ctx.namespace_of_body(obj)
     meta = obj["metadata"]
     if ctx.res.namespaced and not meta.get("namespace"):
@@ -672,8 +680,7 @@ async def _read(request: web.Request) -> bytes:
 
 async def review(ctx: Context) -> web.StreamResponse:
     """SelfSubjectAccessReview and SelfSubjectReview: answered for the caller, not stored."""
-    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
-    body = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
+    body = await ctx.read_body()
     user, groups = ctx.request.get("user", ("", ()))
     if ctx.res.kind == "SelfSubjectReview":
         status = {"userInfo": {"username": user, "groups": [*groups, "system:authenticated"]}}
@@ -693,20 +700,14 @@ TOKEN_REQUEST = kinds.Resource("authentication.k8s.io", "v1", "TokenRequest", "t
 
 async def service_account_token(ctx: Context) -> web.StreamResponse:
     """POST serviceaccounts/NAME/token: a TokenRequest answered with a signed token, not stored."""
-    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
-    served, ctx.res = ctx.res, TOKEN_REQUEST
-    try:
-        body = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
-    finally:
-        ctx.res = served
+    body = await ctx.read_body(TOKEN_REQUEST)
     answer = await ctx.token_issuer.token_request(ctx.registry, ctx.info.namespace, ctx.info.name, body)
     return ctx.respond(answer, 201)
 
 
 async def finalize(ctx: Context) -> web.StreamResponse:
     """PUT namespaces/NAME/finalize: only spec.finalizers changes (the namespace controller's step)."""
-    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
-    body = ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
+    body = await ctx.read_body()
     finalizers = list((body.get("spec") or {}).get("finalizers") or [])
 
     def transform(current: dict | None) -> dict:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..api import errors, kinds, labels, names
-from . import codec
 from .registry import DeleteOptions, ListOptions, now_rfc3339
 
 if TYPE_CHECKING:
@@ -42,19 +41,9 @@ def set_condition(status: dict, cond_type: str, value: str, now: str, reason: st
     return True
 
 
-async def _body(ctx: "Context", res: kinds.Resource) -> dict:
-    from .handlers import _read
-    raw, ctype = await _read(ctx.request), ctx.request.headers.get("Content-Type", "")
-    served, ctx.res = ctx.res, res
-    try:
-        return ctx.check_body(codec.parse_body(raw, ctype), raw, ctype)
-    finally:
-        ctx.res = served
-
-
 async def bind(ctx: "Context") -> web.StreamResponse:
     """POST pods/NAME/binding or POST bindings: assign the pod to a node, once."""
-    binding = await _body(ctx, BINDING)
+    binding = await ctx.read_body(BINDING)
     name = ctx.info.name if ctx.info.subresource == "binding" else binding["metadata"].get("name", "")
     if ctx.info.subresource == "binding" and binding["metadata"].get("name", name) != name:
         raise errors.bad_request("name in URL does not match name in Binding object")
@@ -107,7 +96,7 @@ def _too_many(message: str, cause: str, retry_after: int = 0) -> errors.ApiError
 
 async def evict(ctx: "Context") -> web.StreamResponse:
     """POST pods/NAME/eviction: delete the pod unless that would break its PodDisruptionBudget."""
-    eviction = await _body(ctx, EVICTION)
+    eviction = await ctx.read_body(EVICTION)
     name, ns = ctx.info.name, ctx.info.namespace
     if eviction["metadata"].get("name", name) != name:
         raise errors.bad_request("name in URL does not match name in Eviction object")

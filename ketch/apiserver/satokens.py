@@ -31,7 +31,8 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600  # ten minutes
 MAX_EXPIRATION = 1 << 32
-BINDABLE = {"Pod": ("", "v1", "pods"), "Secret": ("", "v1", "secrets"), "Node": ("", "v1", "nodes")}
+BINDABLE = {kind: kinds.lookup("", "v1", plural) for kind, plural in (("Pod", "pods"), ("Secret", "secrets"),
+                                                                     ("Node", "nodes"))}
 SERVICE_ACCOUNTS = kinds.lookup("", "v1", "serviceaccounts")
 _HEADER = {"alg": "RS256", "kid": ""}
 
@@ -92,7 +93,7 @@ class TokenIssuer:
             entry = {"name": obj["metadata"]["name"], "uid": obj["metadata"]["uid"]}
             private[bound["kind"].lower()] = entry
             if bound["kind"] == "Pod" and (obj.get("spec") or {}).get("nodeName"):
-                node = await registry.get_or_none(kinds.lookup(*BINDABLE["Node"]), None, obj["spec"]["nodeName"])
+                node = await registry.get_or_none(BINDABLE["Node"], None, obj["spec"]["nodeName"])
                 if node is not None:
                     private["node"] = {"name": node["metadata"]["name"], "uid": node["metadata"]["uid"]}
         claims = {"aud": audiences, "exp": now + expiration, "iat": now, "iss": ISSUER,
@@ -140,8 +141,8 @@ class TokenIssuer:
         for kind in ("pod", "secret", "node"):
             ref = private.get(kind)
             if ref:
-                obj = await registry.get_or_none(kinds.lookup(*BINDABLE[kind.capitalize()]),
-                                                 None if kind == "node" else namespace, ref["name"])
+                obj = await registry.get_or_none(BINDABLE[kind.capitalize()], None if kind == "node" else namespace,
+                                                 ref["name"])
                 if obj is None or obj["metadata"].get("uid") != ref.get("uid") or \
                         obj["metadata"].get("deletionTimestamp"):
                     return None
@@ -163,7 +164,7 @@ async def _bound_object(registry: "Registry", namespace: str, ref: dict, account
     kind = ref.get("kind")
     if kind not in BINDABLE:
         raise errors.bad_request(f'cannot bind token for serviceaccount "{account}" to object of kind "{kind}"')
-    res = kinds.lookup(*BINDABLE[kind])
+    res = BINDABLE[kind]
     obj = await registry.get_or_none(res, None if kind == "Node" else namespace, ref.get("name") or "")
     if obj is None:
         raise errors.not_found(res.group, res.plural, ref.get("name") or "")
