@@ -3,7 +3,6 @@ containers (runc, conmon, CNI in a network namespace standing in for the node), 
 and the book's manifests."""
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import re
@@ -16,8 +15,8 @@ import time
 import pytest
 
 from helpers.agent import monitors, start_agent_cluster
-from helpers.cluster import BOOK, unique, wait_for
-from helpers.runtime_node import destroy_node
+from helpers.cluster import BOOK, jwt_claims, unique, wait_for
+from helpers.runtime_node import cni_plugin_dir, destroy_node
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")
 
@@ -446,10 +445,7 @@ def test_a_failing_cni_del_keeps_the_pod_until_it_succeeds(tmp_path):
     """--cni-bin-dir: with the bridge plugin gone from it the sandbox's network cannot be torn down;
     the deleted pod stays Terminating with the kubelet's FailedKillPod event (its IP not leaked)
     and goes once the plugin is back."""
-    plugins = tmp_path / "cni-bin"
-    plugins.mkdir()
-    for name in ("bridge", "host-local", "loopback", "portmap"):
-        (plugins / name).symlink_to(f"/usr/lib/cni/{name}")
+    plugins = cni_plugin_dir(tmp_path / "cni-bin")
     c = start_agent_cluster(tmp_path / "c", images=["busybox:latest"], extra_args=["--cni-bin-dir", str(plugins)])
     try:
         c.kubectl("create", "-f", "-", input=_pod_manifest("net", {"image": "busybox", "command": ["sleep", "3600"]},
@@ -799,8 +795,7 @@ def test_service_account_token_is_projected(cluster):
         ca = cluster.kubectl("exec", name, "--", "cat", f"{where}/ca.crt").stdout
         assert ca == (cluster.base / "data" / "tls" / "ca.crt").read_text()
         token = cluster.kubectl("exec", name, "--", "cat", f"{where}/token").stdout
-        part = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        claims = jwt_claims(token)
         assert claims["kubernetes.io"]["pod"] == {"name": name, "uid": pod["metadata"]["uid"]}
         assert claims["sub"] == "system:serviceaccount:default:default"
         whoami = cluster.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}", "--token", token,

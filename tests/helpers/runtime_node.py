@@ -87,3 +87,14 @@ def destroy_node(node: RuntimeNode) -> None:
             for dirpath, _, _ in sorted(os.walk(d), key=lambda w: -len(w[0])):
                 with contextlib.suppress(OSError):
                     os.rmdir(dirpath)
+
+
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
+
+
+def cni_plugin_dir(path: Path) -> Path:
+    """A CNI plugin directory of its own holding links to the plugins ketch uses, for a test to break."""
+    path.mkdir()
+    for name in CNI_PLUGINS:
+        (path / name).symlink_to(f"/usr/lib/cni/{name}")
+    return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ketch.agent.runtime import api
-from helpers.runtime_node import destroy_node, make_node
+from helpers.runtime_node import cni_plugin_dir, destroy_node, make_node
 
 CRI_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) (stdout|stderr) [FP] (.*)$")
 
@@ -341,10 +341,7 @@ async def test_shared_process_namespace(rt, node):
 
 
 async def test_failed_cni_del_is_retried_and_the_ip_not_leaked(node, tmp_path):
-    plugins = tmp_path / "cni-bin"  # the node's CNI plugin directory, which an upgrade will empty
-    plugins.mkdir()
-    for name in ("bridge", "host-local", "loopback", "portmap"):
-        (plugins / name).symlink_to(f"/usr/lib/cni/{name}")
+    plugins = cni_plugin_dir(tmp_path / "cni-bin")  # the node's CNI plugin directory, which an upgrade will empty
     rt = node.runtime(plugin_dirs=[str(plugins)])
     sid, _cfg = await run_pod(rt, "del")
     ip = (await rt.pod_sandbox_status(sid)).ip

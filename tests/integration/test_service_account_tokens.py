@@ -2,12 +2,11 @@
 its bound pod and account revoking it, and upstream's errors."""
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
 
-from helpers.cluster import unique
+from helpers.cluster import jwt_claims, unique
 from helpers.http import Api
 
 
@@ -24,11 +23,6 @@ def ns(api):
     yield name
 
 
-def claims(token: str) -> dict:
-    part = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-
-
 def as_token(api: Api, token: str, path: str):
     return api.request("GET", path, anonymous=True, headers={"Authorization": f"Bearer {token}"})
 
@@ -36,7 +30,7 @@ def as_token(api: Api, token: str, path: str):
 def test_kubectl_create_token_and_its_use(server, api, ns):
     server.kubectl("create", "serviceaccount", "robot", "-n", ns)
     token = server.kubectl("create", "token", "robot", "-n", ns, "--duration", "20m").stdout.strip()
-    got = claims(token)
+    got = jwt_claims(token)
     assert got["sub"] == f"system:serviceaccount:{ns}:robot" and got["exp"] - got["iat"] == 1200
     assert got["aud"] == ["https://kubernetes.default.svc.cluster.local"]
     assert got["kubernetes.io"]["serviceaccount"]["name"] == "robot"
@@ -65,7 +59,7 @@ def test_a_pod_bound_token_lives_as_long_as_the_pod(server, api, ns):
     assert status == 201 and answer["kind"] == "TokenRequest" and answer["spec"]["expirationSeconds"] == 3600
     assert answer["status"]["expirationTimestamp"].endswith("Z")
     token = answer["status"]["token"]
-    assert claims(token)["kubernetes.io"]["pod"] == {"name": "p", "uid": created["metadata"]["uid"]}
+    assert jwt_claims(token)["kubernetes.io"]["pod"] == {"name": "p", "uid": created["metadata"]["uid"]}
     assert as_token(api, token, f"/api/v1/namespaces/{ns}/pods")[0] == 200
     # a reference to another pod of that name is refused
     wrong = json.loads(json.dumps(request))
@@ -78,7 +72,7 @@ def test_a_pod_bound_token_lives_as_long_as_the_pod(server, api, ns):
     node = api.request("GET", "/api/v1/nodes")[1]["items"][0]["metadata"]
     request["spec"]["boundObjectRef"] = {"kind": "Node", "apiVersion": "v1", "name": node["name"]}
     status, answer, _ = api.request("POST", path, request)
-    assert status == 201 and claims(answer["status"]["token"])["kubernetes.io"]["node"] == {
+    assert status == 201 and jwt_claims(answer["status"]["token"])["kubernetes.io"]["node"] == {
         "name": node["name"], "uid": node["uid"]}
     assert as_token(api, answer["status"]["token"], f"/api/v1/namespaces/{ns}/pods")[0] == 200
 
