@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..api.defaults import is_sidecar, sidecars
 from ..api.durations import format_seconds
 from ..api.errors import ApiError
 from ..client.events import NORMAL, WARNING
@@ -183,7 +184,8 @@ class PodWorker(Controller):
             return
         if probe_type in (LIVENESS, STARTUP) and result == FAILURE:
             pod = self.k.pods.get(key)
-            restarts = pod is not None and (pod["spec"].get("restartPolicy") or "Always") != "Never"
+            restarts = pod is not None and ((pod["spec"].get("restartPolicy") or "Always") != "Never"
+                                            or any(c["name"] == name for c in sidecars(pod["spec"])))
             # Tied to the container probed: a restart meanwhile must not kill its healthy successor.
             state.kill[name] = (state.running.get(name, ""), kill_message(name, probe_type, will_restart=restarts))
         self.enqueue(key)
@@ -272,9 +274,26 @@ class PodWorker(Controller):
         for cs in by_name.values():
             while cs and cs[0].state == CONTAINER_CREATED:
                 await self.runtime.remove_container(cs.pop(0).id)
-        # Init containers, in order: each must succeed before the next starts.
+        if policy != "Always" and sidecars(spec) and self._all_done(pod, by_name):
+            # The app containers are done for good: the sidecars are stopped and stay stopped.
+            await self._stop_sidecars(pod, by_name, self._grace(pod))
+            return None
+        # Once an app container ran in this sandbox the pod is initialized: of the init containers
+        # only the sidecars are kept running, and a sidecar's restart no longer holds anything up.
+        initialized = any(cs and cs[0].sandbox_id == sandbox.id
+                          for name, cs in by_name.items() if name in {c["name"] for c in spec["containers"]})
+        # Init containers, in order: each must succeed (a sidecar: have started) before the next starts.
         for container in spec.get("initContainers") or ():
             latest = (by_name.get(container["name"]) or [None])[0]
+            if is_sidecar(container):
+                delay, started = await self._keep_running(pod, state, sandbox, container, latest, "Always", init=True)
+                if delay is not None:
+                    due.append(delay)
+                if not (started or initialized):
+                    return min(due) if due else None   # the prober's verdict or the PLEG wakes us
+                continue
+            if initialized:
+                continue
             if latest is not None and latest.state == CONTAINER_EXITED and latest.exit_code == 0:
                 state.waiting.pop(container["name"], None)
                 continue
@@ -283,35 +302,42 @@ class PodWorker(Controller):
             if latest is not None and latest.state == CONTAINER_EXITED and policy == "Never":
                 state.terminal_phase = "Failed"
                 return 0.0
-            delay = await self._start_or_back_off(pod, state, sandbox, container, latest, init=True)
-            return delay
+            return await self._start_or_back_off(pod, state, sandbox, container, latest, init=True)
         for container in spec["containers"]:
-            name = container["name"]
-            cs = by_name.get(name) or []
-            latest = cs[0] if cs else None
-            if latest is not None and latest.state == CONTAINER_RUNNING:
-                victim, why = state.kill.pop(name, ("", None))
-                if victim != latest.id:
-                    why = None
-                if why is None and latest.annotations.get(cc.CONTAINER_HASH) != cc.container_hash(container):
-                    why = f"Container {name} definition changed, will be restarted"
-                if why is None:
-                    state.waiting.pop(name, None)
-                    continue
-                self.recorder.event(pod, NORMAL, "Killing", why, field_path(container))
-                await self._stop_container(pod, container, latest, self._grace(pod))
-                latest = await self.runtime.container_status(latest.id)
-            if latest is not None and latest.state == CONTAINER_CREATED:
-                continue
-            if latest is not None and latest.state == CONTAINER_EXITED:
-                if policy == "Never" or (policy == "OnFailure" and latest.exit_code == 0):
-                    state.waiting.pop(name, None)
-                    continue
-            delay = await self._start_or_back_off(pod, state, sandbox, container, latest)
+            latest = (by_name.get(container["name"]) or [None])[0]
+            delay, _ = await self._keep_running(pod, state, sandbox, container, latest, policy)
             if delay is not None:
                 due.append(delay)
         await self._collect_exited(by_name)
         return min(due) if due else None
+
+    async def _keep_running(self, pod: dict, state: PodState, sandbox, container: dict,
+                            latest: ContainerStatus | None, policy: str, init: bool = False) -> tuple[float | None, bool]:
+        """Keep an app container or a sidecar as its restart policy wants it: restarted when it
+        exited, failed its liveness probe or changed its spec. Returns when to look again, and
+        whether the container has started (running, its startup probe passed)."""
+        name = container["name"]
+        if latest is not None and latest.state == CONTAINER_RUNNING:
+            victim, why = state.kill.pop(name, ("", None))
+            if victim != latest.id:
+                why = None
+            if why is None and latest.annotations.get(cc.CONTAINER_HASH) != cc.container_hash(container):
+                why = f"Container {name} definition changed, will be restarted"
+            if why is None:
+                state.waiting.pop(name, None)
+                return None, not container.get("startupProbe") or self.k.prober.started(state.uid, name)
+            self.recorder.event(pod, NORMAL, "Killing", why, field_path(container, init))
+            await self._stop_container(pod, container, latest, self._grace(pod))
+            latest = await self.runtime.container_status(latest.id)
+        if latest is not None and latest.state == CONTAINER_CREATED:
+            return None, False
+        if latest is not None and latest.state == CONTAINER_EXITED:
+            if policy == "Never" or (policy == "OnFailure" and latest.exit_code == 0):
+                state.waiting.pop(name, None)
+                return None, False
+        delay = await self._start_or_back_off(pod, state, sandbox, container, latest, init)
+        # Started just now: without a startup probe, running is started.
+        return delay, delay is None and name not in state.waiting and not container.get("startupProbe")
 
     async def _start_or_back_off(self, pod: dict, state: PodState, sandbox, container: dict,
                                  latest: ContainerStatus | None, init: bool = False) -> float | None:
@@ -384,18 +410,46 @@ class PodWorker(Controller):
             state.waiting[name] = Waiting(hooks.POST_START_ERROR, error)
         return None
 
-    async def _stop_container(self, pod: dict, container: dict | None, cs: ContainerStatus, grace: float) -> None:
-        """preStop, then the stop signal and the rest of the grace period, then SIGKILL."""
+    async def _stop_container(self, pod: dict, container: dict | None, cs: ContainerStatus, grace: float,
+                              turn: asyncio.Future | None = None) -> None:
+        """preStop, then (a sidecar) its turn to stop, then the stop signal and the rest of the
+        grace period, then SIGKILL."""
         remaining = grace
         if container is not None and cs.state == CONTAINER_RUNNING and (container.get("lifecycle") or {}).get("preStop"):
             sandbox = await self._sandbox_of(cs)
             remaining = await hooks.run_pre_stop(pod, container, cs.id, self.runtime, sandbox_id=cs.sandbox_id,
                                                  pod_ip=self.k.pod_ip(pod, sandbox), grace_period=grace,
                                                  recorder=self.recorder)
+        if turn is not None and remaining > 0:
+            began = time.monotonic()
+            await asyncio.wait({turn}, timeout=remaining)
+            remaining = max(remaining - (time.monotonic() - began), 0.0)
         try:
             await self.runtime.stop_container(cs.id, remaining)
         except RuntimeError_ as e:
             log.info("stop %s: %s", cs.id[:12], e.message)
+
+    async def _stop_in_order(self, pod: dict, running: list[tuple[dict | None, ContainerStatus]], grace: float) -> None:
+        """Stop containers as the kubelet's termination ordering does: the app containers at once;
+        each sidecar, its preStop hook run, waits for them and for the sidecars after it, so the
+        sidecars stop last and in reverse order, all within one grace period."""
+        order = {c["name"]: i for i, c in enumerate(sidecars(pod["spec"]))}
+        side = sorted(((spec, cs) for spec, cs in running if spec is not None and spec["name"] in order),
+                      key=lambda item: order[item[0]["name"]], reverse=True)
+        before = asyncio.ensure_future(asyncio.gather(*(self._stop_container(pod, spec, cs, grace) for spec, cs in running
+                                                        if spec is None or spec["name"] not in order)))
+        stops = [before]
+        for spec, cs in side:
+            before = asyncio.ensure_future(self._stop_container(pod, spec, cs, grace, turn=before))
+            stops.append(before)
+        await asyncio.gather(*stops)
+
+    async def _stop_sidecars(self, pod: dict, by_name: dict, grace: float) -> None:
+        running = [(c, by_name[c["name"]][0]) for c in sidecars(pod["spec"])
+                   if by_name.get(c["name"]) and by_name[c["name"]][0].state == CONTAINER_RUNNING]
+        for spec, _cs in running:
+            self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {spec['name']}", field_path(spec, True))
+        await self._stop_in_order(pod, running, grace)
 
     async def _sandbox_of(self, cs: ContainerStatus):
         try:
@@ -447,7 +501,7 @@ class PodWorker(Controller):
             if spec is not None:
                 self.recorder.event(pod, NORMAL, "Killing", f"Stopping container {spec['name']}",
                                     field_path(spec, spec not in pod["spec"]["containers"]))
-        await asyncio.gather(*(self._stop_container(pod, spec, cs, grace) for spec, cs in running))
+        await self._stop_in_order(pod, running, grace)
         self.k.prober.remove_pod(uid)
         if not await self._kill_sandboxes(pod, uid):
             return POD_WORKER_BACKOFF
@@ -498,6 +552,7 @@ class PodWorker(Controller):
             v = ContainerView(spec=container, current=cur, previous=prev, waiting=state.waiting.get(name),
                               ready=self.k.prober.readiness(uid, name),
                               started=self.k.prober.started(uid, name), init=init,
+                              sidecar=init and is_sidecar(container),
                               behind_init=has_init and not init, reported=reported.get(name))
             if cur is not None:
                 v.image, v.image_id = self.k.image_names(container, cur)

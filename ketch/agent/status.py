@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..api.defaults import pod_qos_class
+from ..api.defaults import pod_qos_class, sidecars
 from .resource_metrics import rfc3339
 from .runtime.api import CONTAINER_EXITED, CONTAINER_RUNNING, ContainerStatus
 
@@ -32,6 +32,7 @@ class ContainerView:
     image_id: str = ""
     termination_message: str = ""
     init: bool = False                          # an init container
+    sidecar: bool = False                       # an init container with restartPolicy Always
     behind_init: bool = False                   # an app container of a pod with init containers
     reported: dict | None = None                # its status as the API has it now
 
@@ -78,7 +79,8 @@ def container_status(view: ContainerView, runtime_name: str) -> dict:
         out["started"] = True if view.started is None else view.started
     elif cur is not None and cur.state == CONTAINER_EXITED and view.waiting is None:
         out["state"] = {"terminated": _terminated(cur, runtime_name, view.termination_message)}
-        out["ready"] = view.init and cur.exit_code == 0   # a finished init container counts as ready
+        # A finished init container counts as ready; a sidecar is meant to be running.
+        out["ready"] = view.init and not view.sidecar and cur.exit_code == 0
     else:
         waiting = view.waiting or Waiting("PodInitializing" if view.behind_init else "ContainerCreating")
         out["state"] = {"waiting": {"reason": waiting.reason, **({"message": waiting.message}
@@ -97,19 +99,34 @@ def _is_stopped_ok(status: dict) -> bool | None:
     return None if term is None else term["exitCode"] == 0
 
 
+def _started(status: dict) -> bool:
+    """A regular container ever ran: the pod was initialized before (HasAnyRegularContainerStarted)."""
+    return bool({"running", "terminated"} & set(status["state"])) or bool((status["lastState"] or {}).get("terminated"))
+
+
 def phase(pod: dict, init: list[dict], containers: list[dict]) -> str:
-    """getPhase: the pod's phase from its containers' statuses."""
-    policy = pod["spec"].get("restartPolicy") or "Always"
-    for status in init:
-        state = status["state"]
-        if "terminated" in state and state["terminated"]["exitCode"] == 0:
-            continue
-        failed = ("terminated" in state and state["terminated"]["exitCode"] != 0) or \
-            ("waiting" in state and (status["lastState"] or {}).get("terminated", {}).get("exitCode", 0) != 0)
-        if failed and policy == "Never":
-            return FAILED
-        return PENDING
+    """getPhase: the pod's phase from its containers' statuses. Sidecars count as running while
+    they run and not at all once they stopped: a pod is done when its app containers are."""
+    spec = pod["spec"]
+    policy = spec.get("restartPolicy") or "Always"
+    sidecar_names = {c["name"] for c in sidecars(spec)}
+    pending_init = failed_init = pending_sidecars = 0
     waiting = running = stopped = succeeded = 0
+    for status in init:
+        state, last = status["state"], (status["lastState"] or {}).get("terminated")
+        if status["name"] in sidecar_names:
+            if "running" in state:
+                running += 1
+                pending_sidecars += not status.get("started")
+            elif "waiting" in state and last is None:
+                pending_sidecars += 1
+                waiting += 1
+        elif "terminated" in state:
+            failed_init += state["terminated"]["exitCode"] != 0
+        elif "waiting" in state and last is not None:
+            failed_init += last["exitCode"] != 0
+        else:
+            pending_init += 1
     for status in containers:
         state = status["state"]
         if "running" in state:
@@ -121,7 +138,9 @@ def phase(pod: dict, init: list[dict], containers: list[dict]) -> str:
             stopped += 1   # waiting to restart: stopped, and (as upstream) not counted as succeeded
         else:
             waiting += 1
-    if waiting:
+    if failed_init and policy == "Never":
+        return FAILED
+    if pending_init or (pending_sidecars and not any(_started(s) for s in containers)) or waiting:
         return PENDING
     if running:
         return RUNNING
@@ -170,8 +189,13 @@ def pod_status(view: PodView, now: str) -> dict:
         the_phase = old_status["phase"]   # a terminal phase never changes
     terminal = the_phase in (SUCCEEDED, FAILED)
 
-    pending_init = [s["name"] for s in init if (s["state"].get("terminated") or {}).get("exitCode") != 0]
-    unready = [s["name"] for s in containers if not s["ready"]]
+    sidecar_names = {c["name"] for c in sidecars(pod["spec"])}
+    initialized_before = any(_started(s) for s in containers)
+    pending_init = [] if initialized_before else [
+        s["name"] for s in init
+        if (not s["started"] if s["name"] in sidecar_names else (s["state"].get("terminated") or {}).get("exitCode") != 0)]
+    unready = [s["name"] for s in init if s["name"] in sidecar_names and not s["ready"]] + \
+        [s["name"] for s in containers if not s["ready"]]
     conditions = []
     if "PodScheduled" in old:
         conditions.append(old["PodScheduled"])

@@ -708,6 +708,16 @@ def _add_quantities(totals: dict[str, Decimal], resources: Any) -> set[str]:
     return added
 
 
+def is_sidecar(container: dict) -> bool:
+    """A restartable init container (KEP-753): starts in order with the init containers, then
+    runs beside the app containers for the pod's whole life."""
+    return container.get("restartPolicy") == "Always"
+
+
+def sidecars(spec: dict) -> list[dict]:
+    return [c for c in spec.get("initContainers") or () if is_sidecar(c)]
+
+
 def pod_qos_class(pod: dict) -> str:
     """Guaranteed, Burstable or BestEffort, from cpu and memory requests and limits.
 

@@ -12,7 +12,7 @@ import functools
 from typing import Iterable
 
 from . import kinds
-from .defaults import pod_qos_class
+from .defaults import is_sidecar, pod_qos_class
 from .quantity import Quantity, QuantityError, from_json
 from .storageclass import claim_class
 from .validation import is_native_resource
@@ -105,7 +105,7 @@ def pod_resources(pod: dict, field: str, *, overhead: bool = True) -> ResourceLi
     init_max: ResourceList = {}
     for c in spec.get("initContainers") or ():
         own = _container_resources(c, field)
-        if c.get("restartPolicy") == "Always":
+        if is_sidecar(c):
             total = add(total, own)
             sidecars = add(sidecars, own)
             _max_into(init_max, sidecars)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import kinds, quantity, schema
+from . import defaults, kinds, quantity, schema
 from . import labels as labelsel
 
 Cells = Callable[[dict, datetime], list]
@@ -377,8 +377,8 @@ def _pod(pod: dict, now: datetime) -> list:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     conditions = status.get("conditions") or []
     init_specs = spec.get("initContainers") or []
-    sidecars = {c.get("name") for c in init_specs if c.get("restartPolicy") == "Always"}
-    total = len(spec.get("containers") or []) + sum(1 for c in init_specs if c.get("restartPolicy") == "Always")
+    sidecar_names = {c.get("name") for c in defaults.sidecars(spec)}
+    total = len(spec.get("containers") or []) + len(sidecar_names)
     ready = 0
     phase = status.get("phase") or ""
     reason = status.get("reason") or phase
@@ -392,7 +392,7 @@ def _pod(pod: dict, now: datetime) -> list:
         count, finished = cs.get("restartCount") or 0, _last_termination(cs)
         restarts += count
         last_restart = _later(last_restart, finished)
-        sidecar = cs.get("name") in sidecars
+        sidecar = cs.get("name") in sidecar_names
         if sidecar:
             sidecar_restarts += count
             last_sidecar_restart = _later(last_sidecar_restart, finished)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..api import labels as labelsel
+from ..api.defaults import sidecars
 from ..client.informer import Informer
 from . import podutil
 
@@ -87,8 +88,7 @@ def find_port(pod: dict, svc_port: dict) -> int | None:
         return int(target)
     protocol = svc_port.get("protocol") or "TCP"
     spec = pod.get("spec") or {}
-    sidecars = [c for c in spec.get("initContainers") or () if c.get("restartPolicy") == "Always"]
-    for container in [*(spec.get("containers") or ()), *sidecars]:
+    for container in [*(spec.get("containers") or ()), *sidecars(spec)]:
         for port in container.get("ports") or ():
             if port.get("name") == target and (port.get("protocol") or "TCP") == protocol:
                 return port.get("containerPort")

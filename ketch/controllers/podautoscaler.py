@@ -30,6 +30,7 @@ import math
 import time
 
 from ..api import durations, kinds, labels
+from ..api.defaults import sidecars
 from ..api.errors import ApiError
 from ..api.quantity import DECIMAL_SI, Quantity, parse_quantity
 from ..client.rest import Client
@@ -163,7 +164,7 @@ def pod_requests(pods: list[dict], resource: str, container: str = "") -> dict[s
     for pod in pods:
         spec = pod.get("spec") or {}
         containers = list(spec.get("containers") or [])
-        containers += [c for c in spec.get("initContainers") or () if c.get("restartPolicy") == "Always"]
+        containers += sidecars(spec)
         total = 0
         for c in containers:
             if container and c.get("name") != container:

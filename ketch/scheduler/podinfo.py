@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass, field
 
 from ..api import labels as labelsel
+from ..api.defaults import is_sidecar
 from ..api.quantity import QuantityError, parse_quantity
 from ..api.scheduling import NodeSelectorTerm
 
@@ -56,7 +57,7 @@ def pod_requests(spec: dict) -> dict[str, int]:
     init_max: dict[str, int] = {}
     for c in spec.get("initContainers") or ():
         req = _container_requests(c)
-        if c.get("restartPolicy") == "Always":  # a sidecar runs beside the app containers
+        if is_sidecar(c):  # it runs beside the app containers
             _add(sidecars, req)
             req = dict(sidecars)
         else:

@@ -803,3 +803,81 @@ def test_service_account_token_is_projected(cluster):
         assert whoami.stdout == "system:serviceaccount:default:default", whoami.stderr
     finally:
         cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+def _looping(name: str, on_term: str = "") -> list[str]:
+    """A shell that loops until SIGTERM, then (optionally) records it and exits 0."""
+    return ["sh", "-c", f"trap '{on_term} exit 0' TERM; while true; do sleep 0.1; done"]
+
+
+def test_sidecar_starts_first_runs_beside_the_app_and_is_restarted(cluster):
+    """A native sidecar (an init container with restartPolicy Always) starts before the init
+    container after it, keeps running beside the app, counts in READY, and is restarted alone
+    when it exits, whatever the pod's restart policy."""
+    name = unique("sidecar")
+    work = {"volumeMounts": [{"name": "work", "mountPath": "/work"}]}
+    cluster.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "initContainers": [
+            {"name": "side", "image": "busybox", "restartPolicy": "Always", **work,
+             "command": ["sh", "-c", "echo up > /work/side; while [ ! -f /work/stop ]; do sleep 0.1; done; "
+                                     "rm /work/stop; exit 3"],
+             "readinessProbe": {"exec": {"command": ["cat", "/work/side"]}, "periodSeconds": 1}},
+            {"name": "check", "image": "busybox", "command": ["cat", "/work/side"], **work}],
+            "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"], **work}],
+            "volumes": [{"name": "work", "emptyDir": {}}]}}))
+    try:
+        pod = cluster.wait_running(name)
+        wait_for(lambda: cluster.kubectl("get", "pod", name, "--no-headers").stdout.split()[1] == "2/2", 20,
+                 "READY 2/2", interval=0.3)
+        side, check = cluster.pod(name)["status"]["initContainerStatuses"]
+        assert side["state"].get("running") and side["started"] is True and side["ready"] is True
+        assert check["state"]["terminated"]["reason"] == "Completed"   # it saw the sidecar's file
+        assert cluster.kubectl("logs", name, "-c", "check").stdout == "up\n"
+        app_id = pod["status"]["containerStatuses"][0]["containerID"]
+        cluster.kubectl("exec", name, "-c", "app", "--", "touch", "/work/stop")
+        restarted = wait_for(lambda: (lambda s: s if s["restartCount"] == 1 and s["state"].get("running") else None)(
+            cluster.pod(name)["status"]["initContainerStatuses"][0]), 30, "the sidecar restarted", interval=0.3)
+        assert restarted["lastState"]["terminated"]["exitCode"] == 3
+        after = cluster.pod(name)["status"]
+        assert after["phase"] == "Running" and after["containerStatuses"][0]["containerID"] == app_id
+        assert after["initContainerStatuses"][1]["restartCount"] == 0   # the init container ran once
+    finally:
+        cluster.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+def test_sidecars_stop_after_the_app_in_reverse_order(cluster, tmp_path):
+    """A finished app container ends its pod: the sidecars are stopped and the pod Succeeds. On
+    deletion the app containers get SIGTERM first, then the sidecars, the last one first."""
+    name = unique("sidecar-end")
+    side = {"image": "busybox", "restartPolicy": "Always", "command": _looping("side")}
+    cluster.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "initContainers": [{"name": "log", **side}],
+                 "containers": [{"name": "job", "image": "busybox", "command": ["sh", "-c", "sleep 1; echo done"]}]}}))
+    out = tmp_path / "order"
+    out.parent.chmod(0o777)
+    order_name = unique("sidecar-order")
+    mount = {"volumeMounts": [{"name": "out", "mountPath": "/out"}]}
+    cluster.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": order_name},
+        "spec": {"terminationGracePeriodSeconds": 20, "initContainers": [
+            {"name": n, "image": "busybox", "restartPolicy": "Always", **mount,
+             "command": _looping(n, f"echo {n} >> /out/order;")} for n in ("side1", "side2")],
+            "containers": [{"name": "app", "image": "busybox", **mount,
+                            "command": _looping("app", "sleep 1; echo app >> /out/order;")}],
+            "volumes": [{"name": "out", "hostPath": {"path": str(tmp_path)}}]}}))
+    try:
+        done = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Succeeded" else None)(cluster.pod(name)),
+                        40, "the pod with a sidecar succeeded", interval=0.3)
+        side_status = done["status"]["initContainerStatuses"][0]
+        assert side_status["state"]["terminated"]["exitCode"] == 0 and side_status["ready"] is False
+        assert done["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+        assert "Stopping container log" in {e["message"] for e in cluster.events(name)}
+        cluster.wait_running(order_name)
+        wait_for(lambda: cluster.kubectl("get", "pod", order_name, "--no-headers").stdout.split()[1] == "3/3", 20,
+                 "READY 3/3", interval=0.3)
+        cluster.kubectl("delete", "pod", order_name, "--wait=true", timeout=60)
+        assert out.read_text().split() == ["app", "side2", "side1"]
+    finally:
+        cluster.kubectl("delete", "pod", name, order_name, "--grace-period=0", "--force", check=False)

@@ -8,10 +8,11 @@ NOW = "2026-12-02T00:00:00Z"
 SEC = 1_000_000_000
 
 
-def pod(containers=("app",), init=(), policy="Always", gates=(), status=None) -> dict:
+def pod(containers=("app",), init=(), policy="Always", gates=(), status=None, sidecars=()) -> dict:
     return {"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
             "spec": {"containers": [{"name": n, "image": "busybox"} for n in containers],
-                     "initContainers": [{"name": n, "image": "busybox"} for n in init],
+                     "initContainers": [{"name": n, "image": "busybox"} for n in init] +
+                                       [{"name": n, "image": "busybox", "restartPolicy": "Always"} for n in sidecars],
                      "restartPolicy": policy, "readinessGates": [{"conditionType": g} for g in gates]},
             "status": status or {"conditions": [{"type": "PodScheduled", "status": "True"}]}}
 
@@ -100,3 +101,47 @@ def test_transition_times_stay_while_the_status_does():
     views[0].ready = False
     ready = next(c for c in status_of(p, views)["conditions"] if c["type"] == "Ready")
     assert ready["lastTransitionTime"] == NOW and ready["message"] == "containers with unready status: [app]"
+
+
+def _sidecar_pod_status(policy="Always", side=None, app=None, side_ready=True, side_started=True):
+    p = pod(sidecars=("side",), policy=policy)
+    side_view = ContainerView(p["spec"]["initContainers"][0], side, ready=side_ready, started=side_started,
+                              init=True, sidecar=True)
+    app_view = ContainerView(p["spec"]["containers"][0], app, ready=True, behind_init=True)
+    return status_of(p, [app_view], [side_view])
+
+
+def test_a_sidecar_initializes_the_pod_once_started_and_counts_for_readiness():
+    running = cs("side", CONTAINER_RUNNING, cid="s1")
+    st = _sidecar_pod_status(side=running, side_started=False, side_ready=False)
+    assert st["phase"] == "Pending"
+    assert conditions(st)["Initialized"] == ("False", "ContainersNotInitialized")
+    assert st["initContainerStatuses"][0]["started"] is False
+    st = _sidecar_pod_status(side=running)
+    assert conditions(st)["Initialized"] == ("True", "") and st["phase"] == "Pending"   # the app is still to start
+    st = _sidecar_pod_status(side=running, side_ready=False, app=cs("app", CONTAINER_RUNNING))
+    assert st["phase"] == "Running"
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["message"]) == ("False", "containers with unready status: [side]")
+    st = _sidecar_pod_status(side=running, app=cs("app", CONTAINER_RUNNING))
+    assert conditions(st)["Ready"] == ("True", "")
+    assert st["initContainerStatuses"][0]["state"]["running"] and st["initContainerStatuses"][0]["ready"] is True
+
+
+def test_a_pod_with_a_sidecar_is_done_when_its_app_containers_are():
+    app_done = cs("app", CONTAINER_EXITED, code=0)
+    # The sidecar still runs: the pod does too, until the kubelet stops it.
+    assert _sidecar_pod_status("Never", cs("side", CONTAINER_RUNNING, cid="s1"), app_done)["phase"] == "Running"
+    stopped = cs("side", CONTAINER_EXITED, code=143, cid="s1")
+    st = _sidecar_pod_status("Never", stopped, app_done)
+    assert st["phase"] == "Succeeded"
+    assert st["initContainerStatuses"][0]["ready"] is False   # a stopped sidecar is not ready
+    assert _sidecar_pod_status("Never", stopped, cs("app", CONTAINER_EXITED, code=2))["phase"] == "Failed"
+    # A sidecar that crashed while the app runs is restarted, and does not end the pod.
+    crashed = ContainerView(pod(sidecars=("side",))["spec"]["initContainers"][0], stopped, init=True, sidecar=True,
+                            waiting=Waiting("CrashLoopBackOff"))
+    p = pod(sidecars=("side",))
+    st = status_of(p, [ContainerView(p["spec"]["containers"][0], cs("app", CONTAINER_RUNNING), ready=True,
+                                     behind_init=True)], [crashed])
+    assert st["phase"] == "Running" and conditions(st)["Initialized"] == ("True", "")
+    assert conditions(st)["Ready"][0] == "False"

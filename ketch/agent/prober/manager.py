@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ...api.defaults import sidecars
 from ...client.events import WARNING as EVENT_WARNING
 from .probe import FAILURE, SUCCESS, UNKNOWN, WARNING, ProbeResult, run_probe
 
@@ -72,8 +73,7 @@ def pod_ref(pod: dict) -> dict:
 def probed_containers(pod: dict) -> list[dict]:
     """Containers that may have probes: regular ones and sidecars (restartable init containers)."""
     spec = pod.get("spec") or {}
-    sidecars = [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
-    return [*sidecars, *(spec.get("containers") or [])]
+    return [*sidecars(spec), *(spec.get("containers") or [])]
 
 
 @dataclass
