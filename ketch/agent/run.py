@@ -14,6 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from ..api.errors import ApiError
 from ..client.background import Background
 from ..client.rest import Client
 from ..images.store import ImageStore
@@ -25,6 +26,7 @@ from .kubelet import AgentConfig, Kubelet
 from .runtime.cni import CNIConfig
 from .runtime.runc import RuncRuntime
 from .server import KubeletServer
+from .authn import TokenReviewer
 from .backend import KubeletBackend
 from . import nodenet
 from .nodedns import NodeDNS
@@ -46,6 +48,21 @@ def ensure_netns(name: str) -> str:
         subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
     return str(path)
+
+
+async def cluster_ca(client: Client) -> bytes:
+    """The CA the kubelet API verifies client certificates with: the one of the agent's kubeconfig,
+    or (joined with a token and no CA) the cluster's, as every namespace's kube-root-ca.crt has it."""
+    if client.config.ca_pem:
+        return client.config.ca_pem
+    configmaps = client.resource("v1", "ConfigMap", namespace="kube-system")
+    while True:
+        try:
+            return (await configmaps.get("kube-root-ca.crt"))["data"]["ca.crt"].encode()
+        except ApiError as e:   # the controller manager publishes it shortly after start
+            if e.code != 404:
+                raise
+            await asyncio.sleep(1.0)
 
 
 async def build(client: Client, config: AgentConfig, host_netns: str | None = None
@@ -70,7 +87,8 @@ async def build(client: Client, config: AgentConfig, host_netns: str | None = No
                           cgroup_root=config.cgroup_root)
     kubelet = Kubelet(client, config, runtime, store)
     server = KubeletServer(KubeletBackend(kubelet), config.address, config.port, cert_dir=config.root / "tls",
-                           node_name=config.node_name)
+                           node_name=config.node_name, client_ca=await cluster_ca(client),
+                           token_reviewer=TokenReviewer(client))
     components: list[Background] = []
     # The node's network services live in its network namespace: the one standing in for its host,
     # or with `--network host` the agent's own (a real machine's). Without either they do not run:

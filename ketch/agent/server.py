@@ -7,10 +7,10 @@ Exec, attach and port-forward speak WebSocket (Upgrade: websocket) and SPDY/3.1 
 SPDY/3.1) on the same paths; see ketch/agent/streaming.
 
 The server is given a backend (the kubelet) that maps pod and container names to runtime
-ids. It serves on the address it is given with a self-signed certificate; callers are not yet
-authenticated or authorized (the security issue adds client certificates and the
-SubjectAccessReview the kubelet does), so the agent binds it where only the API server reaches
-it — loopback in tests.
+ids. It serves on the address it is given with a self-signed certificate. Given a client CA,
+it authenticates every caller (ketch.agent.authn): a client certificate that CA signed, or a
+bearer token the `token_reviewer` accepts; anyone else gets 401 Unauthorized. Without one (only
+tests that drive the server alone) it serves anyone.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from aiohttp import web
 
@@ -97,8 +97,11 @@ class _Sink:
 
 class KubeletServer:
     def __init__(self, backend: Backend, address: str = "127.0.0.1", port: int = 0, *,
-                 cert_dir: Path, node_name: str = ""):
+                 cert_dir: Path, node_name: str = "", client_ca: bytes | None = None,
+                 token_reviewer: Callable[[str], Awaitable[tuple[str, tuple[str, ...]] | None]] | None = None):
         self.backend = backend
+        self.client_ca = client_ca
+        self.token_reviewer = token_reviewer
         self.address = address
         self.port = port
         self.cert_dir = Path(cert_dir)
@@ -119,11 +122,29 @@ class KubeletServer:
                                       server_names=names, server=True)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
+        if self.client_ca is not None:
+            ctx.load_verify_locations(cadata=self.client_ca.decode())
+            ctx.verify_mode = ssl.CERT_OPTIONAL   # a certificate, if offered, must be the CA's
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler):
+        if self.client_ca is not None:
+            user = None
+            ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if der:
+                user = certs.subject_of(der)
+            auth = request.headers.get("Authorization", "")
+            if user is None and auth.startswith("Bearer ") and self.token_reviewer is not None:
+                user = await self.token_reviewer(auth[7:].strip())
+            if user is None:
+                return web.Response(status=401, text="Unauthorized")
+        return await handler(request)
+
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._authenticate])
         r = app.router
         r.add_get("/healthz", self._healthz)
         r.add_get("/pods", self._pods)

@@ -172,10 +172,11 @@ for kind, plural, namespaced in (("Role", "roles", True), ("ClusterRole", "clust
     _add("rbac.authorization.k8s.io", "v1", kind, plural, namespaced=namespaced)
 
 # Reviews: answered from the request alone, never stored (`kubectl auth can-i`, `kubectl auth whoami`).
-REVIEW_KINDS = {"SelfSubjectAccessReview", "SelfSubjectReview"}
+REVIEW_KINDS = {"SelfSubjectAccessReview", "SelfSubjectReview", "TokenReview"}
 _add("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False,
      verbs=("create",))
 _add("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, verbs=("create",))
+_add("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False, verbs=("create",))
 
 # metrics.k8s.io: usage the API server scrapes from the kubelets (ketch/apiserver/metrics.py), read-only.
 for kind, plural, namespaced in (("NodeMetrics", "nodes", False), ("PodMetrics", "pods", True)):

@@ -31,7 +31,7 @@ from ..api import (
     tables,
 )
 from ..api.jsonclone import clone
-from . import codec, pods, strategy
+from . import codec, pods, satokens, strategy
 from .registry import DeleteOptions, ListOptions, Registry, WatchEvent, gc_paused, now_rfc3339
 from .stored import raw as stored_json
 from ..storage.interface import KeyValue
@@ -44,12 +44,12 @@ BOOKMARK_INTERVAL = 60.0
 class Context:
     """One request: what it addresses and how it wants the answer."""
 
-    def __init__(self, request: web.Request, info: RequestInfo, registry: Registry, token_issuer=None):
+    def __init__(self, request: web.Request, info: RequestInfo, registry: Registry, credentials=None):
         self.request = request
         self.info = info
         self.res = info.resource
         self.registry = registry
-        self.token_issuer = token_issuer  # satokens.TokenIssuer, for serviceaccounts/NAME/token
+        self.credentials = credentials  # server.Credentials: TokenReview, and its issuer for serviceaccounts/NAME/token
         self.query = request.query
         self.accept = codec.negotiate(request.headers.get("Accept"))
         self.warnings: list[str] = []
@@ -682,7 +682,9 @@ async def review(ctx: Context) -> web.StreamResponse:
     """SelfSubjectAccessReview and SelfSubjectReview: answered for the caller, not stored."""
     body = await ctx.read_body()
     user, groups = ctx.request.get("user", ("", ()))
-    if ctx.res.kind == "SelfSubjectReview":
+    if ctx.res.kind == "TokenReview":
+        out = await token_review(ctx, body)
+    elif ctx.res.kind == "SelfSubjectReview":
         status = {"userInfo": {"username": user, "groups": [*groups, "system:authenticated"]}}
         out = {"kind": "SelfSubjectReview", "apiVersion": ctx.res.api_version,
                "metadata": {"creationTimestamp": None}, "status": status}
@@ -694,6 +696,22 @@ async def review(ctx: Context) -> web.StreamResponse:
     return ctx.respond(out, 201)
 
 
+async def token_review(ctx: Context, body: dict) -> dict:
+    """TokenReview: who a bearer token authenticates as, the way delegated authentication (a
+    kubelet's webhook authenticator, metrics-server) asks. A bad token is an answer, not an error."""
+    spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    token = spec.get("token") if isinstance(spec.get("token"), str) else ""
+    user = await ctx.credentials.authenticate_token(token) if token and ctx.credentials is not None else None
+    audiences = [a for a in spec.get("audiences") or () if isinstance(a, str)] or [satokens.ISSUER]
+    if user is None:
+        status = {"user": {}, "error": "invalid bearer token"}
+    else:
+        status = {"authenticated": True, "audiences": audiences,
+                  "user": {"username": user[0], "groups": [*user[1], "system:authenticated"]}}
+    return {"kind": "TokenReview", "apiVersion": ctx.res.api_version, "metadata": {"creationTimestamp": None},
+            "spec": spec, "status": status}
+
+
 TOKEN_REQUEST = kinds.Resource("authentication.k8s.io", "v1", "TokenRequest", "tokenrequests", verbs=("create",),
                                storage_group="authentication.k8s.io", storage_version="v1")
 
@@ -701,7 +719,7 @@ TOKEN_REQUEST = kinds.Resource("authentication.k8s.io", "v1", "TokenRequest", "t
 async def service_account_token(ctx: Context) -> web.StreamResponse:
     """POST serviceaccounts/NAME/token: a TokenRequest answered with a signed token, not stored."""
     body = await ctx.read_body(TOKEN_REQUEST)
-    answer = await ctx.token_issuer.token_request(ctx.registry, ctx.info.namespace, ctx.info.name, body)
+    answer = await ctx.credentials.issuer.token_request(ctx.registry, ctx.info.namespace, ctx.info.name, body)
     return ctx.respond(answer, 201)
 
 
@@ -745,7 +763,7 @@ async def dispatch(ctx: Context) -> web.StreamResponse:
     if verb == "create" and info.subresource == "eviction":
         return await pods.evict(ctx)
     if verb == "create" and info.subresource == "token" and info.resource.kind == "ServiceAccount" \
-            and ctx.token_issuer is not None:
+            and ctx.credentials is not None:
         return await service_account_token(ctx)
     if info.subresource in ("status", "scale"):
         if verb not in ("get", "update", "patch"):

@@ -189,11 +189,18 @@ def kubelet_url(node: dict) -> str:
     return (node["metadata"].get("annotations") or {}).get(KUBELET_URL_ANNOTATION, "")
 
 
-def kubelet_client_tls() -> ssl.SSLContext:
-    """TLS towards kubelets: not verified yet (their certificates are self-signed)."""
+KUBELET_CLIENT_FILES = "apiserver-kubelet-client"      # DIR/tls/<this>.crt and .key (kubeadm's names)
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+
+
+def kubelet_client_tls(tls_dir: Path) -> ssl.SSLContext:
+    """TLS towards kubelets: the server authenticates with its kubelet client certificate (the
+    kubelets verify it with the cluster CA); their self-signed serving certificates are not
+    verified yet (metrics-server's --kubelet-insecure-tls)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(tls_dir / f"{KUBELET_CLIENT_FILES}.crt", tls_dir / f"{KUBELET_CLIENT_FILES}.key")
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
@@ -215,18 +222,16 @@ class Scraper:
     """Every `resolution` seconds, every node's kubelet, `SCRAPE_CONCURRENCY` at a time."""
 
     def __init__(self, registry: Registry, store: MetricsStore, *, resolution: float = DEFAULT_RESOLUTION,
-                 allow_remote: bool = False, ca_file: Path | None = None):
+                 allow_remote: bool = False, tls_dir: Path):
         self.registry = registry
         self.store = store
         self.resolution = resolution
         self.allow_remote = allow_remote
-        self.ca_file = ca_file
+        self.tls_dir = tls_dir
         self._refused: set[str] = set()
 
     async def run(self) -> None:
-        # Kubelets serve self-signed certificates until the security issue brings a kubelet
-        # serving CA, so they are not verified (metrics-server's --kubelet-insecure-tls).
-        ssl_ctx = kubelet_client_tls()
+        ssl_ctx = kubelet_client_tls(self.tls_dir)
         timeout = aiohttp.ClientTimeout(total=min(max(self.resolution * 0.9, 1.0), 10.0))
         connector = aiohttp.TCPConnector(limit=SCRAPE_CONCURRENCY, ssl=ssl_ctx)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:

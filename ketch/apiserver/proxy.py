@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
@@ -143,10 +144,10 @@ def _unreachable_address(node: dict) -> str:
 
 
 class KubeletProxy:
-    def __init__(self, registry: Registry, *, allow_remote: bool = False):
+    def __init__(self, registry: Registry, *, tls_dir: Path, allow_remote: bool = False):
         self.registry = registry
         self.allow_remote = allow_remote
-        self._tls = kubelet_client_tls()
+        self._tls = kubelet_client_tls(tls_dir)
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:

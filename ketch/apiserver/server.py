@@ -86,9 +86,12 @@ SYSTEM_PRIORITY_CLASS_DESCRIPTIONS = {
 
 
 class Credentials:
-    """Who may call: client certificates signed by the cluster CA, and bearer tokens."""
+    """Who may call: client certificates signed by the cluster CA, and bearer tokens (static ones
+    and service accounts' JWTs, which `issuer` signs and checks)."""
 
-    def __init__(self, tls_dir: Path):
+    def __init__(self, tls_dir: Path, issuer: satokens.TokenIssuer):
+        self.issuer = issuer
+        self.registry: Registry | None = None   # set once the store is open: JWTs are checked against it
         self.tokens: dict[str, tuple[str, tuple[str, ...]]] = {}
         token_file = tls_dir / "tokens.csv"
         if not token_file.exists():
@@ -112,10 +115,18 @@ class Credentials:
     def admin_token(self) -> str:
         return next(t for t, (user, _g) in self.tokens.items() if user == "admin")
 
-    def authenticate(self, request: web.Request) -> tuple[str, tuple[str, ...]] | None:
+    async def authenticate_token(self, token: str) -> tuple[str, tuple[str, ...]] | None:
+        user = self.tokens.get(token)
+        if user is None and token.count(".") == 2 and self.registry is not None:   # a JWT: a service account's
+            user = await self.issuer.authenticate(self.registry, token)
+        return user
+
+    async def authenticate(self, request: web.Request) -> tuple[str, tuple[str, ...]] | None:
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
-            return self.tokens.get(auth[7:].strip())
+            user = await self.authenticate_token(auth[7:].strip())
+            if user is not None:
+                return user
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         if ssl_object is not None:
             der = ssl_object.getpeercert(binary_form=True)
@@ -149,8 +160,9 @@ class APIServer:
         serving_cert, serving_key = certs.ensure_leaf(ca, tls, "serving", "kube-apiserver",
                                                       server_names=names, server=True)
         certs.ensure_leaf(ca, tls, "admin", "system:admin", ("system:masters",))
-        self.credentials = Credentials(tls)
-        self.token_issuer = satokens.TokenIssuer(tls)
+        # What the server presents to kubelets (kubeadm's apiserver-kubelet-client).
+        certs.ensure_leaf(ca, tls, metrics.KUBELET_CLIENT_FILES, metrics.KUBELET_CLIENT_USER, ("system:masters",))
+        self.credentials = Credentials(tls, satokens.TokenIssuer(tls))
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(serving_cert, serving_key)
         ctx.load_verify_locations(tls / "ca.crt")
@@ -179,6 +191,7 @@ class APIServer:
         await self.store.start()
         self.registry = Registry(self.store, ca_pem=(self.config.tls_dir / "ca.crt").read_text(),
                                  event_ttl=self.config.event_ttl)
+        self.credentials.registry = self.registry
         await self._bootstrap()
         # Request lines and headers up to 1 MiB, as the apiserver allows (aiohttp's default is 8 KiB).
         self.runner = web.AppRunner(self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0,
@@ -195,9 +208,10 @@ class APIServer:
         self.metrics_api = metrics.MetricsAPI(self.registry, self.metrics_store)
         scraper = metrics.Scraper(self.registry, self.metrics_store, resolution=self.config.metrics_resolution,
                                   allow_remote=self.config.metrics_allow_remote_kubelets,
-                                  ca_file=self.config.tls_dir / "ca.crt")
+                                  tls_dir=self.config.tls_dir)
         self._tasks.append(asyncio.create_task(scraper.run()))
-        self.kubelet_proxy = proxy.KubeletProxy(self.registry, allow_remote=self.config.metrics_allow_remote_kubelets)
+        self.kubelet_proxy = proxy.KubeletProxy(self.registry, tls_dir=self.config.tls_dir,
+                                                allow_remote=self.config.metrics_allow_remote_kubelets)
         _tune_gc()
         self.ready = True
         log.info("serving on %s (ready in %.2fs)", self.config.url, time.monotonic() - t0)
@@ -320,11 +334,7 @@ class APIServer:
         try:
             path = request.path
             if not path.startswith(UNAUTHENTICATED_PATHS):
-                user = self.credentials.authenticate(request)
-                if user is None and self.registry is not None:
-                    bearer = request.headers.get("Authorization", "")
-                    if bearer.startswith("Bearer ") and bearer.count(".") == 2:  # a JWT: a service account's
-                        user = await self.token_issuer.authenticate(self.registry, bearer[7:].strip())
+                user = await self.credentials.authenticate(request)
                 if user is None:
                     raise errors.unauthorized()
                 request["user"] = user
@@ -391,7 +401,7 @@ class APIServer:
         info = parse_resource_path(method, path, request.query)
         if info is None:
             raise PageNotFound(path)
-        ctx = handlers.Context(request, info, self.registry, self.token_issuer)  # type: ignore[arg-type]
+        ctx = handlers.Context(request, info, self.registry, self.credentials)  # type: ignore[arg-type]
         if info.resource.group == metrics.GROUP:
             return await self.metrics_api.serve(ctx)
         if info.subresource in proxy.SUBRESOURCES and info.resource.plural in ("pods", "nodes"):

@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import ssl
 import subprocess
 import threading
 import time
@@ -16,15 +17,22 @@ from pathlib import Path
 from helpers.cluster import unique
 from helpers.host_backend import HostBackend
 
+from ketch.agent.authn import TokenReviewer
+from ketch.agent.run import cluster_ca
 from ketch.agent.server import KubeletServer
+from ketch.client import kubeconfig
+from ketch.client.rest import Client
 
 
 class KubeletThread:
-    def __init__(self, root: Path, backend_factory=None):
+    def __init__(self, root: Path, backend_factory=None, server=None):
         """`backend_factory`: a coroutine function making the backend inside the kubelet's loop
-        (default: host processes)."""
+        (default: host processes). `server`: the `ketch server` whose CA and TokenReviews
+        authenticate callers, as an agent's kubelet API does (without one it serves anyone)."""
         self.root = root
         self.backend_factory = backend_factory
+        self.api_server = server
+        self.client = None
         self.loop = asyncio.new_event_loop()
         self.backend: HostBackend | None = None
         self.server: KubeletServer | None = None
@@ -37,7 +45,12 @@ class KubeletThread:
 
     async def _start(self):
         self.backend = await self.backend_factory() if self.backend_factory else HostBackend(self.root)
-        self.server = KubeletServer(self.backend, "127.0.0.1", 0, cert_dir=self.root / "tls", node_name="streaming")
+        authn = {}
+        if self.api_server is not None:
+            self.client = Client(kubeconfig.load(self.api_server.kubeconfig))
+            authn = {"client_ca": await cluster_ca(self.client), "token_reviewer": TokenReviewer(self.client)}
+        self.server = KubeletServer(self.backend, "127.0.0.1", 0, cert_dir=self.root / "tls", node_name="streaming",
+                                    **authn)
         await self.server.start()
 
     def call(self, coro, timeout: float = 30):
@@ -48,6 +61,8 @@ class KubeletThread:
             if isinstance(self.backend, HostBackend):
                 self.call(self.backend.runtime.stop())
             self.call(self.server.stop())
+            if self.client is not None:
+                self.call(self.client.close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
@@ -55,6 +70,15 @@ class KubeletThread:
     @property
     def url(self) -> str:
         return self.server.url
+
+    def client_tls(self) -> ssl.SSLContext:
+        """TLS for calling the kubelet directly: the API server's admin certificate (signed by the CA
+        the kubelet trusts); the kubelet's own self-signed certificate is not verified."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        tls = self.api_server.data_dir / "data" / "tls"
+        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        return ctx
 
 
 def kubectl_env(server) -> dict:

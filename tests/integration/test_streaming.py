@@ -47,7 +47,7 @@ class protocol_used:
 
 @pytest.fixture(scope="module")
 def kubelet(server, tmp_path_factory):
-    k = KubeletThread(tmp_path_factory.mktemp("kubelet")).start()
+    k = KubeletThread(tmp_path_factory.mktemp("kubelet"), server=server).start()
     k.node = unique("streaming")
     register_node(server, k.node, k.url)
     try:
@@ -408,13 +408,11 @@ def test_kubelet_down_answers_as_upstream(server, ns):
 def test_websocket_channel_protocols(kubelet, ns, pod, protocol):
     import asyncio
     import base64
-    import ssl
 
     import aiohttp
 
     async def exec_once():
-        tls = ssl.create_default_context()
-        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        tls = kubelet.client_tls()
         url = f"{kubelet.url}/exec/{ns}/{pod}/main?command=sh&command=-c&command=echo+hi%3B+exit+3&stdout=1&stderr=1"
         got: dict[int, bytes] = {}
         async with aiohttp.ClientSession() as s, s.ws_connect(url, protocols=(protocol,), ssl=tls) as ws:

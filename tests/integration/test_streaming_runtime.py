@@ -77,7 +77,7 @@ def real_kubelet(server, tmp_path):
                 await rt.start_container(cid)
                 made[name] = (cid, log_path)
             return RuntimeBackend(rt, sid, made)
-        kubelet = KubeletThread(tmp_path / "kubelet", backend).start()
+        kubelet = KubeletThread(tmp_path / "kubelet", backend, server=server).start()
         kubelet.node = unique("rtnode")
         register_node(server, kubelet.node, kubelet.url)
         yield kubelet
