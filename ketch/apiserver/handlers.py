@@ -148,6 +148,12 @@ class Context:
         if not isinstance(obj, dict):
             raise errors.bad_request(f"Object 'Kind' is missing in '{_short(obj)}'")
         res = self.res
+        mode = self.field_validation
+        media = codec.media_type(content_type)
+        if media not in ("", codec.JSON, codec.YAML, "application/apply-patch+yaml"):
+            raw = None  # duplicate keys can only be told from JSON or YAML text
+        # JSON: counted before the checks below add kind, apiVersion or metadata.
+        parsed_keys = decode.count_keys(obj) if raw is not None and media in ("", codec.JSON) else None
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if kind is not None and kind != res.kind:
             raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({res.kind})")
@@ -160,9 +166,6 @@ class Context:
                                      f"json: cannot unmarshal {decode.json_kind(obj['metadata'])} into Go struct field "
                                      f"{res.kind}.metadata of type v1.ObjectMeta")
         obj.setdefault("metadata", {})
-        mode = self.field_validation
-        if codec.media_type(content_type) not in ("", codec.JSON, codec.YAML, "application/apply-patch+yaml"):
-            raw = None  # duplicate keys can only be told from JSON or YAML text
         found = decode.decode_body(obj, res.schema, strict=mode == "Strict")
         if found.type_errors:
             raise errors.bad_request(decode.handled_as_message(res.kind, res.version, res.kind,
@@ -170,13 +173,13 @@ class Context:
         unknown = decode.unknown_field_messages(found.unknown_fields)
         if mode == "Strict":
             if raw is not None:
-                unknown = decode.find_duplicate_fields(raw, content_type, res.schema) + unknown
+                unknown = decode.find_duplicate_fields(raw, content_type, res.schema, parsed_keys) + unknown
             if unknown:
                 raise errors.bad_request(decode.strict_error_message(unknown))
         elif mode == "Warn":
             self.warnings.extend(unknown)
             if raw is not None:
-                self.warnings.extend(decode.find_duplicate_fields(raw, content_type, res.schema))
+                self.warnings.extend(decode.find_duplicate_fields(raw, content_type, res.schema, parsed_keys))
         return obj
 
     def to_storage(self, obj: dict) -> dict:

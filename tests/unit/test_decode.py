@@ -282,6 +282,21 @@ def test_find_duplicate_fields_json_and_yaml():
     assert decode.find_duplicate_fields('{"a": 1}', "application/json") == []
 
 
+@pytest.mark.parametrize("raw, expected", [
+    (b'{"a": 1, "b": {"c": 1, "c": 2}}', ['duplicate field "b.c"']),
+    (b'{"a" :1, "b": {"c": 1, "c" : 2}}', ['duplicate field "b.c"']),  # blanks before the colons
+    (b'{"a": "x\\": y", "a": 2}', ['duplicate field "a"']),  # a quote and colon inside a string...
+    (b'{"a": "x\\": y", "b": 2}', []),  # ...counted as a key end without a duplicate
+    (b'{"x": [{"k": 1}, {"k": 2, "k": 3}]}', ['duplicate field "x[1].k"']),
+    (b'{"a": [], "b": {}}', []),
+])
+def test_duplicates_found_with_the_parsed_key_count(raw, expected):
+    import json
+    parsed = json.loads(raw)
+    assert decode.find_duplicate_fields(raw, "application/json", None, decode.count_keys(parsed)) == expected
+    assert decode.find_duplicate_fields(raw, "application/json") == expected
+
+
 def test_yaml_duplicates_come_before_unknown_fields():
     body = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  name: b\nspec:\n  foo: 1\n"
     assert decode.strict_decoding_errors(body, "application/yaml", POD) == [
