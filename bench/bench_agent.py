@@ -10,7 +10,7 @@ namespace is never touched) and whose pods' cgroups sit under a cgroup of this s
   baseline      the floor under the kubelet, before the agent starts: (a) `runc run -d` of busybox
                 `sleep 3600` on an overlay of the same image, one after another; (b) the agent's own
                 runtime (RuncRuntime, in this process, on a node namespace of its own): a burst of
-                50 pod sandboxes (netns, CNI, cgroup, pause) + container create + start, all at once
+                50 pod sandboxes (netns, CNI, cgroup, pinned IPC/UTS namespaces) + container create + start, all at once
                 as the kubelet's pod workers (one per pod) do, timed from the burst start to each
                 container started; the same burst 2 per core at a time; then (those 50 running) 20
                 more pods one after another

@@ -340,6 +340,46 @@ async def test_shared_process_namespace(rt, node):
     assert "sleep 1003" not in out and any(line.split()[:2] == ["1", "sleep"] for line in out.splitlines())
 
 
+async def test_pod_namespaces_are_pinned_on_files_without_a_pause_process(rt, node):
+    sysctls = {"kernel.shm_rmid_forced": "1", "net.ipv4.ip_unprivileged_port_start": "0"}
+    sid, cfg = await run_pod(rt, "pinned", sysctls=sysctls)
+    a = await run_container(rt, node, sid, cfg, "a", ["sleep", "1000"])
+    b = await run_container(rt, node, sid, cfg, "b", ["sleep", "1000"])
+    script = ("readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; "
+              "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_unprivileged_port_start")
+    seen = [(await sh(rt, cid, script))[1].split() for cid in (a, b)]
+    assert seen[0] == seen[1]  # one IPC and one UTS namespace for the whole pod
+    ipc, uts, hostname, rmid, port_start = seen[0]
+    assert ipc != os.readlink("/proc/self/ns/ipc") and uts != os.readlink("/proc/self/ns/uts")
+    assert (hostname, rmid, port_start) == ("pinned", "1", "0")
+    assert Path("/proc/sys/kernel/shm_rmid_forced").read_text().strip() == "0"  # the node's is untouched
+    # runc knows only the two containers: no process holds the pod's namespaces
+    listed = subprocess.run(["runc", "--root", str(node.root / "runc"), "list", "-q"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(listed) == sorted([a, b])
+    assert (await rt.pod_sandbox_status(sid)).state == api.SANDBOX_READY
+    # a new agent on the same root adopts it as ready; stopping unmounts the pinned files
+    rt2 = node.runtime()
+    assert [(s.id, s.state) for s in await rt2.list_pod_sandboxes()] == [(sid, api.SANDBOX_READY)]
+    await rt2.stop_pod_sandbox(sid)
+    sandbox_dir = str(node.root / "sandboxes" / sid)
+    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if sandbox_dir in line]
+    assert (await rt2.pod_sandbox_status(sid)).state == api.SANDBOX_NOTREADY
+    await rt2.remove_pod_sandbox(sid)
+    # a sysctl of the node's own is refused, with runc's words, and leaves nothing behind
+    with pytest.raises(api.RuntimeFailure) as refused:
+        await run_pod(rt2, "greedy", sysctls={"vm.swappiness": "10"})
+    assert 'sysctl "vm.swappiness" is not in a separate kernel namespace' in refused.value.message
+    assert await rt2.list_pod_sandboxes() == []
+    # hostIPC: the pod's containers share the node's IPC namespace, and an IPC sysctl is refused
+    hsid, hcfg = await run_pod(rt2, "hostipc", host_ipc=True)
+    h = await run_container(rt2, node, hsid, hcfg, "h", ["sleep", "1000"])
+    assert (await sh(rt2, h, "readlink /proc/self/ns/ipc"))[1].strip() == os.readlink("/proc/self/ns/ipc")
+    with pytest.raises(api.RuntimeFailure) as refused:
+        await run_pod(rt2, "hostipc2", host_ipc=True, sysctls={"kernel.shm_rmid_forced": "1"})
+    assert 'is not allowed in the hosts ipc namespace' in refused.value.message
+
+
 async def test_failed_cni_del_is_retried_and_the_ip_not_leaked(node, tmp_path):
     plugins = cni_plugin_dir(tmp_path / "cni-bin")  # the node's CNI plugin directory, which an upgrade will empty
     rt = node.runtime(plugin_dirs=[str(plugins)])

@@ -1,7 +1,9 @@
-"""Network namespaces: create them as bind-mounted files, and run code inside one from a thread.
+"""Namespaces as bind-mounted files (a pod's network, IPC and UTS namespaces), and running code
+inside a network namespace from a thread.
 
-Python 3.11 has no os.setns, so a thread enters a namespace through libc. A network namespace
-is per thread, and sockets opened inside it stay usable from any thread afterwards.
+Python 3.11 has no os.setns or os.unshare, so a thread enters or unshares namespaces through
+libc. Namespaces are per thread, and sockets opened inside a network namespace stay usable from
+any thread afterwards.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Callable, TypeVar
 from ... import mounts
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUTS = 0x04000000
 
 T = TypeVar("T")
 
@@ -60,9 +64,88 @@ def mount_tmpfs(target: str | os.PathLike, options: str) -> None:
     mounts.mount("shm", target, "tmpfs", options, mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC)
 
 
-def remove_netns(path: Path) -> None:
+def remove_ns_file(path: Path) -> None:
+    """Undo a pinned namespace (network, IPC or UTS): unmount its file and remove it."""
     umount(path)
     path.unlink(missing_ok=True)
+
+
+def is_pinned(path: str | os.PathLike) -> bool:
+    """Whether a namespace is mounted on path: a namespace file lives on nsfs, not on the
+    filesystem of the directory holding it (after a reboot only the empty file is left)."""
+    try:
+        return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
+    except OSError:
+        return False
+
+
+# Sysctls a pod may set, by the namespace that holds them (runc's list): anything else is the
+# node's own and no pod may change it.
+_IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def _sysctl_path(name: str) -> str:
+    """/proc/sys path of a sysctl named with dots, or with slashes (the kubelet accepts both: in
+    the dotted form an interface name's own dot is written as a slash, as sysctl(8) does)."""
+    if "/" in name and ("." not in name or name.index("/") < name.index(".")):
+        return "/proc/sys/" + name
+    return "/proc/sys/" + "/".join(part.replace("/", ".") for part in name.split("."))
+
+
+def check_sysctls(sysctls: dict[str, str], own_net: bool, own_ipc: bool, own_uts: bool) -> None:
+    """Refuse a sysctl that would land in a namespace the pod shares with the node (runc's rules
+    and wording)."""
+    for name in sysctls:
+        relative = _sysctl_path(name)[len("/proc/sys/"):]
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            raise ValueError(f'invalid sysctl name "{name}"')   # never a path out of /proc/sys
+        dotted = relative.replace("/", ".")
+        if dotted in _IPC_SYSCTLS or dotted.startswith("fs.mqueue."):
+            if not own_ipc:
+                raise ValueError(f'sysctl "{name}" is not allowed in the hosts ipc namespace')
+        elif dotted.startswith("net."):
+            if not own_net:
+                raise ValueError(f'sysctl "{name}" not allowed in host network namespace')
+        elif not (dotted == "kernel.domainname" and own_uts):
+            raise ValueError(f'sysctl "{name}" is not in a separate kernel namespace')
+
+
+async def pin_pod_namespaces(netns: str | None, ipc: Path | None, uts: Path | None, hostname: str,
+                             sysctls: dict[str, str]) -> None:
+    """A pod's IPC and UTS namespaces with no process holding them (CRI-O's pinns): a thread of
+    its own enters the pod's network namespace (None: stays in the agent's), unshares new IPC and
+    UTS namespaces (those whose file is given), names the host, writes the pod's sysctls and
+    bind-mounts the new namespaces onto the files; the thread then ends and the mounts keep the
+    namespaces. /proc/sys resolves a namespaced sysctl through the writing thread's own
+    namespaces, so net.* land in the pod's netns and kernel.shm* and friends in its IPC one."""
+    check_sysctls(sysctls, netns is not None, ipc is not None, uts is not None)
+    for path in (ipc, uts):
+        if path is not None:
+            path.touch()
+
+    def pin() -> None:
+        flags = (CLONE_NEWIPC if ipc else 0) | (CLONE_NEWUTS if uts else 0)
+        if flags and _libc.unshare(flags) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), "unshare(CLONE_NEWIPC|CLONE_NEWUTS)")
+        if uts is not None and hostname:
+            name = hostname.encode()
+            if _libc.sethostname(name, len(name)) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), f"sethostname({hostname!r})")
+        for name, value in sysctls.items():
+            try:
+                with open(_sysctl_path(name), "w") as f:
+                    f.write(value)
+            except OSError as e:
+                raise OSError(e.errno, f"setting sysctl {name}={value}: {e.strerror}") from None
+        tid = threading.get_native_id()
+        for kind, path in (("ipc", ipc), ("uts", uts)):
+            if path is not None:
+                mounts.mount(f"/proc/self/task/{tid}/ns/{kind}", path, None, flags=mounts.MS_BIND)
+
+    await run_in_netns(netns, pin)
 
 
 def _enter_and_call(netns: str | None, fn: Callable[[], T]) -> T:

@@ -4,8 +4,9 @@ Layout under the runtime root:
   runc/                     runc's own state (--root)
   state/sandboxes/ID.json   what a new agent needs to adopt a sandbox
   state/containers/ID.json  ... and a container
-  sandboxes/ID/             netns (bind mount), shm (tmpfs), hosts, resolv.conf, hostname,
-                            pause/ (the pause container's bundle)
+  sandboxes/ID/             netns, ipc, uts (namespaces bind-mounted on files), shm (tmpfs),
+                            hosts, resolv.conf, hostname; pause/ (the pause container's bundle,
+                            for pods sharing a pid namespace)
   containers/ID/            config.json, rootfs (overlay), overlay/{upper,work}, attach, ctl
   exits/ID                  conmon's record of an exit code
   persist/ID/               conmon's persist dir (its "oom" and "exit" files)
@@ -38,7 +39,8 @@ from .cgroups import BESTEFFORT_SHARES, CgroupLayout, pod_cgroup, qos_parent
 from .cni import CNI, CNIConfig, CNIError, port_mappings_for_cni, result_ips
 from .conmon import (RUNC, MonitorError, MonitorPaths, conmon_pid, create_container, read_exit_code,
                      runc, send_ctl)
-from .namespaces import create_netns, mount_tmpfs, remove_netns, run_in_netns, umount
+from .namespaces import (create_netns, is_pinned, mount_tmpfs, pin_pod_namespaces, remove_ns_file,
+                         run_in_netns, umount)
 from .oci import SandboxNamespaces, container_spec, pause_spec
 from . import stats
 from .sandbox_files import write_sandbox_files
@@ -217,8 +219,6 @@ class RuncRuntime(RuntimeService):
                     await self._forget_sandbox(rec)
                 except RuntimeFailure as teardown:  # kept, NotReady: removing it retries the DEL
                     log.warning("pod sandbox %s/%s kept: %s", config.namespace, config.name, teardown.message)
-                    rec["state"] = api.SANDBOX_NOTREADY
-                    self._save_sandbox(rec)
                 if isinstance(e, api.RuntimeError_):
                     raise
                 raise RuntimeFailure(f"failed to create pod sandbox: {e}") from e
@@ -265,8 +265,29 @@ class RuncRuntime(RuntimeService):
                 mount_tmpfs(shm, f"mode=1777,size={SHM_SIZE}")
             except OSError as e:
                 raise RuntimeFailure(f"mounting the pod's /dev/shm: {e}") from e
-        # the pause process
-        pause_dir = sdir / "pause"
+        if rec["share_pid"]:
+            await self._start_pause(rec, config)
+        else:
+            # No process holds the pod's namespaces (CRI-O's "drop infra container"): its IPC and
+            # UTS namespaces are pinned on files as the netns is, and the containers join those.
+            # A pause process is only needed as PID 1 of a pid namespace the containers share.
+            ipc = None if lx.host_ipc else sdir / "ipc"
+            uts = None if lx.host_network else sdir / "uts"
+            rec["ipc"], rec["uts"] = ipc and str(ipc), uts and str(uts)
+            self._save_sandbox(rec)  # first, as for the netns: a successor knows what to unmount
+            try:
+                await pin_pod_namespaces(rec["netns"] if rec["own_netns"] else None, ipc, uts,
+                                         rec["hostname"], dict(lx.sysctls))
+            except (OSError, ValueError) as e:
+                raise RuntimeFailure(f"failed to create the pod's namespaces: {e}") from e
+        rec["state"] = api.SANDBOX_READY
+        self._save_sandbox(rec)
+
+    async def _start_pause(self, rec: dict, config: PodSandboxConfig) -> None:
+        """The pause process: PID 1 of the pod's shared pid namespace (it reaps orphans), and
+        the owner of its IPC and UTS namespaces."""
+        lx = config.linux
+        pause_dir = Path(rec["dir"]) / "pause"
         pause_dir.mkdir()
         ns = SandboxNamespaces(network=rec["netns"], ipc=None if lx.host_ipc else "",
                                uts=None if lx.host_network else "", host_pid=lx.host_pid,
@@ -284,16 +305,16 @@ class RuncRuntime(RuntimeService):
         except MonitorError as e:
             raise RuntimeFailure(f"failed to start the pod's pause process: {e}") from e
         rec["pause_pid"], rec["pause_start"] = pid, process_start_time(pid)
-        rec["state"] = api.SANDBOX_READY
-        self._save_sandbox(rec)
 
     async def _teardown_sandbox(self, rec: dict) -> None:
-        """Kill the pause process, release the network and unmount; keep the record.
+        """Kill the pause process if any, release the network and unmount; keep the record.
 
         A failed CNI DEL fails the call and leaves the namespace and the cached result, so the
         next stop or remove calls DEL again (as containerd: the pod's IP is not leaked)."""
         if rec.get("torn_down"):
             return
+        rec["state"] = api.SANDBOX_NOTREADY  # stopped from the first step, even if a later one fails
+        self._save_sandbox(rec)
         if rec.get("bundle"):
             await self._kill_and_wait(rec, signal.SIGKILL, 10.0)
         if rec.get("cni_result") is not None or (rec.get("own_netns") and rec.get("netns")):
@@ -305,7 +326,10 @@ class RuncRuntime(RuntimeService):
                 raise RuntimeFailure(f'failed to destroy network for sandbox "{rec["id"]}": {e}') from e
             rec["cni_result"] = None
         if rec.get("own_netns") and rec.get("netns"):
-            await asyncio.to_thread(remove_netns, Path(rec["netns"]))
+            await asyncio.to_thread(remove_ns_file, Path(rec["netns"]))
+        for pinned in (rec.get("ipc"), rec.get("uts")):
+            if pinned:
+                await asyncio.to_thread(remove_ns_file, Path(pinned))
         if rec.get("shm"):
             umount(rec["shm"])
         rec["torn_down"] = True
@@ -351,7 +375,13 @@ class RuncRuntime(RuntimeService):
     def _sandbox_state(self, rec: dict) -> str:
         if rec.get("state") != api.SANDBOX_READY:
             return api.SANDBOX_NOTREADY
-        if not _alive(rec.get("pause_pid", 0), rec.get("pause_start")):
+        if rec.get("bundle"):  # a pause process holds the namespaces: ready while it lives
+            alive = _alive(rec.get("pause_pid", 0), rec.get("pause_start"))
+            return api.SANDBOX_READY if alive else api.SANDBOX_NOTREADY
+        # Files hold them (CRI-O's rule for a dropped infra container): ready while they are
+        # mounted; after a reboot they are not, and the kubelet makes a new sandbox.
+        pinned = [rec.get("ipc"), rec.get("uts"), rec.get("netns") if rec.get("own_netns") else None]
+        if not all(is_pinned(p) for p in pinned if p):
             return api.SANDBOX_NOTREADY
         return api.SANDBOX_READY
 
@@ -410,9 +440,9 @@ class RuncRuntime(RuntimeService):
                 await asyncio.to_thread(self.image_store.mount_rootfs, image, cdir / "rootfs", cdir / "overlay")
                 ns = SandboxNamespaces(
                     network=sb.get("netns"),
-                    ipc=None if sb["host_ipc"] else f"/proc/{sb['pause_pid']}/ns/ipc",
-                    uts=None if sb["host_network"] else f"/proc/{sb['pause_pid']}/ns/uts",
-                    host_pid=sb["host_pid"], pid=f"/proc/{sb['pause_pid']}/ns/pid" if sb.get("share_pid") else None,
+                    ipc=None if sb["host_ipc"] else _pod_namespace(sb, "ipc"),
+                    uts=None if sb["host_network"] else _pod_namespace(sb, "uts"),
+                    host_pid=sb["host_pid"], pid=_pod_namespace(sb, "pid") if sb.get("share_pid") else None,
                     shm=sb.get("shm"), hosts=sb.get("hosts"),
                     resolv_conf=sb.get("resolv_conf"), hostname_file=sb.get("hostname_file"),
                     hostname=sb["hostname"])
@@ -710,12 +740,24 @@ class RuncRuntime(RuntimeService):
     async def pod_sandbox_stats(self, sandbox_id: str) -> PodSandboxStats:
         rec = self._sandbox(sandbox_id)
         u = await asyncio.to_thread(self.cgroups.usage, rec.get("cgroup_dirs", {}))
-        pause = rec.get("pause_pid") if not rec["host_network"] and self._sandbox_state(rec) == api.SANDBOX_READY else None
-        result = stats.pod_stats(sandbox_id, _now(), u, pause)
+        eth0 = None
+        if rec.get("own_netns") and self._sandbox_state(rec) == api.SANDBOX_READY:
+            # read from inside the pod's netns: no process of the pod need be running
+            with contextlib.suppress(OSError):
+                eth0 = (await run_in_netns(rec["netns"], stats.net_dev)).get("eth0")
+        result = stats.pod_stats(sandbox_id, _now(), u, eth0)
         for c in list(self._containers.values()):
             if c["sandbox_id"] == sandbox_id and self._refresh(c) == api.CONTAINER_RUNNING:
                 result.containers.append(await self.container_stats(c["id"]))
         return result
+
+
+def _pod_namespace(sb: dict, kind: str) -> str:
+    """Where a container joins its pod's namespace: the pause process's (pods sharing a pid
+    namespace, and sandboxes made before namespaces were pinned on files), else the file."""
+    if sb.get("pause_pid"):
+        return f"/proc/{sb['pause_pid']}/ns/{kind}"
+    return sb[kind]
 
 
 _RUNC_ERROR = re.compile(r'^time="[^"]*" level=error msg="(.*)"$')

@@ -21,24 +21,20 @@ def container_stats(container_id: str, timestamp: int, u: Usage, upper_dir: Path
                           **_usage_fields(u))
 
 
-def pod_stats(sandbox_id: str, timestamp: int, u: Usage, pause_pid: int | None) -> PodSandboxStats:
+def pod_stats(sandbox_id: str, timestamp: int, u: Usage,
+              eth0: tuple[int, int, int, int] | None) -> PodSandboxStats:
     stats = PodSandboxStats(id=sandbox_id, timestamp=timestamp, **_usage_fields(u))
-    dev = net_dev(pause_pid).get("eth0") if pause_pid else None
-    if dev:
+    if eth0:
         (stats.network_rx_bytes, stats.network_rx_errors,
-         stats.network_tx_bytes, stats.network_tx_errors) = dev
+         stats.network_tx_bytes, stats.network_tx_errors) = eth0
     return stats
 
 
-def net_dev(pid: int) -> dict[str, tuple[int, int, int, int]]:
-    """(rx bytes, rx errors, tx bytes, tx errors) per interface of the network namespace of pid:
-    /proc/PID/net/dev shows that process's namespace, so no setns is needed."""
+def net_dev() -> dict[str, tuple[int, int, int, int]]:
+    """(rx bytes, rx errors, tx bytes, tx errors) per interface of the calling thread's network
+    namespace: call it from a thread that entered the pod's (no process of the pod need run)."""
     out = {}
-    try:
-        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
-    except OSError:
-        return out
-    for line in lines:
+    for line in Path("/proc/thread-self/net/dev").read_text().splitlines()[2:]:
         name, _, rest = line.partition(":")
         f = rest.split()
         if len(f) >= 16:
