@@ -25,7 +25,8 @@ import orjson
 
 from . import schema
 from .errors import ApiError, bad_request
-from .fieldpath import FieldSet, PathElement, field_element, go_json, key_element, path_string, value_element
+from .fieldpath import (FieldSet, PathElement, element_order, field_element, go_json, key_element, path_string,
+                        value_element)
 from .jsonclone import clone
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -318,80 +319,91 @@ def _compare(left: Any, right: Any, node: schema.Node | None, path: tuple, resul
         result.removed.insert(path)
 
 
-def created_fields(zero: Any, new: Any, node: schema.Node | None) -> FieldSet:
-    """`added ∪ modified` of compare(zero, new), built in one walk (what a create's manager owns).
+def created_fields_v1(zero: Any, new: Any, node: schema.Node | None, reset: FieldSet, stripped: FieldSet) -> dict:
+    """The FieldsV1 of what a create's manager owns: `added ∪ modified` of compare(zero, new), less
+    `reset` (with all below it) and less `stripped`'s members — as _record_update would find them.
 
-    A create is the commonest write and `zero` has few fields, so this walks `new` alone, adding
-    members to the trie node it is at instead of inserting each path from the root; paths only
-    `zero` has would be "removed" and are not wanted here.
+    A create is the commonest write and `zero` has few fields, so this walks `new` alone and writes
+    the FieldsV1 JSON as it goes (elements sorted, an owned node with children leading with "."),
+    with no field set in between; paths only `zero` has would be "removed" and are not wanted here.
     """
-    out = FieldSet()
-    _created(zero, new, node, (), None, out)
-    return out
+    body: dict = {}
+    _created_into(zero, new, node, body, reset, stripped)
+    return body
 
 
-def _created(left: Any, right: Any, node: schema.Node | None, path: tuple, pe: PathElement | None,
-             parent: FieldSet) -> None:
-    """Record `right` (at `path`, which is `pe` below `parent`) against `left` as _compare would."""
-    if left is MISSING and pe is not None:
-        _added(right, node, path, pe, parent)
-        return
+def _created_into(left: Any, right: Any, node: schema.Node | None, body: dict,
+                  reset: FieldSet | None, stripped: FieldSet | None) -> None:
+    """Write into `body` the entries below `right` (a container `left` also has) that differ from `left`."""
     shape = _resolve(node, right)
-    if _is_leaf(shape, left, right):
-        if pe is not None and (left is MISSING or not _equal(left, right)):
-            parent.members.add(pe)
-        return
-    here = parent if pe is None else parent.children.get(pe) or FieldSet()
     if shape in (STRUCT, MAP):
         lmap = left if isinstance(left, dict) else {}
-        if isinstance(right, dict):
-            for key, value in right.items():
-                child, _ = _child(node, shape, key)
-                element = field_element(key)
-                _created(lmap.get(key, MISSING), value, child, path + (element,), element, here)
+        for key in sorted(right):
+            child, _ = _child(node, shape, key)
+            _created_entry(lmap.get(key, MISSING), right[key], child, field_element(key), body, reset, stripped)
     else:
-        litems = _items_by_element(left, node, shape, path)
-        for element, items in _items_by_element(right, node, shape, path).items():
+        litems = _items_by_element(left, node, shape, ())
+        ritems = _items_by_element(right, node, shape, ())
+        for element in sorted(ritems, key=element_order):
             same = litems.get(element)
-            _created(same[0] if same else MISSING, items[0], node.items, path + (element,), element, here)
-    if pe is not None:
-        if here.members or here.children:
-            parent.children[pe] = here
-        if left is MISSING:
-            parent.members.add(pe)
+            _created_entry(same[0] if same else MISSING, ritems[element][0], node.items, element, body, reset,
+                           stripped)
 
 
-def _added(value: Any, node: schema.Node | None, path: tuple, pe: PathElement, parent: FieldSet) -> None:
-    """_created where the left side has nothing (most of a create): `value` and all below it is added."""
+def _created_entry(left: Any, right: Any, node: schema.Node | None, pe: PathElement, body: dict,
+                   reset: FieldSet | None, stripped: FieldSet | None) -> None:
+    """The entry of `pe` (holding `right`, where `left` was) in `body`, if the manager owns anything there."""
+    if reset is not None:
+        if pe in reset.members:
+            return
+        reset = reset.children.get(pe)
+    owned = stripped is None or pe not in stripped.members
+    stripped = stripped.children.get(pe) if stripped is not None else None
+    if left is MISSING:
+        sub = {".": {}} if owned else {}
+        _added_into(right, node, sub, reset, stripped)
+    elif _is_leaf(_resolve(node, right), left, right):
+        if not owned or _equal(left, right):
+            return
+        sub = {".": {}}
+    else:
+        sub = {}
+        _created_into(left, right, node, sub, reset, stripped)
+    if len(sub) > 1 or (sub and "." not in sub):
+        body[pe.text] = sub
+    elif sub:
+        body[pe.text] = {}  # owned, nothing below: a bare member
+
+
+def _added_into(value: Any, node: schema.Node | None, body: dict, reset: FieldSet | None,
+                stripped: FieldSet | None) -> None:
+    """_created_into where the left side has nothing (most of a create): all below `value` is added."""
     shape = DEDUCED if node is None else _shape(node)
     if shape is DEDUCED:
         shape = MAP if isinstance(value, dict) else ATOMIC if isinstance(value, list) else SCALAR
-    parent.members.add(pe)
     if shape is SCALAR or shape is ATOMIC or not value:
         return
     if shape is STRUCT or shape is MAP:
         if not isinstance(value, dict):
             return
-        here = FieldSet()
-        if shape is STRUCT:
-            field = node.field  # type: ignore[union-attr]  # a STRUCT shape comes from a node
-            for key, sub in value.items():
-                element = field_element(key)
-                _added(sub, field(key), path + (element,), element, here)
-        else:
-            values = None if node is None else node.values
-            for key, sub in value.items():
-                element = field_element(key)
-                _added(sub, values, path + (element,), element, here)
-    else:
-        if not isinstance(value, list):
-            return
-        here = FieldSet()
-        items = node.items
-        for element, same in _items_by_element(value, node, shape, path).items():
-            _added(same[0], items, path + (element,), element, here)
-    if here.members or here.children:
-        parent.children[pe] = here
+        field = node.field if shape is STRUCT else None  # type: ignore[union-attr]  # STRUCT comes from a node
+        values = None if node is None else node.values
+        for key in sorted(value):
+            sub_value = value[key]
+            if reset is not None or stripped is not None:
+                child = field(key) if field is not None else values
+                _created_entry(MISSING, sub_value, child, field_element(key), body, reset, stripped)
+            elif not sub_value or not isinstance(sub_value, (dict, list)):
+                body["f:" + key] = {}  # a scalar or an empty value: owned whole, whatever its shape
+            else:
+                sub = {".": {}}
+                _added_into(sub_value, field(key) if field is not None else values, sub, None, None)
+                body["f:" + key] = sub if len(sub) > 1 else {}
+    elif isinstance(value, list):
+        items = node.items  # type: ignore[union-attr]  # list shapes come from a node
+        by_element = _items_by_element(value, node, shape, ())
+        for element in sorted(by_element, key=element_order):
+            _created_entry(MISSING, by_element[element][0], items, element, body, reset, stripped)
 
 
 def merge(live: Any, config: Any, node: schema.Node | None) -> Any:
@@ -613,21 +625,23 @@ def encode_managed_fields(managed: Managed) -> list[dict] | None:
         return None
     ordered = sorted(managed.values(), key=lambda e: (e.operation, _seconds(e.time), e.manager, e.api_version,
                                                       e.subresource))
-    out = []
-    for e in ordered:
-        entry: dict[str, Any] = {}
-        if e.manager:
-            entry["manager"] = e.manager
-        entry["operation"] = e.operation
-        entry["apiVersion"] = e.api_version
-        if e.time:
-            entry["time"] = e.time
-        entry["fieldsType"] = "FieldsV1"
-        entry["fieldsV1"] = e.fields.to_fields_v1()
-        if e.subresource:
-            entry["subresource"] = e.subresource
-        out.append(entry)
-    return out
+    return [_entry_json(e.manager, e.operation, e.api_version, e.time, e.fields.to_fields_v1(), e.subresource)
+            for e in ordered]
+
+
+def _entry_json(manager: str, operation: str, api_version: str, time: str, fields_v1: dict,
+                subresource: str) -> dict:
+    """One managedFields entry, its keys in upstream's order and its empty strings left out."""
+    entry: dict[str, Any] = {"manager": manager} if manager else {}
+    entry["operation"] = operation
+    entry["apiVersion"] = api_version
+    if time:
+        entry["time"] = time
+    entry["fieldsType"] = "FieldsV1"
+    entry["fieldsV1"] = fields_v1
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
 
 
 def _set_managed_fields(obj: dict, entries: list[dict] | None) -> None:
@@ -912,13 +926,11 @@ def update_managed_fields(old: dict | None, new: dict, node: schema.Node, manage
         return
     if old is None and not managed and not subresource and operation == "Update":
         try:  # the fast path of the commonest write, the same fields as _record_update finds
-            fields = created_fields(_zero_object(node), new, node).recursive_difference(
-                _reset_set(reset_fields)).difference(_STRIPPED)
+            fields = created_fields_v1(_zero_object(node), new, node, _reset_set(reset_fields), _STRIPPED)
         except _TypedError:
             return
-        if not fields.empty():
-            entry = Entry(manager, operation, api_version, fields, now, subresource)
-            _set_managed_fields(new, encode_managed_fields({"": entry}))
+        if fields:
+            _set_managed_fields(new, [_entry_json(manager, operation, api_version, now, fields, subresource)])
         return
     base = _without_managed_fields(old) if old is not None else _zero_object(node)
     try:

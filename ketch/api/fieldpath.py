@@ -78,7 +78,7 @@ class PathElement(str):
         return f"PathElement({str.__repr__(self)})"
 
 
-_order = operator.attrgetter("order")  # of PathElements: upstream's element order
+element_order = operator.attrgetter("order")  # of PathElements: upstream's element order
 
 
 _field_elements: dict[str, PathElement] = {}
@@ -253,9 +253,9 @@ class FieldSet:
 
     def paths(self, prefix: Path = ()) -> Iterator[Path]:
         """Every member path: this level's members (sorted), then each child's, as upstream iterates."""
-        for pe in sorted(self.members, key=_order):
+        for pe in sorted(self.members, key=element_order):
             yield prefix + (pe,)
-        for pe in sorted(self.children, key=_order):
+        for pe in sorted(self.children, key=element_order):
             yield from self.children[pe].paths(prefix + (pe,))
 
     def __eq__(self, other: object) -> bool:
@@ -269,7 +269,7 @@ class FieldSet:
         """The FieldsV1 JSON object: elements in upstream order; a member with children leads with `"."`."""
         out: dict[str, Any] = {}
         members, children = self.members, self.children
-        for pe in sorted(members | children.keys() if children else members, key=_order):
+        for pe in sorted(members | children.keys() if children else members, key=element_order):
             sub = children.get(pe)
             body = sub.to_fields_v1() if sub is not None else None
             if not body:  # no child, or children without members
