@@ -25,8 +25,8 @@ import orjson
 
 from . import schema
 from .errors import ApiError, bad_request
-from .fieldpath import (FieldSet, PathElement, element_order, field_element, go_json, key_element, path_string,
-                        value_element)
+from .fieldpath import (FieldSet, PathElement, element_order, field_element, go_json, key_element, parse_fields_v1,
+                        path_string, value_element)
 from .jsonclone import clone
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -604,7 +604,7 @@ def decode_managed_fields(entries: Any) -> Managed:
         if fields_type != "FieldsV1":
             raise ValueError(f'invalid fieldsType "{fields_type}" in managed fields entry {i}')
         entry = Entry(raw.get("manager") or "", operation, api_version,
-                      FieldSet.from_fields_v1(raw.get("fieldsV1") or {}), raw.get("time"),
+                      parse_fields_v1(raw.get("fieldsV1") or {}), raw.get("time"),
                       raw.get("subresource") or "")
         managed[identifier(entry.manager, operation, api_version, entry.subresource)] = entry
     return managed

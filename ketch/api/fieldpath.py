@@ -13,6 +13,8 @@ import math
 import operator
 from typing import Any, Iterable, Iterator, Sequence
 
+import orjson
+
 
 def go_json(value: Any, sort_keys: bool = False) -> str:
     """Compact JSON the way Go's encoding/json writes it (HTML-sensitive characters escaped)."""
@@ -234,7 +236,7 @@ class FieldSet:
             rest = mine.difference(theirs)
             if not rest.empty():
                 out.children[pe] = rest
-        return out
+        return self if out._same_as(self) else out
 
     def recursive_difference(self, other: FieldSet) -> FieldSet:
         """Like difference, but a member of other also removes everything below it."""
@@ -249,7 +251,13 @@ class FieldSet:
             rest = mine.recursive_difference(theirs) if theirs is not None else mine
             if not rest.empty():
                 out.children[pe] = rest
-        return out
+        return self if out._same_as(self) else out
+
+    def _same_as(self, original: FieldSet) -> bool:
+        """Whether a difference of `original` removed nothing: then `original` itself is the answer,
+        which keeps a set parsed from managedFields (and its remembered encoding) when untouched."""
+        return len(self.members) == len(original.members) and len(self.children) == len(original.children) \
+            and all(original.children.get(pe) is sub for pe, sub in self.children.items())
 
     def paths(self, prefix: Path = ()) -> Iterator[Path]:
         """Every member path: this level's members (sorted), then each child's, as upstream iterates."""
@@ -266,12 +274,19 @@ class FieldSet:
 
     # FieldsV1 encoding
     def to_fields_v1(self) -> dict:
-        """The FieldsV1 JSON object: elements in upstream order; a member with children leads with `"."`."""
+        """The FieldsV1 JSON object: elements in upstream order; a member with children leads with `"."`.
+        A set parsed by `parse_fields_v1` answers from its remembered encoding, as a new object."""
+        known = _encodings.get(id(self))
+        if known is not None and known[0] is self:
+            return orjson.loads(known[1])
+        return self._encode()
+
+    def _encode(self) -> dict:
         out: dict[str, Any] = {}
         members, children = self.members, self.children
         for pe in sorted(members | children.keys() if children else members, key=element_order):
             sub = children.get(pe)
-            body = sub.to_fields_v1() if sub is not None else None
+            body = sub._encode() if sub is not None else None
             if not body:  # no child, or children without members
                 out[pe.text] = {}
             else:
@@ -295,3 +310,28 @@ class FieldSet:
             if not sub.empty():
                 out.children[pe] = sub
         return out
+
+
+# Managed fields are parsed on every update and most entries come back unchanged (another manager's
+# fields, the same for every pod of a template), so parsed sets are remembered by their JSON text,
+# with their encoding. Sound because a FieldSet is never changed once built (see the class).
+_parsed: dict[bytes, FieldSet] = {}
+_encodings: dict[int, tuple[FieldSet, bytes]] = {}  # id → (set, FieldsV1 text); the set keeps the id unique
+_REMEMBERED = 2048
+
+
+def parse_fields_v1(fields: Any) -> FieldSet:
+    """FieldSet.from_fields_v1, remembered: equal FieldsV1 texts give the same (shared) set."""
+    try:
+        text = orjson.dumps(fields)
+    except TypeError:  # orjson.JSONEncodeError included: what JSON cannot hold is never remembered
+        return FieldSet.from_fields_v1(fields)
+    hit = _parsed.get(text)
+    if hit is None:
+        hit = FieldSet.from_fields_v1(fields)
+        if len(_parsed) >= _REMEMBERED:
+            _parsed.clear()
+            _encodings.clear()
+        _parsed[text] = hit
+        _encodings[id(hit)] = (hit, orjson.dumps(hit._encode()))
+    return hit

@@ -157,6 +157,27 @@ def test_updates_by_one_manager_merge_into_one_entry():
     assert fields_of(second, "kubectl-edit") == {"f:spec": {"f:paused": {}, "f:replicas": {}}}
 
 
+def test_remembered_field_sets_answer_alike_and_stay_apart():
+    """Managed fields parsed once are remembered; each object still gets FieldsV1 of its own, and
+    an entry another manager's write leaves alone keeps its text."""
+    first, second = created(), created()
+    for obj, image in ((first, "nginx:1.26"), (second, "nginx:1.27")):
+        edited = copy.deepcopy(obj)
+        edited["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        apply.update_managed_fields(obj, edited, DEPLOYMENT, "kubectl-edit", api_version="apps/v1", now=T1)
+        obj.clear()
+        obj.update(edited)
+    assert json.dumps(fields_of(first, "kubectl-create")) == json.dumps(fields_of(second, "kubectl-create"))
+    assert fields_of(first, "kubectl-create") is not fields_of(second, "kubectl-create")
+    fields_of(first, "kubectl-create")["f:spec"].clear()  # a client changing one object's copy...
+    scaled = copy.deepcopy(second)
+    scaled["status"] = {"replicas": 2}
+    apply.update_managed_fields(second, scaled, DEPLOYMENT, "kube-controller-manager", api_version="apps/v1",
+                                now=T2, subresource="status")
+    assert json.dumps(fields_of(scaled, "kubectl-create")) == json.dumps(fields_of(second, "kubectl-create"))
+    assert "f:replicas" in fields_of(scaled, "kubectl-create")["f:spec"]  # ...changes no other
+
+
 def test_update_that_changes_nothing_keeps_managed_fields_as_they_were():
     live = created()
     same = copy.deepcopy(live)
