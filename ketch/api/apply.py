@@ -21,13 +21,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-import orjson
 
 from . import schema
 from .errors import ApiError, bad_request
 from .fieldpath import (FieldSet, PathElement, element_order, field_element, go_json, key_element, parse_fields_v1,
                         path_string, value_element)
-from .jsonclone import clone
+from .jsonclone import clone, json_equal, same_json
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 MAX_UPDATE_MANAGERS = 10
@@ -171,30 +170,6 @@ def _items_by_element(value: Any, node: schema.Node, shape: str, path: Sequence[
     return out
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """JSON equality (a bool is not a number)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_equal(v, b[k]) for k, v in a.items())
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
-        return False
-    return a == b
-
-
-def _same_document(a: Any, b: Any) -> bool:
-    """Whether two JSON values are equal as _equal says (a bool is not a number) — quickly, in C:
-    Python's == alone would take True for 1, so equal values must also serialize alike."""
-    if a != b:
-        return False
-    try:
-        return orjson.dumps(a) == orjson.dumps(b)
-    except orjson.JSONEncodeError:
-        return _equal(a, b)
-
-
 def _empty(value: Any) -> bool:
     return value is MISSING or value is None or value == {} or value == []
 
@@ -296,10 +271,10 @@ def _compare(left: Any, right: Any, node: schema.Node | None, path: tuple, resul
             result.added.insert(path)
         elif right is MISSING:
             result.removed.insert(path)
-        elif not _equal(left, right):
+        elif not json_equal(left, right):
             result.modified.insert(path)
         return
-    if _same_document(left, right):
+    if same_json(left, right):
         return  # most of an update is unchanged: nothing below can differ
     if shape in (STRUCT, MAP):
         lmap = left if isinstance(left, dict) else {}
@@ -363,7 +338,7 @@ def _created_entry(left: Any, right: Any, node: schema.Node | None, pe: PathElem
         sub = {".": {}} if owned else {}
         _added_into(right, node, sub, reset, stripped)
     elif _is_leaf(_resolve(node, right), left, right):
-        if not owned or _equal(left, right):
+        if not owned or json_equal(left, right):
             return
         sub = {".": {}}
     else:
@@ -773,7 +748,7 @@ def _apply(managed: Managed, live: dict, config: dict, node: schema.Node, manage
             del managed[ident]
         else:
             managed[ident] = replace(managed[ident], fields=fields)
-    if _equal(live, merged):
+    if json_equal(live, merged):
         return copy.deepcopy(live), managed
     if ident in managed:
         managed[ident] = replace(managed[ident], time=now)

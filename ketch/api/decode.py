@@ -25,6 +25,7 @@ import yaml
 
 from . import schema
 from .casefold import fold_case
+from .jsonclone import same_json
 from .names import go_quote
 from .quantity import ERR_FORMAT_WRONG, QuantityError, from_json
 
@@ -184,9 +185,10 @@ class _Checker:
     the same walk: keys folded to the field they spell (casefold.py), unknown fields dropped (and
     recorded), quantities stored in canonical form."""
 
-    def __init__(self, strict: bool, fix: bool = False):
+    def __init__(self, strict: bool, fix: bool = False, unchanged: frozenset[str] = frozenset()):
         self.strict = strict
         self.fix = fix
+        self.unchanged = unchanged  # top-level fields known to be decoded already: not walked
         self.type_errors: list[str] = []
         self.unknown: list[str] = []
 
@@ -262,6 +264,8 @@ class _Checker:
                 fold_case(value, node)
             name = struct_name(node)
             for key, sub in list(value.items()):
+                if not stack and key in self.unchanged:
+                    continue
                 sub_node = node.field(key)
                 if sub_node is not None and type(sub) is str and _plain_string(sub_node):
                     continue  # most leaves: nothing to check or fix, no paths to build
@@ -309,8 +313,11 @@ def _parse_quantity(value: Any) -> Any:
         raise _Fatal(str(err)) from None
 
 
-def _walk(obj: Any, node: schema.Node, strict: bool, fix: bool) -> Structure:
-    checker = _Checker(strict, fix)
+def _walk(obj: Any, node: schema.Node, strict: bool, fix: bool, decoded: dict | None = None) -> Structure:
+    unchanged: frozenset[str] = frozenset()
+    if isinstance(obj, dict) and isinstance(decoded, dict):
+        unchanged = frozenset(k for k, v in obj.items() if k in decoded and same_json(v, decoded[k]))
+    checker = _Checker(strict, fix, unchanged)
     try:
         checker.check(obj, node, "", (), "")
     except _Fatal as fatal:
@@ -323,12 +330,15 @@ def check_structure(obj: Any, node: schema.Node, *, strict: bool) -> Structure:
     return _walk(obj, node, strict, fix=False)
 
 
-def decode_body(obj: Any, node: schema.Node, *, strict: bool) -> Structure:
+def decode_body(obj: Any, node: schema.Node, *, strict: bool, decoded: dict | None = None) -> Structure:
     """Decode a parsed body into `node`'s type, in place: keys folded to the field they spell, then
     checked; unknown fields dropped and reported in document order (free-form places are left
     intact); quantities stored canonically (`cpu: 0.5` as `500m`). With type errors the body is
-    left half-decoded (the request fails)."""
-    return _walk(obj, node, strict, fix=True)
+    left half-decoded (the request fails).
+
+    `decoded` is an object of the same type that was decoded before (the stored one, for a patch):
+    a top-level field equal to its would decode to itself again, so it is not walked."""
+    return _walk(obj, node, strict, fix=True, decoded=decoded)
 
 
 def unknown_field_messages(paths: list[str]) -> list[str]:

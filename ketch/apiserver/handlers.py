@@ -141,8 +141,10 @@ class Context:
         finally:
             self.res = served
 
-    def check_body(self, obj: Any, raw: bytes | None = None, content_type: str = "") -> dict:
-        """Decode checks on a body in the request's version; returns it pruned and canonical."""
+    def check_body(self, obj: Any, raw: bytes | None = None, content_type: str = "", decoded: dict | None = None
+                   ) -> dict:
+        """Decode checks on a body in the request's version; returns it pruned and canonical.
+        `decoded`: the stored object the body was made from (a patch's), whose equal fields are not walked."""
         if obj is None:
             raise errors.bad_request("the body of the request was empty")
         if not isinstance(obj, dict):
@@ -166,7 +168,7 @@ class Context:
                                      f"json: cannot unmarshal {decode.json_kind(obj['metadata'])} into Go struct field "
                                      f"{res.kind}.metadata of type v1.ObjectMeta")
         obj.setdefault("metadata", {})
-        found = decode.decode_body(obj, res.schema, strict=mode == "Strict")
+        found = decode.decode_body(obj, res.schema, strict=mode == "Strict", decoded=decoded)
         if found.type_errors:
             raise errors.bad_request(decode.handled_as_message(res.kind, res.version, res.kind,
                                                                found.type_errors[0]))
@@ -407,7 +409,7 @@ async def patch_(ctx: Context) -> web.StreamResponse:
             new = ssa.server_side_apply(current_ext, applied, res.schema, manager, force, res.api_version,
                                         now_rfc3339(), subresource=sub, reset_fields=ctx.reset_fields(sub))
             return ctx.to_storage(new)
-        new = ctx.check_body(_patched(ctx, kind, document, current_ext))
+        new = ctx.check_body(_patched(ctx, kind, document, current_ext), decoded=current_ext)
         ctx.namespace_of_body(new)
         if new["metadata"].get("resourceVersion") == current_ext["metadata"].get("resourceVersion"):
             new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]

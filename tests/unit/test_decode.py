@@ -193,6 +193,27 @@ def test_decoding_drops_unknown_fields_inside_lists_and_maps_in_document_order()
     assert body == {"spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
 
 
+def test_a_patched_body_is_decoded_where_it_differs_from_the_stored_object():
+    stored = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]},
+              "status": {"phase": "Pending"}}
+    # A status patch with a type error and an unknown field: both found, as without the stored object.
+    patched = copy.deepcopy(stored)
+    patched["status"] = {"phase": "Running", "podIP": 7, "bogus": "10.0.0.1"}
+    found = decode.decode_body(patched, POD, strict=True, decoded=stored)
+    assert found.type_errors == ["json: cannot unmarshal number into Go struct field PodStatus.status.podIP "
+                                 "of type string"]
+    assert found.unknown_fields == ["status.bogus"]
+    # Equal means equal as JSON: true where the stored object had 1 is a change, and is checked.
+    stored_odd = {"spec": {"containers": [{"name": "c", "tty": 1}]}}
+    patched = {"spec": {"containers": [{"name": "c", "tty": True}]}}
+    assert decode.decode_body(patched, POD, strict=True, decoded=stored_odd) == decode.Structure([], [])
+    patched = {"spec": {"containers": [{"name": "c", "tty": 1}]}}
+    assert decode.decode_body(patched, POD, strict=True, decoded={"spec": {}}).type_errors
+    # A field equal to the stored object's decoded to itself once already: it is left as it is.
+    same = {"spec": {"containers": [{"name": "c", "tty": 1}]}}
+    assert decode.decode_body(same, POD, strict=True, decoded=copy.deepcopy(same)) == decode.Structure([], [])
+
+
 def test_decoding_folds_the_book_era_spelling_of_a_field():
     body = {"spec": {"clusterip": "None", "ports": [{"port": 80, "nodeport": 30001}]}}
     assert decode.decode_body(body, SERVICE, strict=True) == decode.Structure([], [])
