@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-
 from . import schema
 from .errors import ApiError, bad_request
 from .fieldpath import (FieldSet, PathElement, element_order, field_element, go_json, key_element, parse_fields_v1,

@@ -317,7 +317,7 @@ class FieldSet:
 # with their encoding. Sound because a FieldSet is never changed once built (see the class).
 _parsed: dict[bytes, FieldSet] = {}
 _encodings: dict[int, tuple[FieldSet, bytes]] = {}  # id → (set, FieldsV1 text); the set keeps the id unique
-_REMEMBERED = 2048
+_REMEMBERED = 512  # ~15 KB each for a pod's entry: a few MB at most
 
 
 def parse_fields_v1(fields: Any) -> FieldSet:
