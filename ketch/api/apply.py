@@ -367,6 +367,8 @@ def _added_into(value: Any, node: schema.Node | None, body: dict, reset: FieldSe
             if reset is not None or stripped is not None:
                 child = field(key) if field is not None else values
                 _created_entry(MISSING, sub_value, child, field_element(key), body, reset, stripped)
+            # What _created_entry(MISSING, ...) does with nothing reset or stripped, inlined: this
+            # loop visits most of a create's fields.
             elif not sub_value or not isinstance(sub_value, (dict, list)):
                 body["f:" + key] = {}  # a scalar or an empty value: owned whole, whatever its shape
             else:
@@ -603,7 +605,7 @@ def encode_managed_fields(managed: Managed) -> list[dict] | None:
             for e in ordered]
 
 
-def _entry_json(manager: str, operation: str, api_version: str, time: str, fields_v1: dict,
+def _entry_json(manager: str, operation: str, api_version: str, time: str | None, fields_v1: dict,
                 subresource: str) -> dict:
     """One managedFields entry, its keys in upstream's order and its empty strings left out."""
     entry: dict[str, Any] = {"manager": manager} if manager else {}
