@@ -80,6 +80,7 @@ _registry: dict[str, Defaults] = {}
 def register(definition: str, values: dict | None = None, compute: Compute | None = None) -> None:
     """Add defaults for a definition; values merge into any already declared, compute appends."""
     entry = _registry.setdefault(definition, Defaults())
+    _plans.clear()
     if values:
         _merge(entry.values, values)
     if compute is not None:
@@ -99,23 +100,58 @@ def apply_defaults(obj: Any, node: schema.Node, skip: tuple[str, ...] = ()) -> N
 
     Parents are defaulted before their children, as upstream's generated defaulters do, and
     children added by a parent's defaults are visited too. Fields named in `skip` (at the top
-    level only) are left as they are.
+    level only) are left as they are. Only the parts of the schema that lead to a definition with
+    defaults are walked (`_plan`): a pod's metadata, env and resources are not visited at all.
     """
+    plan = _plan(node)
+    if plan is None:
+        return
     if isinstance(obj, dict):
-        entry = _registry.get(node.ref) if node.ref else None
-        if entry is not None:
-            entry.apply(obj)
-        if node.properties:
+        if plan.entry is not None:
+            plan.entry.apply(obj)
+        if plan.fields:
             for key in list(obj):
-                sub = node.field(key)
+                sub = plan.fields.get(key)
                 if sub is not None and key not in skip:
                     apply_defaults(obj[key], sub)
-        elif (values := node.values) is not None:
+        elif (values := plan.values) is not None:
             for value in list(obj.values()):
                 apply_defaults(value, values)
-    elif isinstance(obj, list) and (items := node.items) is not None:
+    elif isinstance(obj, list) and (items := plan.items) is not None:
         for value in obj:
             apply_defaults(value, items)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What `apply_defaults` does at one schema position: the entry of its definition, and the
+    children (fields, map values or list items) below which some definition declares defaults."""
+
+    entry: Defaults | None
+    fields: dict[str, schema.Node]
+    values: schema.Node | None
+    items: schema.Node | None
+
+
+_plans: dict[schema.Node, _Plan | None] = {}  # None: nothing below the position is ever defaulted
+_UNKNOWN = object()
+_WORKING_OUT = _Plan(None, {}, None, None)
+
+
+def _plan(node: schema.Node) -> _Plan | None:
+    plan = _plans.get(node, _UNKNOWN)
+    if plan is not _UNKNOWN:
+        return plan
+    # A recursive schema (JSONSchemaProps) meets itself while its plan is worked out: the
+    # provisional plan counts as defaulted, which at worst walks a little more than needed.
+    _plans[node] = _WORKING_OUT
+    entry = _registry.get(node.ref) if node.ref else None
+    fields = {key: sub for key, sub in node.fields() if _plan(sub) is not None} if node.properties else {}
+    values = node.values if not node.properties and node.values is not None and _plan(node.values) else None
+    items = node.items if node.items is not None and _plan(node.items) else None
+    plan = _Plan(entry, fields, values, items) if entry or fields or values or items else None
+    _plans[node] = plan
+    return plan
 
 
 # --- filling declared values ------------------------------------------------------------------
