@@ -15,7 +15,7 @@ from . import schema
 def fold_case(obj: dict, node: schema.Node) -> None:
     """Rename, in place, the keys of one object of `node`'s type that spell a field in another case."""
     props = node.properties
-    if any(key not in props for key in obj):
+    if not obj.keys() <= props.keys():
         lowered = node.lowered_field_names
         for key in list(obj):
             if key in props:

@@ -19,7 +19,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import yaml
 
@@ -217,6 +217,30 @@ class _Checker:
         """Check `value` at `node`; returns it, or with `fix` what replaces it in its container."""
         if value is None or node.preserves_unknown or node.ref == RAW_EXTENSION:
             return value  # null leaves the Go zero value; free-form content is not decoded into a type
+        if node.properties:  # the most common position first
+            if not isinstance(value, dict):
+                self.type_error(value, go_type(node, owner, field), struct, stack)
+                return value
+            if self.fix:
+                fold_case(value, node)
+            name, fields = _object_table(node)
+            for key, sub in list(value.items()):
+                if not stack and key in self.unchanged:
+                    continue
+                sub_node, passes = fields.get(key, _UNKNOWN_FIELD)
+                if passes(sub):
+                    continue  # most leaves: nothing to check or fix, no paths to build
+                sub_path = f"{path}.{key}" if path else key
+                if sub_node is None:
+                    if (self.strict or self.fix) and sub_path not in self.unknown:
+                        self.unknown.append(sub_path)
+                    if self.fix:
+                        del value[key]
+                    continue
+                checked = self.check(sub, sub_node, name, stack + (key,), sub_path, node.ref or "", key)
+                if checked is not sub:
+                    value[key] = checked
+            return value
         t = node.type
         if t == "quantity":
             quantity = _parse_quantity(value)
@@ -252,47 +276,82 @@ class _Checker:
             if not isinstance(value, list):
                 self.type_error(value, go_type(node, owner, field), struct, stack)
             elif node.items is not None:
+                items, passes = node.items, _passing_leaf(node.items)
                 for i, item in enumerate(value):
-                    checked = self.check(item, node.items, struct, stack, f"{path}[{i}]", owner, field)
+                    if passes(item):
+                        continue
+                    checked = self.check(item, items, struct, stack, f"{path}[{i}]", owner, field)
                     if checked is not item:
                         value[i] = checked
-        elif node.properties:
-            if not isinstance(value, dict):
-                self.type_error(value, go_type(node, owner, field), struct, stack)
-                return value
-            if self.fix:
-                fold_case(value, node)
-            name = struct_name(node)
-            for key, sub in list(value.items()):
-                if not stack and key in self.unchanged:
-                    continue
-                sub_node = node.field(key)
-                if sub_node is not None and type(sub) is str and _plain_string(sub_node):
-                    continue  # most leaves: nothing to check or fix, no paths to build
-                sub_path = f"{path}.{key}" if path else key
-                if sub_node is None:
-                    if (self.strict or self.fix) and sub_path not in self.unknown:
-                        self.unknown.append(sub_path)
-                    if self.fix:
-                        del value[key]
-                    continue
-                checked = self.check(sub, sub_node, name, stack + (key,), sub_path, node.ref or "", key)
-                if checked is not sub:
-                    value[key] = checked
         elif node.is_map:
             if not isinstance(value, dict):
                 self.type_error(value, go_type(node, owner, field), struct, stack)
             elif node.values is not None:
+                values, passes = node.values, _passing_leaf(node.values)
                 for key, sub in value.items():
-                    checked = self.check(sub, node.values, struct, stack, f"{path}.{key}" if path else key)
+                    if passes(sub):
+                        continue
+                    checked = self.check(sub, values, struct, stack, f"{path}.{key}" if path else key)
                     if checked is not sub:
                         value[key] = checked
         return value
 
 
-def _plain_string(node: schema.Node) -> bool:
-    """A string field that check() would pass unchanged for any string: not a time, not base64."""
-    return node.type == "string" and node.format != "byte" and node.ref not in (TIME, MICRO_TIME)
+def _never(value: Any) -> bool:
+    return False
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _int_within(lo: int, hi: int, *, or_str: bool = False) -> Callable[[Any], bool]:
+    def passes(value: Any) -> bool:
+        return (type(value) is int and lo <= value <= hi) or (or_str and type(value) is str)
+    return passes
+
+
+_leaf_tests: dict[schema.Node, Callable[[Any], bool]] = {}
+
+
+def _passing_leaf(node: schema.Node) -> Callable[[Any], bool]:
+    """A test of the values that check() at `node` would pass unchanged, without errors: a string
+    where a plain string goes (not a time, not base64), a boolean, an integer in range. The
+    parent skips the call for them; every other value is checked."""
+    test = _leaf_tests.get(node)
+    if test is None:
+        t = node.type
+        if t == "string" and node.format != "byte" and node.ref not in (TIME, MICRO_TIME):
+            test = _is_str
+        elif t == "boolean":
+            test = _is_bool
+        elif t == "integer":
+            test = _int_within(*_INT_RANGES.get(node.format or "int64", _INT_RANGES["int64"]))
+        elif t == "int-or-string":
+            test = _int_within(*_INT_RANGES["int32"], or_str=True)
+        else:
+            test = _never
+        _leaf_tests[node] = test
+    return test
+
+
+_UNKNOWN_FIELD: tuple[None, Callable[[Any], bool]] = (None, _never)
+_Fields = dict[str, tuple[schema.Node, Callable[[Any], bool]]]
+_object_tables: dict[schema.Node, tuple[str, _Fields]] = {}
+
+
+def _object_table(node: schema.Node) -> tuple[str, _Fields]:
+    """An object type's Go struct name, and its fields, each with the test of its values that
+    need no check."""
+    table = _object_tables.get(node)
+    if table is None:
+        fields = {key: (sub, _passing_leaf(sub)) for key, sub in node.fields()}
+        table = _object_tables[node] = (struct_name(node), fields)
+    return table
 
 
 def _fits_int(value: Any, fmt: str) -> bool:
