@@ -12,6 +12,7 @@ import contextlib
 import copy
 import datetime
 import gc
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,29 @@ from .stored import decode, encode, raw
 
 
 _last_second: list = [0, ""]  # [whole seconds, their RFC 3339 text]: writes come many a second
+
+
+class _UidSource:
+    """Version 4 UUIDs from os.urandom drawn 4 KiB at a time. uuid4() makes a getrandom call per
+    UUID, and each lets the store's writer thread take the GIL mid-request; this makes one per
+    256 creates. A forked child starts a pool of its own, so no two processes share UIDs."""
+
+    def __init__(self) -> None:
+        self._pool, self._at = b"", 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def __call__(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(4096), 0
+        raw = self._pool[self._at:self._at + 16]
+        self._at += 16
+        return str(uuid.UUID(bytes=raw, version=4))
+
+
+new_uid = _UidSource()
 
 
 def now_rfc3339() -> str:
@@ -212,7 +236,8 @@ class Registry:
                 batch = opts.limit if opts.limit and not filtering else (max(opts.limit * 2, 500) if opts.limit else 0)
                 result = await self.store.range(prefix, start=start, limit=batch, revision=revision)
                 revision = result.revision
-                last_key = None
+                if not result.kvs:  # admission asks for quotas and limit ranges that seldom exist
+                    return items, {"resourceVersion": str(revision)}
                 with gc_paused():
                     last_key = self._collect(res, result.kvs, items, opts, filtering, as_raw, managed_fields_raw)
                 if opts.limit and len(items) == opts.limit:
@@ -282,7 +307,7 @@ class Registry:
             meta["name"] = strategy.generate_name(meta["generateName"])
         if not res.namespaced:
             meta.pop("namespace", None)
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = new_uid()
         meta["creationTimestamp"] = now_rfc3339()
         attrs = admission.Attributes(admission.CREATE, res, obj, dry_run=dry_run)
         if not trusted:
