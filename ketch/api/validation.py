@@ -282,7 +282,21 @@ def validate_object_meta(meta: Mapping, namespaced: bool, name_fn: NameFn, path:
     errs += _meta_common(meta, namespaced, path)
     for i, f in enumerate(_l(meta.get("finalizers"))):
         errs += _kube_finalizer_name(_s(f), index(child(path, "finalizers"), i))
+    if not errs and path == "metadata":
+        _top_meta_passed[0] = (meta, namespaced, name_fn)
     return errs
+
+
+# The last object's own metadata that passed validate_object_meta, with how it was checked: the
+# generic check of a create (validate) need not run again on it when its name rule was at least
+# as strict as a path segment's (which only forbids ".", "..", "/" and "%").
+_top_meta_passed: list = [None]
+_PATH_SAFE_NAME_RULES = (name_is_dns_subdomain, name_is_dns_label, name_is_dns1035_label)
+
+
+def _meta_passed_already(meta: Mapping, namespaced: bool) -> bool:
+    passed = _top_meta_passed[0]
+    return passed is not None and passed[0] is meta and passed[1] == namespaced and passed[2] in _PATH_SAFE_NAME_RULES
 
 
 def _meta_common(meta: Mapping, namespaced: bool, path: str) -> Errors:
@@ -5444,8 +5458,10 @@ def validate(group: str, kind: str, obj: dict, old: dict | None = None, *, reque
     if definition not in schema.definitions():  # a legacy type whose schema is not installed
         return _dedupe(validate_object_meta(meta, resource.namespaced, validate_path_segment_name))
     if old is None:
+        _top_meta_passed[0] = None
         errs = check(obj, schema.node(definition), "", ctx)
-        if not errs:  # upstream's generic ObjectMeta check runs once the strategy's own passed
+        # Upstream's generic ObjectMeta check runs once the strategy's own passed.
+        if not errs and not _meta_passed_already(meta, resource.namespaced):
             errs = validate_object_meta(meta, resource.namespaced, validate_path_segment_name)
     else:
         errs = validate_object_meta(meta, resource.namespaced, validate_path_segment_name)

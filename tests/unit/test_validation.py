@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ketch.api import decode, kinds, validation
+from ketch.api import names as names_mod
 
 BOOK = pathlib.Path("/work/shared/book-examples")
 
@@ -1463,3 +1464,25 @@ def test_node_pod_cidr_is_set_once():
         'spec.podCIDRs[0]: Invalid value: "10.244.0.0/33": must be a valid CIDR value, (e.g. 10.9.8.0/24 or '
         "2001:db8::/64)"
     )
+
+
+@pytest.mark.parametrize("rule", validation._PATH_SAFE_NAME_RULES, ids=lambda r: r.__name__)
+@pytest.mark.parametrize("name", [".", "..", "a/b", "a%b", "web/", "%"])
+def test_name_rules_that_spare_the_generic_metadata_check_reject_what_a_path_segment_rejects(rule, name) -> None:
+    # validate() skips the generic ObjectMeta check (path-segment names) on a create when the
+    # kind's own check passed the same metadata with one of these rules; that is only sound if
+    # each of them refuses every name and generateName a path segment refuses.
+    assert names_mod.validate_path_segment_name(name, False)
+    assert rule(name, False)
+    if names_mod.validate_path_segment_name(name, True):
+        assert rule(name, True)
+
+
+def test_create_metadata_errors_come_from_the_kinds_own_check_or_the_generic_one() -> None:
+    bad = pod()
+    bad["metadata"]["labels"] = {"bad key!": "x"}
+    assert [p.field for p in validation.validate("", "Pod", bad)] == ["metadata.labels"]
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "a/b", "namespace": "default"}, "rules": []}
+    assert any(p.field == "metadata.name" for p in validation.validate("rbac.authorization.k8s.io", "Role", role))
+    assert validation.validate("", "Pod", pod()) == []
