@@ -68,20 +68,19 @@ MISSING: Any = _Missing()  # an absent field, as opposed to an explicit null
 SCALAR, ATOMIC, STRUCT, MAP, SET, KEYED, DEDUCED = "scalar", "atomic", "struct", "map", "set", "keyed", "deduced"
 
 
-_shapes: dict[int, tuple[schema.Node, str]] = {}  # id → (node, shape); the node is kept so ids stay unique
+_shapes: dict[schema.Node, str] = {}  # nodes hash by identity
 
 
 def _shape(node: schema.Node | None) -> str:
     """The element relationship of a schema position, as k8s' schema converter derives it."""
     if node is None:
         return DEDUCED
-    hit = _shapes.get(id(node))
-    if hit is not None and hit[0] is node:
-        return hit[1]
-    shape = _derive_shape(node)
-    if len(_shapes) >= 10_000:
-        _shapes.clear()
-    _shapes[id(node)] = (node, shape)
+    shape = _shapes.get(node)
+    if shape is None:
+        shape = _derive_shape(node)
+        if len(_shapes) >= 10_000:
+            _shapes.clear()
+        _shapes[node] = shape
     return shape
 
 
@@ -352,7 +351,7 @@ def _created_entry(left: Any, right: Any, node: schema.Node | None, pe: PathElem
 def _added_into(value: Any, node: schema.Node | None, body: dict, reset: FieldSet | None,
                 stripped: FieldSet | None) -> None:
     """_created_into where the left side has nothing (most of a create): all below `value` is added."""
-    shape = DEDUCED if node is None else _shape(node)
+    shape = DEDUCED if node is None else _shapes.get(node) or _shape(node)
     if shape is DEDUCED:
         shape = MAP if isinstance(value, dict) else ATOMIC if isinstance(value, list) else SCALAR
     if shape is SCALAR or shape is ATOMIC or not value:
